@@ -1,0 +1,104 @@
+"""Django admin, scoped: an org admin sees and edits only the rows of their active organization."""
+
+from django.contrib import admin
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
+
+from .models import ApiKey, Membership, Organization, Role
+
+admin.site.site_header = "LeadCRM administration"
+admin.site.unregister(APIKey)  # the library's own concrete model is unused; ours carries the organization
+
+
+def admin_organization(request):
+    membership = getattr(request, "membership", None)
+    if membership is not None and membership.role == Role.ADMIN:
+        return membership.organization
+    return None
+
+
+class OrgScopedAdmin(admin.ModelAdmin):
+    """Superusers see every org; an org admin only their active org, in lists, choices and saves."""
+
+    org_field = "organization"
+
+    def _is_org_admin(self, request):
+        return request.user.is_active and request.user.is_staff and admin_organization(request) is not None
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser or self._is_org_admin(request)
+
+    def has_view_permission(self, request, obj=None):
+        return self.has_module_permission(request)
+
+    has_change_permission = has_add_permission = has_delete_permission = has_view_permission
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        organization = admin_organization(request)
+        if organization is None:
+            return queryset.none()
+        return queryset.filter(**{self.org_field: organization})
+
+    def get_exclude(self, request, obj=None):
+        excluded = list(super().get_exclude(request, obj) or [])
+        if not request.user.is_superuser:
+            excluded.append(self.org_field)
+        return excluded
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        organization = admin_organization(request)
+        if not request.user.is_superuser and organization is not None:
+            related = db_field.related_model
+            if any(f.name == "organization" for f in related._meta.get_fields()):
+                kwargs["queryset"] = related._default_manager.filter(organization=organization)
+            elif related._meta.label == "auth.User" or related._meta.model_name == "user":
+                kwargs["queryset"] = related._default_manager.filter(memberships__organization=organization)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser:
+            setattr(obj, self.org_field, admin_organization(request))
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrgScopedAdmin):
+    org_field = "pk"
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+
+    def get_queryset(self, request):
+        queryset = admin.ModelAdmin.get_queryset(self, request)
+        if request.user.is_superuser:
+            return queryset
+        organization = admin_organization(request)
+        return queryset.filter(pk=organization.pk) if organization else queryset.none()
+
+    def get_exclude(self, request, obj=None):
+        return admin.ModelAdmin.get_exclude(self, request, obj)
+
+    def save_model(self, request, obj, form, change):
+        admin.ModelAdmin.save_model(self, request, obj, form, change)
+
+    def has_add_permission(self, request):
+        return request.user.is_superuser
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
+
+
+@admin.register(Membership)
+class MembershipAdmin(OrgScopedAdmin):
+    list_display = ["user", "role", "organization", "created_at"]
+    list_filter = ["role"]
+    search_fields = ["user__email"]
+    autocomplete_fields = []
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrgScopedAdmin, APIKeyModelAdmin):
+    list_display = ["name", "prefix", "organization", "created", "last_used_at", "revoked"]
+    search_fields = ["name", "prefix"]

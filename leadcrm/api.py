@@ -1,0 +1,96 @@
+"""Shared API plumbing: error format, strict serializers, idempotent creates."""
+
+import hashlib
+import json
+
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from .models import IdempotencyRecord
+
+
+def exception_handler(exc, context):
+    """Validation errors as {"errors": {field: [messages]}}; everything else as {"detail": ...}."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        data = exc.detail
+        if isinstance(data, list):
+            data = {"non_field_errors": data}
+        response.data = {"errors": data}
+    return response
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects keys the serializer does not know, instead of silently dropping them."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)
+
+
+class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
+    pass
+
+
+IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+
+
+class IdempotencyConflict(exceptions.APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_detail = "This Idempotency-Key was already used with a different request."
+
+
+def idempotent(handler):
+    """Wrap a POST handler: a repeat of the same Idempotency-Key returns the first answer, creating nothing.
+
+    The key row is inserted in the same transaction as the work, so a concurrent repeat waits on the
+    unique index until the first commits, then replays its stored answer; a failed first try leaves
+    no key behind and may be retried.
+    """
+
+    def wrapper(self, request, *args, **kwargs):
+        key = request.META.get(IDEMPOTENCY_HEADER, "").strip()
+        if not key:
+            return handler(self, request, *args, **kwargs)
+        if len(key) > 255:
+            raise exceptions.ValidationError({"Idempotency-Key": ["At most 255 characters."]})
+        fingerprint = hashlib.sha256(
+            f"{request.method} {request.path}\n".encode() + json.dumps(request.data, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        organization = request.organization
+        existing = IdempotencyRecord.objects.for_org(organization).filter(key=key).first()
+        if existing is None:
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        organization=organization, key=key, fingerprint=fingerprint
+                    )
+                    response = handler(self, request, *args, **kwargs)
+                    if response.status_code >= 400:
+                        transaction.set_rollback(True)
+                        return response
+                    record.status_code = response.status_code
+                    record.body = response.data
+                    record.save(update_fields=["status_code", "body"])
+                    return response
+            except IntegrityError:
+                existing = IdempotencyRecord.objects.for_org(organization).get(key=key)
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyConflict()
+        replay = Response(existing.body, status=existing.status_code)
+        replay["Idempotent-Replayed"] = "true"
+        return replay
+
+    wrapper.__name__ = handler.__name__
+    wrapper.__doc__ = handler.__doc__
+    return wrapper

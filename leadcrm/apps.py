@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LeadcrmConfig(AppConfig):
+    name = "leadcrm"
+    verbose_name = "Organizations and access"

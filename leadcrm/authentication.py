@@ -1,0 +1,40 @@
+from datetime import timedelta
+
+from django.contrib.auth.models import AnonymousUser
+from django.utils import timezone
+from rest_framework import authentication, exceptions
+
+from .models import ApiKey
+
+# last_used_at is refreshed at most this often, so a busy integration does not write on every request.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Api-Key <key>`: the request acts for the key's organization."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        scheme, _, key = header.partition(" ")
+        if scheme != self.keyword:
+            return None
+        key = key.strip()
+        try:
+            api_key = ApiKey.objects.get_from_key(key)
+        except ApiKey.DoesNotExist:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
+        if api_key.has_expired:
+            raise exceptions.AuthenticationFailed("This API key has expired.")
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        django_request = request._request
+        django_request.organization = api_key.organization
+        django_request.membership = None
+        django_request.api_key = api_key
+        return (AnonymousUser(), api_key)
+
+    def authenticate_header(self, request):
+        return self.keyword

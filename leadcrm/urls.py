@@ -1,0 +1,25 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from leadcrm import views as core_views
+from leads import api as leads_api
+
+router = DefaultRouter()
+router.register("leads", leads_api.LeadViewSet, basename="lead")
+router.register("activities", leads_api.ActivityViewSet, basename="activity")
+router.register("forms", leads_api.FormViewSet, basename="form")
+router.register("imports", leads_api.ImportViewSet, basename="import")
+router.register("api-keys", core_views.ApiKeyViewSet, basename="api-key")
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("leadcrm.urls_ui")),
+    path("", include("leads.urls")),
+]

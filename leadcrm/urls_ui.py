@@ -1,0 +1,10 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("org/switch/", views.switch_org, name="switch-org"),
+    path("settings/api-keys/", views.api_keys, name="api-keys"),
+    path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
+]

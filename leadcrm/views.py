@@ -1,0 +1,157 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from . import services, tenancy
+from .api import StrictModelSerializer
+from .celery import app as celery_app
+from .models import ApiKey, Role
+from .pagination import CreatedCursorPagination
+from .permissions import IsOrgWideMember
+
+
+def org_member_required(view):
+    """Browser views: signed in, with an active organization (else a page that says what to do)."""
+
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if request.organization is None:
+            return render(request, "no_organization.html", status=403)
+        return view(request, *args, **kwargs)
+
+    wrapper.__name__ = view.__name__
+    return wrapper
+
+
+def role_required(*roles):
+    def decorator(view):
+        @org_member_required
+        def wrapper(request, *args, **kwargs):
+            if request.membership.role not in roles:
+                raise Http404()
+            return view(request, *args, **kwargs)
+
+        wrapper.__name__ = view.__name__
+        return wrapper
+
+    return decorator
+
+
+@require_GET
+def healthz(request):
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: this is what monitors read
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        with celery_app.connection_for_write() as conn:
+            conn.default_channel.client.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    if checks["redis"] == "ok":
+        try:
+            replies = celery_app.control.ping(timeout=1.0)
+            checks["celery"] = f"ok ({len(replies)} worker{'s' if len(replies) != 1 else ''})" if replies else "no workers"
+        except Exception as exc:
+            checks["celery"] = f"error: {exc.__class__.__name__}"
+    else:
+        checks["celery"] = "unknown: broker unreachable"
+    healthy = all(value.startswith("ok") for value in checks.values())
+    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+
+
+@login_required
+def home(request):
+    return redirect("leads:list")
+
+
+@login_required
+@require_POST
+def switch_org(request):
+    organization = tenancy.switch_organization(request, request.POST.get("organization", ""))
+    messages.success(request, f"Now working in {organization.name}.")
+    return redirect(request.POST.get("next") or reverse("home"))
+
+
+@role_required(Role.ADMIN, Role.MANAGER, Role.MARKETER)
+def api_keys(request):
+    new_key = None
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        if not name or len(name) > 50:
+            messages.error(request, "Give the key a name of at most 50 characters.")
+        else:
+            _, new_key = services.create_api_key(organization=request.organization, name=name,
+                                                 created_by=request.user)
+    keys = ApiKey.objects.for_org(request.organization).select_related("created_by").order_by("-created")
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key})
+
+
+@role_required(Role.ADMIN, Role.MANAGER, Role.MARKETER)
+@require_POST
+def revoke_api_key(request, prefix):
+    api_key = get_object_or_404(ApiKey.objects.for_org(request.organization), prefix=prefix)
+    services.revoke_api_key(api_key=api_key)
+    messages.success(request, f"Key “{api_key.name}” revoked.")
+    return redirect("api-keys")
+
+
+class ApiKeySerializer(StrictModelSerializer):
+    key = serializers.SerializerMethodField(help_text="The plain key: present only in the answer that creates it.")
+
+    class Meta:
+        model = ApiKey
+        fields = ["prefix", "name", "created", "last_used_at", "revoked", "expiry_date", "key"]
+        read_only_fields = ["prefix", "created", "last_used_at", "revoked", "key"]
+
+    def get_key(self, obj) -> str | None:
+        return self.context.get("plain_keys", {}).get(obj.prefix)
+
+
+class ApiKeyPagination(CreatedCursorPagination):
+    ordering = "-created"
+
+
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                    viewsets.GenericViewSet):
+    """API keys of the organization; DELETE revokes."""
+
+    serializer_class = ApiKeySerializer
+    permission_classes = [IsOrgWideMember]
+    pagination_class = ApiKeyPagination
+    lookup_field = "prefix"
+    filterset_class = None
+    ordering_fields = ["created"]
+    search_fields = ["name"]
+
+    def get_queryset(self):
+        return ApiKey.objects.for_org(self.request.organization)
+
+    def create(self, request):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        api_key, plain = services.create_api_key(
+            organization=request.organization, name=serializer.validated_data["name"],
+            created_by=request.user if request.user.is_authenticated else None,
+        )
+        data = ApiKeySerializer(api_key, context={"plain_keys": {api_key.prefix: plain}}).data
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def destroy(self, request, prefix=None):
+        services.revoke_api_key(api_key=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, prefix=None):
+        return self.destroy(request, prefix)

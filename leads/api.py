@@ -1,0 +1,210 @@
+"""REST API for leads, activities, forms and imports (thin: validation in serializers, work in services)."""
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from leadcrm.api import idempotent
+from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.permissions import IsOrgWideMember
+
+from . import imports, selectors, services
+from .filters import LeadFilter
+from .models import Activity, Form, ImportJob
+from .serializers import (
+    ActivityInputSerializer,
+    ActivitySerializer,
+    FormSerializer,
+    FormSubmissionSerializer,
+    ImportJobSerializer,
+    LeadSerializer,
+)
+
+BULK_LIMIT = 1000
+
+
+class OrgScopedViewSet(viewsets.GenericViewSet):
+    """Every queryset starts from the request's organization: another org's object is a 404."""
+
+    permission_classes = [IsOrgWideMember]
+    filterset_class = None
+    search_fields: list[str] = []
+    ordering_fields = ["created_at"]
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "organization": self.request.organization}
+
+    @property
+    def organization(self):
+        return self.request.organization
+
+
+class ActivityCursorPagination(CreatedCursorPagination):
+    ordering = "-occurred_at"
+
+
+class LeadViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
+    serializer_class = LeadSerializer
+    filterset_class = LeadFilter
+    search_fields = ["first_name", "last_name", "email", "company"]
+    ordering_fields = ["created_at", "updated_at", "score", "last_activity_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        return selectors.leads_for(self.organization)
+
+    @extend_schema(responses={200: LeadSerializer, 201: LeadSerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)])
+    @idempotent
+    def create(self, request):
+        """Create a lead; a lead with the same email is merged into (200 with the existing id)."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.capture_lead(organization_id=self.organization.pk, data=serializer.validated_data,
+                                       channel="api")
+        return Response(LeadSerializer(result.lead, context=self.get_serializer_context()).data,
+                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+    def partial_update(self, request, pk=None):
+        lead = self.get_object()
+        serializer = self.get_serializer(lead, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        services.update_lead(lead=lead, data=serializer.validated_data, actor=_user(request))
+        return Response(self.get_serializer(lead).data)
+
+    def destroy(self, request, pk=None):
+        services.delete_lead(lead=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        request=inline_serializer("BulkLeads", {"leads": LeadSerializer(many=True)}),
+        responses={200: inline_serializer("BulkResult", {"results": serializers.ListField()})},
+    )
+    @action(detail=False, methods=["post"])
+    @idempotent
+    def bulk(self, request):
+        """Up to 1,000 leads; each row is captured on its own, so one bad row never loses the others."""
+        rows = request.data.get("leads") if isinstance(request.data, dict) else request.data
+        if not isinstance(rows, list):
+            raise ValidationError({"leads": ["Send a list of leads, as {\"leads\": [...]}."]})
+        if len(rows) > BULK_LIMIT:
+            raise ValidationError({"leads": [f"At most {BULK_LIMIT} leads per request."]})
+        results = []
+        for index, row in enumerate(rows):
+            serializer = self.get_serializer(data=row)
+            if not isinstance(row, dict) or not serializer.is_valid():
+                errors = serializer.errors if isinstance(row, dict) else {"non_field_errors": ["Expected an object."]}
+                results.append({"index": index, "status": 400, "errors": errors})
+                continue
+            result = services.capture_lead(organization_id=self.organization.pk, data=serializer.validated_data,
+                                           channel="api_bulk")
+            results.append({"index": index, "status": 201 if result.created else 200, "id": str(result.lead.pk)})
+        summary = {
+            "created": sum(r["status"] == 201 for r in results),
+            "merged": sum(r["status"] == 200 for r in results),
+            "failed": sum(r["status"] == 400 for r in results),
+        }
+        return Response({"results": results, **summary})
+
+    @extend_schema(responses=ActivitySerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=ActivityCursorPagination, filterset_class=None,
+            ordering_fields=["occurred_at"], search_fields=[])
+    def activities(self, request, pk=None):
+        """The lead's timeline, newest first."""
+        lead = self.get_object()
+        queryset = Activity.objects.for_org(self.organization).filter(lead=lead).select_related(None)
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response(ActivitySerializer(page, many=True).data)
+
+
+def _user(request):
+    return request.user if request.user.is_authenticated else None
+
+
+class ActivityViewSet(mixins.CreateModelMixin, OrgScopedViewSet):
+    serializer_class = ActivityInputSerializer
+
+    def get_queryset(self):
+        return Activity.objects.for_org(self.organization)
+
+    @extend_schema(request=ActivityInputSerializer, responses={201: ActivitySerializer},
+                   parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)])
+    @idempotent
+    def create(self, request):
+        """Record an activity for a lead id or an email; an unknown email creates the lead."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        activity, lead_created = services.track_activity(
+            organization_id=self.organization.pk, type=data["type"], lead=data.get("lead"),
+            email=data.get("email", ""), properties=data.get("properties"), occurred_at=data.get("occurred_at"),
+            actor=_user(request),
+        )
+        return Response({**ActivitySerializer(activity).data, "lead_created": lead_created},
+                        status=status.HTTP_201_CREATED)
+
+
+class FormViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    serializer_class = FormSerializer
+    lookup_field = "pk"
+    ordering_fields = ["created_at", "name"]
+    search_fields = ["name", "slug"]
+
+    def get_queryset(self):
+        return Form.objects.for_org(self.organization)
+
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        return super().create(request, *args, **kwargs)
+
+    def perform_create(self, serializer):
+        serializer.save(organization=self.organization)
+
+    @extend_schema(responses=FormSubmissionSerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None, search_fields=[], ordering_fields=["created_at"])
+    def submissions(self, request, pk=None):
+        form = self.get_object()
+        queryset = form.submissions.all()
+        page = self.paginate_queryset(self.filter_queryset(queryset))
+        return self.get_paginated_response(FormSubmissionSerializer(page, many=True).data)
+
+
+class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    serializer_class = ImportJobSerializer
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+    filterset_class = None
+    ordering_fields = ["created_at"]
+    search_fields = ["filename"]
+
+    def get_queryset(self):
+        return ImportJob.objects.for_org(self.organization).defer("content")
+
+    @extend_schema(
+        request={"multipart/form-data": inline_serializer(
+            "ImportUpload", {"file": serializers.FileField(), "mapping": serializers.CharField(required=False)}
+        )},
+        responses={202: ImportJobSerializer},
+    )
+    @idempotent
+    def create(self, request):
+        """Upload a CSV. With a `mapping` (JSON: header -> lead field) it starts at once; without one,
+        the guessed mapping is used."""
+        upload = request.FILES.get("file")
+        if upload is None:
+            raise ValidationError({"file": ["Attach a CSV file as 'file'."]})
+        with transaction.atomic():
+            job = imports.create_import(
+                organization_id=self.organization.pk, upload=upload, created_by=_user(request),
+                mapping=request.data.get("mapping"),
+            )
+            imports.start_import(job=job)
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["get"], url_path="errors.csv")
+    def errors_csv(self, request, pk=None):
+        return imports.error_report_response(get_object_or_404(self.get_queryset(), pk=pk))

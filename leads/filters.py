@@ -1,0 +1,34 @@
+import django_filters
+
+from .models import Grade, Lead, LifecycleStage, SourceType, Temperature
+
+
+class LeadFilter(django_filters.FilterSet):
+    email = django_filters.CharFilter(method="filter_email")
+    lifecycle_stage = django_filters.MultipleChoiceFilter(choices=LifecycleStage.choices)
+    owner = django_filters.NumberFilter(field_name="owner_id")
+    unassigned = django_filters.BooleanFilter(field_name="owner", lookup_expr="isnull")
+    source = django_filters.CharFilter(field_name="source", lookup_expr="iexact")
+    source_type = django_filters.MultipleChoiceFilter(choices=SourceType.choices)
+    country = django_filters.CharFilter(method="filter_country")
+    industry = django_filters.CharFilter(field_name="industry", lookup_expr="iexact")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
+    score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
+    grade = django_filters.MultipleChoiceFilter(choices=Grade.choices)
+    temperature = django_filters.MultipleChoiceFilter(choices=Temperature.choices)
+    tag = django_filters.CharFilter(field_name="tags", lookup_expr="contains", method="filter_tag")
+
+    class Meta:
+        model = Lead
+        fields = []
+
+    def filter_email(self, queryset, name, value):
+        return queryset.filter(email=value.strip().lower())
+
+    def filter_country(self, queryset, name, value):
+        return queryset.filter(country=value.strip().upper())
+
+    def filter_tag(self, queryset, name, value):
+        return queryset.filter(tags__contains=[value])

@@ -1,0 +1,90 @@
+import random
+from datetime import timedelta
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from leadcrm import services as tenancy_services
+from leadcrm.models import Organization, Role
+from leads import services
+from leads.models import Activity, ActivityType, Form
+
+DEMO_SLUG = "demo"
+DEMO_PASSWORD = "demo12345"
+FIRST = ["Ava", "Liam", "Maya", "Noah", "Zoe", "Ethan", "Ines", "Lucas", "Sofia", "Omar", "Hana", "Jonas", "Priya",
+         "Mateo", "Chloe", "Ravi", "Elena", "Kenji", "Amara", "Felix"]
+LAST = ["Nguyen", "Smith", "Garcia", "Müller", "Rossi", "Kowalski", "Okafor", "Tanaka", "Silva", "Dubois", "Novak",
+        "Haddad", "Johansson", "Patel", "O'Brien"]
+COMPANIES = [
+    ("Northwind Traders", "retail", 120, "US"), ("Globex", "manufacturing", 2400, "US"),
+    ("Initech", "software", 350, "US"), ("Umbrella Health", "healthcare", 5200, "GB"),
+    ("Hooli", "software", 12000, "US"), ("Stark Logistics", "logistics", 800, "DE"),
+    ("Acme Finance", "financial services", 60, "FR"), ("Wayne Energy", "energy", 9000, "US"),
+    ("Tyrell Labs", "biotech", 45, "NL"), ("Cyberdyne", "software", 1500, "JP"),
+    ("Soylent Foods", "food", 300, "BR"), ("Vandelay Industries", "manufacturing", 95, "CA"),
+]
+TITLES = ["Marketing Manager", "VP Sales", "CTO", "Head of Growth", "Operations Director", "CEO", "Analyst",
+          "Procurement Lead", "IT Manager", "Founder"]
+SOURCES = [("paid", "google-ads"), ("organic", "blog"), ("inbound", "website"), ("referral", "partner"),
+           ("outbound", "cold-email")]
+PAGES = ["/", "/pricing", "/features", "/blog/lead-scoring-101", "/case-studies", "/demo", "/docs"]
+
+
+class Command(BaseCommand):
+    help = "Create the demo organization with users of each role, a form, leads and activities. Safe to re-run."
+
+    def handle(self, **options):
+        organization = Organization.objects.filter(slug=DEMO_SLUG).first()
+        if organization is None:
+            organization = tenancy_services.create_organization(
+                slug=DEMO_SLUG, name="Demo Inc.", owner_email="admin@demo.test", owner_password=DEMO_PASSWORD
+            )
+        for role in (Role.MANAGER, Role.MARKETER, Role.REP):
+            tenancy_services.add_member(organization=organization, email=f"{role}@demo.test",
+                                        password=DEMO_PASSWORD, role=role)
+        Form.objects.get_or_create(
+            slug="demo-contact",
+            defaults={
+                "organization": organization, "name": "Contact sales",
+                "fields": ["first_name", "last_name", "email", "company", "job_title", "phone"],
+                "required_fields": ["email"],
+                "hidden_values": {"source_type": "inbound", "source": "website contact form"},
+                "consent_text": "I agree to receive emails about Demo Inc. products. Unsubscribe at any time.",
+            },
+        )
+        if organization.leads.exists():
+            self.stdout.write("Demo organization already seeded.")
+            return
+        self._seed_leads(organization)
+        self.stdout.write(f"Seeded demo organization with {organization.leads.count()} leads. "
+                          f"Logins: admin|manager|marketer|rep@demo.test, password {DEMO_PASSWORD}")
+
+    @transaction.atomic
+    def _seed_leads(self, organization):
+        rng = random.Random(42)
+        now = timezone.now()
+        for index in range(200):
+            first, last = rng.choice(FIRST), rng.choice(LAST)
+            company, industry, size, country = rng.choice(COMPANIES)
+            source_type, source = rng.choice(SOURCES)
+            domain = company.lower().replace(" ", "") + ".example"
+            result = services.capture_lead(
+                organization_id=organization.pk, channel="seed",
+                data={
+                    "email": f"{first}.{last}.{index}@{domain}".lower().replace("'", ""),
+                    "first_name": first, "last_name": last, "company": company, "industry": industry,
+                    "company_size": size, "country": country, "job_title": rng.choice(TITLES),
+                    "source_type": source_type, "source": source, "utm_source": source,
+                    "consent_opt_in": rng.random() < 0.7,
+                },
+            )
+            activities = [
+                Activity(organization=organization, lead=result.lead, type=ActivityType.PAGE_VIEW,
+                         properties={"url": rng.choice(PAGES)},
+                         occurred_at=now - timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 1440)))
+                for _ in range(rng.randint(1, 8))
+            ]
+            Activity.objects.bulk_create(activities)
+            result.lead.last_activity_at = max(a.occurred_at for a in activities)
+            result.lead.save(update_fields=["last_activity_at"])

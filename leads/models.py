@@ -1,0 +1,279 @@
+"""The shared lead model, its timeline, and the capture channels (forms, imports)."""
+
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.contrib.postgres.indexes import GinIndex
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+
+from leadcrm.models import Organization, OrgQuerySet
+
+
+class SourceType(models.TextChoices):
+    ORGANIC = "organic", "Organic"
+    INBOUND = "inbound", "Inbound"
+    OUTBOUND = "outbound", "Outbound"
+    REFERRAL = "referral", "Referral"
+    PAID = "paid", "Paid"
+
+
+class LifecycleStage(models.TextChoices):
+    SUBSCRIBER = "subscriber", "Subscriber"
+    LEAD = "lead", "Lead"
+    MQL = "mql", "Marketing qualified"
+    SAL = "sal", "Sales accepted"
+    SQL = "sql", "Sales qualified"
+    OPPORTUNITY = "opportunity", "Opportunity"
+    CUSTOMER = "customer", "Customer"
+    DISQUALIFIED = "disqualified", "Disqualified"
+    RECYCLED = "recycled", "Recycled"
+
+
+class LeadStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WORKING = "working", "Working"
+    NURTURING = "nurturing", "Nurturing"
+    CLOSED = "closed", "Closed"
+
+
+class Grade(models.TextChoices):
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+    F = "F"
+
+
+class Temperature(models.TextChoices):
+    COLD = "cold", "Cold"
+    WARM = "warm", "Warm"
+    HOT = "hot", "Hot"
+
+
+class Lead(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="leads")
+
+    # contact
+    email = models.CharField(max_length=254, blank=True, default="")
+    first_name = models.CharField(max_length=100, blank=True, default="")
+    last_name = models.CharField(max_length=100, blank=True, default="")
+    phone = models.CharField(max_length=32, blank=True, default="", help_text="E.164")
+    job_title = models.CharField(max_length=150, blank=True, default="")
+    # company
+    company = models.CharField(max_length=200, blank=True, default="")
+    industry = models.CharField(max_length=100, blank=True, default="")
+    company_size = models.PositiveIntegerField(null=True, blank=True)
+    annual_revenue = models.DecimalField(max_digits=16, decimal_places=2, null=True, blank=True)
+    website = models.CharField(max_length=300, blank=True, default="")
+    # place
+    country = models.CharField(max_length=2, blank=True, default="", help_text="ISO 3166-1 alpha-2")
+    region = models.CharField(max_length=100, blank=True, default="")
+    city = models.CharField(max_length=100, blank=True, default="")
+    timezone = models.CharField(max_length=64, blank=True, default="")
+    # acquisition
+    source_type = models.CharField(max_length=16, choices=SourceType.choices, blank=True, default="")
+    source = models.CharField(max_length=200, blank=True, default="", help_text="Source detail")
+    utm_source = models.CharField(max_length=200, blank=True, default="")
+    utm_medium = models.CharField(max_length=200, blank=True, default="")
+    utm_campaign = models.CharField(max_length=200, blank=True, default="")
+    utm_term = models.CharField(max_length=200, blank=True, default="")
+    utm_content = models.CharField(max_length=200, blank=True, default="")
+    first_touch = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    last_touch = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    # lifecycle
+    lifecycle_stage = models.CharField(max_length=16, choices=LifecycleStage.choices, default=LifecycleStage.LEAD)
+    stage_entered_at = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    status = models.CharField(max_length=16, choices=LeadStatus.choices, default=LeadStatus.OPEN)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="owned_leads"
+    )
+    # scoring (computed by the scoring app)
+    fit_score = models.IntegerField(default=0)
+    behavior_score = models.IntegerField(default=0)
+    score = models.IntegerField(default=0)
+    grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
+    temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
+    # consent
+    consent_opt_in = models.BooleanField(default=False)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed = models.BooleanField(default=False)
+    do_not_contact = models.BooleanField(default=False)
+    bounced = models.BooleanField(default=False)
+
+    tags = ArrayField(models.CharField(max_length=64), default=list, blank=True)
+    custom_fields = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    last_activity_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "organization", Lower("email"), condition=~Q(email=""), name="lead_unique_email_per_org"
+            ),
+            models.CheckConstraint(condition=~Q(email="", phone=""), name="lead_has_email_or_phone"),
+        ]
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="lead_org_created"),
+            models.Index(fields=["organization", "-score"], name="lead_org_score"),
+            models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
+            models.Index(fields=["organization", "owner"], name="lead_org_owner"),
+            models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),
+            GinIndex(fields=["tags"], name="lead_tags"),
+        ]
+
+    def __str__(self) -> str:
+        return self.full_name or self.email or self.phone
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class ActivityType(models.TextChoices):
+    PAGE_VIEW = "page_view", "Page view"
+    FORM_SUBMISSION = "form_submission", "Form submission"
+    API_SUBMISSION = "api_submission", "API submission"
+    IMPORTED = "imported", "Imported"
+    EMAIL_SENT = "email_sent", "Email sent"
+    EMAIL_OPEN = "email_open", "Email opened"
+    EMAIL_CLICK = "email_click", "Email clicked"
+    EMAIL_BOUNCE = "email_bounce", "Email bounced"
+    UNSUBSCRIBE = "unsubscribe", "Unsubscribed"
+    DOWNLOAD = "download", "Download"
+    EVENT_ATTENDED = "event_attended", "Event attended"
+    WEBINAR_ATTENDED = "webinar_attended", "Webinar attended"
+    CALL = "call", "Call"
+    MEETING = "meeting", "Meeting"
+    NOTE = "note", "Note"
+    EMAIL_LOGGED = "email_logged", "Email logged"
+    STAGE_CHANGE = "stage_change", "Stage change"
+    OWNER_CHANGE = "owner_change", "Owner change"
+    SCORE_CHANGE = "score_change", "Score change"
+    MERGE = "merge", "Merged"
+    CUSTOM = "custom", "Custom event"
+
+
+class Activity(models.Model):
+    """One thing that happened to a lead. Append-only."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="activities")
+    type = models.CharField(max_length=32, choices=ActivityType.choices)
+    properties = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    occurred_at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "activities"
+        indexes = [
+            models.Index(fields=["organization", "lead", "-occurred_at"], name="activity_org_lead_time"),
+            models.Index(fields=["organization", "type", "-occurred_at"], name="activity_org_type_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_type_display()} at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Form(models.Model):
+    """A hosted/embeddable capture form, public at /f/<slug>/."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="forms")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    fields = models.JSONField(default=list, help_text="Lead field names shown on the form, in order.")
+    required_fields = models.JSONField(default=list, blank=True)
+    hidden_values = models.JSONField(default=dict, blank=True, help_text="Values set on every submission.")
+    consent_text = models.TextField(blank=True, default="")
+    submit_label = models.CharField(max_length=60, default="Submit")
+    thank_you_message = models.TextField(blank=True, default="Thank you! We will be in touch.")
+    redirect_url = models.URLField(blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="form_org_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FormSubmission(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    form = models.ForeignKey(Form, on_delete=models.CASCADE, related_name="submissions")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="form_submissions")
+    data = models.JSONField(default=dict, encoder=DjangoJSONEncoder)
+    created_lead = models.BooleanField(default=False)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    referrer = models.CharField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "form", "-created_at"], name="formsub_org_form_created")]
+
+
+class ImportStatus(models.TextChoices):
+    MAPPING = "mapping", "Waiting for column mapping"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+    FAILED = "failed", "Failed"
+
+
+class ImportJob(models.Model):
+    """A CSV import. The file is kept in the database so any worker host can process it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    filename = models.CharField(max_length=255)
+    content = models.BinaryField()
+    headers = models.JSONField(default=list)
+    mapping = models.JSONField(default=dict, blank=True, help_text="CSV header -> lead field")
+    status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.MAPPING)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    merged_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True, help_text="[{row, errors}] for rows that failed")
+    error_message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at"], name="import_org_created")]
+
+    def __str__(self) -> str:
+        return self.filename
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status == ImportStatus.DONE else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))

@@ -1,0 +1,227 @@
+"""Everything that changes leads: capture with dedupe/merge, updates, activities, forms."""
+
+from dataclasses import dataclass
+
+import phonenumbers
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from leadcrm import events
+
+from .models import Activity, ActivityType, Form, FormSubmission, Lead
+
+# Fields a merge may fill when the existing lead has them empty.
+MERGEABLE_FIELDS = (
+    "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size", "annual_revenue",
+    "website", "country", "region", "city", "timezone", "source_type", "source", "utm_source", "utm_medium",
+    "utm_campaign", "utm_term", "utm_content", "owner",
+)
+
+
+class PhoneNumberInvalid(ValueError):
+    pass
+
+
+def normalize_email(value: str) -> str:
+    return (value or "").strip().lower()
+
+
+def normalize_phone(value: str, country: str = "") -> str:
+    """E.164, using the lead's country for numbers written without a +."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    try:
+        number = phonenumbers.parse(value, (country or "").upper() or None)
+    except phonenumbers.NumberParseException:
+        raise PhoneNumberInvalid(value) from None
+    if not phonenumbers.is_possible_number(number):
+        raise PhoneNumberInvalid(value)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_empty(value) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+@dataclass
+class CaptureResult:
+    lead: Lead
+    created: bool
+
+
+def _touch(data: dict, touch: dict | None) -> dict:
+    touch = dict(touch or {})
+    for field in ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source"):
+        if data.get(field) and field not in touch:
+            touch[field] = data[field]
+    if touch:
+        touch.setdefault("at", timezone.now().isoformat())
+    return touch
+
+
+def _merge_into(lead: Lead, data: dict, touch: dict) -> list[str]:
+    """Fill empty fields from data, never blanking a filled one. Returns the changed field names."""
+    changed = []
+    for field in MERGEABLE_FIELDS:
+        value = data.get(field)
+        if is_empty(value):
+            continue
+        current = getattr(lead, field if field != "owner" else "owner_id")
+        if is_empty(current):
+            setattr(lead, field, value)
+            changed.append(field)
+    for flag in ("consent_opt_in", "unsubscribed", "do_not_contact"):
+        if data.get(flag) and not getattr(lead, flag):
+            setattr(lead, flag, True)
+            changed.append(flag)
+    if data.get("consent_opt_in") and lead.consent_at is None:
+        lead.consent_at = timezone.now()
+        changed.append("consent_at")
+    new_tags = [tag for tag in data.get("tags") or [] if tag not in lead.tags]
+    if new_tags:
+        lead.tags = [*lead.tags, *new_tags]
+        changed.append("tags")
+    new_custom = {k: v for k, v in (data.get("custom_fields") or {}).items() if is_empty(lead.custom_fields.get(k))}
+    if new_custom:
+        lead.custom_fields = {**lead.custom_fields, **new_custom}
+        changed.append("custom_fields")
+    if touch:
+        if not lead.first_touch:
+            lead.first_touch = touch
+            changed.append("first_touch")
+        lead.last_touch = touch
+        changed.append("last_touch")
+    return changed
+
+
+def _new_lead(organization_id, data: dict, touch: dict) -> Lead:
+    now = timezone.now()
+    lead = Lead(organization_id=organization_id, **data)
+    lead.email = normalize_email(lead.email)
+    stage = lead.lifecycle_stage or Lead._meta.get_field("lifecycle_stage").default
+    lead.stage_entered_at = {stage: now.isoformat()}
+    if lead.consent_opt_in and lead.consent_at is None:
+        lead.consent_at = now
+    if touch:
+        lead.first_touch = touch
+        lead.last_touch = touch
+    return lead
+
+
+def capture_lead(
+    *, organization_id, data: dict, channel: str = "api", touch: dict | None = None, actor=None,
+    activity_type: str = ActivityType.API_SUBMISSION, activity_properties: dict | None = None,
+) -> CaptureResult:
+    """Create a lead, or merge into the one with the same email. Records a submission activity.
+
+    `data` holds validated lead field values (email already normalised). Safe under concurrency:
+    two captures of one new email end as one lead, the loser merging into the winner.
+    """
+    email = normalize_email(data.get("email", ""))
+    data = {**data, "email": email}
+    touch = _touch(data, touch)
+    with transaction.atomic():
+        lead = None
+        if email:
+            lead = Lead.objects.for_org(organization_id).select_for_update().filter(email=email).first()
+        created = lead is None
+        if created:
+            lead = _new_lead(organization_id, data, touch)
+            try:
+                with transaction.atomic():
+                    lead.save(force_insert=True)
+            except IntegrityError:
+                # Another request created this email between our read and insert: merge into it.
+                lead = Lead.objects.for_org(organization_id).select_for_update().get(email=email)
+                created = False
+        if not created:
+            changed = _merge_into(lead, data, touch)
+            if changed:
+                lead.save(update_fields=[*changed, "updated_at"])
+        submitted = sorted(k for k, v in data.items() if not is_empty(v))
+        activity = record_activity(
+            organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
+            properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
+        )
+        events.emit(events.LEAD_CAPTURED, organization_id=organization_id, lead_id=lead.pk, created=created,
+                    channel=channel)
+        events.emit(events.ACTIVITY_RECORDED, organization_id=organization_id, lead_id=lead.pk,
+                    activity_id=activity.pk, type=activity.type)
+    return CaptureResult(lead=lead, created=created)
+
+
+def record_activity(
+    *, organization_id, lead: Lead, type: str, properties: dict | None = None, occurred_at=None, actor=None,
+    emit_event: bool = True,
+) -> Activity:
+    occurred_at = occurred_at or timezone.now()
+    activity = Activity.objects.create(
+        organization_id=organization_id, lead=lead, type=type, properties=properties or {},
+        occurred_at=occurred_at, actor=actor,
+    )
+    Lead.objects.filter(pk=lead.pk).exclude(last_activity_at__gte=occurred_at).update(last_activity_at=occurred_at)
+    if emit_event:
+        events.emit(events.ACTIVITY_RECORDED, organization_id=organization_id, lead_id=lead.pk,
+                    activity_id=activity.pk, type=type)
+    return activity
+
+
+def track_activity(
+    *, organization_id, type: str, lead: Lead | None = None, email: str = "", properties=None, occurred_at=None,
+    actor=None,
+) -> tuple[Activity, bool]:
+    """Record an activity for a lead, or for an email (creating the lead when it is new)."""
+    created = False
+    with transaction.atomic():
+        if lead is None:
+            email = normalize_email(email)
+            lead = Lead.objects.for_org(organization_id).filter(email=email).first()
+            if lead is None:
+                result = capture_lead(
+                    organization_id=organization_id, data={"email": email}, channel="activity",
+                    activity_type=ActivityType.API_SUBMISSION,
+                )
+                lead, created = result.lead, result.created
+        activity = record_activity(
+            organization_id=organization_id, lead=lead, type=type, properties=properties,
+            occurred_at=occurred_at, actor=actor,
+        )
+    return activity, created
+
+
+def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
+    """Apply a partial update; emits lead.updated with the changed field names."""
+    if "email" in data:
+        data = {**data, "email": normalize_email(data["email"])}
+    changed = [field for field, value in data.items() if getattr(lead, field) != value]
+    if not changed:
+        return lead
+    with transaction.atomic():
+        for field in changed:
+            setattr(lead, field, data[field])
+        lead.save(update_fields=[*changed, "updated_at"])
+        events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed)
+    return lead
+
+
+def delete_lead(*, lead: Lead) -> None:
+    lead.delete()
+
+
+def submit_form(
+    *, form: Form, values: dict, data: dict, touch: dict, ip_address: str | None, referrer: str
+) -> CaptureResult:
+    """A public form submission: `values` are the validated lead fields (hidden values included),
+    `data` what the visitor typed, kept with the submission."""
+    with transaction.atomic():
+        result = capture_lead(
+            organization_id=form.organization_id, data=values, channel="form", touch=touch,
+            activity_type=ActivityType.FORM_SUBMISSION,
+            activity_properties={"form_id": str(form.pk), "form_name": form.name},
+        )
+        FormSubmission.objects.create(
+            organization_id=form.organization_id, form=form, lead=result.lead, data=data,
+            created_lead=result.created, ip_address=ip_address, referrer=referrer[:1000],
+        )
+    return result

@@ -1,0 +1,58 @@
+import pytest
+from rest_framework.test import APIClient
+
+from leadcrm import services
+from leadcrm.models import Role
+
+
+@pytest.fixture
+def org(db):
+    return services.create_organization(slug="acme", name="Acme", owner_email="owner@acme.test",
+                                        owner_password="pw-acme-123")
+
+
+@pytest.fixture
+def other_org(db):
+    return services.create_organization(slug="rival", name="Rival", owner_email="owner@rival.test",
+                                        owner_password="pw-rival-123")
+
+
+@pytest.fixture
+def api_key(org):
+    _, plain = services.create_api_key(organization=org, name="test")
+    return plain
+
+
+@pytest.fixture
+def api(api_key):
+    """An API client authenticated with an API key of `org`."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {api_key}")
+    return client
+
+
+@pytest.fixture
+def other_api(other_org):
+    _, plain = services.create_api_key(organization=other_org, name="other")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+    return client
+
+
+@pytest.fixture
+def member(org):
+    """Make a user of `org` with a role: member("rep") -> user."""
+
+    def make(role=Role.MARKETER, email=None):
+        membership = services.add_member(organization=org, email=email or f"{role}@acme.test",
+                                         password="pw-member-123", role=role)
+        return membership.user
+
+    return make
+
+
+@pytest.fixture
+def browser(client, member):
+    """A Django test client signed in as a marketer of `org`."""
+    client.force_login(member(Role.MARKETER))
+    return client

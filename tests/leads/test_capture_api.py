@@ -1,0 +1,55 @@
+import pytest
+
+from leads.models import Activity, Lead
+
+pytestmark = pytest.mark.django_db
+
+
+def test_create_lead_returns_201_with_the_lead(api, org):
+    response = api.post("/api/v1/leads/", {"email": "  Ada@Example.COM ", "first_name": "Ada"}, format="json")
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["email"] == "ada@example.com"
+    lead = Lead.objects.get(pk=body["id"])
+    assert lead.organization == org
+    assert Activity.objects.filter(lead=lead, type="api_submission").count() == 1
+
+
+def test_same_email_merges_filling_only_empty_fields(api):
+    first = api.post("/api/v1/leads/", {"email": "ada@example.com", "first_name": "Ada", "company": ""},
+                     format="json").json()
+    response = api.post("/api/v1/leads/", {"email": "ADA@example.com", "first_name": "Augusta",
+                                           "company": "Analytical Engines"}, format="json")
+    assert response.status_code == 200
+    assert response.json()["id"] == first["id"]
+    lead = Lead.objects.get(pk=first["id"])
+    assert lead.first_name == "Ada"  # filled values are never overwritten
+    assert lead.company == "Analytical Engines"  # empty ones are filled
+    assert lead.activities.filter(type="api_submission").count() == 2
+    assert Lead.objects.count() == 1
+
+
+def test_idempotency_key_replays_first_answer_and_creates_nothing(api):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "abc-123"}
+    first = api.post("/api/v1/leads/", {"email": "x@example.com"}, format="json", **headers)
+    again = api.post("/api/v1/leads/", {"email": "x@example.com"}, format="json", **headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Activity.objects.count() == 1
+    different = api.post("/api/v1/leads/", {"email": "y@example.com"}, format="json", **headers)
+    assert different.status_code == 422
+
+
+def test_lead_needs_email_or_phone(api):
+    response = api.post("/api/v1/leads/", {"first_name": "Nobody"}, format="json")
+    assert response.status_code == 400
+    assert "email" in response.json()["errors"]
+    assert Lead.objects.count() == 0
+
+
+def test_phone_is_stored_in_e164(api):
+    response = api.post("/api/v1/leads/", {"phone": "(415) 555-0123", "country": "us"}, format="json")
+    assert response.status_code == 201, response.json()
+    assert response.json()["phone"] == "+14155550123"
+    assert response.json()["country"] == "US"
