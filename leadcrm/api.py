@@ -5,11 +5,12 @@ import json
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .models import IdempotencyRecord
+from .permissions import IsOrgWideMember
 
 
 def exception_handler(exc, context):
@@ -94,3 +95,21 @@ def idempotent(handler):
     wrapper.__name__ = handler.__name__
     wrapper.__doc__ = handler.__doc__
     return wrapper
+
+
+class OrgScopedViewSet(viewsets.GenericViewSet):
+    """Every queryset starts from the request's organization: another org's object is a 404."""
+
+    permission_classes = [IsOrgWideMember]
+    filterset_class = None
+    search_fields: list[str] = []
+    ordering_fields = ["created_at"]
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "organization": self.organization}
+
+    @property
+    def organization(self):
+        if getattr(self, "swagger_fake_view", False):  # schema generation has no tenant
+            return None
+        return self.request.organization

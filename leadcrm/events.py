@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel
 LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
+LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 

@@ -5,16 +5,15 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from . import services, tenancy
-from .api import StrictModelSerializer
+from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .models import ApiKey, Role
 from .pagination import CreatedCursorPagination
-from .permissions import IsOrgWideMember
 
 
 def org_member_required(view):
@@ -123,20 +122,17 @@ class ApiKeyPagination(CreatedCursorPagination):
     ordering = "-created"
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
-                    viewsets.GenericViewSet):
+class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, OrgScopedViewSet):
     """API keys of the organization; DELETE revokes."""
 
     serializer_class = ApiKeySerializer
-    permission_classes = [IsOrgWideMember]
     pagination_class = ApiKeyPagination
     lookup_field = "prefix"
-    filterset_class = None
     ordering_fields = ["created"]
     search_fields = ["name"]
 
     def get_queryset(self):
-        return ApiKey.objects.for_org(self.request.organization)
+        return ApiKey.objects.for_org(self.organization)
 
     def create(self, request):
         serializer = self.get_serializer(data=request.data)

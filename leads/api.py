@@ -2,19 +2,20 @@
 
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.filters import OrderingFilter
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from leadcrm.api import idempotent
+from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
-from leadcrm.permissions import IsOrgWideMember
 
 from . import imports, selectors, services
-from .filters import LeadFilter
+from .filters import LeadFilter, LeadSearchFilter
 from .models import Activity, Form, ImportJob
 from .serializers import (
     ActivityInputSerializer,
@@ -28,22 +29,6 @@ from .serializers import (
 BULK_LIMIT = 1000
 
 
-class OrgScopedViewSet(viewsets.GenericViewSet):
-    """Every queryset starts from the request's organization: another org's object is a 404."""
-
-    permission_classes = [IsOrgWideMember]
-    filterset_class = None
-    search_fields: list[str] = []
-    ordering_fields = ["created_at"]
-
-    def get_serializer_context(self):
-        return {**super().get_serializer_context(), "organization": self.request.organization}
-
-    @property
-    def organization(self):
-        return self.request.organization
-
-
 class ActivityCursorPagination(CreatedCursorPagination):
     ordering = "-occurred_at"
 
@@ -51,7 +36,7 @@ class ActivityCursorPagination(CreatedCursorPagination):
 class LeadViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
-    search_fields = ["first_name", "last_name", "email", "company"]
+    filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]
     ordering_fields = ["created_at", "updated_at", "score", "last_activity_at"]
     ordering = ["-created_at"]
 
@@ -112,8 +97,7 @@ class LeadViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedVie
         return Response({"results": results, **summary})
 
     @extend_schema(responses=ActivitySerializer(many=True))
-    @action(detail=True, methods=["get"], pagination_class=ActivityCursorPagination, filterset_class=None,
-            ordering_fields=["occurred_at"], search_fields=[])
+    @action(detail=True, methods=["get"], pagination_class=ActivityCursorPagination, filter_backends=[])
     def activities(self, request, pk=None):
         """The lead's timeline, newest first."""
         lead = self.get_object()

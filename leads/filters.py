@@ -1,4 +1,7 @@
 import django_filters
+from rest_framework.filters import BaseFilterBackend
+
+from . import selectors
 
 from .models import Grade, Lead, LifecycleStage, SourceType, Temperature
 
@@ -32,3 +35,16 @@ class LeadFilter(django_filters.FilterSet):
 
     def filter_tag(self, queryset, name, value):
         return queryset.filter(tags__contains=[value])
+
+
+class LeadSearchFilter(BaseFilterBackend):
+    """`?search=` over name, email and company (see selectors.search_leads)."""
+
+    def filter_queryset(self, request, queryset, view):
+        return selectors.search_leads(queryset, request.query_params.get("search", ""))
+
+    def get_schema_operation_parameters(self, view):
+        return [{
+            "name": "search", "required": False, "in": "query",
+            "description": "Substring of the name, email or company.", "schema": {"type": "string"},
+        }]

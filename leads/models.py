@@ -7,8 +7,9 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.db.models import Q
-from django.db.models.functions import Lower
+from django.contrib.postgres.indexes import OpClass
+from django.db.models import F, Q, Value
+from django.db.models.functions import Concat, Lower, Upper
 
 from leadcrm.models import Organization, OrgQuerySet
 
@@ -52,6 +53,11 @@ class Temperature(models.TextChoices):
     COLD = "cold", "Cold"
     WARM = "warm", "Warm"
     HOT = "hot", "Hot"
+
+
+def lead_search_text():
+    """The text `?search=` looks in; a trigram GIN index on the same expression keeps it fast."""
+    return Upper(Concat("first_name", Value(" "), "last_name", Value(" "), "email", Value(" "), "company"))
 
 
 class Lead(models.Model):
@@ -127,6 +133,7 @@ class Lead(models.Model):
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),
             models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),
             GinIndex(fields=["tags"], name="lead_tags"),
+            GinIndex(F("organization"), OpClass(lead_search_text(), name="gin_trgm_ops"), name="lead_org_search"),
         ]
 
     def __str__(self) -> str:

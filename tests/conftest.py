@@ -56,3 +56,13 @@ def browser(client, member):
     """A Django test client signed in as a marketer of `org`."""
     client.force_login(member(Role.MARKETER))
     return client
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(settings):
+    """Each test gets its own cache namespace in the real Redis (rate limits, counters)."""
+    import uuid
+
+    settings.CACHES = {
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"},
+    }

@@ -1,4 +1,3 @@
-from django.db.models import Q
 from django.shortcuts import get_object_or_404, render
 
 from leadcrm.paging import keyset_page
@@ -25,11 +24,7 @@ def lead_list(request):
     filterset = LeadFilter(request.GET, queryset=queryset)
     queryset = filterset.qs if filterset.is_valid() else queryset.none()
     search = request.GET.get("search", "").strip()
-    if search:
-        queryset = queryset.filter(
-            Q(first_name__icontains=search) | Q(last_name__icontains=search) | Q(email__icontains=search)
-            | Q(company__icontains=search)
-        )
+    queryset = selectors.search_leads(queryset, search)
     sort = request.GET.get("ordering", "-created_at")
     if sort not in SORTS:
         sort = "-created_at"
