@@ -1,5 +1,9 @@
+import zoneinfo
+from urllib.parse import unquote
+
 from django.conf import settings
 from django.http import JsonResponse
+from django.utils import timezone
 
 from . import tenancy
 
@@ -32,4 +36,19 @@ class ActiveOrganizationMiddleware:
     def __call__(self, request):
         request.membership, request.memberships = tenancy.resolve_membership(request)
         request.organization = request.membership.organization if request.membership else None
+        return self.get_response(request)
+
+
+class ViewerTimezoneMiddleware:
+    """Show times in the viewer's timezone, which the browser reports in the `tz` cookie (static/js/app.js)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        name = unquote(request.COOKIES.get("tz", ""))
+        try:
+            timezone.activate(zoneinfo.ZoneInfo(name)) if name else timezone.deactivate()
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            timezone.deactivate()
         return self.get_response(request)

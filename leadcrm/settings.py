@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "leadcrm.middleware.ActiveOrganizationMiddleware",
+    "leadcrm.middleware.ViewerTimezoneMiddleware",
 ]
 
 ROOT_URLCONF = "leadcrm.urls"

@@ -8,7 +8,7 @@ from django.utils import timezone
 from leadcrm import services as tenancy_services
 from leadcrm.models import Organization, Role
 from leads import services
-from leads.models import Activity, ActivityType, Form
+from leads.models import Activity, ActivityType, Form, Lead
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "demo12345"
@@ -56,12 +56,13 @@ class Command(BaseCommand):
         if organization.leads.exists():
             self.stdout.write("Demo organization already seeded.")
             return
-        self._seed_leads(organization)
+        rep = organization.memberships.get(role=Role.REP).user
+        self._seed_leads(organization, rep)
         self.stdout.write(f"Seeded demo organization with {organization.leads.count()} leads. "
                           f"Logins: admin|manager|marketer|rep@demo.test, password {DEMO_PASSWORD}")
 
     @transaction.atomic
-    def _seed_leads(self, organization):
+    def _seed_leads(self, organization, rep):
         rng = random.Random(42)
         now = timezone.now()
         for index in range(200):
@@ -79,12 +80,20 @@ class Command(BaseCommand):
                     "consent_opt_in": rng.random() < 0.7,
                 },
             )
+            # Spread the demo over the last 90 days, a third of it already with the rep.
+            created_at = now - timedelta(days=rng.randint(0, 90), minutes=rng.randint(0, 1440))
+            Lead.objects.filter(pk=result.lead.pk).update(
+                created_at=created_at, owner=rep if index % 3 == 0 else None,
+                first_touch={**result.lead.first_touch, "at": created_at.isoformat()},
+                last_touch={**result.lead.last_touch, "at": created_at.isoformat()},
+                stage_entered_at={"lead": created_at.isoformat()},
+            )
+            result.lead.activities.update(occurred_at=created_at)
             activities = [
                 Activity(organization=organization, lead=result.lead, type=ActivityType.PAGE_VIEW,
                          properties={"url": rng.choice(PAGES)},
-                         occurred_at=now - timedelta(days=rng.randint(0, 60), minutes=rng.randint(0, 1440)))
+                         occurred_at=created_at + (now - created_at) * rng.random())
                 for _ in range(rng.randint(1, 8))
             ]
             Activity.objects.bulk_create(activities)
-            result.lead.last_activity_at = max(a.occurred_at for a in activities)
-            result.lead.save(update_fields=["last_activity_at"])
+            Lead.objects.filter(pk=result.lead.pk).update(last_activity_at=max(a.occurred_at for a in activities))
