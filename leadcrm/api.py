@@ -1,5 +1,6 @@
 """Shared API plumbing: error format, strict serializers, idempotent creates."""
 
+import copy
 import hashlib
 import json
 
@@ -28,6 +29,30 @@ def exception_handler(exc, context):
     return response
 
 
+MAX_JSON_DEPTH = 10
+
+
+def storable_json(value, depth: int = 0):
+    """Validator for free-form JSON (custom fields, activity properties): PostgreSQL's jsonb refuses
+    NUL characters and lone surrogates, which json.loads lets through, and deep nesting has no use here."""
+    if depth > MAX_JSON_DEPTH:
+        raise serializers.ValidationError(f"Nested more than {MAX_JSON_DEPTH} levels deep.")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise serializers.ValidationError("Surrogate characters are not allowed.") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            storable_json(key, depth)
+            storable_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            storable_json(item, depth + 1)
+
+
 class StrictSerializer(serializers.Serializer):
     """Rejects keys the serializer does not know, instead of silently dropping them."""
 
@@ -40,7 +65,14 @@ class StrictSerializer(serializers.Serializer):
 
 
 class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
-    pass
+    def get_fields(self):
+        # ModelSerializer introspects the model on every instantiation, which cost more than the rest of a
+        # capture request. The fields depend only on the class: build them once, give each instance copies.
+        template = type(self).__dict__.get("_fields_template")
+        if template is None:
+            template = super().get_fields()
+            type(self)._fields_template = template
+        return copy.deepcopy(template)
 
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
@@ -65,9 +97,8 @@ def idempotent(handler):
             return handler(self, request, *args, **kwargs)
         if len(key) > 255:
             raise exceptions.ValidationError({"Idempotency-Key": ["At most 255 characters."]})
-        fingerprint = hashlib.sha256(
-            f"{request.method} {request.path}\n".encode() + json.dumps(request.data, sort_keys=True, default=str).encode()
-        ).hexdigest()
+        body = json.dumps(request.data, sort_keys=True, default=str)
+        fingerprint = hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
         organization = request.organization
         existing = IdempotencyRecord.objects.for_org(organization).filter(key=key).first()
         if existing is None:

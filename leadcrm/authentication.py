@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
@@ -38,3 +39,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class EmailBackend(ModelBackend):
+    """Browser login: members' usernames are their lower-cased email, so 'Ann@Example.com ' signs in as
+    ann@example.com. A username typed exactly as stored (say, a superuser's) still works."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        normalised = (username or "").strip().lower()
+        if user is None and normalised and normalised != username:
+            user = super().authenticate(request, username=normalised, password=password, **kwargs)
+        return user

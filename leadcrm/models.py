@@ -86,3 +86,6 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["organization", "key"], name="idempotency_unique_key")]
+
+    def __str__(self) -> str:
+        return self.key

@@ -1,5 +1,7 @@
 """Which organization a request acts for, and what the acting user may do there."""
 
+import uuid
+
 from django.http import Http404
 
 from .models import Membership, Organization, Role
@@ -26,6 +28,10 @@ def resolve_membership(request):
 
 
 def switch_organization(request, organization_id) -> Organization:
+    try:
+        organization_id = uuid.UUID(str(organization_id))
+    except ValueError:
+        raise Http404("No such organization") from None
     membership = memberships_of(request.user).filter(organization_id=organization_id).first()
     if membership is None:
         raise Http404("No such organization")

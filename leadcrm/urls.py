@@ -17,6 +17,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
+    path("api/v1/ping/", core_views.ping, name="api-ping"),
+    # The error report keeps its file-like name without the router's trailing slash.
+    path("api/v1/imports/<uuid:pk>/errors.csv",
+         leads_api.ImportViewSet.as_view({"get": "errors_csv"}, **leads_api.ImportViewSet.errors_csv.kwargs),
+         name="import-errors-csv"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -4,9 +4,11 @@ from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
 from . import services, tenancy
@@ -14,6 +16,7 @@ from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .models import ApiKey, Role
 from .pagination import CreatedCursorPagination
+from .permissions import HasOrganization
 
 
 def org_member_required(view):
@@ -61,13 +64,23 @@ def healthz(request):
     if checks["redis"] == "ok":
         try:
             replies = celery_app.control.ping(timeout=1.0)
-            checks["celery"] = f"ok ({len(replies)} worker{'s' if len(replies) != 1 else ''})" if replies else "no workers"
+            checks["celery"] = f"ok ({len(replies)} workers)" if replies else "no workers"
         except Exception as exc:
             checks["celery"] = f"error: {exc.__class__.__name__}"
     else:
         checks["celery"] = "unknown: broker unreachable"
     healthy = all(value.startswith("ok") for value in checks.values())
     return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+
+
+@extend_schema(responses=inline_serializer("Ping", {"ok": serializers.BooleanField(),
+                                                  "organization": serializers.CharField()}))
+@api_view(["GET"])
+@permission_classes([HasOrganization])
+def ping(request):
+    """Check a key: answers which organization it acts for. Also the trivial endpoint the capture
+    benchmark measures against, so keep it free of work beyond authentication."""
+    return Response({"ok": True, "organization": request.organization.slug})
 
 
 @login_required
@@ -80,7 +93,11 @@ def home(request):
 def switch_org(request):
     organization = tenancy.switch_organization(request, request.POST.get("organization", ""))
     messages.success(request, f"Now working in {organization.name}.")
-    return redirect(request.POST.get("next") or reverse("home"))
+    target = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                           require_https=request.is_secure()):
+        target = reverse("home")  # never an open redirect to another site
+    return redirect(target)
 
 
 @role_required(Role.ADMIN, Role.MANAGER, Role.MARKETER)

@@ -1,22 +1,27 @@
 """REST API for leads, activities, forms and imports (thin: validation in serializers, work in services)."""
 
-from django.db import transaction
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+import json
+
+from django.db import IntegrityError, transaction
 from django_filters.rest_framework import DjangoFilterBackend
-from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.filters import OrderingFilter
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.parsers import JSONParser
 
 from . import imports, selectors, services
 from .filters import LeadFilter, LeadSearchFilter
-from .models import Activity, Form, ImportJob
+from .models import Activity, Form, FormSubmission, ImportJob
 from .serializers import (
     ActivityInputSerializer,
     ActivitySerializer,
@@ -52,14 +57,17 @@ class LeadViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedVie
         serializer.is_valid(raise_exception=True)
         result = services.capture_lead(organization_id=self.organization.pk, data=serializer.validated_data,
                                        channel="api")
-        return Response(LeadSerializer(result.lead, context=self.get_serializer_context()).data,
-                        status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+        serializer.instance = result.lead  # as after save(): .data now represents the stored lead
+        return Response(serializer.data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     def partial_update(self, request, pk=None):
         lead = self.get_object()
         serializer = self.get_serializer(lead, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        services.update_lead(lead=lead, data=serializer.validated_data, actor=_user(request))
+        try:
+            services.update_lead(lead=lead, data=serializer.validated_data, actor=_user(request))
+        except IntegrityError:  # another request took the email after validation passed
+            raise ValidationError({"email": ["Another lead already has this email address."]}) from None
         return Response(self.get_serializer(lead).data)
 
     def destroy(self, request, pk=None):
@@ -147,19 +155,56 @@ class FormViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer):
-        serializer.save(organization=self.organization)
+        _save_form(serializer, organization=self.organization)
+
+    def perform_update(self, serializer):
+        _save_form(serializer)
 
     @extend_schema(responses=FormSubmissionSerializer(many=True))
     @action(detail=True, methods=["get"], filterset_class=None, search_fields=[], ordering_fields=["created_at"])
     def submissions(self, request, pk=None):
+        """The form's submissions, newest first."""
         form = self.get_object()
-        queryset = form.submissions.all()
+        queryset = FormSubmission.objects.for_org(self.organization).filter(form=form)
         page = self.paginate_queryset(self.filter_queryset(queryset))
         return self.get_paginated_response(FormSubmissionSerializer(page, many=True).data)
 
 
+def _save_form(serializer, **extra):
+    """Save, turning a slug taken by a concurrent request (after validation passed) into a 400."""
+    try:
+        with transaction.atomic():
+            return serializer.save(**extra)
+    except IntegrityError:
+        raise ValidationError({"slug": ["This slug is taken; choose another."]}) from None
+
+
+class ImportSerializer(ImportJobSerializer):
+    errors_csv = serializers.SerializerMethodField(help_text="Every failed row, with its cells and errors.")
+
+    class Meta(ImportJobSerializer.Meta):
+        fields = [*ImportJobSerializer.Meta.fields, "encoding", "delimiter", "errors_csv"]
+        read_only_fields = fields
+
+    def get_errors_csv(self, job) -> str:
+        path = f"/api/v1/imports/{job.pk}/errors.csv"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class CSVRenderer(renderers.BaseRenderer):
+    """Lets `Accept: text/csv` reach the error report (which builds its own response)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return data if isinstance(data, bytes | str) else json.dumps(data)
+
+
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
-    serializer_class = ImportJobSerializer
+    serializer_class = ImportSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     filterset_class = None
     ordering_fields = ["created_at"]
@@ -172,23 +217,28 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
         request={"multipart/form-data": inline_serializer(
             "ImportUpload", {"file": serializers.FileField(), "mapping": serializers.CharField(required=False)}
         )},
-        responses={202: ImportJobSerializer},
+        responses={202: ImportSerializer},
     )
     @idempotent
     def create(self, request):
-        """Upload a CSV. With a `mapping` (JSON: header -> lead field) it starts at once; without one,
-        the guessed mapping is used."""
+        """Upload a CSV and start importing it. `mapping` (JSON: CSV header -> lead field, or "" to skip a
+        column) chooses the columns; without it the mapping guessed from the headers is used."""
         upload = request.FILES.get("file")
         if upload is None:
-            raise ValidationError({"file": ["Attach a CSV file as 'file'."]})
-        with transaction.atomic():
-            job = imports.create_import(
-                organization_id=self.organization.pk, upload=upload, created_by=_user(request),
-                mapping=request.data.get("mapping"),
-            )
-            imports.start_import(job=job)
-        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+            raise ValidationError({"file": ["Attach a CSV file as 'file' (multipart/form-data)."]})
+        try:
+            with transaction.atomic():
+                job = imports.create_import(
+                    organization_id=self.organization.pk, upload=upload, created_by=_user(request),
+                    mapping=request.data.get("mapping"),
+                )
+                imports.start_import(job=job)
+        except imports.ImportRejected as rejected:
+            return Response({"errors": rejected.errors}, status=rejected.status)
+        return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
-    @action(detail=True, methods=["get"], url_path="errors.csv")
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    @action(detail=True, methods=["get"], url_path="errors.csv", renderer_classes=[JSONRenderer, CSVRenderer])
     def errors_csv(self, request, pk=None):
+        """The per-row error report as CSV (cells that look like formulas are neutralised)."""
         return imports.error_report_response(get_object_or_404(self.get_queryset(), pk=pk))

@@ -2,7 +2,6 @@ import django_filters
 from rest_framework.filters import BaseFilterBackend
 
 from . import selectors
-
 from .models import Grade, Lead, LifecycleStage, SourceType, Temperature
 
 

@@ -1,15 +1,915 @@
-"""CSV import. (Being built.)"""
+"""CSV import: upload checks, the column mapping, and the set-based load the worker runs.
 
-from rest_framework.exceptions import ValidationError
+Flow: `create_import` reads and checks the upload (encoding, header, row count) and stores the file
+with a guessed mapping; `start_import` queues it (on commit); the `imports` worker calls `run_import`,
+which reads the file in chunks, validates rows in Python with cheap checks, COPYs the valid ones into
+a temporary staging table and creates or merges leads with a few set-based statements per chunk.
+Each chunk commits together with the job's progress (`processed_rows` is the resume offset), so a
+re-delivered task continues where the last commit left off and never imports a row twice.
+"""
+
+import csv
+import io
+import json
+import logging
+import queue
+import re
+import threading
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import EmailValidator, validate_email
+from django.db import OperationalError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from leadcrm import events
+from leadcrm.csvutil import csv_response
+
+from . import services
+from .models import Activity, ActivityType, ImportJob, ImportRowError, ImportStatus, Lead, SourceType
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ROWS = 5000
+PREVIEW_ROWS = 5
+ERROR_PREVIEW = 100  # row errors kept on the job for the API/UI; all of them are in ImportRowError
+MAX_CUSTOM_VALUE = 1000
+MAX_TAGS = 100
+MAX_COLUMNS = 500
+DEADLOCK_RETRIES = 3
+
+# ---------------------------------------------------------------------------------------------------------
+# Targets a column can be mapped to, and the guess from common header spellings
+# ---------------------------------------------------------------------------------------------------------
+
+IGNORE = ""
+CUSTOM = "custom"  # kept in custom_fields under the column's header
+
+TEXT_FIELDS = (
+    "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "website", "country",
+    "region", "city", "timezone", "source_type", "source", "utm_source", "utm_medium", "utm_campaign",
+    "utm_term", "utm_content",
+)
+TARGETS = {
+    "email": "Email", "first_name": "First name", "last_name": "Last name",
+    "full_name": "Full name (split into first and last)", "phone": "Phone", "job_title": "Job title",
+    "company": "Company", "industry": "Industry", "company_size": "Company size (employees)",
+    "annual_revenue": "Annual revenue", "website": "Website", "country": "Country", "region": "Region / state",
+    "city": "City", "timezone": "Time zone", "source_type": "Source type", "source": "Lead source",
+    "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
+    "utm_term": "UTM term", "utm_content": "UTM content", "tags": "Tags (separated by ; or ,)",
+    CUSTOM: "Custom field (named after the column)",
+}
+
+_ALIASES = {
+    "email": "email emailaddress mail emailid workemail businessemail primaryemail contactemail leademail "
+             "emailaddr",
+    "first_name": "firstname first givenname forename fname",
+    "last_name": "lastname last surname familyname lname",
+    "full_name": "name fullname contactname contact leadname",
+    "phone": "phone phonenumber telephone telephonenumber tel mobile mobilephone mobilenumber cell cellphone "
+             "workphone businessphone phoneno directphone officephone",
+    "job_title": "jobtitle title position role designation jobrole",
+    "company": "company companyname organization organisation organizationname organisationname account "
+               "accountname employer business businessname",
+    "industry": "industry sector vertical",
+    "company_size": "companysize employees numberofemployees noofemployees employeecount headcount "
+                    "companyheadcount",
+    "annual_revenue": "annualrevenue revenue companyrevenue",
+    "website": "website web url companywebsite site homepage websiteurl companyurl",
+    "country": "country countrycode countryregion",
+    "region": "region state province stateprovince stateregion county",
+    "city": "city town locality",
+    "timezone": "timezone tz",
+    "source_type": "sourcetype leadsourcetype",
+    "source": "leadsource source sourcedetail origin leadorigin",
+    "utm_source": "utmsource",
+    "utm_medium": "utmmedium",
+    "utm_campaign": "utmcampaign campaign campaignname",
+    "utm_term": "utmterm",
+    "utm_content": "utmcontent",
+    "tags": "tags tag labels label",
+}
+HEADER_GUESSES = {alias: field for field, aliases in _ALIASES.items() for alias in aliases.split()}
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
-def create_import(*, organization_id, upload, created_by, mapping):
-    raise ValidationError({"file": ["CSV import is not available yet."]})
+def normalize_header(header: str) -> str:
+    """`E-mail Address`, `email_address` and ` EMAIL ADDRESS ` all become `emailaddress`."""
+    return _NOT_ALNUM.sub("", header.casefold())
 
 
-def start_import(*, job):
-    pass
+def guess_target(header: str) -> str:
+    key = normalize_header(header)
+    if key in HEADER_GUESSES:
+        return HEADER_GUESSES[key]
+    for prefix in ("lead", "contact", "primary", "work", "business", "company"):
+        if key.startswith(prefix) and key[len(prefix):] in HEADER_GUESSES:
+            return HEADER_GUESSES[key[len(prefix):]]
+    return IGNORE
 
 
-def error_report_response(job):
-    raise NotImplementedError
+def guess_mapping(headers: list[str]) -> dict[str, str]:
+    """Each lead field is guessed for at most one column (the first that looks like it)."""
+    mapping, used = {}, set()
+    for header in headers:
+        target = guess_target(header)
+        if target in used:
+            target = IGNORE
+        used.add(target)
+        mapping[header] = target
+    return mapping
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Cell checks: cheap, compiled once, no ORM
+# ---------------------------------------------------------------------------------------------------------
+
+# Values forms and spreadsheets use for "nothing": compared after trimming punctuation and case.
+PLACEHOLDERS = frozenset({
+    "", "select", "select one", "please select", "choose", "choose one", "none", "null", "nil", "n/a", "n.a",
+    "#n/a", "undefined", "unknown", "not provided", "not available", "nan", "blank", "empty",
+})
+_PLACEHOLDER_TRIM = " \t-–—_.()[]<>*'\""
+
+
+def is_placeholder(value: str) -> bool:
+    return len(value) <= 24 and value.casefold().strip(_PLACEHOLDER_TRIM) in PLACEHOLDERS
+
+
+# Django's own email rules, as one pattern: an address it matches is valid for EmailValidator too;
+# anything else (quoted local parts, IP literals, junk) gets the full validator's verdict.
+_EMAIL_FAST = re.compile(
+    r"[-!#$%&'*+/=?^_`{}|~0-9A-Z]+(\.[-!#$%&'*+/=?^_`{}|~0-9A-Z]+)*@"
+    + EmailValidator.hostname_re + EmailValidator.domain_re + EmailValidator.tld_no_fqdn_re + r"\Z",
+    re.IGNORECASE,
+)
+_WHOLE_NUMBER = re.compile(r"\d{1,10}(\.0*)?\Z")
+_NUMBER_NOISE = re.compile(r"[\s,_$€£¥']|^[A-Za-z]{3}(?=\d)|(?<=\d)[A-Za-z]{3}$")
+_TAG_SPLIT = re.compile(r"[;,]")
+
+COUNTRY_ALIASES = {
+    "united states": "US", "united states of america": "US", "usa": "US", "u.s.": "US", "u.s.a.": "US",
+    "america": "US", "united kingdom": "GB", "uk": "GB", "u.k.": "GB", "great britain": "GB", "england": "GB",
+    "scotland": "GB", "wales": "GB", "germany": "DE", "deutschland": "DE", "france": "FR", "spain": "ES",
+    "españa": "ES", "italy": "IT", "italia": "IT", "netherlands": "NL", "the netherlands": "NL",
+    "holland": "NL", "belgium": "BE", "switzerland": "CH", "austria": "AT", "sweden": "SE", "norway": "NO",
+    "denmark": "DK", "finland": "FI", "ireland": "IE", "portugal": "PT", "poland": "PL", "canada": "CA",
+    "mexico": "MX", "méxico": "MX", "brazil": "BR", "brasil": "BR", "argentina": "AR", "australia": "AU",
+    "new zealand": "NZ", "india": "IN", "china": "CN", "japan": "JP", "south korea": "KR", "korea": "KR",
+    "singapore": "SG", "israel": "IL", "south africa": "ZA", "united arab emirates": "AE", "uae": "AE",
+    "czech republic": "CZ", "czechia": "CZ", "greece": "GR", "turkey": "TR", "türkiye": "TR",
+}
+SOURCE_TYPES = {**{value: value for value in SourceType.values},
+                **{str(label).casefold(): value for value, label in SourceType.choices}}
+
+
+def _max_length(field: str) -> int:
+    return Lead._meta.get_field(field).max_length
+
+
+MAX_LENGTHS = {field: _max_length(field) for field in TEXT_FIELDS}
+MAX_LENGTHS["phone"] = 40  # the raw value; the stored E.164 form is shorter
+
+
+def _too_long(limit: int, value: str) -> str:
+    return f"Ensure this value has at most {limit} characters (it has {len(value)})."
+
+
+class RowCleaner:
+    """Turns one CSV record into lead values, or errors keyed by column header.
+
+    Written for speed: one pass over the mapped columns, dict lookups and compiled patterns only.
+    """
+
+    def __init__(self, headers: list[str], mapping: dict[str, str]):
+        self.width = len(headers)
+        self.columns = [
+            (index, header, mapping[header]) for index, header in enumerate(headers) if mapping.get(header)
+        ]
+        self._phones: dict[tuple[str, str], str | None] = {}
+
+    def clean(self, cells: list[str]) -> tuple[dict | None, dict | None]:
+        if len(cells) != self.width and (
+            len(cells) < self.width or any(cell.strip() for cell in cells[self.width:])
+        ):
+            return None, {"non_field_errors": [
+                f"This row has {len(cells)} cells; the header has {self.width}. "
+                "Check for unquoted commas or missing cells."
+            ]}
+        values: dict = {}
+        errors: dict = {}
+        where: dict = {}
+        for index, header, target in self.columns:
+            raw = cells[index].strip()
+            if not raw or (len(raw) <= 24 and raw.casefold().strip(_PLACEHOLDER_TRIM) in PLACEHOLDERS):
+                continue  # is_placeholder(), inlined: this runs for every cell
+            if target in MAX_LENGTHS:
+                if len(raw) > MAX_LENGTHS[target]:
+                    errors[header] = [_too_long(MAX_LENGTHS[target], raw)]
+                    continue
+                if target == "email":
+                    raw = raw.lower()
+                    if not _EMAIL_FAST.match(raw) and not _valid_email(raw):
+                        errors[header] = ["Enter a valid email address."]
+                        continue
+                elif target == "country":
+                    code = raw.upper() if len(raw) == 2 and raw.isalpha() else COUNTRY_ALIASES.get(raw.casefold())
+                    if code is None:
+                        errors[header] = ["Use a two-letter ISO 3166 country code, such as US or DE."]
+                        continue
+                    raw = code
+                elif target == "source_type":
+                    value = SOURCE_TYPES.get(raw.casefold())
+                    if value is None:
+                        errors[header] = [f"Use one of: {', '.join(SourceType.values)}."]
+                        continue
+                    raw = value
+                values[target] = raw
+                where[target] = header
+            elif target == CUSTOM:
+                if len(raw) > MAX_CUSTOM_VALUE:
+                    errors[header] = [_too_long(MAX_CUSTOM_VALUE, raw)]
+                    continue
+                values.setdefault("custom_fields", {})[header] = raw
+            elif target == "company_size":
+                digits = _NUMBER_NOISE.sub("", raw)
+                if not _WHOLE_NUMBER.match(digits) or int(float(digits)) > 2_147_483_647:
+                    errors[header] = ["Enter a whole number of employees, such as 250."]
+                    continue
+                values[target] = int(float(digits))
+            elif target == "annual_revenue":
+                value = _decimal(_NUMBER_NOISE.sub("", raw))
+                if value is None:
+                    errors[header] = ["Enter an amount, such as 1250000 or 1,250,000.00."]
+                    continue
+                values[target] = value
+            elif target == "tags":
+                tags = list(dict.fromkeys(tag.strip() for tag in _TAG_SPLIT.split(raw) if tag.strip()))
+                if any(len(tag) > 64 for tag in tags) or len(tags) > MAX_TAGS:
+                    errors[header] = [f"At most {MAX_TAGS} tags of at most 64 characters each."]
+                    continue
+                values[target] = tags
+            elif target == "full_name":
+                first, last = _split_name(raw)
+                if len(first) > MAX_LENGTHS["first_name"] or len(last) > MAX_LENGTHS["last_name"]:
+                    errors[header] = [_too_long(MAX_LENGTHS["first_name"], raw)]
+                    continue
+                values["_first"], values["_last"] = first, last
+        if "_first" in values:  # a full name fills only the parts no other column gave
+            values.setdefault("first_name", values.pop("_first"))
+            values.setdefault("last_name", values.pop("_last"))
+            values.pop("_first", None), values.pop("_last", None)
+        if "phone" in values:
+            phone = self._phone(values["phone"], values.get("country", ""))
+            if phone is None:
+                errors[where["phone"]] = ["Enter a valid phone number, with its country code (e.g. +14155550123)."]
+            else:
+                values["phone"] = phone
+        if errors:
+            return None, errors
+        if not values.get("email") and not values.get("phone"):
+            return None, {"non_field_errors": ["A lead needs an email address or a phone number."]}
+        return values, None
+
+    def _phone(self, raw: str, country: str) -> str | None:
+        # The same number often repeats (switchboards); parsing is the slowest check, so remember it.
+        key = (raw, country)
+        if key not in self._phones:
+            try:
+                result = services.normalize_phone(raw, country)
+            except services.PhoneNumberInvalid:
+                result = None
+            if len(self._phones) > 100_000:
+                self._phones.clear()
+            self._phones[key] = result
+        return self._phones[key]
+
+
+def _valid_email(value: str) -> bool:
+    try:
+        validate_email(value)
+    except DjangoValidationError:
+        return False
+    return len(value) <= 254
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value < 0 or value >= Decimal("1e14"):
+        return None
+    return value.quantize(Decimal("0.01"))
+
+
+def _split_name(value: str) -> tuple[str, str]:
+    """`Ada Lovelace` and `Lovelace, Ada` both give ("Ada", "Lovelace")."""
+    if "," in value:
+        last, _, first = value.partition(",")
+        return first.strip(), last.strip()
+    first, _, last = value.partition(" ")
+    return first.strip(), last.strip()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Upload: read, check, store
+# ---------------------------------------------------------------------------------------------------------
+
+
+class ImportRejected(Exception):
+    """The upload or mapping cannot be used; `errors` is {field: [messages]} for the user."""
+
+    def __init__(self, errors: dict, status: int = 400):
+        super().__init__(errors)
+        self.errors = errors
+        self.status = status
+
+
+def _reject(message: str, field: str = "file", status: int = 400):
+    raise ImportRejected({field: [message]}, status=status)
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """(text, encoding). UTF-8 (with or without BOM) and BOM-marked UTF-16 are read as such; other bytes
+    fall back to Windows-1252, what Excel on Windows writes for "CSV" — shown to the user on the job."""
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"\xd0\xcf\x11\xe0"):
+        _reject("This is an Excel workbook, not a CSV file. In Excel choose File › Save As › CSV UTF-8.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "utf-16"
+        except UnicodeDecodeError:
+            _reject("The file says it is UTF-16 but is not valid UTF-16 text.")
+    try:
+        text, encoding = data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        try:
+            text, encoding = data.decode("cp1252"), "cp1252"
+        except UnicodeDecodeError:
+            _reject("The file is not UTF-8 text. Save it as “CSV UTF-8” and upload it again.")
+    if "\x00" in text:
+        _reject("The file contains NUL bytes, so it is not a text CSV file. Save it as “CSV UTF-8”.")
+    return text, encoding
+
+
+def detect_delimiter(text: str) -> str:
+    """The separator the header line uses most: comma, semicolon (European Excel), tab or pipe."""
+    first_line = text[:65536].split("\n", 1)[0]
+    counts = {sep: first_line.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > counts[","] else ","
+
+
+def _reader(text: str, delimiter: str):
+    """(row_number, cells) for every non-blank record; row numbers count as a spreadsheet does."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    row_number = 0
+    for cells in reader:
+        row_number += 1
+        if cells and (len(cells) > 1 or cells[0].strip()):
+            yield row_number, cells
+
+
+def unique_headers(cells: list[str]) -> list[str]:
+    headers, seen = [], set()
+    for position, cell in enumerate(cells, start=1):
+        base = cell.strip() or f"Column {position}"
+        name, n = base, 1
+        while name in seen:
+            n += 1
+            name = f"{base} ({n})"
+        seen.add(name)
+        headers.append(name)
+    return headers
+
+
+def inspect_csv(data: bytes) -> dict:
+    """Checks a whole upload before it is stored: encoding, header, and that every record parses."""
+    if not data.strip():
+        _reject("The file is empty.")
+    text, encoding = decode(data)
+    delimiter = detect_delimiter(text)
+    records = _reader(text, delimiter)
+    total, preview, header_cells = 0, [], None
+    last_read = 0
+    try:
+        for last_read, cells in records:  # noqa: B007 (read after the loop when a record is broken)
+            if header_cells is None:
+                header_cells = cells
+                continue
+            total += 1
+            if len(preview) < PREVIEW_ROWS:
+                preview.append(cells)
+    except csv.Error as exc:
+        _reject(f"Row {last_read + 1} cannot be read as CSV ({exc}).")
+    if header_cells is None:
+        _reject("The file is empty.")
+    if not any(cell.strip() for cell in header_cells):
+        _reject("The first row must name the columns (for example Email, First Name, Company).")
+    if any(_EMAIL_FAST.match(cell.strip()) for cell in header_cells):
+        _reject("The first row looks like data (it holds an email address). Add a header row that names "
+                "the columns, such as Email, First Name, Company.")
+    if total == 0:
+        _reject("The file has a header row but no data rows.")
+    if len(header_cells) > MAX_COLUMNS:
+        _reject(f"The file has {len(header_cells)} columns; at most {MAX_COLUMNS} can be imported.")
+    return {"encoding": encoding, "delimiter": delimiter, "headers": unique_headers(header_cells),
+            "preview": preview, "total_rows": total}
+
+
+def validate_mapping(headers: list[str], mapping) -> dict[str, str]:
+    """A clean {header: target} from user input (a dict or its JSON text); raises ImportRejected."""
+    if isinstance(mapping, str):
+        try:
+            mapping = json.loads(mapping)
+        except ValueError:
+            mapping = None
+    if not isinstance(mapping, dict):
+        _reject('Send the mapping as a JSON object: {"CSV header": "lead field"}.', field="mapping")
+    problems, clean, used = [], {}, {}
+    for header, target in mapping.items():
+        target = (target or "").strip() if isinstance(target, str) or target is None else target
+        if target in ("ignore", "skip"):
+            target = IGNORE
+        if header not in headers:
+            problems.append(f"“{header}” is not a column of this file.")
+            continue
+        if not isinstance(target, str) or (target and target not in TARGETS):
+            problems.append(f"“{target}” (for “{header}”) is not a lead field; use one of: {', '.join(TARGETS)}.")
+            continue
+        if target and target != CUSTOM:
+            if target in used:
+                problems.append(f"Both “{used[target]}” and “{header}” are mapped to {target}; choose one.")
+                continue
+            used[target] = header
+        clean[header] = target
+    if not problems and not ({"email", "phone"} & set(used)):
+        problems.append("Map a column to email or phone: every lead needs one of them.")
+    if problems:
+        raise ImportRejected({"mapping": problems})
+    return clean
+
+
+def create_import(*, organization_id, upload, created_by, mapping) -> ImportJob:
+    """Check and store an uploaded CSV. With `mapping` (dict or JSON) it is validated and kept; without,
+    the guessed mapping is stored for the user to review. The job waits in `mapping` until started."""
+    limit = settings.MAX_IMPORT_BYTES
+    if upload.size is not None and upload.size > limit:
+        _reject(f"The file is larger than {limit // (1024 * 1024)} MB; split it into smaller files.", status=413)
+    data = upload.read(limit + 1)
+    if len(data) > limit:
+        _reject(f"The file is larger than {limit // (1024 * 1024)} MB; split it into smaller files.", status=413)
+    info = inspect_csv(data)
+    headers = info["headers"]
+    clean = guess_mapping(headers) if mapping in (None, "", {}) else validate_mapping(headers, mapping)
+    return ImportJob.objects.create(
+        organization_id=organization_id, created_by=created_by, filename=(upload.name or "import.csv")[:255],
+        content=data, encoding=info["encoding"], delimiter=info["delimiter"], headers=headers,
+        preview=info["preview"], mapping=clean, total_rows=info["total_rows"], status=ImportStatus.MAPPING,
+    )
+
+
+def set_mapping(*, job: ImportJob, mapping) -> ImportJob:
+    """Replace the mapping of a job still waiting for one."""
+    clean = validate_mapping(job.headers, mapping)
+    updated = ImportJob.objects.for_org(job.organization_id).filter(pk=job.pk, status=ImportStatus.MAPPING)\
+        .update(mapping=clean)
+    if not updated:
+        _reject("This import has already started; its mapping can no longer change.", field="mapping",
+                status=409)
+    job.mapping = clean
+    return job
+
+
+def start_import(*, job: ImportJob) -> ImportJob:
+    """Queue the import (once, on commit). The stored mapping must name an email or phone column."""
+    validate_mapping(job.headers, job.mapping)
+    with transaction.atomic():
+        updated = ImportJob.objects.for_org(job.organization_id).filter(pk=job.pk, status=ImportStatus.MAPPING)\
+            .update(status=ImportStatus.QUEUED)
+        if updated:
+            job.status = ImportStatus.QUEUED
+            job_id = str(job.pk)
+
+            def enqueue():
+                from .tasks import run_import as task
+
+                try:
+                    task.delay(job_id)
+                except Exception:  # broker down: say so on the job rather than leave it queued forever
+                    logger.exception("import %s could not be queued", job_id)
+                    fail_import(job_id, "The import could not be queued because the task queue is unavailable. "
+                                        "Upload the file again in a few minutes.")
+
+            transaction.on_commit(enqueue)
+    return job
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The worker: parse + validate chunks (in a helper thread, so Python overlaps the database's work),
+# then load each chunk with set-based SQL in its own transaction.
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Chunk:
+    __slots__ = ("rows_seen", "staged", "errors", "valid_rows")
+
+    def __init__(self):
+        self.rows_seen = 0  # non-blank records consumed (the resume offset moves by this much)
+        self.staged: list[dict] = []
+        self.errors: list[tuple[int, list, dict]] = []
+        self.valid_rows = 0
+
+
+def _chunks(text: str, delimiter: str, cleaner: RowCleaner, skip: int):
+    """Yield _Chunk objects of up to CHUNK_ROWS records, starting after `skip` data records."""
+    records = _reader(text, delimiter)
+    next(records, None)  # header
+    seen = 0
+    chunk, by_email = _Chunk(), {}
+    for row_number, cells in records:
+        seen += 1
+        if seen <= skip:
+            continue
+        chunk.rows_seen += 1
+        values, errors = cleaner.clean(cells)
+        if errors:
+            chunk.errors.append((row_number, cells, errors))
+        else:
+            chunk.valid_rows += 1
+            email = values.get("email")
+            existing = by_email.get(email) if email else None
+            if existing is None:
+                values["_rows"] = [row_number]
+                chunk.staged.append(values)
+                if email:
+                    by_email[email] = values
+            else:  # the same email twice in this chunk: one staged lead, filled like a merge
+                _merge_values(existing, values, row_number)
+        if chunk.rows_seen >= CHUNK_ROWS:
+            yield chunk
+            chunk, by_email = _Chunk(), {}
+    if chunk.rows_seen:
+        yield chunk
+
+
+def _merge_values(into: dict, values: dict, row_number: int) -> None:
+    into["_rows"].append(row_number)
+    for key, value in values.items():
+        if key == "tags" and "tags" in into:
+            into["tags"] = list(dict.fromkeys([*into["tags"], *value]))
+        elif key == "custom_fields" and "custom_fields" in into:
+            into["custom_fields"] = {**value, **into["custom_fields"]}
+        elif key not in into:
+            into[key] = value
+
+
+def _prefetch(iterator, depth: int = 2):
+    """Run `iterator` in a helper thread, `depth` items ahead. Validation is pure Python, the load mostly
+    waits on PostgreSQL (releasing the GIL), so the two overlap on separate cores."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce():
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        items.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            items.put(("end", done))
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            items.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="import-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = items.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                items.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        thread.join()
+
+
+# Staged columns, in COPY order. Text columns hold '' for "no value" so merges can test `= ''`.
+STAGE_TEXT = TEXT_FIELDS
+_NO_TAGS: list = []  # shared, never mutated
+STAGE_COLUMNS = ("row_numbers", *STAGE_TEXT, "company_size", "annual_revenue", "tags", "custom_fields")
+_TOUCH_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source")
+
+STAGE_DDL = (
+    "DROP TABLE IF EXISTS pg_temp.leads_import_stage; "
+    "CREATE TEMP TABLE leads_import_stage ("
+    " row_numbers integer[] NOT NULL, "
+    + " ".join(f"{name} text NOT NULL," for name in STAGE_TEXT)
+    + " company_size integer, annual_revenue numeric(16, 2), tags varchar(64)[] NOT NULL,"
+    " custom_fields jsonb NOT NULL, new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
+    " created boolean NOT NULL DEFAULT false) ON COMMIT DROP"
+)
+
+
+def _stage_tuple(values: dict) -> tuple:
+    get = values.get
+    custom = values.get("custom_fields")
+    return (
+        values["_rows"], *[get(name, "") for name in STAGE_TEXT], get("company_size"), get("annual_revenue"),
+        get("tags") or _NO_TAGS, json.dumps(custom) if custom else "{}",
+    )
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _touch_sql() -> str:
+    """The first/last-touch object capture builds from UTM fields and source (NULL when none is set)."""
+    any_set = " OR ".join(f"s.{f} <> ''" for f in _TOUCH_FIELDS)
+    pairs = ", ".join(f"'{f}', NULLIF(s.{f}, '')" for f in _TOUCH_FIELDS)
+    return f"CASE WHEN {any_set} THEN jsonb_strip_nulls(jsonb_build_object({pairs}, 'at', %(now_iso)s::text)) END"
+
+
+def _default_sql(model, field, params: dict) -> str:
+    """A column this load does not fill gets the model's Python-side default (the database has none),
+    as a typed parameter, so columns added later are filled without touching this SQL."""
+    if field.has_default():
+        key = f"default_{model._meta.model_name}_{field.column}"
+        params[key] = field.get_db_prep_save(field.get_default(), connection)
+        return f"%({key})s::{field.db_type(connection)}"
+    if field.null:
+        return "NULL"
+    raise RuntimeError(f"{model.__name__}.{field.name} is NOT NULL without a default: the import must set it")
+
+
+def _insert_sql(model, given: dict[str, str], params: dict) -> tuple[str, str]:
+    """(column list, select list) covering every concrete column of `model`."""
+    columns, exprs = [], []
+    for field in model._meta.concrete_fields:
+        columns.append(_q(field.column))
+        exprs.append(given[field.column] if field.column in given else _default_sql(model, field, params))
+    return ", ".join(columns), ", ".join(exprs)
+
+
+def _lead_insert_sql(params: dict) -> str:
+    params["stage"] = str(Lead._meta.get_field("lifecycle_stage").get_default())
+    given = {
+        "id": "s.new_id", "organization_id": "%(org)s::uuid",
+        **{name: f"s.{name}" for name in STAGE_TEXT},
+        "company_size": "s.company_size", "annual_revenue": "s.annual_revenue", "tags": "s.tags",
+        "custom_fields": "s.custom_fields", "first_touch": "COALESCE(s.touch, '{}'::jsonb)",
+        "last_touch": "COALESCE(s.touch, '{}'::jsonb)",
+        "stage_entered_at": "jsonb_build_object(%(stage)s::text, %(now_iso)s::text)",
+        "last_activity_at": "%(now)s", "created_at": "%(now)s", "updated_at": "%(now)s",
+    }
+    columns, select = _insert_sql(Lead, given, params)
+    table = _q(Lead._meta.db_table)
+    return (
+        f"WITH inserted AS ("
+        f" INSERT INTO {table} ({columns})"
+        f" SELECT {select} FROM (SELECT s.*, {_touch_sql()} AS touch FROM pg_temp.leads_import_stage s) s"
+        f" ON CONFLICT (organization_id, lower(email)) WHERE email <> '' DO NOTHING RETURNING id)"
+        f" UPDATE pg_temp.leads_import_stage s SET lead_id = s.new_id, created = true"
+        f" FROM inserted WHERE inserted.id = s.new_id"
+    )
+
+
+# Leads are looked up with `= ANY(ARRAY(...))`: that is always an index probe per staged row, never a
+# scan of the organization's leads, even when its statistics are stale (a new org's first big import).
+MATCH_SQL = (
+    "UPDATE pg_temp.leads_import_stage s SET lead_id = l.id FROM {table} l"
+    " WHERE s.lead_id IS NULL AND s.email <> '' AND l.organization_id = %(org)s::uuid"
+    " AND lower(l.email) = ANY(ARRAY(SELECT email FROM pg_temp.leads_import_stage"
+    "  WHERE lead_id IS NULL AND email <> ''))"
+    " AND lower(l.email) = s.email AND l.email <> ''"
+)
+
+
+def _merge_sql() -> str:
+    """Fill the existing leads' empty fields from the staged rows; never blank a filled one
+    (services._merge_into, set-based)."""
+    mergeable = [f for f in services.MERGEABLE_FIELDS if f in STAGE_TEXT]
+    sets, changed = [], []
+    for f in mergeable:
+        sets.append(f"{f} = CASE WHEN l.{f} = '' THEN s.{f} ELSE l.{f} END")
+        changed.append(f"(l.{f} = '' AND s.{f} <> '')")
+    for f in ("company_size", "annual_revenue"):
+        sets.append(f"{f} = COALESCE(l.{f}, s.{f})")
+        changed.append(f"(l.{f} IS NULL AND s.{f} IS NOT NULL)")
+    new_tags = "ARRAY(SELECT t FROM unnest(s.tags) WITH ORDINALITY AS u(t, n) WHERE t <> ALL(l.tags) ORDER BY n)"
+    sets.append(f"tags = l.tags || {new_tags}::varchar(64)[]")
+    changed.append("NOT (s.tags <@ l.tags)")
+    # Custom values fill only keys the lead has empty: the lead's non-empty values win.
+    kept = ("(SELECT COALESCE(jsonb_object_agg(k, v), '{}'::jsonb) FROM jsonb_each(l.custom_fields) AS e(k, v)"
+            " WHERE v NOT IN ('\"\"'::jsonb, 'null'::jsonb, '[]'::jsonb, '{}'::jsonb))")
+    sets.append(f"custom_fields = l.custom_fields || s.custom_fields || {kept}")
+    changed.append(f"(s.custom_fields - ARRAY(SELECT jsonb_object_keys({kept}))) <> '{{}}'::jsonb")
+    sets.append("first_touch = CASE WHEN l.first_touch = '{}'::jsonb AND s.touch IS NOT NULL"
+                " THEN s.touch ELSE l.first_touch END")
+    sets.append("last_touch = COALESCE(s.touch, l.last_touch)")
+    changed.append("s.touch IS NOT NULL")
+    sets.append("last_activity_at = GREATEST(l.last_activity_at, %(now)s)")
+    sets.append(f"updated_at = CASE WHEN {' OR '.join(changed)} THEN %(now)s ELSE l.updated_at END")
+    return (
+        f"UPDATE {_q(Lead._meta.db_table)} l SET {', '.join(sets)}"
+        f" FROM (SELECT s.*, {_touch_sql()} AS touch FROM pg_temp.leads_import_stage s"
+        f" WHERE s.lead_id IS NOT NULL AND NOT s.created) s"
+        f" WHERE l.id = s.lead_id AND l.organization_id = %(org)s::uuid"
+        f" AND l.id = ANY(ARRAY(SELECT lead_id FROM pg_temp.leads_import_stage WHERE lead_id IS NOT NULL"
+        f"  AND NOT created))"
+    )
+
+
+def _activity_insert_sql(params: dict) -> str:
+    # The names of the fields the row gave, sorted, as capture records them.
+    present = {f: f"s.{f} <> ''" for f in STAGE_TEXT}
+    present |= {"company_size": "s.company_size IS NOT NULL", "annual_revenue": "s.annual_revenue IS NOT NULL",
+                "tags": "cardinality(s.tags) > 0", "custom_fields": "s.custom_fields <> '{}'::jsonb"}
+    flags = ", ".join(f"CASE WHEN {test} THEN '{name}' END" for name, test in sorted(present.items()))
+    fields = f"to_jsonb(array_remove(ARRAY[{flags}], NULL))"
+    properties = (
+        "jsonb_build_object('channel', 'import', 'import_id', %(job)s::text, 'filename', %(filename)s::text,"
+        f" 'rows', to_jsonb(s.row_numbers), 'merged', NOT s.created, 'fields', {fields})"
+    )
+    given = {
+        "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid", "lead_id": "s.lead_id",
+        "type": f"'{ActivityType.IMPORTED.value}'", "properties": properties, "occurred_at": "%(now)s",
+        "actor_id": f"%(actor)s::{Activity._meta.get_field('actor').db_type(connection)}", "created_at": "%(now)s",
+    }
+    columns, select = _insert_sql(Activity, given, params)
+    return (f"INSERT INTO {_q(Activity._meta.db_table)} ({columns})"
+            f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.lead_id IS NOT NULL")
+
+
+def _is_deadlock(exc: Exception) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == "40P01"
+
+
+def _load_chunk(job: ImportJob, chunk: _Chunk, offset: int, preview: list) -> bool:
+    """Load one chunk and move the job's offset, in one transaction. False when another delivery of
+    this task has moved the offset (it owns the job now)."""
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            with transaction.atomic():
+                return _load_chunk_once(job, chunk, offset, preview)
+        except OperationalError as exc:
+            if not _is_deadlock(exc) or attempt == DEADLOCK_RETRIES:
+                raise
+            logger.warning("import %s: deadlock on chunk at row offset %s, retrying", job.pk, offset)
+    return False
+
+
+def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) -> bool:
+    current = ImportJob.objects.select_for_update().filter(pk=job.pk).values_list("status", "processed_rows").first()
+    if current != (ImportStatus.RUNNING, offset):
+        return False
+    now = timezone.now()
+    params = {"org": job.organization_id, "job": str(job.pk), "filename": job.filename, "now": now,
+              "now_iso": now.isoformat(), "actor": job.created_by_id}
+    created = 0
+    with connection.cursor() as cursor:
+        if chunk.staged:
+            cursor.execute(STAGE_DDL)
+            with cursor.cursor.copy(
+                f"COPY pg_temp.leads_import_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for values in chunk.staged:
+                    copy.write_row(_stage_tuple(values))
+            cursor.execute(_lead_insert_sql(params), params)
+            created = cursor.rowcount
+            cursor.execute(MATCH_SQL.format(table=_q(Lead._meta.db_table)), params)
+            cursor.execute(_merge_sql(), params)
+            cursor.execute(_activity_insert_sql(params), params)
+        if chunk.errors:
+            table = _q(ImportRowError._meta.db_table)
+            with cursor.cursor.copy(
+                f"COPY {table} (organization_id, job_id, row_number, {_q('values')}, errors) FROM STDIN"
+            ) as copy:
+                for row_number, cells, errors in chunk.errors:
+                    copy.write_row((job.organization_id, job.pk, row_number, json.dumps(cells), json.dumps(errors)))
+    # Rows of one email inside the chunk share a staged lead: the first created it, the rest merged.
+    created_rows = created
+    room = ERROR_PREVIEW - len(preview)
+    if room > 0 and chunk.errors:
+        preview.extend({"row": row, "errors": errors} for row, _, errors in chunk.errors[:room])
+    update = {
+        "processed_rows": F("processed_rows") + chunk.rows_seen,
+        "created_count": F("created_count") + created_rows,
+        "merged_count": F("merged_count") + (chunk.valid_rows - created_rows),
+        "failed_count": F("failed_count") + len(chunk.errors),
+    }
+    if room > 0 and chunk.errors:
+        update["errors"] = preview
+    ImportJob.objects.filter(pk=job.pk).update(**update)
+    return True
+
+
+def _claim(import_id) -> ImportJob | None:
+    """Mark a queued job running (or pick up a running one after a crash); None when there is nothing to do."""
+    with transaction.atomic():
+        job = (ImportJob.objects.select_for_update().defer("content").filter(pk=import_id).first())
+        if job is None or job.status not in (ImportStatus.QUEUED, ImportStatus.RUNNING):
+            return None
+        if job.status == ImportStatus.QUEUED:
+            job.status = ImportStatus.RUNNING
+            job.started_at = timezone.now()
+            job.save(update_fields=["status", "started_at"])
+    return job
+
+
+def run_import(*, import_id) -> None:
+    """The worker's entry point: idempotent, resumable, safe to deliver twice."""
+    job = _claim(import_id)
+    if job is None:
+        return
+    try:
+        _run(job)
+    except OperationalError:
+        raise  # database trouble: the task retries later and resumes from the committed offset
+    except Exception as exc:
+        logger.exception("import %s failed", job.pk)
+        fail_import(job.pk, f"The import stopped unexpectedly ({exc.__class__.__name__}). Rows before the stop were "
+                   "imported; the rest were not. Try again, or contact support if it happens again.")
+
+
+def fail_import(import_id, message: str) -> None:
+    """Record that a job stopped for good (never undoes a finished one)."""
+    ImportJob.objects.filter(pk=import_id).exclude(status=ImportStatus.DONE).update(
+        status=ImportStatus.FAILED, error_message=message, finished_at=timezone.now()
+    )
+
+
+def _run(job: ImportJob) -> None:
+    content = ImportJob.objects.filter(pk=job.pk).values_list("content", flat=True).first()
+    text = bytes(content).decode(job.encoding if job.encoding != "utf-8" else "utf-8-sig")
+    cleaner = RowCleaner(job.headers, job.mapping)
+    offset = job.processed_rows
+    preview = list(job.errors)
+    chunks = _prefetch(_chunks(text, job.delimiter, cleaner, skip=offset))
+    try:
+        for chunk in chunks:
+            if not _load_chunk(job, chunk, offset, preview):
+                logger.info("import %s: another worker is running it; stopping", job.pk)
+                return
+            offset += chunk.rows_seen
+    except csv.Error as exc:
+        fail_import(job.pk, f"The file could not be read after row {offset + 1} ({exc}). Rows before it were imported.")
+        return
+    finally:
+        chunks.close()
+    with transaction.atomic():
+        # The file is no longer needed once every row is in (failed rows keep their cells in row_errors).
+        finished = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING, processed_rows=offset).update(
+            status=ImportStatus.DONE, finished_at=timezone.now(), total_rows=offset, content=b""
+        )
+        if finished:
+            events.emit(events.LEADS_IMPORTED, organization_id=job.organization_id, import_id=job.pk)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Error report
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _error_text(errors: dict) -> str:
+    return "; ".join(
+        " ".join(messages) if column == "non_field_errors" else f"{column}: {' '.join(messages)}"
+        for column, messages in errors.items()
+    )
+
+
+def error_report_response(job: ImportJob):
+    """Every failed row: its number, its cells as given and why (formula-looking cells neutralised)."""
+    width = len(job.headers)
+    rows = (
+        ImportRowError.objects.for_org(job.organization_id).filter(job=job).order_by("row_number")
+        .values_list("row_number", "values", "errors").iterator(chunk_size=2000)
+    )
+
+    def lines():
+        for row_number, values, errors in rows:
+            cells = list(values[:width]) + [""] * (width - len(values))
+            extra = values[width:]
+            message = _error_text(errors)
+            if any(cell.strip() for cell in extra):
+                message += f" (extra cells: {' | '.join(extra)})"
+            yield [row_number, *cells, message]
+
+    return csv_response(f"import-{job.pk}-errors.csv", ["row", *job.headers, "errors"], lines())
+

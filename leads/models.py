@@ -4,10 +4,9 @@ import uuid
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
-from django.contrib.postgres.indexes import OpClass
 from django.db.models import F, Q, Value
 from django.db.models.functions import Concat, Lower, Upper
 
@@ -238,6 +237,9 @@ class FormSubmission(models.Model):
     class Meta:
         indexes = [models.Index(fields=["organization", "form", "-created_at"], name="formsub_org_form_created")]
 
+    def __str__(self) -> str:
+        return f"{self.form} submission at {self.created_at:%Y-%m-%d %H:%M}"
+
 
 class ImportStatus(models.TextChoices):
     MAPPING = "mapping", "Waiting for column mapping"
@@ -257,7 +259,10 @@ class ImportJob(models.Model):
     )
     filename = models.CharField(max_length=255)
     content = models.BinaryField()
-    headers = models.JSONField(default=list)
+    encoding = models.CharField(max_length=32, default="utf-8", help_text="How the file's bytes were read")
+    delimiter = models.CharField(max_length=1, default=",")
+    headers = models.JSONField(default=list, help_text="Column names, made unique (empty ones named 'Column N')")
+    preview = models.JSONField(default=list, blank=True, help_text="The first few data rows, for the mapping step")
     mapping = models.JSONField(default=dict, blank=True, help_text="CSV header -> lead field")
     status = models.CharField(max_length=16, choices=ImportStatus.choices, default=ImportStatus.MAPPING)
     total_rows = models.PositiveIntegerField(default=0)
@@ -265,7 +270,9 @@ class ImportJob(models.Model):
     created_count = models.PositiveIntegerField(default=0)
     merged_count = models.PositiveIntegerField(default=0)
     failed_count = models.PositiveIntegerField(default=0)
-    errors = models.JSONField(default=list, blank=True, help_text="[{row, errors}] for rows that failed")
+    errors = models.JSONField(
+        default=list, blank=True, help_text="[{row, errors}] for the first rows that failed (all are in row_errors)"
+    )
     error_message = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -284,3 +291,27 @@ class ImportJob(models.Model):
         if not self.total_rows:
             return 100 if self.status == ImportStatus.DONE else 0
         return min(100, round(100 * self.processed_rows / self.total_rows))
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (ImportStatus.DONE, ImportStatus.FAILED)
+
+
+class ImportRowError(models.Model):
+    """One CSV row that could not be imported: its cells as given and why, for the error report."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="row_errors")
+    row_number = models.PositiveIntegerField(help_text="As a spreadsheet counts rows: the header is row 1")
+    values = models.JSONField(default=list)
+    errors = models.JSONField(default=dict, help_text="column -> [messages]")
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "job", "row_number"], name="importrowerror_unique_row"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Row {self.row_number}"

@@ -1,11 +1,16 @@
 """Validation of lead input, shared by the API, public forms and the browser UI."""
 
+from functools import cache
+from zoneinfo import available_timezones
+
 from django.contrib.auth import get_user_model
+from django.urls import reverse
 from rest_framework import serializers
+from rest_framework.validators import UniqueValidator
 
-from leadcrm.api import StrictModelSerializer, StrictSerializer
+from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
-from . import services
+from . import selectors, services
 from .models import Activity, ActivityType, Form, FormSubmission, ImportJob, Lead
 
 LEAD_INPUT_FIELDS = [
@@ -20,6 +25,16 @@ FORM_FIELD_CHOICES = [
     "annual_revenue", "website", "country", "region", "city", "timezone", "consent_opt_in",
 ]
 INITIAL_STAGES = ("subscriber", "lead")
+# Lead fields a form may set on every submission, unseen by the visitor.
+FORM_HIDDEN_KEYS = (
+    "source_type", "source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "tags",
+    "lifecycle_stage",
+)
+
+
+@cache
+def _timezone_names() -> frozenset[str]:
+    return frozenset(available_timezones())  # reads the tz database from disk: once per process
 
 
 class OwnerField(serializers.PrimaryKeyRelatedField):
@@ -33,7 +48,7 @@ class OwnerField(serializers.PrimaryKeyRelatedField):
 class LeadSerializer(StrictModelSerializer):
     owner = OwnerField(required=False, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
-    custom_fields = serializers.DictField(required=False)
+    custom_fields = serializers.DictField(required=False, validators=[storable_json])
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
     country = serializers.CharField(required=False, allow_blank=True, max_length=2, min_length=2)
@@ -67,6 +82,11 @@ class LeadSerializer(StrictModelSerializer):
             raise serializers.ValidationError("Change the stage through the stage endpoint.")
         return value
 
+    def validate_timezone(self, value):
+        if value and value not in _timezone_names():
+            raise serializers.ValidationError("Use an IANA time zone name, such as Europe/Berlin.")
+        return value
+
     def validate_tags(self, value):
         return list(dict.fromkeys(tag.strip() for tag in value if tag.strip()))
 
@@ -84,6 +104,11 @@ class LeadSerializer(StrictModelSerializer):
             merged["phone"] = attrs["phone"]
         if not merged["email"] and not merged["phone"]:
             raise serializers.ValidationError({"email": ["A lead needs an email address or a phone number."]})
+        if self.instance is not None and attrs.get("email") and attrs["email"] != self.instance.email:
+            # Creating merges into the lead with this email; changing one lead's email onto another's cannot.
+            others = Lead.objects.for_org(self.instance.organization_id).exclude(pk=self.instance.pk)
+            if others.filter(email=attrs["email"]).exists():
+                raise serializers.ValidationError({"email": ["Another lead already has this email address."]})
         return attrs
 
 
@@ -100,7 +125,7 @@ class ActivityInputSerializer(StrictSerializer):
     lead = serializers.UUIDField(required=False)
     email = serializers.EmailField(required=False, max_length=254)
     type = serializers.ChoiceField(choices=ActivityType.choices)
-    properties = serializers.DictField(required=False, default=dict)
+    properties = serializers.DictField(required=False, default=dict, validators=[storable_json])
     occurred_at = serializers.DateTimeField(required=False)
 
     def validate(self, attrs):
@@ -115,46 +140,70 @@ class ActivityInputSerializer(StrictSerializer):
 
 
 class FormSerializer(StrictModelSerializer):
+    # Slugs are global because they are public URLs (/f/<slug>/); left out, one is made from the name.
+    slug = serializers.SlugField(
+        max_length=80, required=False,
+        validators=[UniqueValidator(queryset=Form.objects.all(), message="This slug is taken; choose another.")],
+    )
     fields = serializers.ListField(child=serializers.ChoiceField(choices=FORM_FIELD_CHOICES), min_length=1)
     required_fields = serializers.ListField(
         child=serializers.ChoiceField(choices=FORM_FIELD_CHOICES), required=False
     )
     hidden_values = serializers.DictField(required=False)
-    embed_url = serializers.SerializerMethodField()
+    consent_text = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    thank_you_message = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    redirect_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
+    embed_url = serializers.SerializerMethodField(help_text="The public page of the form.")
+    embed_script_url = serializers.SerializerMethodField(help_text="The script that embeds the form in a page.")
 
     class Meta:
         model = Form
         fields = [
             "id", "name", "slug", "fields", "required_fields", "hidden_values", "consent_text", "submit_label",
-            "thank_you_message", "redirect_url", "is_active", "embed_url", "created_at", "updated_at",
+            "thank_you_message", "redirect_url", "is_active", "embed_url", "embed_script_url", "created_at",
+            "updated_at",
         ]
-        read_only_fields = ["id", "embed_url", "created_at", "updated_at"]
+        read_only_fields = ["id", "embed_url", "embed_script_url", "created_at", "updated_at"]
+
+    def _absolute(self, path: str) -> str:
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
 
     def get_embed_url(self, form) -> str:
-        request = self.context.get("request")
-        path = f"/f/{form.slug}/"
-        return request.build_absolute_uri(path) if request else path
+        return self._absolute(reverse("leads:public-form", args=[form.slug]))
+
+    def get_embed_script_url(self, form) -> str:
+        return self._absolute(reverse("leads:public-form-embed", args=[form.slug]))
 
     def validate_fields(self, value):
         if "email" not in value and "phone" not in value:
             raise serializers.ValidationError("A form needs an email or a phone field.")
         return list(dict.fromkeys(value))
 
+    def validate_required_fields(self, value):
+        return list(dict.fromkeys(value))
+
     def validate_hidden_values(self, value):
-        allowed = {"source_type", "source", "utm_source", "utm_medium", "utm_campaign", "tags", "lifecycle_stage"}
-        unknown = sorted(set(value) - allowed)
+        unknown = sorted(set(value) - set(FORM_HIDDEN_KEYS))
         if unknown:
-            raise serializers.ValidationError(f"Hidden values may set only: {', '.join(sorted(allowed))}.")
+            raise serializers.ValidationError(
+                {key: [f"Hidden values may set only: {', '.join(FORM_HIDDEN_KEYS)}."] for key in unknown}
+            )
+        # The same rules as a lead from the API; the placeholder phone only satisfies "email or phone".
         check = LeadSerializer(data={"phone": "+14155550123", **value}, context=self.context)
         if not check.is_valid():
-            raise serializers.ValidationError([f"{k}: {' '.join(map(str, v))}" for k, v in check.errors.items()])
-        return value
+            raise serializers.ValidationError({key: check.errors[key] for key in check.errors})
+        # Store the normalised values (trimmed tags, canonical choices), not the raw input.
+        return {key: check.validated_data[key] for key in value if key in check.validated_data}
 
     def validate(self, attrs):
         fields = attrs.get("fields", getattr(self.instance, "fields", []))
-        missing = [f for f in attrs.get("required_fields", []) if f not in fields]
+        required = attrs.get("required_fields", getattr(self.instance, "required_fields", []))
+        missing = [f for f in required if f not in fields]
         if missing:
             raise serializers.ValidationError({"required_fields": [f"Not on the form: {', '.join(missing)}."]})
+        if self.instance is None and not attrs.get("slug"):
+            attrs["slug"] = selectors.free_form_slug(attrs["name"])
         return attrs
 
 

@@ -121,6 +121,7 @@ def capture_lead(
     email = normalize_email(data.get("email", ""))
     data = {**data, "email": email}
     touch = _touch(data, touch)
+    now = timezone.now()
     with transaction.atomic():
         lead = None
         if email:
@@ -128,6 +129,7 @@ def capture_lead(
         created = lead is None
         if created:
             lead = _new_lead(organization_id, data, touch)
+            lead.last_activity_at = now  # the submission recorded below; spares record_activity an UPDATE
             try:
                 with transaction.atomic():
                     lead.save(force_insert=True)
@@ -142,7 +144,7 @@ def capture_lead(
         submitted = sorted(k for k, v in data.items() if not is_empty(v))
         activity = record_activity(
             organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
-            properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
+            occurred_at=now, properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
         )
         events.emit(events.LEAD_CAPTURED, organization_id=organization_id, lead_id=lead.pk, created=created,
                     channel=channel)
@@ -160,7 +162,12 @@ def record_activity(
         organization_id=organization_id, lead=lead, type=type, properties=properties or {},
         occurred_at=occurred_at, actor=actor,
     )
-    Lead.objects.filter(pk=lead.pk).exclude(last_activity_at__gte=occurred_at).update(last_activity_at=occurred_at)
+    # last_activity_at only moves forward, so a value already this recent in memory is one in the row too.
+    if lead.last_activity_at is None or lead.last_activity_at < occurred_at:
+        Lead.objects.filter(pk=lead.pk).exclude(last_activity_at__gte=occurred_at).update(
+            last_activity_at=occurred_at
+        )
+        lead.last_activity_at = occurred_at
     if emit_event:
         events.emit(events.ACTIVITY_RECORDED, organization_id=organization_id, lead_id=lead.pk,
                     activity_id=activity.pk, type=type)

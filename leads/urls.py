@@ -12,6 +12,7 @@ urlpatterns = [
     path("forms/<uuid:pk>/", forms.form_detail, name="form-detail"),
     path("forms/<uuid:pk>/edit/", forms.form_edit, name="form-edit"),
     path("f/<slug:slug>/", forms.public_form, name="public-form"),
+    path("f/<slug:slug>/embed.js", forms.form_embed_js, name="public-form-embed"),
     path("imports/", imports.import_list, name="import-list"),
     path("imports/new/", imports.import_upload, name="import-upload"),
     path("imports/<uuid:pk>/", imports.import_detail, name="import-detail"),

@@ -1,0 +1,1 @@
+from .forms import rate_limited  # noqa: F401  (settings.RATELIMIT_VIEW)

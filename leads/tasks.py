@@ -1,0 +1,23 @@
+"""Celery tasks of the leads app (thin: the work is in services / imports)."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from . import imports
+
+IMPORT_RETRIES = 5
+
+
+@shared_task(bind=True, name="leads.tasks.run_import", acks_late=True, max_retries=IMPORT_RETRIES)
+def run_import(self, import_id):
+    """Load a queued CSV import. Routed to the `imports` queue, so a big file never delays capture.
+
+    Safe to run twice and after a worker was killed: it resumes from the last committed chunk.
+    """
+    try:
+        imports.run_import(import_id=import_id)
+    except OperationalError as exc:
+        if self.request.retries >= IMPORT_RETRIES:
+            imports.fail_import(import_id, "The database was unavailable; the import stopped. Upload it again.")
+            raise
+        raise self.retry(exc=exc, countdown=min(300, 10 * 2 ** self.request.retries)) from exc

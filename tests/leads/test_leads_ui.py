@@ -1,0 +1,246 @@
+"""Browser: the leads list (filters, search, sort, cursor pages), the lead page and its timeline,
+reps' own queue, and query counts that do not grow with rows."""
+
+import re
+from datetime import UTC, datetime, timedelta
+from html import unescape
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from leadcrm import services as tenancy
+from leadcrm.models import Role
+from leads import services
+from leads.models import Lead
+
+pytestmark = pytest.mark.django_db
+
+
+def lead_ids(response):
+    """Lead ids linked from the list, in page order."""
+    assert response.status_code == 200
+    return re.findall(r'href="/leads/([0-9a-f-]{36})/"', response.content.decode())
+
+
+def next_link(response, rel="next"):
+    match = re.search(rf'<a href="([^"]+)" rel="{rel}">', response.content.decode())
+    return unescape(match.group(1)) if match else None
+
+
+def make(org, email, created_at=None, **fields):
+    lead = Lead.objects.create(organization=org, email=email, **fields)
+    if created_at:
+        Lead.objects.filter(pk=lead.pk).update(created_at=created_at)
+    return lead
+
+
+@pytest.fixture
+def leads(org, member):
+    rep = member(Role.REP, "rep@acme.test")
+    base = datetime(2024, 6, 1, tzinfo=UTC)
+    return {
+        "ada": make(org, "ada@example.com", base, first_name="Ada", last_name="Lovelace", company="Engines",
+                    lifecycle_stage="mql", grade="A", score=80, source_type="paid", country="GB", owner=rep),
+        "bob": make(org, "bob@example.com", base + timedelta(days=1), first_name="Bob", company="Builders",
+                    lifecycle_stage="lead", grade="C", score=20, source_type="organic", country="US"),
+        "cy": make(org, "cy@example.com", base + timedelta(days=2), first_name="Cy", company="Paint Co",
+                   lifecycle_stage="subscriber", grade="A", score=50, source_type="paid", country="US"),
+    }
+
+
+def names(response, leads):
+    by_id = {str(lead.pk): name for name, lead in leads.items()}
+    return [by_id[i] for i in lead_ids(response)]
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    ("", ["cy", "bob", "ada"]),
+    ("lifecycle_stage=mql", ["ada"]),
+    ("lifecycle_stage=lead&lifecycle_stage=subscriber", ["cy", "bob"]),
+    ("grade=A", ["cy", "ada"]),
+    ("source_type=paid", ["cy", "ada"]),
+    ("country=us", ["cy", "bob"]),
+    ("score_min=50", ["cy", "ada"]),
+    ("search=lovelace", ["ada"]),
+    ("search=BUILD", ["bob"]),
+    ("search=cy@example", ["cy"]),
+    ("search=nothing-like-this", []),
+    ("ordering=created_at", ["ada", "bob", "cy"]),
+    ("ordering=-score", ["ada", "cy", "bob"]),
+    ("ordering=-score&grade=A", ["ada", "cy"]),
+    ("ordering=bogus", ["cy", "bob", "ada"]),
+])
+def test_list_filters_search_and_sort(browser, leads, query, expected):
+    assert names(browser.get(f"/leads/?{query}"), leads) == expected
+
+
+def test_the_form_keeps_the_chosen_filters(browser, leads):
+    html = browser.get("/leads/?search=Ada&grade=A&lifecycle_stage=mql&ordering=-score&country=GB").content.decode()
+    assert 'name="search" value="Ada"' in html
+    assert re.search(r'<option value="A"\s+selected>', html)
+    assert re.search(r'<option value="mql"\s+selected>', html)
+    assert re.search(r'<option value="-score"\s+selected>', html)
+    assert 'name="country" maxlength="2" value="GB"' in html
+
+
+def test_invalid_filter_shows_an_error_not_a_crash(browser, leads):
+    response = browser.get("/leads/?score_min=lots")
+    assert response.status_code == 200
+    assert "score_min" in response.content.decode()
+    assert lead_ids(response) == []
+
+
+def test_empty_state_says_what_to_do(browser, org):
+    html = browser.get("/leads/").content.decode()
+    assert "No leads match" in html
+    assert 'href="/forms/"' in html and 'href="/imports/"' in html
+
+
+def test_cursor_pages_cover_every_lead_once(browser, org):
+    base = timezone.now() - timedelta(days=10)
+    # pairs share created_at, so the pager must break ties by id
+    created = {str(make(org, f"l{i:03d}@example.com", base + timedelta(minutes=i // 2)).pk) for i in range(120)}
+    response = browser.get("/leads/")
+    seen = lead_ids(response)
+    assert len(seen) == 50
+    assert next_link(response, "prev") is None
+    pages = 1
+    url = next_link(response)
+    while url:
+        response = browser.get(url)
+        seen += lead_ids(response)
+        pages += 1
+        url = next_link(response)
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 120 and set(seen) == created
+
+    back = next_link(response, "prev")
+    assert back and lead_ids(browser.get(back))  # the previous page is reachable from the last
+
+
+def test_cursor_pages_keep_filters_and_sort(browser, org):
+    for i in range(120):
+        make(org, f"s{i:03d}@example.com", score=i, grade="A" if i % 2 else "B")
+    response = browser.get("/leads/?grade=A&ordering=-score")
+    url = next_link(response)
+    assert "grade=A" in url and "ordering=-score" in url
+    ids = lead_ids(response) + lead_ids(browser.get(url))
+    scores = list(Lead.objects.filter(pk__in=ids).values_list("pk", "score"))
+    by_id = {str(pk): score for pk, score in scores}
+    assert [by_id[i] for i in ids] == sorted(range(1, 120, 2), reverse=True)[:60]
+    assert next_link(browser.get(url)) is None  # 60 grade-A leads: exactly two pages
+
+
+# --- lead page -----------------------------------------------------------------------------------
+
+
+def test_lead_page_shows_details_and_the_timeline_newest_first(browser, org, member):
+    marketer = member(Role.MANAGER, "mgr@acme.test")
+    lead = services.capture_lead(organization_id=org.pk, data={
+        "email": "tl@example.com", "first_name": "Tim", "last_name": "Line", "company": "Clockworks",
+        "job_title": "CTO", "utm_source": "newsletter", "tags": ["vip", "beta"], "custom_fields": {"plan": "pro"},
+    }).lead
+    base = timezone.now() - timedelta(days=3)
+    services.record_activity(organization_id=org.pk, lead=lead, type="page_view",
+                             properties={"url": "/pricing"}, occurred_at=base)
+    services.record_activity(organization_id=org.pk, lead=lead, type="call", actor=marketer,
+                             properties={"minutes": 12, "answered": True}, occurred_at=base + timedelta(days=1))
+    services.record_activity(organization_id=org.pk, lead=lead, type="download",
+                             properties={"asset": "whitepaper.pdf"}, occurred_at=base + timedelta(days=2))
+
+    response = browser.get(f"/leads/{lead.pk}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for text in ("Tim Line", "CTO", "Clockworks", "tl@example.com", "vip, beta", "plan", "pro",
+                 "utm_source=newsletter"):
+        assert text in html, text
+    timeline = re.search(r'<ol class="timeline">.*?</ol>', html, re.S).group(0)
+    kinds = re.findall(r"<strong>([^<]+)</strong>", timeline)
+    assert kinds == ["API submission", "Download", "Call", "Page view"]
+    assert "mgr@acme.test" in timeline  # who logged the call
+    assert "whitepaper.pdf" in timeline and "/pricing" in timeline
+    assert "yes" in timeline  # booleans read as yes/no, not True/False
+
+
+def test_lead_page_without_activities_says_so(browser, org):
+    lead = make(org, "quiet@example.com")
+    assert "Nothing has happened to this lead yet." in browser.get(f"/leads/{lead.pk}/").content.decode()
+
+
+def test_unknown_lead_is_404(browser):
+    assert browser.get("/leads/00000000-0000-0000-0000-000000000000/").status_code == 404
+
+
+def test_times_show_in_the_viewers_timezone(browser, org):
+    lead = make(org, "tz@example.com", datetime(2024, 1, 1, 23, 30, tzinfo=UTC))
+    assert "2024-01-01 23:30" in browser.get(f"/leads/{lead.pk}/").content.decode()
+    browser.cookies["tz"] = "Asia/Tokyo"
+    assert "2024-01-02 08:30" in browser.get(f"/leads/{lead.pk}/").content.decode()
+    browser.cookies["tz"] = "Not/AZone"
+    assert browser.get(f"/leads/{lead.pk}/").status_code == 200
+
+
+# --- reps see their own queue -------------------------------------------------------------------
+
+
+def test_reps_see_only_their_own_leads(client, org, leads):
+    rep = Lead.objects.get(pk=leads["ada"].pk).owner
+    client.force_login(rep)
+    assert names(client.get("/leads/"), leads) == ["ada"]
+    assert names(client.get("/leads/?search=e"), leads) == ["ada"]
+    assert client.get(f"/leads/{leads['ada'].pk}/").status_code == 200
+    assert client.get(f"/leads/{leads['bob'].pk}/").status_code == 404
+    html = client.get("/leads/").content.decode()
+    assert 'href="/forms/"' not in html and 'href="/settings/api-keys/"' not in html
+
+
+def test_another_rep_sees_none_of_them(client, org, leads, member):
+    client.force_login(member(Role.REP, "rep2@acme.test"))
+    assert lead_ids(client.get("/leads/")) == []
+    assert client.get(f"/leads/{leads['ada'].pk}/").status_code == 404
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.MANAGER, Role.MARKETER])
+def test_org_wide_roles_see_every_lead(client, org, leads, member, role):
+    client.force_login(member(role, f"{role}-x@acme.test"))
+    assert sorted(names(client.get("/leads/"), leads)) == ["ada", "bob", "cy"]
+
+
+# --- query counts --------------------------------------------------------------------------------
+
+
+def _queries(client, url):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code == 200
+    return len(ctx.captured_queries), response
+
+
+def test_list_query_count_does_not_grow_with_rows(browser, org):
+    for i in range(5):
+        owner = tenancy.add_member(organization=org, email=f"a{i}@acme.test", password=None, role="rep").user
+        make(org, f"first{i}@example.com", owner=owner, grade="B")
+    few, response = _queries(browser, "/leads/")
+    assert len(lead_ids(response)) == 5
+    for i in range(45):
+        owner = tenancy.add_member(organization=org, email=f"b{i}@acme.test", password=None, role="rep").user
+        make(org, f"more{i}@example.com", owner=owner, grade="B")
+    many, response = _queries(browser, "/leads/")
+    assert len(lead_ids(response)) == 50
+    assert many == few
+
+
+def test_lead_page_query_count_does_not_grow_with_activities(browser, org, member):
+    lead = make(org, "busy@example.com")
+    actor = member(Role.MANAGER, "m@acme.test")
+    services.record_activity(organization_id=org.pk, lead=lead, type="call", actor=actor)
+    few, _ = _queries(browser, f"/leads/{lead.pk}/")
+    for i in range(40):
+        user = tenancy.add_member(organization=org, email=f"act{i}@acme.test", password=None, role="rep").user
+        services.record_activity(organization_id=org.pk, lead=lead, type="note", actor=user,
+                                 properties={"text": f"note {i}"})
+    many, response = _queries(browser, f"/leads/{lead.pk}/")
+    assert response.content.decode().count("<li>") >= 41
+    assert many == few
