@@ -3,8 +3,9 @@
     make bench-capture          (= python -m leadcrm.devstack exec python bench/capture.py)
 
 Runs against DATABASE_URL / REDIS_URL (embedded servers when unset, via devstack). It migrates, makes a
-throwaway organization and API key, starts gunicorn on a free loopback port, and drives it with N
-concurrent keep-alive clients (threads). Each round measures, for the same time and the same clients:
+throwaway organization and API key, starts gunicorn (the Procfile's WSGI app and worker class) on a free
+loopback port, and drives it with N concurrent clients, each one keep-alive connection (reopened when the
+server closes it, as sync workers do). Each round measures, for the same time and the same clients:
 
 - the bound: GET /api/v1/ping/ — API-key authentication and a tiny JSON answer, nothing else;
 - capture:   POST /api/v1/leads/ with a distinct email each time (a new lead, its activity, the event).
@@ -119,7 +120,7 @@ class Load:
                 if writer is None:
                     reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
                 status, closing = await asyncio.wait_for(self._exchange(reader, writer, payload), 30)
-            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                 result.failed += 1
                 closing, status = True, None
             else:

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from leadcrm import events
 
+from . import selectors
 from .models import Activity, ActivityType, Form, FormSubmission, Lead
 
 # Fields a merge may fill when the existing lead has them empty.
@@ -125,7 +126,7 @@ def capture_lead(
     with transaction.atomic():
         lead = None
         if email:
-            lead = Lead.objects.for_org(organization_id).select_for_update().filter(email=email).first()
+            lead = selectors.with_email(Lead.objects.for_org(organization_id), email).select_for_update().first()
         created = lead is None
         if created:
             lead = _new_lead(organization_id, data, touch)
@@ -135,7 +136,7 @@ def capture_lead(
                     lead.save(force_insert=True)
             except IntegrityError:
                 # Another request created this email between our read and insert: merge into it.
-                lead = Lead.objects.for_org(organization_id).select_for_update().get(email=email)
+                lead = selectors.with_email(Lead.objects.for_org(organization_id), email).select_for_update().get()
                 created = False
         if not created:
             changed = _merge_into(lead, data, touch)
@@ -144,7 +145,8 @@ def capture_lead(
         submitted = sorted(k for k, v in data.items() if not is_empty(v))
         activity = record_activity(
             organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
-            occurred_at=now, properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
+            occurred_at=now,
+            properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
         )
         events.emit(events.LEAD_CAPTURED, organization_id=organization_id, lead_id=lead.pk, created=created,
                     channel=channel)
@@ -183,7 +185,7 @@ def track_activity(
     with transaction.atomic():
         if lead is None:
             email = normalize_email(email)
-            lead = Lead.objects.for_org(organization_id).filter(email=email).first()
+            lead = selectors.with_email(Lead.objects.for_org(organization_id), email).first()
             if lead is None:
                 result = capture_lead(
                     organization_id=organization_id, data={"email": email}, channel="activity",

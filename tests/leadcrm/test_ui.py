@@ -189,7 +189,7 @@ def test_revoking_a_key(browser, org):
     assert key.revoked
     assert client.get("/api/v1/ping/").status_code == 401
     page = browser.get("/settings/api-keys/").content.decode()
-    row = re.search(rf"<tr>\s*<td>old integration</td>.*?</tr>", page, re.S).group(0)
+    row = re.search(r"<tr>\s*<td>old integration</td>.*?</tr>", page, re.S).group(0)
     assert "revoked" in row and "Revoke</button>" not in row
     # revoking twice is harmless
     assert browser.post(f"/settings/api-keys/{key.prefix}/revoke/").status_code == 302
