@@ -27,7 +27,7 @@ class LeadFilter(django_filters.FilterSet):
         fields = []
 
     def filter_email(self, queryset, name, value):
-        return selectors.with_email(queryset, value.strip().lower())
+        return queryset.filter(email=value.strip().lower())
 
     def filter_country(self, queryset, name, value):
         return queryset.filter(country=value.strip().upper())

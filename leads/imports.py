@@ -684,7 +684,7 @@ def _lead_insert_sql(params: dict) -> str:
         f"WITH inserted AS ("
         f" INSERT INTO {table} ({columns})"
         f" SELECT {select} FROM (SELECT s.*, {_touch_sql()} AS touch FROM pg_temp.leads_import_stage s) s"
-        f" ON CONFLICT (organization_id, lower(email)) WHERE email <> '' DO NOTHING RETURNING id)"
+        f" ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING id)"
         f" UPDATE pg_temp.leads_import_stage s SET lead_id = s.new_id, created = true"
         f" FROM inserted WHERE inserted.id = s.new_id"
     )
@@ -695,9 +695,9 @@ def _lead_insert_sql(params: dict) -> str:
 MATCH_SQL = (
     "UPDATE pg_temp.leads_import_stage s SET lead_id = l.id FROM {table} l"
     " WHERE s.lead_id IS NULL AND s.email <> '' AND l.organization_id = %(org)s::uuid"
-    " AND lower(l.email) = ANY(ARRAY(SELECT email FROM pg_temp.leads_import_stage"
+    " AND l.email = ANY(ARRAY(SELECT email FROM pg_temp.leads_import_stage"
     "  WHERE lead_id IS NULL AND email <> ''))"
-    " AND lower(l.email) = s.email AND l.email <> ''"
+    " AND l.email = s.email AND l.email <> ''"
 )
 
 

@@ -61,7 +61,9 @@ def lead_search_text():
 
 class Lead(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="leads")
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="leads", db_index=False  # composite indexes lead with it
+    )
 
     # contact
     email = models.CharField(max_length=254, blank=True, default="")
@@ -120,9 +122,11 @@ class Lead(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(
-                "organization", Lower("email"), condition=~Q(email=""), name="lead_unique_email_per_org"
-            ),
+            # Emails are stored trimmed and lower-cased (checked below), so a plain unique index on the
+            # column gives case-insensitive uniqueness and serves `email=` lookups directly.
+            models.UniqueConstraint(fields=["organization", "email"], condition=~Q(email=""),
+                                    name="lead_unique_email_per_org"),
+            models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
             models.CheckConstraint(condition=~Q(email="", phone=""), name="lead_has_email_or_phone"),
         ]
         indexes = [
@@ -171,7 +175,7 @@ class Activity(models.Model):
     """One thing that happened to a lead. Append-only."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="activities")
     type = models.CharField(max_length=32, choices=ActivityType.choices)
     properties = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)

@@ -1,6 +1,5 @@
 import itertools
 
-from django.db.models.functions import Lower
 from django.utils.text import slugify
 
 from .models import Form, Lead, lead_search_text
@@ -8,12 +7,6 @@ from .models import Form, Lead, lead_search_text
 
 def leads_for(organization):
     return Lead.objects.for_org(organization).select_related("owner")
-
-
-def with_email(queryset, email: str):
-    """Leads with this normalised email. The filter spells out the expression and the condition of the
-    lead_unique_email_per_org index; a plain `email=` filter cannot use it and scans the table."""
-    return queryset.alias(email_lower=Lower("email")).filter(email_lower=email).exclude(email="")
 
 
 def search_leads(queryset, term: str):

@@ -107,7 +107,7 @@ class LeadSerializer(StrictModelSerializer):
         if self.instance is not None and attrs.get("email") and attrs["email"] != self.instance.email:
             # Creating merges into the lead with this email; changing one lead's email onto another's cannot.
             others = Lead.objects.for_org(self.instance.organization_id).exclude(pk=self.instance.pk)
-            if selectors.with_email(others, attrs["email"]).exists():
+            if others.filter(email=attrs["email"]).exists():
                 raise serializers.ValidationError({"email": ["Another lead already has this email address."]})
         return attrs
 

@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from leadcrm import events
 
-from . import selectors
 from .models import Activity, ActivityType, Form, FormSubmission, Lead
 
 # Fields a merge may fill when the existing lead has them empty.
@@ -126,7 +125,7 @@ def capture_lead(
     with transaction.atomic():
         lead = None
         if email:
-            lead = selectors.with_email(Lead.objects.for_org(organization_id), email).select_for_update().first()
+            lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().first()
         created = lead is None
         if created:
             lead = _new_lead(organization_id, data, touch)
@@ -136,7 +135,7 @@ def capture_lead(
                     lead.save(force_insert=True)
             except IntegrityError:
                 # Another request created this email between our read and insert: merge into it.
-                lead = selectors.with_email(Lead.objects.for_org(organization_id), email).select_for_update().get()
+                lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().get()
                 created = False
         if not created:
             changed = _merge_into(lead, data, touch)
@@ -185,7 +184,7 @@ def track_activity(
     with transaction.atomic():
         if lead is None:
             email = normalize_email(email)
-            lead = selectors.with_email(Lead.objects.for_org(organization_id), email).first()
+            lead = Lead.objects.for_org(organization_id).filter(email=email).first()
             if lead is None:
                 result = capture_lead(
                     organization_id=organization_id, data={"email": email}, channel="activity",
