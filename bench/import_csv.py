@@ -111,7 +111,7 @@ def floor_sql(organization_id) -> tuple[str, dict]:
     sql = (
         f"WITH leads AS (INSERT INTO leads_lead ({lead_columns})"
         f" SELECT {lead_select} FROM (SELECT DISTINCT ON (lower(c2)) * FROM bench_raw_copy WHERE c2 LIKE '%%@%%') r"
-        f" ON CONFLICT (organization_id, lower(email)) WHERE email <> '' DO NOTHING RETURNING id)"
+        f" ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING id)"
         f" INSERT INTO leads_activity ({activity_columns}) SELECT {activity_select} FROM leads"
     )
     return sql, params
