@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 import phonenumbers
-from django.db import IntegrityError, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from leadcrm import events
@@ -109,6 +109,30 @@ def _new_lead(organization_id, data: dict, touch: dict) -> Lead:
     return lead
 
 
+def _insert_unless_email_taken(lead: Lead) -> bool:
+    """INSERT the new lead unless its org already has a lead with its email; True if it was inserted.
+
+    `ON CONFLICT ... DO NOTHING` on the per-org email index (`lead_unique_email_per_org`, a partial index,
+    which the ORM's conflict options cannot name) decides in one statement, with no savepoint and no failed
+    insert left behind for a merge. Values are prepared by the model's own fields, as save() would.
+    """
+    fields = Lead._meta.concrete_fields
+    values = [field.get_db_prep_save(field.pre_save(lead, add=True), connection) for field in fields]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(Lead._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone() is not None
+    if inserted:  # now it is a saved instance, as after save()
+        lead._state.adding = False
+        lead._state.db = connection.alias
+    return inserted
+
+
 def capture_lead(
     *, organization_id, data: dict, channel: str = "api", touch: dict | None = None, actor=None,
     activity_type: str = ActivityType.API_SUBMISSION, activity_properties: dict | None = None,
@@ -123,21 +147,14 @@ def capture_lead(
     touch = _touch(data, touch)
     now = timezone.now()
     with transaction.atomic():
-        lead = None
-        if email:
-            lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().first()
-        created = lead is None
-        if created:
-            lead = _new_lead(organization_id, data, touch)
-            lead.last_activity_at = now  # the submission recorded below; spares record_activity an UPDATE
-            try:
-                with transaction.atomic():
-                    lead.save(force_insert=True)
-            except IntegrityError:
-                # Another request created this email between our read and insert: merge into it.
-                lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().get()
-                created = False
+        # Most captures are of new emails, so try the insert first; only a taken email costs the lookup.
+        lead = _new_lead(organization_id, data, touch)
+        lead.last_activity_at = now  # the submission recorded below; spares record_activity an UPDATE
+        created = _insert_unless_email_taken(lead)
         if not created:
+            # The email's lead exists, or a concurrent capture just committed it (the insert waited for
+            # that): merge into it under a row lock.
+            lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().get()
             changed = _merge_into(lead, data, touch)
             if changed:
                 lead.save(update_fields=[*changed, "updated_at"])

@@ -53,3 +53,18 @@ def test_phone_is_stored_in_e164(api):
     assert response.status_code == 201, response.json()
     assert response.json()["phone"] == "+14155550123"
     assert response.json()["country"] == "US"
+
+
+def test_capture_of_a_new_lead_costs_a_fixed_handful_of_queries(api, django_assert_max_num_queries):
+    # key lookup, (key last-used update), the lead insert-or-skip, the activity insert, plus transaction control
+    with django_assert_max_num_queries(6):
+        response = api.post("/api/v1/leads/", {"email": "fast@example.com", "company": "Quick"}, format="json")
+    assert response.status_code == 201
+
+
+def test_capture_into_an_existing_lead_merges_under_a_lock(api):
+    first = api.post("/api/v1/leads/", {"email": "m@example.com"}, format="json").json()
+    again = api.post("/api/v1/leads/", {"email": "M@example.com", "job_title": "CFO"}, format="json")
+    assert again.status_code == 200
+    assert again.json()["id"] == first["id"]
+    assert again.json()["job_title"] == "CFO"
