@@ -32,13 +32,6 @@ def settings_post(**overrides):
     return {key: value for key, value in data.items() if value is not None}
 
 
-@pytest.fixture(autouse=True)
-def _plain_static_storage(settings):
-    # The manifest storage needs collectstatic; pages under test only need {% static %} to resolve.
-    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-
-
 @pytest.fixture
 def capture_form(org):
     return Form.objects.create(
