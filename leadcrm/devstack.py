@@ -52,8 +52,20 @@ def _start_redis():
     return server
 
 
+def _stop_on_termination() -> None:
+    """SIGTERM/SIGHUP (a closed terminal, `kill`, a supervisor) stop everything just as Ctrl-C does, so the
+    embedded servers and the child processes are shut down rather than left running."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
 def ensure_services() -> list:
     """Start embedded servers for whichever of DATABASE_URL / REDIS_URL is unset."""
+    _stop_on_termination()
     keep_alive = []
     if not os.environ.get("DATABASE_URL"):
         print("DATABASE_URL unset: starting embedded PostgreSQL in .data/postgres", flush=True)
