@@ -54,13 +54,16 @@ def storable_json(value, depth: int = 0):
 
 
 class StrictSerializer(serializers.Serializer):
-    """Rejects keys the serializer does not know, instead of silently dropping them."""
+    """Rejects keys the serializer does not know or does not accept, instead of silently dropping them."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors = {name: ["Unknown field."] for name in data if name not in self.fields}
+            # A value sent for a computed field (score, grade, created_at…) would otherwise vanish silently.
+            errors.update({name: ["This field is read-only."] for name in data
+                           if name in self.fields and self.fields[name].read_only})
+            if errors:
+                raise serializers.ValidationError(dict(sorted(errors.items())))
         return super().to_internal_value(data)
 
 

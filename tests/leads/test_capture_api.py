@@ -68,3 +68,11 @@ def test_capture_into_an_existing_lead_merges_under_a_lock(api):
     assert again.status_code == 200
     assert again.json()["id"] == first["id"]
     assert again.json()["job_title"] == "CFO"
+
+
+def test_computed_fields_are_refused_rather_than_silently_ignored(api):
+    lead = api.post("/api/v1/leads/", {"email": "ro@example.com"}, format="json").json()
+    response = api.patch(f"/api/v1/leads/{lead['id']}/", {"score": 99, "first_name": "Ro"}, format="json")
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"score": ["This field is read-only."]}
+    assert Lead.objects.get(pk=lead["id"]).first_name == ""
