@@ -16,6 +16,9 @@ LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), cha
 LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
+LEAD_STAGE_CHANGED = "lead.stage_changed"  # organization_id, lead_id, from_stage, to_stage
+LEAD_MQL = "lead.mql"  # organization_id, lead_ids (reached the MQL threshold; routing hands them to sales)
+ORG_CREATED = "organization.created"  # organization_id; delivered inside the creating transaction (emit_now)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 
@@ -23,6 +26,13 @@ _handlers: dict[str, list[Callable]] = defaultdict(list)
 def subscribe(event: str, handler: Callable) -> None:
     if handler not in _handlers[event]:
         _handlers[event].append(handler)
+
+
+def emit_now(event: str, **payload) -> None:
+    """Deliver at once, inside the caller's transaction, for consumers whose writes belong to it.
+    A failing handler fails the caller."""
+    for handler in list(_handlers[event]):
+        handler(**payload)
 
 
 def emit(event: str, **payload) -> None:

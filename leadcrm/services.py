@@ -4,6 +4,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from . import events
 from .models import ApiKey, Membership, Organization, Role
 
 
@@ -45,6 +46,7 @@ def create_organization(*, slug: str, name: str, owner_email: str, owner_passwor
         raise OrganizationExists(f"An organization with slug {slug!r} already exists.")
     organization = Organization.objects.create(slug=slug, name=name)
     add_member(organization=organization, email=owner_email, password=owner_password, role=Role.ADMIN)
+    events.emit_now(events.ORG_CREATED, organization_id=organization.pk)  # e.g. default scoring rules
     return organization
 
 

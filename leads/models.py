@@ -103,6 +103,11 @@ class Lead(models.Model):
     fit_score = models.IntegerField(default=0)
     behavior_score = models.IntegerField(default=0)
     score = models.IntegerField(default=0)
+    # the four parts sales asks about: fit_score = fit_gained + fit_lost, behavior_score likewise
+    fit_gained = models.IntegerField(default=0)
+    fit_lost = models.IntegerField(default=0)
+    behavior_gained = models.IntegerField(default=0)
+    behavior_lost = models.IntegerField(default=0)
     grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
     temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
     # consent
@@ -131,6 +136,7 @@ class Lead(models.Model):
         ]
         indexes = [
             models.Index(fields=["organization", "-created_at", "-id"], name="lead_org_created"),
+            models.Index(fields=["organization", "id"], name="lead_org_id"),  # chunks of set-based batch work
             models.Index(fields=["organization", "-score"], name="lead_org_score"),
             models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),

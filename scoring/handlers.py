@@ -1,0 +1,19 @@
+"""Reactions to domain events of other apps: each enqueues scoring work, or sets up a new org."""
+
+from . import services, tasks
+
+
+def score_after_activity(*, organization_id, lead_id, **_):
+    tasks.score_lead.delay(str(organization_id), str(lead_id))
+
+
+def score_after_update(*, organization_id, lead_id, **_):
+    tasks.score_lead.delay(str(organization_id), str(lead_id))
+
+
+def rescore_after_import(*, organization_id, **_):
+    services.request_recalculation(organization_id=organization_id)
+
+
+def set_up_scoring(*, organization_id):
+    services.setup_organization(organization_id=organization_id)

@@ -1,0 +1,330 @@
+"""Scoring changes: rules and settings (each change re-scores the org), instant and bulk (re)calculation."""
+
+import itertools
+import logging
+from contextlib import contextmanager
+
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from leadcrm import events
+from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
+from leads.models import Grade, Lead
+from leads.services import promote_to_mql
+
+from .calculation import Config, Rule, scored_leads_sql
+from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
+
+logger = logging.getLogger(__name__)
+
+RECALC_CHUNK = 10_000  # leads per transaction of a bulk recalculation (and per progress step)
+POINTS_LIMIT = 1000
+LOCK_CLASS = 7301  # advisory lock namespace of "one bulk recalculation per org at a time"
+# The statement joins sets of leads to sets of matches; with stale statistics (fresh tables, just-imported
+# rows) the planner may pick a nested loop that re-runs the match scan for every lead. Hash joins are right
+# for every size here, so rule the nested loop out for this transaction (and JIT, which that rule's huge cost
+# estimates would switch on, costing more than the statement itself).
+PLAN_FOR_SETS = "SET LOCAL enable_nestloop = off; SET LOCAL jit = off"
+
+# A new org's starting rule set, meant to be edited (documented in the README).
+DEFAULT_RULES = [
+    ("Submitted a form", RuleKind.BEHAVIOR, 15, {"activity_type": "form_submission"}, 3, None),
+    ("Visited the pricing page", RuleKind.BEHAVIOR, 10,
+     {"activity_type": "page_view", "property": "url", "op": "contains", "value": "/pricing"}, 3, 30),
+    ("Clicked an email", RuleKind.BEHAVIOR, 5, {"activity_type": "email_click"}, 5, 60),
+    ("Unsubscribed", RuleKind.BEHAVIOR, -25, {"activity_type": "unsubscribe"}, 1, None),
+    ("Target industry", RuleKind.FIT, 20,
+     {"field": "industry", "op": "in", "value": ["Software", "Technology", "Financial Services", "Finance"]},
+     None, None),
+    ("Company of 50 to 5,000 people", RuleKind.FIT, 15,
+     {"field": "company_size", "op": "between", "value": [50, 5000]}, None, None),
+    ("Decision-maker title", RuleKind.FIT, 15,
+     {"field": "job_title", "op": "contains", "value": ["chief", "head", "director", "vp", "founder", "owner"]},
+     None, None),
+    ("No company given", RuleKind.FIT, -10, {"field": "company", "op": "is_empty"}, None, None),
+]
+DEFAULT_SETTINGS = {
+    "mql_score": 50, "mql_min_grade": Grade.C,
+    "grade_bands": {"A": 40, "B": 30, "C": 15, "D": 0},
+    "temperature_bands": {"warm": 25, "hot": 60},
+}
+# Fit rules may not test what scoring itself writes (nor the stage the MQL hand-off moves).
+NOT_FOR_FIT_RULES = (*SCORE_FIELDS, "lifecycle_stage")
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=None) -> dict:
+    """Check a rule's parts; raises ConditionError({field: [messages]}). Returns the cleaned condition."""
+    errors = {}
+    if isinstance(points, bool) or not isinstance(points, int) or not -POINTS_LIMIT <= points <= POINTS_LIMIT:
+        errors["points"] = [f"Must be a whole number from -{POINTS_LIMIT} to {POINTS_LIMIT}."]
+    if kind not in RuleKind.values:
+        errors["kind"] = [f"Must be one of {', '.join(RuleKind.values)}."]
+    try:
+        if kind == RuleKind.FIT:
+            if isinstance(condition, dict) and condition.get("field") in NOT_FOR_FIT_RULES:
+                raise ConditionError({"field": [f"A fit rule cannot test {condition['field']}, which scoring sets."]})
+            condition = validate_lead_condition(condition, allow_score_fields=False)
+        elif kind == RuleKind.BEHAVIOR:
+            condition = validate_activity_condition(condition)
+    except ConditionError as exc:
+        errors["condition"] = [f"{key}: {message}" for key, messages in exc.errors.items() for message in messages]
+    if kind == RuleKind.FIT and (max_occurrences is not None or window_days is not None):
+        errors["max_occurrences" if max_occurrences is not None else "window_days"] = [
+            "Only behaviour rules count occurrences in a window."]
+    if max_occurrences is not None and max_occurrences < 1:
+        errors["max_occurrences"] = ["Must be at least 1, or empty for no cap."]
+    if window_days is not None and window_days < 1:
+        errors["window_days"] = ["Must be at least 1 day, or empty for all time."]
+    if errors:
+        raise ConditionError(errors)
+    return condition
+
+
+def _ordered_bands(value, labels: list[str], name: str) -> dict:
+    """`labels` best first; each band's lowest value must be strictly above the next one's."""
+    if not isinstance(value, dict) or set(value) != set(labels):
+        raise ConditionError({name: [f"Give exactly {', '.join(labels)}."]})
+    for label in labels:
+        if isinstance(value[label], bool) or not isinstance(value[label], int) or abs(value[label]) > 100_000:
+            raise ConditionError({name: [f"{label} must be a whole number."]})
+    for higher, lower in itertools.pairwise(labels):
+        if value[higher] <= value[lower]:
+            raise ConditionError({name: [f"{higher} ({value[higher]}) must be above {lower} ({value[lower]})."]})
+    return {label: value[label] for label in labels}
+
+
+def clean_settings(data: dict) -> dict:
+    cleaned = dict(data)
+    errors = {}
+    for name, labels in (("grade_bands", ["A", "B", "C", "D"]), ("temperature_bands", ["hot", "warm"])):
+        if name in data:
+            try:
+                cleaned[name] = _ordered_bands(data[name], labels, name)
+            except ConditionError as exc:
+                errors.update(exc.errors)
+    if "mql_min_grade" in data and data["mql_min_grade"] not in Grade.values:
+        errors["mql_min_grade"] = [f"Must be one of {', '.join(Grade.values)}."]
+    if errors:
+        raise ConditionError(errors)
+    return cleaned
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def setup_organization(*, organization_id) -> ScoringSettings:
+    """The org's settings with the default rule set, created once."""
+    settings, created = ScoringSettings.objects.get_or_create(organization_id=organization_id,
+                                                              defaults=DEFAULT_SETTINGS)
+    if created:
+        ScoringRule.objects.bulk_create(
+            ScoringRule(organization_id=organization_id, name=name, kind=kind, points=points, condition=condition,
+                        max_occurrences=cap, window_days=window)
+            for name, kind, points, condition, cap, window in DEFAULT_RULES
+        )
+    return settings
+
+
+def get_settings(organization_id) -> ScoringSettings:
+    settings = ScoringSettings.objects.filter(organization_id=organization_id).first()
+    return settings or setup_organization(organization_id=organization_id)
+
+
+def rule_of(rule: ScoringRule) -> Rule:
+    return Rule(id=rule.pk, name=rule.name, kind=rule.kind, points=rule.points, condition=rule.condition,
+                max_occurrences=rule.max_occurrences, window_days=rule.window_days)
+
+
+def load_config(organization_id, *, draft: Rule | None = None, replaces=None, settings=None) -> Config:
+    """The org's active rules and settings; with `draft`, as they would be with that rule added (or put in
+    place of rule `replaces`)."""
+    settings = settings or get_settings(organization_id)
+    rules = [rule_of(rule) for rule in ScoringRule.objects.for_org(organization_id).filter(active=True)
+             if rule.pk != replaces]
+    if draft is not None:
+        rules.append(draft)
+    return Config(
+        rules=rules, grade_bands=settings.grade_bands, temperature_bands=settings.temperature_bands,
+        mql_score=settings.mql_score, mql_min_grade=settings.mql_min_grade,
+        decay_half_life_days=settings.decay_half_life_days,
+    )
+
+
+def request_recalculation(*, organization_id) -> None:
+    """Mark the stored scores stale and re-score the org in the background (after this transaction)."""
+    get_settings(organization_id)
+    ScoringSettings.objects.filter(organization_id=organization_id).update(
+        config_version=F("config_version") + 1, recalc_status=RecalculationStatus.QUEUED, recalc_error="")
+
+    def enqueue():
+        from .tasks import recalculate
+
+        recalculate.delay(str(organization_id))
+
+    transaction.on_commit(enqueue)
+
+
+@transaction.atomic
+def save_rule(*, organization_id, rule: ScoringRule | None = None, **fields) -> ScoringRule:
+    """Create (rule None) or change a rule; the org is re-scored."""
+    rule = rule or ScoringRule(organization_id=organization_id)
+    for name, value in fields.items():
+        setattr(rule, name, value)
+    rule.condition = clean_rule(kind=rule.kind, condition=rule.condition, points=rule.points,
+                                max_occurrences=rule.max_occurrences, window_days=rule.window_days)
+    rule.save()
+    request_recalculation(organization_id=organization_id)
+    return rule
+
+
+@transaction.atomic
+def delete_rule(*, rule: ScoringRule) -> None:
+    organization_id = rule.organization_id
+    rule.delete()
+    request_recalculation(organization_id=organization_id)
+
+
+@transaction.atomic
+def update_settings(*, organization_id, **fields) -> ScoringSettings:
+    fields = clean_settings(fields)
+    settings = ScoringSettings.objects.select_for_update().get(pk=get_settings(organization_id).pk)
+    for name, value in fields.items():
+        setattr(settings, name, value)
+    settings.save(update_fields=[*fields, "updated_at"])
+    request_recalculation(organization_id=organization_id)
+    settings.refresh_from_db()
+    return settings
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def _mql_reason(config: Config) -> str:
+    return (f"Reached the MQL threshold: score {config.mql_score} or more "
+            f"and grade {config.mql_min_grade} or better.")
+
+
+def score_leads(*, organization_id, config: Config, scope: dict) -> list:
+    """Re-score the org's leads in `scope` in one statement: store the new numbers where they changed, keep a
+    snapshot where the score changed, and promote those now over the threshold to MQL. Returns MQL ids."""
+    scored_sql, params = scored_leads_sql(organization_id, config, scope)
+    parts = ("fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score", "score",
+             "grade", "temperature")
+    sql = f"""
+        WITH {scored_sql},
+        changed AS (
+            UPDATE leads_lead l SET {", ".join(f"{part} = s.{part}" for part in parts)}
+            FROM scored s
+            WHERE l.id = s.id AND l.organization_id = %s
+              AND ({", ".join(f"l.{part}" for part in parts)}) IS DISTINCT FROM ({", ".join(f"s.{p}" for p in parts)})
+            RETURNING l.id, l.score, l.fit_score, l.behavior_score, s.old_score
+        )
+        INSERT INTO scoring_scoresnapshot (organization_id, lead_id, recorded_at, score, fit_score, behavior_score)
+        SELECT %s, id, %s, score, fit_score, behavior_score FROM changed WHERE score <> old_score
+    """
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(PLAN_FOR_SETS)
+            cursor.execute(sql, [*params, organization_id, organization_id, config.now])
+        promoted = promote_to_mql(organization_id=organization_id, leads=config.meets_mql() & Q(**scope),
+                                  reason=_mql_reason(config))
+        if promoted:
+            events.emit(events.LEAD_MQL, organization_id=organization_id, lead_ids=promoted)
+    return promoted
+
+
+def score_lead(*, organization_id, lead_id) -> None:
+    """Instant scoring of one lead with the org's current rules."""
+    score_leads(organization_id=organization_id, config=load_config(organization_id), scope={"id": lead_id})
+
+
+@contextmanager
+def _org_lock(organization_id):
+    """A session-level advisory lock: one bulk recalculation per org at a time, freed if the worker dies."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [LOCK_CLASS, str(organization_id)])
+        acquired = cursor.fetchone()[0]
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [LOCK_CLASS, str(organization_id)])
+
+
+def _chunks(organization_id):
+    """(low, high) id bounds of consecutive chunks of the org's leads, in id order (keyset, no OFFSET scans
+    beyond one chunk)."""
+    leads = Lead.objects.for_org(organization_id).order_by("id").values_list("id", flat=True)
+    low = leads.first()
+    while low is not None:
+        high = leads.filter(id__gte=low)[RECALC_CHUNK - 1:RECALC_CHUNK].first()
+        if high is None:
+            high = leads.order_by("-id").first()
+        yield low, high
+        low = leads.filter(id__gt=high).first()
+
+
+def _settings_row(organization_id):
+    return ScoringSettings.objects.filter(organization_id=organization_id)
+
+
+def _recalculate_once(organization_id) -> bool:
+    """One pass over the org with the rules of one config version. True when the stored scores are current."""
+    settings = get_settings(organization_id)
+    version = settings.config_version
+    if settings.scored_version >= version:
+        if settings.recalc_status != RecalculationStatus.IDLE:
+            _settings_row(organization_id).update(recalc_status=RecalculationStatus.IDLE)
+        return True
+    config = load_config(organization_id, settings=settings)
+    total = Lead.objects.for_org(organization_id).count()
+    _settings_row(organization_id).update(recalc_status=RecalculationStatus.RUNNING, recalc_done=0,
+                                          recalc_total=total, recalc_started_at=timezone.now(), recalc_error="")
+    done = 0
+    for low, high in _chunks(organization_id):
+        if _settings_row(organization_id).values_list("config_version", flat=True).get() != version:
+            return False  # the rules changed under us: start again with the new ones
+        score_leads(organization_id=organization_id, config=config, scope={"id__gte": low, "id__lte": high})
+        done = min(total, done + RECALC_CHUNK)
+        _settings_row(organization_id).update(recalc_done=done)
+    finished = _settings_row(organization_id).filter(config_version=version).update(
+        scored_version=version, recalc_status=RecalculationStatus.IDLE, recalc_done=total,
+        recalc_finished_at=timezone.now())
+    return bool(finished)
+
+
+def recalculate_organization(*, organization_id) -> None:
+    """Re-score every lead of the org, set-based in chunks, until the scores match the latest configuration.
+
+    Edits made meanwhile are not lost: each bumps `config_version`, which makes a running pass start over, and
+    a pass that could not take the lock leaves the work to the holder, which checks again after letting go.
+    """
+    while True:
+        with _org_lock(organization_id) as acquired:
+            if not acquired:
+                return
+            try:
+                while not _recalculate_once(organization_id):
+                    pass
+            except Exception as exc:
+                _settings_row(organization_id).update(recalc_status=RecalculationStatus.FAILED,
+                                                      recalc_error=str(exc)[:1000])
+                raise
+        settings = get_settings(organization_id)
+        if settings.scored_version >= settings.config_version:
+            return
+
+
+def apply_decay() -> int:
+    """Nightly: re-score every org that has decay on, so behaviour points fade. Returns how many orgs."""
+    organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
+                            .values_list("organization_id", flat=True))
+    for organization_id in organization_ids:
+        with transaction.atomic():
+            request_recalculation(organization_id=organization_id)
+    return len(organization_ids)

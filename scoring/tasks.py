@@ -1,0 +1,23 @@
+"""Celery tasks of scoring (thin: the work is in services). Routed to the `scoring` queue."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="scoring.tasks.score_lead", acks_late=True)
+def score_lead(organization_id, lead_id):
+    """Instant scoring after a capture, activity or edit. Idempotent: it recomputes from the facts."""
+    services.score_lead(organization_id=organization_id, lead_id=lead_id)
+
+
+@shared_task(name="scoring.tasks.recalculate", acks_late=True)
+def recalculate(organization_id):
+    """Re-score the whole org after a rule or settings change; safe to run twice or concurrently."""
+    services.recalculate_organization(organization_id=organization_id)
+
+
+@shared_task(name="scoring.tasks.apply_decay")
+def apply_decay():
+    """Nightly beat task: orgs with a half-life are re-scored, so behaviour points fade."""
+    return services.apply_decay()
