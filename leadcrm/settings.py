@@ -173,7 +173,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"LeadFormFieldEnum": "leads.serializers.FORM_FIELD_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "LeadFormFieldEnum": "leads.serializers.FORM_FIELD_CHOICES",
+        "GradeEnum": "leads.models.Grade.choices",
+    },
 }
 
 # Celery: Redis broker, one queue per concern so a large import never delays speed to lead.

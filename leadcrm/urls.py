@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from leadcrm import views as core_views
 from leads import api as leads_api
+from scoring import api as scoring_api
 
 router = DefaultRouter()
 router.register("leads", leads_api.LeadViewSet, basename="lead")
@@ -12,6 +13,7 @@ router.register("activities", leads_api.ActivityViewSet, basename="activity")
 router.register("forms", leads_api.FormViewSet, basename="form")
 router.register("imports", leads_api.ImportViewSet, basename="import")
 router.register("api-keys", core_views.ApiKeyViewSet, basename="api-key")
+router.register("scoring-rules", scoring_api.ScoringRuleViewSet, basename="scoring-rule")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -22,6 +24,8 @@ urlpatterns = [
     path("api/v1/imports/<uuid:pk>/errors.csv",
          leads_api.ImportViewSet.as_view({"get": "errors_csv"}, **leads_api.ImportViewSet.errors_csv.kwargs),
          name="import-errors-csv"),
+    path("api/v1/leads/<uuid:pk>/score/", scoring_api.LeadScoreView.as_view(), name="lead-score"),
+    path("api/v1/scoring-settings/", scoring_api.ScoringSettingsView.as_view(), name="scoring-settings"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -37,6 +37,11 @@ def _timezone_names() -> frozenset[str]:
     return frozenset(available_timezones())  # reads the tz database from disk: once per process
 
 
+# Computed by scoring: the totals, their four parts and the bands they fall in.
+SCORE_FIELDS = ["score", "fit_score", "behavior_score", "fit_gained", "fit_lost", "behavior_gained", "behavior_lost",
+                "grade", "temperature"]
+
+
 class OwnerField(serializers.PrimaryKeyRelatedField):
     """A user id; only members of the request's organization are accepted."""
 
@@ -57,12 +62,11 @@ class LeadSerializer(StrictModelSerializer):
     class Meta:
         model = Lead
         fields = [
-            "id", *LEAD_INPUT_FIELDS, "status", "fit_score", "behavior_score", "score", "grade", "temperature",
-            "stage_entered_at", "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at",
+            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at",
             "created_at", "updated_at",
         ]
         read_only_fields = [
-            "id", "status", "fit_score", "behavior_score", "score", "grade", "temperature", "stage_entered_at",
+            "id", "status", *SCORE_FIELDS, "stage_entered_at",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
         ]
 

@@ -13,7 +13,7 @@ from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_con
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
 
-from .calculation import Config, Rule, scored_leads_sql
+from .calculation import PLAN_FOR_SETS, Config, Rule, scored_leads_sql
 from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
 
 logger = logging.getLogger(__name__)
@@ -21,11 +21,6 @@ logger = logging.getLogger(__name__)
 RECALC_CHUNK = 10_000  # leads per transaction of a bulk recalculation (and per progress step)
 POINTS_LIMIT = 1000
 LOCK_CLASS = 7301  # advisory lock namespace of "one bulk recalculation per org at a time"
-# The statement joins sets of leads to sets of matches; with stale statistics (fresh tables, just-imported
-# rows) the planner may pick a nested loop that re-runs the match scan for every lead. Hash joins are right
-# for every size here, so rule the nested loop out for this transaction (and JIT, which that rule's huge cost
-# estimates would switch on, costing more than the statement itself).
-PLAN_FOR_SETS = "SET LOCAL enable_nestloop = off; SET LOCAL jit = off"
 
 # A new org's starting rule set, meant to be edited (documented in the README).
 DEFAULT_RULES = [
