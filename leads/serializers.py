@@ -62,8 +62,8 @@ class LeadSerializer(StrictModelSerializer):
     class Meta:
         model = Lead
         fields = [
-            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at",
-            "created_at", "updated_at",
+            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "first_touch", "last_touch",
+            "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
         ]
         read_only_fields = [
             "id", "status", *SCORE_FIELDS, "stage_entered_at",

@@ -2,6 +2,8 @@
 
 from celery import shared_task
 
+from leadcrm.models import Organization
+
 from . import services
 
 
@@ -14,7 +16,8 @@ def score_lead(organization_id, lead_id):
 @shared_task(name="scoring.tasks.recalculate", acks_late=True)
 def recalculate(organization_id):
     """Re-score the whole org after a rule or settings change; safe to run twice or concurrently."""
-    services.recalculate_organization(organization_id=organization_id)
+    if Organization.objects.filter(pk=organization_id).exists():  # it may have been deleted since
+        services.recalculate_organization(organization_id=organization_id)
 
 
 @shared_task(name="scoring.tasks.apply_decay")

@@ -22,6 +22,7 @@ from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
 from leads import services
 from leads.models import Activity, Form, FormSubmission, ImportJob, ImportStatus, Lead
+from scoring.models import ScoringRule, ScoringSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +68,18 @@ ENDPOINTS = [
     Endpoint("api-key-retrieve", "get", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-delete", "delete", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-revoke", "post", "/api/v1/api-keys/{key}/revoke/", "404"),
+    # --- scoring API
+    Endpoint("lead-score", "get", "/api/v1/leads/{lead}/score/", "404"),
+    Endpoint("scoring-rules-list", "get", "/api/v1/scoring-rules/", "absent", marker="{rule}"),
+    Endpoint("scoring-rule-retrieve", "get", "/api/v1/scoring-rules/{rule}/", "404"),
+    Endpoint("scoring-rule-patch", "patch", "/api/v1/scoring-rules/{rule}/", "404", body={"points": 99}),
+    Endpoint("scoring-rule-put", "put", "/api/v1/scoring-rules/{rule}/", "404",
+             body={"name": "Hijacked", "kind": "fit", "points": 1, "condition": {"field": "city", "op": "is_empty"}}),
+    Endpoint("scoring-rule-delete", "delete", "/api/v1/scoring-rules/{rule}/", "404"),
+    Endpoint("scoring-rule-preview-replacing", "post", "/api/v1/scoring-rules/preview/", "rejected",
+             body={"replaces": "{rule}", "name": "x", "kind": "fit", "points": 1,
+                   "condition": {"field": "city", "op": "is_empty"}}),
+    Endpoint("scoring-settings", "get", "/api/v1/scoring-settings/", "absent", marker="4321"),
     # --- browser
     Endpoint("ui-leads-list", "get", "/leads/", "absent", api=False),
     Endpoint("ui-leads-search", "get", "/leads/?search=Secrets", "absent", api=False),
@@ -108,8 +121,11 @@ def victim(org):
         errors=[{"row": 2, "errors": {"email": ["Enter a valid email address."]}}],
     )
     key, _ = tenancy.create_api_key(organization=org, name="acme website")
+    rule = ScoringRule.objects.create(organization=org, name="Acme Secrets rule", kind="fit", points=5,
+                                      condition={"field": "company", "op": "contains", "value": "Secrets"})
+    ScoringSettings.objects.filter(organization=org).update(mql_score=4321)
     return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
-            "key": key.prefix}
+            "key": key.prefix, "rule": str(rule.pk)}
 
 
 @pytest.fixture
@@ -209,8 +225,10 @@ def test_every_tenant_api_route_is_in_the_matrix():
     from leadcrm.urls import router
 
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
-    own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create"}
-    lookups = {"lead": "{lead}", "form": "{form}", "import": "{import}", "api-key": "{key}"}
+    own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
+                       "scoring-rule.create"}
+    lookups = {"lead": "{lead}", "form": "{form}", "import": "{import}", "api-key": "{key}",
+               "scoring-rule": "{rule}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

@@ -77,3 +77,38 @@ def test_csv_import_runs_on_a_real_worker(api, org, worker):
     health = api.get("/healthz")
     assert health.status_code == 200
     assert health.json()["celery"].startswith("ok")
+
+
+def _wait_for(check, seconds=60):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_an_activity_rescores_its_lead_on_a_real_worker(api, org, worker):
+    """Instant scoring: the activity's commit enqueues a scoring task, which the worker runs."""
+    lead_id = api.post("/api/v1/leads/", {"email": "pat@example.com", "industry": "Software"},
+                       format="json").json()["id"]
+    _wait_for(lambda: Lead.objects.get(pk=lead_id).score == 20 - 10)  # target industry, no company
+
+    response = api.post("/api/v1/activities/", {"lead": lead_id, "type": "page_view",
+                                                "properties": {"url": "https://acme.test/pricing"}}, format="json")
+    assert response.status_code == 201
+    _wait_for(lambda: Lead.objects.get(pk=lead_id).score == 20)
+    explained = api.get(f"/api/v1/leads/{lead_id}/score/").json()
+    assert {(row["name"], row["points"], row["count"]) for row in explained["contributions"]} >= {
+        ("Visited the pricing page", 10, 1), ("Target industry", 20, 1)}
+
+
+def test_a_new_rule_rescores_the_org_on_a_real_worker(api, org, worker):
+    leads = [api.post("/api/v1/leads/", {"email": f"p{i}@example.com", "country": "DE" if i % 2 else "US"},
+                      format="json").json()["id"] for i in range(6)]
+    response = api.post("/api/v1/scoring-rules/", {"name": "Germany", "kind": "fit", "points": 40,
+                                                   "condition": {"field": "country", "op": "eq", "value": "de"}},
+                        format="json")
+    assert response.status_code == 201, response.content
+
+    _wait_for(lambda: api.get("/api/v1/scoring-settings/").json()["recalculation"]["status"] == "idle")
+    scores = {str(lead.pk): lead.fit_score for lead in Lead.objects.filter(pk__in=leads)}
+    assert sorted(scores.values()) == [-10, -10, -10, 30, 30, 30]
