@@ -3,3 +3,10 @@ from django.apps import AppConfig
 
 class LeadsConfig(AppConfig):
     name = "leads"
+
+    def ready(self):
+        from leadcrm import events
+
+        from .services import lifecycle
+
+        events.subscribe(events.ORG_CREATED, lifecycle.set_up_organization)

@@ -33,6 +33,24 @@ class LifecycleStage(models.TextChoices):
     RECYCLED = "recycled", "Recycled"
 
 
+_S = LifecycleStage
+# The allowed lifecycle moves, in one place. Reaching the MQL threshold, converting and winning a deal move
+# leads too, along these same edges.
+ALLOWED_MOVES = {
+    _S.SUBSCRIBER: (_S.LEAD, _S.MQL, _S.SAL, _S.DISQUALIFIED),
+    _S.LEAD: (_S.SUBSCRIBER, _S.MQL, _S.SAL, _S.DISQUALIFIED),
+    _S.MQL: (_S.SAL, _S.DISQUALIFIED, _S.RECYCLED),
+    _S.SAL: (_S.SQL, _S.DISQUALIFIED, _S.RECYCLED),
+    _S.SQL: (_S.OPPORTUNITY, _S.DISQUALIFIED, _S.RECYCLED),
+    _S.OPPORTUNITY: (_S.CUSTOMER, _S.DISQUALIFIED, _S.RECYCLED),
+    _S.CUSTOMER: (),
+    _S.DISQUALIFIED: (_S.LEAD, _S.RECYCLED),
+    _S.RECYCLED: (_S.LEAD, _S.MQL, _S.SAL, _S.DISQUALIFIED),
+}
+# Moves into these stages need a reason from the org's list.
+STAGES_WITH_REASON = (_S.DISQUALIFIED, _S.RECYCLED)
+
+
 class LeadStatus(models.TextChoices):
     OPEN = "open", "Open"
     WORKING = "working", "Working"
@@ -110,6 +128,15 @@ class Lead(models.Model):
     behavior_lost = models.IntegerField(default=0)
     grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
     temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
+    stage_reason = models.CharField(max_length=200, blank=True, default="",
+                                    help_text="Why it was last disqualified or recycled")
+    # qualification (BANT), filled in by reps
+    bant_budget = models.CharField("budget", max_length=200, blank=True, default="")
+    bant_authority = models.CharField("authority", max_length=200, blank=True, default="")
+    bant_need = models.CharField("need", max_length=500, blank=True, default="")
+    bant_timeline = models.CharField("timeline", max_length=200, blank=True, default="")
+    # conversion
+    account = models.ForeignKey("Account", null=True, blank=True, on_delete=models.SET_NULL, related_name="leads")
     # consent
     consent_opt_in = models.BooleanField(default=False)
     consent_at = models.DateTimeField(null=True, blank=True)
@@ -325,3 +352,156 @@ class ImportRowError(models.Model):
 
     def __str__(self) -> str:
         return f"Row {self.row_number}"
+
+
+BANT_FIELDS = ("bant_budget", "bant_authority", "bant_need", "bant_timeline")
+
+
+class QualificationSettings(models.Model):
+    """Per org: which BANT fields a lead needs before it may move to SQL."""
+
+    organization = models.OneToOneField(Organization, on_delete=models.CASCADE, primary_key=True,
+                                        related_name="qualification_settings")
+    bant_required_for_sql = ArrayField(models.CharField(max_length=16, choices=[(f, f) for f in BANT_FIELDS]),
+                                       default=list, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"Qualification settings of {self.organization}"
+
+
+class ReasonKind(models.TextChoices):
+    DISQUALIFIED = "disqualified", "Disqualified"
+    RECYCLED = "recycled", "Recycled"
+    LOST = "lost", "Deal lost"
+
+
+class Reason(models.Model):
+    """An org-editable reason to pick when disqualifying or recycling a lead, or losing a deal."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.CharField(max_length=16, choices=ReasonKind.choices)
+    label = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["kind", "label"]
+        constraints = [models.UniqueConstraint(fields=["organization", "kind", "label"], name="reason_unique")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class SegmentKind(models.TextChoices):
+    DYNAMIC = "dynamic", "Dynamic (conditions)"
+    STATIC = "static", "Static list (hand-picked)"
+
+
+class Segment(models.Model):
+    """A saved audience: conditions evaluated in one SQL query (dynamic), or hand-picked leads (static)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="segments",
+                                     db_index=False)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    kind = models.CharField(max_length=8, choices=SegmentKind.choices, default=SegmentKind.DYNAMIC)
+    definition = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "-created_at", "-id"], name="segment_org_created")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SegmentMember(models.Model):
+    """A lead hand-picked into a static list."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    segment = models.ForeignKey(Segment, on_delete=models.CASCADE, related_name="members", db_index=False)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="list_memberships")
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "segment", "lead"],
+                                               name="segmentmember_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} in {self.segment_id}"
+
+
+class Account(models.Model):
+    """A company that became (or is becoming) a customer."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="accounts",
+                                     db_index=False)
+    name = models.CharField(max_length=200)
+    website = models.CharField(max_length=300, blank=True, default="")
+    industry = models.CharField(max_length=100, blank=True, default="")
+    company_size = models.PositiveIntegerField(null=True, blank=True)
+    country = models.CharField(max_length=2, blank=True, default="")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint("organization", Upper("name"), name="account_unique_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DealStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Deal(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deals", db_index=False)
+    account = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="deals")
+    lead = models.ForeignKey(Lead, null=True, blank=True, on_delete=models.SET_NULL, related_name="deals")
+    name = models.CharField(max_length=200)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217")
+    expected_close = models.DateField(null=True, blank=True)
+    status = models.CharField(max_length=8, choices=DealStatus.choices, default=DealStatus.OPEN)
+    lost_reason = models.CharField(max_length=200, blank=True, default="")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "-created_at", "-id"], name="deal_org_created"),
+            models.Index(fields=["organization", "status", "-closed_at"], name="deal_org_status_closed"),
+            models.Index(fields=["organization", "lead"], name="deal_org_lead"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="deal_amount_not_negative"),
+            models.CheckConstraint(condition=Q(status="open") | Q(closed_at__isnull=False), name="deal_closed_at"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

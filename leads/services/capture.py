@@ -4,12 +4,11 @@ from dataclasses import dataclass
 
 import phonenumbers
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from leadcrm import events
 
-from .models import Activity, ActivityType, Form, FormSubmission, Lead, LifecycleStage
+from ..models import Activity, ActivityType, Form, FormSubmission, Lead
 
 # Fields a merge may fill when the existing lead has them empty.
 MERGEABLE_FIELDS = (
@@ -17,9 +16,6 @@ MERGEABLE_FIELDS = (
     "website", "country", "region", "city", "timezone", "source_type", "source", "utm_source", "utm_medium",
     "utm_campaign", "utm_term", "utm_content", "owner",
 )
-
-# Stages from which reaching the MQL threshold promotes a lead (the hand-off never moves one backwards).
-MQL_FROM_STAGES = (LifecycleStage.SUBSCRIBER, LifecycleStage.LEAD, LifecycleStage.RECYCLED)
 
 
 class PhoneNumberInvalid(ValueError):
@@ -255,40 +251,3 @@ def submit_form(
         )
     return result
 
-
-def promote_to_mql(*, organization_id, leads: Q, reason: str) -> list:
-    """Move the org's leads matching `leads` that are not yet past MQL to stage MQL, set-based, each with a
-    stage-change activity saying why. Returns the ids moved. Never moves a lead backwards."""
-    now = timezone.now()
-    candidates = (
-        Lead.objects.for_org(organization_id)
-        .filter(leads, lifecycle_stage__in=MQL_FROM_STAGES)
-        .order_by("id").select_for_update().values_list("id", "lifecycle_stage")
-    )
-    candidates_sql, candidates_params = candidates.query.sql_with_params()
-    sql = f"""
-        WITH old AS ({candidates_sql}),
-        moved AS (
-            UPDATE leads_lead l
-            SET lifecycle_stage = %s, stage_entered_at = l.stage_entered_at || jsonb_build_object(%s, %s::text),
-                updated_at = %s
-            FROM old WHERE l.id = old.id
-            RETURNING l.id, old.lifecycle_stage AS previous, l.score, l.grade
-        )
-        INSERT INTO leads_activity (id, organization_id, lead_id, type, properties, occurred_at, created_at)
-        SELECT gen_random_uuid(), %s, id, %s,
-               jsonb_build_object('from', previous, 'to', %s, 'reason', %s, 'score', score, 'grade', grade), %s, %s
-        FROM moved
-        RETURNING lead_id, properties ->> 'from'
-    """
-    params = [
-        *candidates_params, LifecycleStage.MQL, LifecycleStage.MQL, now.isoformat(), now,
-        organization_id, ActivityType.STAGE_CHANGE, LifecycleStage.MQL, reason, now, now,
-    ]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        moved = cursor.fetchall()
-    for lead_id, previous in moved:
-        events.emit(events.LEAD_STAGE_CHANGED, organization_id=organization_id, lead_id=lead_id,
-                    from_stage=previous, to_stage=LifecycleStage.MQL)
-    return [lead_id for lead_id, _ in moved]

@@ -1,0 +1,17 @@
+"""Everything that changes leads, one module per concern; import them from here."""
+
+from .capture import (
+    MERGEABLE_FIELDS, CaptureResult, PhoneNumberInvalid, capture_lead, delete_lead, is_empty, normalize_email,
+    normalize_phone, record_activity, submit_form, track_activity, update_lead,
+)
+from .lifecycle import (
+    MQL_FROM_STAGES, StageMoveRefused, check_move, move_stage, promote_to_mql, reasons, required_bant,
+    set_up_organization, update_qualification,
+)
+
+__all__ = [
+    "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused", "capture_lead",
+    "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
+    "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
+    "update_lead", "update_qualification",
+]
