@@ -1,12 +1,29 @@
 """Everything that changes leads, one module per concern; import them from here."""
 
 from .capture import (
-    MERGEABLE_FIELDS, CaptureResult, PhoneNumberInvalid, capture_lead, delete_lead, is_empty, normalize_email,
-    normalize_phone, record_activity, submit_form, track_activity, update_lead,
+    MERGEABLE_FIELDS,
+    CaptureResult,
+    PhoneNumberInvalid,
+    capture_lead,
+    delete_lead,
+    is_empty,
+    normalize_email,
+    normalize_phone,
+    record_activity,
+    submit_form,
+    track_activity,
+    update_lead,
 )
 from .lifecycle import (
-    MQL_FROM_STAGES, StageMoveRefused, check_move, move_stage, promote_to_mql, reasons, required_bant,
-    set_up_organization, update_qualification,
+    MQL_FROM_STAGES,
+    StageMoveRefused,
+    check_move,
+    move_stage,
+    promote_to_mql,
+    reasons,
+    required_bant,
+    set_up_organization,
+    update_qualification,
 )
 
 __all__ = [

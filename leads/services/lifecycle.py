@@ -7,8 +7,16 @@ from django.utils import timezone
 from leadcrm import events
 
 from ..models import (
-    ALLOWED_MOVES, BANT_FIELDS, STAGES_WITH_REASON, Activity, ActivityType, Lead, LifecycleStage,
-    QualificationSettings, Reason, ReasonKind,
+    ALLOWED_MOVES,
+    BANT_FIELDS,
+    STAGES_WITH_REASON,
+    Activity,
+    ActivityType,
+    Lead,
+    LifecycleStage,
+    QualificationSettings,
+    Reason,
+    ReasonKind,
 )
 
 # Stages from which reaching the MQL threshold promotes a lead (the hand-off never moves one backwards).
