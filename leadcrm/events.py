@@ -18,6 +18,10 @@ ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
 LEAD_STAGE_CHANGED = "lead.stage_changed"  # organization_id, lead_id, from_stage, to_stage
 LEAD_MQL = "lead.mql"  # organization_id, lead_ids (reached the MQL threshold; routing hands them to sales)
+LEAD_CONVERTED = "lead.converted"  # organization_id, lead_id, account_id, deal_id
+DEAL_WON = "deal.won"  # organization_id, deal_id, lead_id
+DEAL_LOST = "deal.lost"  # organization_id, deal_id, lead_id
+LEADS_MERGED = "leads.merged"  # organization_id, keep_id, merged_ids; emit_now, before the merged leads go
 ORG_CREATED = "organization.created"  # organization_id; delivered inside the creating transaction (emit_now)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)

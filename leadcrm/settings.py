@@ -176,6 +176,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "LeadFormFieldEnum": "leads.serializers.FORM_FIELD_CHOICES",
         "GradeEnum": "leads.models.Grade.choices",
+        "LifecycleStageEnum": "leads.models.LifecycleStage.choices",
     },
 }
 

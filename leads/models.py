@@ -34,8 +34,8 @@ class LifecycleStage(models.TextChoices):
 
 
 _S = LifecycleStage
-# The allowed lifecycle moves, in one place. Reaching the MQL threshold, converting and winning a deal move
-# leads too, along these same edges.
+# The allowed lifecycle moves, in one place. Reaching the MQL threshold and converting move leads along these
+# same edges; the one exception is a won deal, which makes its lead a customer from whatever stage it is in.
 ALLOWED_MOVES = {
     _S.SUBSCRIBER: (_S.LEAD, _S.MQL, _S.SAL, _S.DISQUALIFIED),
     _S.LEAD: (_S.SUBSCRIBER, _S.MQL, _S.SAL, _S.DISQUALIFIED),
@@ -201,6 +201,9 @@ class ActivityType(models.TextChoices):
     OWNER_CHANGE = "owner_change", "Owner change"
     SCORE_CHANGE = "score_change", "Score change"
     MERGE = "merge", "Merged"
+    DEAL_CREATED = "deal_created", "Deal created"
+    DEAL_WON = "deal_won", "Deal won"
+    DEAL_LOST = "deal_lost", "Deal lost"
     CUSTOM = "custom", "Custom event"
 
 

@@ -1,8 +1,10 @@
 import itertools
 
+from django.db import connection
 from django.utils.text import slugify
 
-from .models import Form, Lead, lead_search_text
+from .models import Form, Lead, SegmentKind, SegmentMember, lead_search_text
+from .segments import definition_q
 
 
 def leads_for(organization):
@@ -27,3 +29,47 @@ def free_form_slug(name: str) -> str:
     if base not in taken:
         return base
     return next(f"{base}-{n}" for n in itertools.count(2) if f"{base}-{n}" not in taken)
+
+
+def segment_leads(segment):
+    """The segment's leads as one queryset (one SQL query, however the definition nests)."""
+    leads = Lead.objects.for_org(segment.organization_id)
+    if segment.kind == SegmentKind.STATIC:
+        members = SegmentMember.objects.for_org(segment.organization_id).filter(segment=segment)
+        return leads.filter(pk__in=members.values("lead_id"))
+    return leads.filter(definition_q(segment.organization_id, segment.definition))
+
+
+DUPLICATES_PAGE = 25
+# Gmail ignores dots and anything after a + in the local part, and googlemail.com is gmail.com.
+_GMAIL_KEY = ("replace(split_part(split_part(email, '@', 1), '+', 1), '.', '') || '@gmail.com'")
+
+
+def duplicate_groups(organization_id, *, after: str = "", limit: int = DUPLICATES_PAGE) -> list[dict]:
+    """Groups of likely duplicates, by reason then key, from after `reason:key` (keyset): the same Gmail
+    address written differently, the same phone (E.164), the same first name, last name and company."""
+    after_reason, _, after_key = after.partition(":")
+    sql = f"""
+        WITH keys AS (
+            SELECT id, 'email' AS reason, {_GMAIL_KEY} AS key FROM leads_lead
+            WHERE organization_id = %(org)s AND split_part(email, '@', 2) IN ('gmail.com', 'googlemail.com')
+            UNION ALL
+            SELECT id, 'phone', phone FROM leads_lead WHERE organization_id = %(org)s AND phone <> ''
+            UNION ALL
+            SELECT id, 'name_company', lower(first_name || ' ' || last_name || ' @ ' || company) FROM leads_lead
+            WHERE organization_id = %(org)s AND first_name <> '' AND last_name <> '' AND company <> ''
+        )
+        SELECT reason, key, array_agg(id) FROM keys
+        WHERE (reason, key) > (%(after_reason)s, %(after_key)s)
+        GROUP BY reason, key HAVING count(*) > 1
+        ORDER BY reason, key LIMIT %(limit)s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"org": organization_id, "after_reason": after_reason, "after_key": after_key,
+                             "limit": limit})
+        rows = cursor.fetchall()
+    ids = {pk for _, _, group in rows for pk in group}
+    leads = Lead.objects.for_org(organization_id).select_related("owner").in_bulk(ids)
+    return [{"reason": reason, "key": key,
+             "leads": sorted((leads[pk] for pk in group if pk in leads), key=lambda lead: lead.created_at)}
+            for reason, key, group in rows]

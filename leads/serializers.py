@@ -18,6 +18,7 @@ LEAD_INPUT_FIELDS = [
     "annual_revenue", "website", "country", "region", "city", "timezone", "source_type", "source",
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "lifecycle_stage", "owner",
     "consent_opt_in", "unsubscribed", "do_not_contact", "tags", "custom_fields",
+    "bant_budget", "bant_authority", "bant_need", "bant_timeline",
 ]
 # Lead fields a public form may show (no owner, stage or flags a visitor should not set).
 FORM_FIELD_CHOICES = [
@@ -62,11 +63,11 @@ class LeadSerializer(StrictModelSerializer):
     class Meta:
         model = Lead
         fields = [
-            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "first_touch", "last_touch",
-            "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
+            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
+            "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
         ]
         read_only_fields = [
-            "id", "status", *SCORE_FIELDS, "stage_entered_at",
+            "id", "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
         ]
 

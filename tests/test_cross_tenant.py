@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
 from leads import services
-from leads.models import Activity, Form, FormSubmission, ImportJob, ImportStatus, Lead
+from leads.models import Account, Activity, Deal, Form, FormSubmission, ImportJob, ImportStatus, Lead
 from scoring.models import ScoringRule, ScoringSettings
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +47,21 @@ ENDPOINTS = [
     Endpoint("lead-patch", "patch", "/api/v1/leads/{lead}/", "404", body={"first_name": "Mallory"}),
     Endpoint("lead-delete", "delete", "/api/v1/leads/{lead}/", "404"),
     Endpoint("lead-timeline", "get", "/api/v1/leads/{lead}/activities/", "404"),
+    # --- qualification and conversion API
+    Endpoint("lead-stage", "post", "/api/v1/leads/{lead}/stage/", "404", body={"stage": "opportunity"}),
+    Endpoint("lead-convert", "post", "/api/v1/leads/{lead}/convert/", "404",
+             body={"deal": {"name": "Hijack", "amount": "10.00"}}),
+    Endpoint("leads-merge", "post", "/api/v1/leads/merge/", "rejected",
+             body={"keep": "{lead}", "merge": ["{lead2}"]}),
+    Endpoint("leads-duplicates", "get", "/api/v1/leads/duplicates/", "absent"),
+    Endpoint("leads-tags", "post", "/api/v1/leads/tags/", "rejected", body={"add": ["pwned"], "leads": ["{lead}"]}),
+    Endpoint("accounts-list", "get", "/api/v1/accounts/", "absent", marker="{account}"),
+    Endpoint("account-retrieve", "get", "/api/v1/accounts/{account}/", "404"),
+    Endpoint("account-patch", "patch", "/api/v1/accounts/{account}/", "404", body={"name": "Hijacked"}),
+    Endpoint("account-put", "put", "/api/v1/accounts/{account}/", "404", body={"name": "Hijacked"}),
+    Endpoint("deals-list", "get", "/api/v1/deals/", "absent", marker="{deal}"),
+    Endpoint("deal-retrieve", "get", "/api/v1/deals/{deal}/", "404"),
+    Endpoint("deal-patch", "patch", "/api/v1/deals/{deal}/", "404", body={"status": "won"}),
     # --- activities API: naming another org's lead must not write to it
     Endpoint("activity-create-for-lead", "post", "/api/v1/activities/", "rejected",
              body={"lead": "{lead}", "type": "note", "properties": {"text": "hi"}}),
@@ -113,6 +128,10 @@ def victim(org):
         data={"email": "victoria@acme.test", "first_name": "Victoria", "company": "Acme Secrets"},
     ).lead
     services.record_activity(organization_id=org.pk, lead=lead, type="note", properties={"text": "secret"})
+    Lead.objects.filter(pk=lead.pk).update(phone="+14155550100", lifecycle_stage="sql")
+    twin = services.capture_lead(organization_id=org.pk, data={"phone": "+14155550100", "first_name": "Vic"}).lead
+    account = Account.objects.create(organization=org, name="Acme Secrets Inc")
+    deal = Deal.objects.create(organization=org, account=account, lead=lead, name="Acme Secrets deal", amount=5)
     form = Form.objects.create(organization=org, name="Acme contact", slug="acme-contact", fields=["email"])
     FormSubmission.objects.create(organization=org, form=form, lead=lead, data={"email": lead.email})
     job = ImportJob.objects.create(
@@ -125,7 +144,8 @@ def victim(org):
                                       condition={"field": "company", "op": "contains", "value": "Secrets"})
     ScoringSettings.objects.filter(organization=org).update(mql_score=4321)
     return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
-            "key": key.prefix, "rule": str(rule.pk)}
+            "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
+            "deal": str(deal.pk)}
 
 
 @pytest.fixture
@@ -227,7 +247,7 @@ def test_every_tenant_api_route_is_in_the_matrix():
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
     own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
                        "scoring-rule.create"}
-    lookups = {"lead": "{lead}", "form": "{form}", "import": "{import}", "api-key": "{key}",
+    lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}", "api-key": "{key}",
                "scoring-rule": "{rule}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []

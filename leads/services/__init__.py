@@ -14,6 +14,7 @@ from .capture import (
     track_activity,
     update_lead,
 )
+from .conversion import DealClosed, convert_lead, lose_deal, update_deal, win_deal
 from .lifecycle import (
     MQL_FROM_STAGES,
     StageMoveRefused,
@@ -25,8 +26,10 @@ from .lifecycle import (
     set_up_organization,
     update_qualification,
 )
+from .merge import MergeRefused, merge_leads, tag_leads
 
 __all__ = [
+    "DealClosed", "MergeRefused", "convert_lead", "lose_deal", "merge_leads", "tag_leads", "update_deal", "win_deal",
     "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused", "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",

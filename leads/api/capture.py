@@ -19,10 +19,10 @@ from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
 
-from . import imports, selectors, services
-from .filters import LeadFilter, LeadSearchFilter
-from .models import Activity, Form, FormSubmission, ImportJob
-from .serializers import (
+from .. import imports, selectors, services
+from ..filters import LeadFilter, LeadSearchFilter
+from ..models import Activity, Form, FormSubmission, ImportJob
+from ..serializers import (
     ActivityInputSerializer,
     ActivitySerializer,
     FormSerializer,
@@ -30,6 +30,7 @@ from .serializers import (
     ImportJobSerializer,
     LeadSerializer,
 )
+from .lifecycle import LifecycleActions
 
 BULK_LIMIT = 1000
 
@@ -38,7 +39,7 @@ class ActivityCursorPagination(CreatedCursorPagination):
     ordering = "-occurred_at"
 
 
-class LeadViewSet(mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
+class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
     filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]

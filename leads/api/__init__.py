@@ -1,0 +1,6 @@
+"""REST API of leads, one module per concern (thin: validation in serializers, work in services)."""
+
+from .capture import ActivityViewSet, FormViewSet, ImportViewSet, LeadViewSet
+from .lifecycle import AccountViewSet, DealViewSet
+
+__all__ = ["AccountViewSet", "ActivityViewSet", "DealViewSet", "FormViewSet", "ImportViewSet", "LeadViewSet"]
