@@ -33,4 +33,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("leadcrm.urls_ui")),
     path("", include("leads.urls")),
+    path("scoring/", include("scoring.urls")),
 ]

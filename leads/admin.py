@@ -13,7 +13,8 @@ class LeadAdmin(OrgScopedAdmin):
     search_fields = ["email", "first_name", "last_name", "company"]
     list_select_related = ["owner"]
     show_full_result_count = False
-    readonly_fields = ["fit_score", "behavior_score", "score", "grade", "created_at", "updated_at"]
+    readonly_fields = ["fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score",
+                       "score", "grade", "temperature", "created_at", "updated_at"]
 
 
 @admin.register(Activity)

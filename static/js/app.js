@@ -5,3 +5,34 @@
     document.cookie = "tz=" + encodeURIComponent(tz) + "; path=/; max-age=31536000; SameSite=Lax";
   }
 })();
+
+// Charts: a <canvas data-chart="ID"> is drawn with Chart.js from the JSON in the element with that id
+// (written by the json_script template filter): {type, labels, datasets: [{label, data}]}. Runs on page load
+// and on every piece of page htmx swaps in; pages that show charts load Chart.js themselves.
+window.drawCharts = function (root) {
+  if (!window.Chart || !root || !root.querySelectorAll) return;
+  var canvases = Array.prototype.slice.call(root.querySelectorAll("canvas[data-chart]"));
+  if (root.matches && root.matches("canvas[data-chart]")) canvases.push(root);
+  canvases.forEach(function (canvas) {
+    var source = document.getElementById(canvas.dataset.chart);
+    if (!source || window.Chart.getChart(canvas)) return;
+    var spec = JSON.parse(source.textContent);
+    // Bars compare "now" (grey) with "after" (blue); lines lead with the main series in blue.
+    var colours = spec.type === "bar" ? ["#8e9aaf", "#1e88e5"] : ["#1e88e5", "#2e7d32", "#ef6c00", "#8e9aaf"];
+    var datasets = spec.datasets.map(function (dataset, index) {
+      var colour = colours[index % colours.length];
+      return Object.assign({backgroundColor: colour, borderColor: colour, pointRadius: 2, tension: 0.1}, dataset);
+    });
+    new window.Chart(canvas, {
+      type: spec.type,
+      data: {labels: spec.labels, datasets: datasets},
+      options: {responsive: true, maintainAspectRatio: false, animation: false,
+                scales: {y: {beginAtZero: true, ticks: {precision: 0}}}}
+    });
+  });
+};
+if (window.htmx) {
+  window.htmx.onLoad(window.drawCharts);
+} else {
+  document.addEventListener("DOMContentLoaded", function () { window.drawCharts(document); });
+}
