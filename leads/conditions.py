@@ -19,7 +19,7 @@ import datetime
 import decimal
 import re
 
-from django.db.models import BooleanField, DecimalField, ExpressionWrapper, F, Func, Q, TextField, Value
+from django.db.models import BooleanField, Case, DecimalField, F, Func, Q, TextField, Value, When
 from django.db.models.fields.json import KeyTextTransform, KeyTransform
 from django.db.models.functions import Coalesce, Upper
 from django.db.models.lookups import (
@@ -48,7 +48,7 @@ OPS_BY_KIND = {
     CHOICE: ("eq", "neq", "in", "not_in", "is_empty", "is_not_empty"),
     NUMBER: NUMBER_OPS,
     BOOL: ("eq", "neq"),
-    DATE: ("gt", "gte", "lt", "lte", "between", "within_last_days", "is_empty", "is_not_empty"),
+    DATE: ("gt", "gte", "lt", "lte", "between", "within_days", "is_empty", "is_not_empty"),
     TAGS: ("eq", "contains", "in", "not_in", "is_empty", "is_not_empty"),
     OWNER: ("eq", "neq", "in", "not_in", "is_empty", "is_not_empty"),
     JSON: tuple(dict.fromkeys(TEXT_OPS + NUMBER_OPS)),  # custom fields and activity properties
@@ -100,7 +100,8 @@ class JsonNumber(Func):
             "WHEN jsonb_typeof({0}) = 'string' AND ({0}) #>> '{{}}' ~ '^\\s*-?[0-9]+(\\.[0-9]+)?\\s*$' "
             "THEN (({0}) #>> '{{}}')::numeric END)"
         )
-        return template.format(sql), (*params, *params, *params, *params)
+        # the key expression appears once per {0}, and so do its parameters
+        return template.format(sql), tuple(params) * template.count("{0}")
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -189,7 +190,7 @@ def clean_test(kind: str, field: str, op, value):
         if low > high:
             raise ConditionError({"value": ["The low end must not be above the high end."]})
         return [low, high]
-    if op == "within_last_days":
+    if op == "within_days":
         days = _number(value)
         if days < 0 or days != int(days) or days > 36500:
             raise ConditionError({"value": ["Must be a whole number of days, 0 to 36,500."]})
@@ -295,7 +296,7 @@ def _field_test(field: str, kind: str, op: str, value) -> Q:
         if op == "not_in":
             return ~Q(**{f"{column}__overlap": value})
         return Q(**{f"{column}__overlap": value}) if op == "in" else Q(**{f"{column}__contains": [value]})
-    if kind == DATE and op == "within_last_days":
+    if kind == DATE and op == "within_days":
         return Q(**{f"{column}__gte": timezone.now() - datetime.timedelta(days=value)})
     if op in ("gt", "gte", "lt", "lte", "between"):
         return _compare(expr, op, value)
@@ -306,6 +307,12 @@ def _field_test(field: str, kind: str, op: str, value) -> Q:
             test = Q(In(Upper(expr), [item.upper() for item in value]))
         else:
             test = Q(IExact(expr, value))
+    elif kind == NUMBER:
+        # Compare as numbers: `company_size=2.5` or `__in=[2.5]` would cut 2.5 to the column's integer 2.
+        if op in ("in", "not_in"):
+            test = Q(In(expr, [Value(item) for item in value]))
+        else:
+            test = Q(Exact(expr, value))
     elif op in ("in", "not_in"):
         test = Q(**{f"{column}__in": value})
     else:
@@ -332,7 +339,9 @@ def activity_q(condition: dict) -> Q:
     return q
 
 
-def as_boolean(q: Q) -> ExpressionWrapper:
-    """A Q as a boolean column, for annotating one flag per rule in a single query."""
-    return ExpressionWrapper(q, output_field=BooleanField())
+def as_boolean(q: Q) -> Case:
+    """A Q as a boolean column, for annotating one flag per rule in a single query. A CASE, because Django
+    compiles a test it knows matches nothing (an owner id beyond the column's range) to no SQL, which
+    a bare wrapper would select as the integer 0."""
+    return Case(When(q, then=Value(True)), default=Value(False), output_field=BooleanField())
 

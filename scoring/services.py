@@ -51,6 +51,10 @@ NOT_FOR_FIT_RULES = (*SCORE_FIELDS, "lifecycle_stage")
 # ----------------------------------------------------------------------------------------------- checks
 
 
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=None) -> dict:
     """Check a rule's parts; raises ConditionError({field: [messages]}). Returns the cleaned condition."""
     errors = {}
@@ -70,10 +74,10 @@ def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=Non
     if kind == RuleKind.FIT and (max_occurrences is not None or window_days is not None):
         errors["max_occurrences" if max_occurrences is not None else "window_days"] = [
             "Only behaviour rules count occurrences in a window."]
-    if max_occurrences is not None and max_occurrences < 1:
-        errors["max_occurrences"] = ["Must be at least 1, or empty for no cap."]
-    if window_days is not None and window_days < 1:
-        errors["window_days"] = ["Must be at least 1 day, or empty for all time."]
+    if max_occurrences is not None and not _whole(max_occurrences, 1, 100_000):
+        errors["max_occurrences"] = ["Must be a whole number from 1 to 100,000, or empty for no cap."]
+    if window_days is not None and not _whole(window_days, 1, 36_500):
+        errors["window_days"] = ["Must be a whole number of days from 1 to 36,500, or empty for all time."]
     if errors:
         raise ConditionError(errors)
     return condition
@@ -84,7 +88,7 @@ def _ordered_bands(value, labels: list[str], name: str) -> dict:
     if not isinstance(value, dict) or set(value) != set(labels):
         raise ConditionError({name: [f"Give exactly {', '.join(labels)}."]})
     for label in labels:
-        if isinstance(value[label], bool) or not isinstance(value[label], int) or abs(value[label]) > 100_000:
+        if not _whole(value[label], -100_000, 100_000):
             raise ConditionError({name: [f"{label} must be a whole number."]})
     for higher, lower in itertools.pairwise(labels):
         if value[higher] <= value[lower]:
@@ -103,6 +107,11 @@ def clean_settings(data: dict) -> dict:
                 errors.update(exc.errors)
     if "mql_min_grade" in data and data["mql_min_grade"] not in Grade.values:
         errors["mql_min_grade"] = [f"Must be one of {', '.join(Grade.values)}."]
+    if "mql_score" in data and not _whole(data["mql_score"], -100_000, 100_000):
+        errors["mql_score"] = ["Must be a whole number from -100,000 to 100,000."]
+    half_life = data.get("decay_half_life_days")
+    if half_life is not None and not _whole(half_life, 1, 3650):
+        errors["decay_half_life_days"] = ["Must be a whole number of days from 1 to 3,650, or empty for no decay."]
     if errors:
         raise ConditionError(errors)
     return cleaned

@@ -59,6 +59,12 @@ def browser(client, member):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Every org fixture hashes an owner password; a cheap hasher keeps the many small tests fast."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(settings):
     """Each test gets its own cache namespace in the real Redis (rate limits, counters)."""
     import uuid

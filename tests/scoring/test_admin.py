@@ -146,7 +146,7 @@ def test_adding_a_rule_goes_through_the_service(org_admin, org, two_orgs):
     ({"points": "1001"}, "points", "-1000 to 1000"),
     ({"max_occurrences": "3"}, "max_occurrences", "Only behaviour rules count occurrences"),
     ({"kind": "behavior", "condition": '{"activity_type": "page_view"}', "window_days": "0"}, "window_days",
-     "at least 1 day"),
+     "from 1 to 36,500"),
     ({"condition": "{oops"}, "condition", "Enter a valid JSON"),
 ])
 def test_bad_rules_are_refused_on_the_field_and_nothing_is_saved(org_admin, org, two_orgs, overrides, field,

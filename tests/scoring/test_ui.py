@@ -327,8 +327,8 @@ def test_deleting_a_rule_asks_first(browser, org, rules):
     (behaviour_post(property_op=""), "property_op", "Choose how to test the property"),
     (behaviour_post(property_name="", property_value="x"), "property_name", "Name the activity property"),
     (behaviour_post(property_op="gt", property_value="abc"), "property_value", "'abc' is not a number"),
-    (behaviour_post(max_occurrences="0"), "max_occurrences", "at least 1"),
-    (behaviour_post(window_days="-3"), "window_days", "at least 1 day"),
+    (behaviour_post(max_occurrences="0"), "max_occurrences", "from 1 to 100,000"),
+    (behaviour_post(window_days="-3"), "window_days", "from 1 to 36,500"),
 ])
 def test_bad_input_shows_form_errors_and_saves_nothing(browser, org, rules, post, field, message):
     before = (version(org), ScoringRule.objects.for_org(org).count())
