@@ -21,8 +21,6 @@ from leads.conditions import activity_q, as_boolean, lead_q
 from leads.models import Activity, Grade, Lead
 
 GRADES_BEST_FIRST = [Grade.A, Grade.B, Grade.C, Grade.D, Grade.F]
-# Stages a lead may be promoted to MQL from: the hand-off never moves a lead backwards.
-PRE_MQL_STAGES = ("subscriber", "lead", "recycled")
 # The statements join sets of leads to sets of matches; with stale statistics (fresh tables, just-imported
 # rows) the planner may pick a nested loop that re-runs the match scan for every lead. Hash joins are right
 # for every size here, so rule the nested loop out for the transaction (and JIT, which that rule's huge cost

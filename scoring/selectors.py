@@ -2,7 +2,9 @@
 
 from django.db import connection, transaction
 
-from .calculation import PLAN_FOR_SETS, PRE_MQL_STAGES, Config, contributions_sql, scored_leads_sql
+from leads.services import MQL_FROM_STAGES
+
+from .calculation import PLAN_FOR_SETS, Config, contributions_sql, scored_leads_sql
 from .models import ScoreSnapshot
 
 # Score histogram bins: below 0, ten bins of ten points, 100 and above.
@@ -57,7 +59,7 @@ def preview(organization_id, config: Config) -> dict:
     """
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(PLAN_FOR_SETS)
-        cursor.execute(sql, [*params, list(PRE_MQL_STAGES), config.mql_score, config.mql_grades()])
+        cursor.execute(sql, [*params, list(MQL_FROM_STAGES), config.mql_score, config.mql_grades()])
         total, gain, lose, grade_changes, new_mqls, before, after = cursor.fetchone()
     return {
         "leads": total,
