@@ -14,6 +14,7 @@ router.register("forms", leads_api.FormViewSet, basename="form")
 router.register("imports", leads_api.ImportViewSet, basename="import")
 router.register("accounts", leads_api.AccountViewSet, basename="account")
 router.register("deals", leads_api.DealViewSet, basename="deal")
+router.register("segments", leads_api.SegmentViewSet, basename="segment")
 router.register("api-keys", core_views.ApiKeyViewSet, basename="api-key")
 router.register("scoring-rules", scoring_api.ScoringRuleViewSet, basename="scoring-rule")
 

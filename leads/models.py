@@ -370,6 +370,9 @@ class QualificationSettings(models.Model):
 
     objects = OrgQuerySet.as_manager()
 
+    class Meta:
+        verbose_name = verbose_name_plural = "qualification settings"
+
     def __str__(self) -> str:
         return f"Qualification settings of {self.organization}"
 

@@ -51,9 +51,9 @@ class _Checker:
             raise ConditionError({path: [f"A segment has at most {MAX_ITEMS} conditions."]})
         if not isinstance(node, dict):
             raise ConditionError({path: ["A condition is an object."]})
+        if "all" in node or "any" in node:  # its errors carry whole paths already
+            return self.group(node, path, depth + 1)
         try:
-            if "all" in node or "any" in node:
-                return self.group(node, path, depth + 1)
             if "field" in node:
                 return validate_lead_condition(node)
             if "activity" in node:
@@ -69,7 +69,11 @@ class _Checker:
         if unknown:
             raise ConditionError({"condition": [f"Unknown keys: {', '.join(sorted(unknown))}."]})
         activity = {k: v for k, v in node.items() if k in ("property", "op", "value")}
-        validate_activity_condition({"activity_type": node["activity"], **activity})
+        try:
+            validate_activity_condition({"activity_type": node["activity"], **activity})
+        except ConditionError as exc:  # name the key as a segment spells it
+            raise ConditionError({"activity" if key == "activity_type" else key: messages
+                                  for key, messages in exc.errors.items()}) from None
         for key, low in (("min_count", 1), ("within_days", 1)):
             value = node.get(key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not

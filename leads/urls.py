@@ -1,12 +1,22 @@
 from django.urls import path
 
-from .views import forms, imports, leads
+from .views import conversion, duplicates, forms, imports, leads
+from .views import segments as segment_views
 
 app_name = "leads"
 
 urlpatterns = [
     path("leads/", leads.lead_list, name="list"),
     path("leads/<uuid:pk>/", leads.lead_detail, name="detail"),
+    path("leads/<uuid:pk>/stage/", leads.lead_stage, name="stage"),
+    path("leads/<uuid:pk>/qualification/", leads.lead_qualification, name="qualification"),
+    path("leads/<uuid:pk>/convert/", conversion.lead_convert, name="convert"),
+    path("leads/duplicates/", duplicates.duplicate_list, name="duplicates"),
+    path("leads/duplicates/merge/", duplicates.duplicate_merge, name="duplicates-merge"),
+    path("deals/", conversion.deal_list, name="deal-list"),
+    path("deals/<uuid:pk>/win/", conversion.deal_win, name="deal-win"),
+    path("deals/<uuid:pk>/lose/", conversion.deal_lose, name="deal-lose"),
+    path("accounts/<uuid:pk>/", conversion.account_detail, name="account-detail"),
     path("forms/", forms.form_list, name="form-list"),
     path("forms/new/", forms.form_edit, name="form-create"),
     path("forms/<uuid:pk>/", forms.form_detail, name="form-detail"),
@@ -18,4 +28,16 @@ urlpatterns = [
     path("imports/<uuid:pk>/", imports.import_detail, name="import-detail"),
     path("imports/<uuid:pk>/progress/", imports.import_progress, name="import-progress"),
     path("imports/<uuid:pk>/errors.csv", imports.import_errors_csv, name="import-errors"),
+]
+urlpatterns += [
+    path("segments/", segment_views.segment_list, name="segment-list"),
+    path("segments/new/", segment_views.segment_create, name="segment-create"),
+    path("segments/lists/new/", segment_views.list_create, name="list-create"),
+    path("segments/count/", segment_views.segment_count, name="segment-count"),
+    path("segments/<uuid:pk>/", segment_views.segment_detail, name="segment-detail"),
+    path("segments/<uuid:pk>/edit/", segment_views.segment_edit, name="segment-edit"),
+    path("segments/<uuid:pk>/delete/", segment_views.segment_delete, name="segment-delete"),
+    path("segments/<uuid:pk>/tags/", segment_views.segment_tags, name="segment-tags"),
+    path("segments/<uuid:pk>/members/", segment_views.segment_members, name="segment-members"),
+    path("segments/<uuid:pk>/add-to-list/", segment_views.segment_add_to_list, name="segment-add-to-list"),
 ]

@@ -23,9 +23,9 @@ from leads.models import Activity, Grade, Lead
 GRADES_BEST_FIRST = [Grade.A, Grade.B, Grade.C, Grade.D, Grade.F]
 # The statements join sets of leads to sets of matches; with stale statistics (fresh tables, just-imported
 # rows) the planner may pick a nested loop that re-runs the match scan for every lead. Hash joins are right
-# for every size here, so rule the nested loop out for the transaction (and JIT, which that rule's huge cost
-# estimates would switch on, costing more than the statement itself).
-PLAN_FOR_SETS = "SET LOCAL enable_nestloop = off; SET LOCAL jit = off"
+# for every size here, so rule the nested loop out for the transaction. (JIT, which that rule's huge cost
+# estimates would switch on, is off for the app's connections: see DATABASES in settings.)
+PLAN_FOR_SETS = "SET LOCAL enable_nestloop = off"
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,10 @@ from .models import RuleKind
 OP_LABELS = {
     "eq": "is", "neq": "is not", "in": "is one of", "not_in": "is none of", "contains": "contains",
     "starts_with": "starts with", "gt": "is more than", "gte": "is at least", "lt": "is less than",
-    "lte": "is at most", "between": "is between", "within_last_days": "is within the last … days",
+    "lte": "is at most", "between": "is between", "within_days": "is within the last … days",
     "is_empty": "is empty", "is_not_empty": "is not empty",
 }
-NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between", "within_last_days")
+NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between", "within_days")
 # Operators whose value the form splits on commas (contains / starts_with only for text: "any of these words").
 LIST_INPUT_OPS = ("in", "not_in", "between")
 ANY_OF_OPS = ("contains", "starts_with")
@@ -101,7 +101,7 @@ def _number(text: str):
 
 
 def _typed(kind: str, op: str, text: str):
-    if kind == NUMBER or (kind != DATE and op in NUMERIC_OPS) or op == "within_last_days":
+    if kind == NUMBER or (kind != DATE and op in NUMERIC_OPS) or op == "within_days":
         return _number(text)
     if kind == BOOL:
         lowered = text.lower()
@@ -145,7 +145,7 @@ def describe_value(op: str, value) -> str:
         return ""
     if op == "between" and isinstance(value, list) and len(value) == 2:
         return f"{value_text(value[0])} and {value_text(value[1])}"
-    if op == "within_last_days":
+    if op == "within_days":
         return f"{value_text(value)} days"
     if op in ANY_OF_OPS and isinstance(value, list):
         return "any of " + value_text(value)

@@ -95,6 +95,24 @@ ENDPOINTS = [
              body={"replaces": "{rule}", "name": "x", "kind": "fit", "points": 1,
                    "condition": {"field": "city", "op": "is_empty"}}),
     Endpoint("scoring-settings", "get", "/api/v1/scoring-settings/", "absent", marker="4321"),
+    # --- segments API ({segment} is a static list holding the victim's lead, {dynamic} a segment of conditions)
+    Endpoint("segments-list", "get", "/api/v1/segments/", "absent", marker="{segment}"),
+    Endpoint("segments-list-counted", "get", "/api/v1/segments/?with_counts=1", "absent", marker="{dynamic}"),
+    Endpoint("segment-retrieve", "get", "/api/v1/segments/{segment}/", "404"),
+    Endpoint("segment-patch", "patch", "/api/v1/segments/{segment}/", "404", body={"name": "Hijacked"}),
+    Endpoint("segment-put", "put", "/api/v1/segments/{segment}/", "404", body={"name": "Hijacked"}),
+    Endpoint("segment-patch-definition", "patch", "/api/v1/segments/{dynamic}/", "404",
+             body={"definition": {"all": [{"field": "score", "op": "gt", "value": 1}]}}),
+    Endpoint("segment-delete", "delete", "/api/v1/segments/{segment}/", "404"),
+    Endpoint("segment-leads", "get", "/api/v1/segments/{segment}/leads/", "404"),
+    Endpoint("segment-leads-dynamic", "get", "/api/v1/segments/{dynamic}/leads/", "404"),
+    Endpoint("segment-members", "post", "/api/v1/segments/{segment}/members/", "404", body={"add": ["{lead2}"]}),
+    Endpoint("segments-preview-naming-a-list", "post", "/api/v1/segments/preview/", "rejected",
+             body={"definition": {"all": [{"list": "{segment}", "member": True}]}}),
+    Endpoint("segments-create-naming-a-list", "post", "/api/v1/segments/", "rejected",
+             body={"name": "Peek", "definition": {"all": [{"list": "{segment}", "member": False}]}}),
+    Endpoint("leads-tags-of-a-segment", "post", "/api/v1/leads/tags/", "rejected",
+             body={"add": ["pwned"], "segment": "{dynamic}"}),
     # --- browser
     Endpoint("ui-leads-list", "get", "/leads/", "absent", api=False),
     Endpoint("ui-leads-search", "get", "/leads/?search=Secrets", "absent", api=False),
@@ -111,6 +129,41 @@ ENDPOINTS = [
     Endpoint("ui-import-errors-csv", "get", "/imports/{import}/errors.csv", "404", api=False),
     Endpoint("ui-api-keys-list", "get", "/settings/api-keys/", "absent", api=False, marker="{key}"),
     Endpoint("ui-api-key-revoke", "post", "/settings/api-keys/{key}/revoke/", "404", api=False),
+    # --- browser: qualification and conversion
+    Endpoint("ui-lead-stage", "post", "/leads/{lead}/stage/", "404", api=False, body={"stage": "opportunity"}),
+    Endpoint("ui-lead-qualification", "post", "/leads/{lead}/qualification/", "404", api=False,
+             body={"bant_budget": "pwned"}),
+    Endpoint("ui-lead-convert", "get", "/leads/{lead}/convert/", "404", api=False),
+    Endpoint("ui-lead-convert-post", "post", "/leads/{lead}/convert/", "404", api=False,
+             body={"account_choice": "new", "account_name": "Hijack Inc", "deal_name": "Hijack", "amount": "10",
+                   "currency": "USD"}),
+    Endpoint("ui-deals-list", "get", "/deals/", "absent", api=False, marker="Acme Secrets deal"),
+    Endpoint("ui-deals-list-of-account", "get", "/deals/?account={account}", "404", api=False),
+    Endpoint("ui-deal-win", "post", "/deals/{deal}/win/", "404", api=False),
+    Endpoint("ui-deal-lose", "get", "/deals/{deal}/lose/", "404", api=False),
+    Endpoint("ui-deal-lose-post", "post", "/deals/{deal}/lose/", "404", api=False,
+             body={"reason": "__other__", "other_reason": "pwned"}),
+    Endpoint("ui-account-detail", "get", "/accounts/{account}/", "404", api=False),
+    Endpoint("ui-duplicates", "get", "/leads/duplicates/", "absent", api=False),
+    Endpoint("ui-duplicates-merge", "post", "/leads/duplicates/merge/", "rejected", api=False,
+             body={"keep": "{lead}", "lead": ["{lead}", "{lead2}"], "confirm": "yes"}),
+    Endpoint("ui-segments-list", "get", "/segments/", "absent", api=False, marker="{segment}"),
+    Endpoint("ui-segment-detail", "get", "/segments/{segment}/", "404", api=False),
+    Endpoint("ui-segment-detail-dynamic", "get", "/segments/{dynamic}/", "404", api=False),
+    Endpoint("ui-segment-edit", "get", "/segments/{dynamic}/edit/", "404", api=False),
+    Endpoint("ui-segment-edit-post", "post", "/segments/{dynamic}/edit/", "404", api=False,
+             body={"name": "Hijacked", "definition": '{{"all": [{{"field": "score", "op": "gt", "value": 1}}]}}'}),
+    Endpoint("ui-list-edit-post", "post", "/segments/{segment}/edit/", "404", api=False, body={"name": "Hijacked"}),
+    Endpoint("ui-segment-delete", "get", "/segments/{segment}/delete/", "404", api=False),
+    Endpoint("ui-segment-delete-post", "post", "/segments/{dynamic}/delete/", "404", api=False),
+    Endpoint("ui-segment-tags", "post", "/segments/{dynamic}/tags/", "404", api=False,
+             body={"tag": "pwned", "action": "add"}),
+    Endpoint("ui-segment-members", "post", "/segments/{segment}/members/", "404", api=False,
+             body={"action": "add", "emails": "victoria@acme.test"}),
+    Endpoint("ui-segment-add-to-list", "post", "/segments/{dynamic}/add-to-list/", "404", api=False,
+             body={"list": "{segment}", "scope": "all"}),
+    Endpoint("ui-segment-count-naming-a-list", "post", "/segments/count/", "rejected", api=False,
+             body={"definition": '{{"all": [{{"list": "{segment}", "member": true}}]}}'}),
 ]
 
 CASES = [
@@ -143,9 +196,13 @@ def victim(org):
     rule = ScoringRule.objects.create(organization=org, name="Acme Secrets rule", kind="fit", points=5,
                                       condition={"field": "company", "op": "contains", "value": "Secrets"})
     ScoringSettings.objects.filter(organization=org).update(mql_score=4321)
+    mailing = services.create_segment(organization_id=org.pk, name="Acme Secrets list", kind="static")
+    services.add_to_list(segment=mailing, leads=Lead.objects.filter(pk=lead.pk))
+    dynamic = services.create_segment(organization_id=org.pk, name="Acme Secrets segment", definition={
+        "all": [{"field": "company", "op": "contains", "value": "Secrets"}]})
     return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
-            "deal": str(deal.pk)}
+            "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk)}
 
 
 @pytest.fixture
@@ -247,8 +304,8 @@ def test_every_tenant_api_route_is_in_the_matrix():
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
     own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
                        "scoring-rule.create"}
-    lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}", "api-key": "{key}",
-               "scoring-rule": "{rule}"}
+    lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
+               "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

@@ -4,3 +4,6 @@ from .capture import ActivityViewSet, FormViewSet, ImportViewSet, LeadViewSet
 from .lifecycle import AccountViewSet, DealViewSet
 
 __all__ = ["AccountViewSet", "ActivityViewSet", "DealViewSet", "FormViewSet", "ImportViewSet", "LeadViewSet"]
+from .segments import SegmentViewSet  # noqa: E402
+
+__all__ += ["SegmentViewSet"]

@@ -35,3 +35,26 @@ __all__ = [
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
     "update_lead", "update_qualification",
 ]
+from .segments import (  # noqa: E402
+    MEMBERS_LIMIT,
+    NotAStaticList,
+    SegmentInUse,
+    UnknownLeads,
+    add_to_list,
+    clean_definition,
+    create_segment,
+    delete_segment,
+    leads_by_emails,
+    leads_by_ids,
+    remove_from_list,
+    segment_counts,
+    segment_q,
+    segments_using_list,
+    update_segment,
+)
+
+__all__ += [
+    "MEMBERS_LIMIT", "NotAStaticList", "SegmentInUse", "UnknownLeads", "add_to_list", "clean_definition",
+    "create_segment", "delete_segment", "leads_by_emails", "leads_by_ids", "remove_from_list", "segment_counts",
+    "segment_q", "segments_using_list", "update_segment",
+]

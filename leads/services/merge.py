@@ -1,5 +1,6 @@
 """Merging duplicate leads into one, and tagging leads in bulk."""
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -102,7 +103,10 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
 def tag_leads(*, organization_id, leads, add=(), remove=()) -> int:
     """Add and remove tags on a queryset of the org's leads in one UPDATE; returns how many rows changed."""
     add, remove = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
-    ids_sql, ids_params = leads.filter(organization_id=organization_id).values("id").query.sql_with_params()
+    try:
+        ids_sql, ids_params = leads.filter(organization_id=organization_id).values("id").query.sql_with_params()
+    except EmptyResultSet:  # e.g. an empty list of ids: Django knows it matches nothing and writes no SQL
+        return 0
     sql = f"""
         UPDATE leads_lead l
         SET tags = ARRAY(SELECT t FROM unnest(l.tags || %s::varchar[]) WITH ORDINALITY AS x(t, n)

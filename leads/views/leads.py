@@ -1,11 +1,30 @@
-from django.shortcuts import get_object_or_404, render
+"""The leads list and the lead page, with its stage moves and BANT answers."""
 
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
+from django.views.decorators.http import require_POST
+
+from leadcrm.models import Role
 from leadcrm.paging import keyset_page
+from leadcrm.tenancy import ORG_WIDE_ROLES
 from leadcrm.views import org_member_required
 
-from .. import selectors
+from .. import selectors, services
 from ..filters import LeadFilter
-from ..models import Activity, Grade, LifecycleStage, SourceType
+from ..lifecycle_forms import LoseDealForm, QualificationForm, bant_label
+from ..models import (
+    ALLOWED_MOVES,
+    STAGES_WITH_REASON,
+    Activity,
+    Deal,
+    DealStatus,
+    Grade,
+    LifecycleStage,
+    ReasonKind,
+    SourceType,
+)
+from ..services.conversion import CONVERTIBLE_STAGES
 
 SORTS = {
     "-created_at": "Newest",
@@ -16,13 +35,18 @@ SORTS = {
 }
 
 
+def visible_leads(request):
+    """The leads the signed-in member may see and work on: reps their own, other roles the whole org."""
+    queryset = selectors.leads_for(request.organization)
+    if request.membership.role == Role.REP:
+        queryset = queryset.filter(owner=request.user)
+    return queryset
+
+
 @org_member_required
 def lead_list(request):
-    queryset = selectors.leads_for(request.organization)
-    if request.membership.role == "rep":
-        queryset = queryset.filter(owner=request.user)
-    filterset = LeadFilter(request.GET, queryset=queryset)
-    queryset = filterset.qs if filterset.is_valid() else queryset.none()
+    filterset = LeadFilter(request.GET, queryset=visible_leads(request))
+    queryset = filterset.qs if filterset.is_valid() else visible_leads(request).none()
     search = request.GET.get("search", "").strip()
     queryset = selectors.search_leads(queryset, search)
     sort = request.GET.get("ordering", "-created_at")
@@ -33,17 +57,86 @@ def lead_list(request):
         "leads": leads, "filterset": filterset, "search": search, "sort": sort, "sorts": SORTS,
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
         "grades": Grade.choices, "source_types": SourceType.choices,
+        "can_see_duplicates": request.membership.role in ORG_WIDE_ROLES,
     })
+
+
+def _stage_history(lead) -> list[tuple[str, object]]:
+    """(stage label, when entered) for each stage the lead has been in, oldest first."""
+    entered = []
+    for stage, at in (lead.stage_entered_at or {}).items():
+        when = parse_datetime(at) if isinstance(at, str) else None
+        if stage in LifecycleStage.values and when is not None:
+            entered.append((LifecycleStage(stage).label, when))
+    return sorted(entered, key=lambda row: row[1])
+
+
+def _stage_moves(lead, required, reasons_by_stage) -> dict:
+    """What the Stage card offers: moves that need nothing, and the reason-taking ones with their reasons."""
+    allowed = ALLOWED_MOVES[lead.lifecycle_stage]
+    missing = [bant_label(field).lower() for field in required if not getattr(lead, field)]
+    plain = [{"value": stage, "label": LifecycleStage(stage).label,
+              "needs": missing if stage == LifecycleStage.SQL else []}
+             for stage in allowed if stage not in STAGES_WITH_REASON]
+    with_reason = [{"value": stage, "label": LifecycleStage(stage).label, "reasons": reasons_by_stage[stage]}
+                   for stage in allowed if stage in STAGES_WITH_REASON]
+    return {"plain_moves": plain, "reason_moves": with_reason}
+
+
+def lead_page(request, lead, *, status=200, stage_error="", qualification_form=None):
+    """The lead page, also shown again (with the problem on it) when a stage move or BANT answer is refused."""
+    organization_id = request.organization.pk
+    activities = (
+        Activity.objects.for_org(organization_id).filter(lead=lead).select_related("actor")
+        .order_by("-occurred_at")[:100]
+    )
+    required = services.required_bant(organization_id)
+    reasons_by_stage = {stage: services.reasons(organization_id, stage)
+                        for stage in ALLOWED_MOVES[lead.lifecycle_stage] if stage in STAGES_WITH_REASON}
+    deals = list(Deal.objects.for_org(organization_id).filter(lead=lead).select_related("account")
+                 .order_by("-created_at", "-pk"))
+    lost_reasons = (services.reasons(organization_id, ReasonKind.LOST)
+                    if any(deal.status == DealStatus.OPEN for deal in deals) else [])
+    return render(request, "leads/lead_detail.html", {
+        "lead": lead, "activities": activities,
+        "stage_history": _stage_history(lead), "stage_error": stage_error,
+        **_stage_moves(lead, required, reasons_by_stage),
+        "qualification_form": qualification_form or QualificationForm.for_lead(lead, required),
+        "required_bant": [bant_label(field) for field in required],
+        "can_convert": lead.lifecycle_stage in CONVERTIBLE_STAGES,
+        "deals": deals, "lose_form": LoseDealForm(reasons=lost_reasons),
+    }, status=status)
 
 
 @org_member_required
 def lead_detail(request, pk):
-    queryset = selectors.leads_for(request.organization)
-    if request.membership.role == "rep":
-        queryset = queryset.filter(owner=request.user)
-    lead = get_object_or_404(queryset, pk=pk)
-    activities = (
-        Activity.objects.for_org(request.organization).filter(lead=lead).select_related("actor")
-        .order_by("-occurred_at")[:100]
-    )
-    return render(request, "leads/lead_detail.html", {"lead": lead, "activities": activities})
+    return lead_page(request, get_object_or_404(visible_leads(request).select_related("account"), pk=pk))
+
+
+@org_member_required
+@require_POST
+def lead_stage(request, pk):
+    lead = get_object_or_404(visible_leads(request), pk=pk)
+    stage = request.POST.get("stage", "")
+    # Only the moves that take a reason get one; it must then be one of the org's (the service checks).
+    reason = request.POST.get("reason", "") if stage in STAGES_WITH_REASON else ""
+    try:
+        lead = services.move_stage(lead=lead, to_stage=stage, reason=reason, actor=request.user)
+    except services.StageMoveRefused as exc:
+        lead.refresh_from_db()
+        return lead_page(request, lead, status=400, stage_error=str(exc))
+    reason = f" ({lead.stage_reason})" if stage in STAGES_WITH_REASON and lead.stage_reason else ""
+    messages.success(request, f"Moved to {lead.get_lifecycle_stage_display()}{reason}.")
+    return redirect("leads:detail", pk=lead.pk)
+
+
+@org_member_required
+@require_POST
+def lead_qualification(request, pk):
+    lead = get_object_or_404(visible_leads(request), pk=pk)
+    form = QualificationForm(request.POST, required_for_sql=services.required_bant(request.organization.pk))
+    if not form.is_valid():
+        return lead_page(request, lead, status=400, qualification_form=form)
+    services.update_qualification(lead=lead, data=form.cleaned_data, actor=request.user)
+    messages.success(request, "Qualification saved.")
+    return redirect("leads:detail", pk=lead.pk)

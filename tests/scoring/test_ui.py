@@ -363,7 +363,7 @@ def test_parse_value_types_what_was_typed():
     assert parse_value("tags", "contains", "a,b") == "a,b"  # a tag test takes one tag
     assert parse_value("bool", "eq", "No") is False
     assert parse_value("date", "gt", "2026-01-31") == "2026-01-31"
-    assert parse_value("date", "within_last_days", "30") == 30
+    assert parse_value("date", "within_days", "30") == 30
     assert parse_value("text", "is_empty", "x") is None
     assert parse_value("number", "gt", "NaN") == "NaN"  # left for clean_rule to refuse
 
