@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from leadcrm.models import Organization
+from leads.models import Lead
 
 from . import services
 
@@ -10,7 +11,8 @@ from . import services
 @shared_task(name="scoring.tasks.score_lead", acks_late=True)
 def score_lead(organization_id, lead_id):
     """Instant scoring after a capture, activity or edit. Idempotent: it recomputes from the facts."""
-    services.score_lead(organization_id=organization_id, lead_id=lead_id)
+    if Lead.objects.for_org(organization_id).filter(pk=lead_id).exists():  # it may have been deleted since
+        services.score_lead(organization_id=organization_id, lead_id=lead_id)
 
 
 @shared_task(name="scoring.tasks.recalculate", acks_late=True)

@@ -31,6 +31,7 @@ def _test_database_url() -> str:
 def worker():
     """A worker process on the test database, consuming every queue; stopped after the test."""
     name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
+    celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
     env = {**os.environ, "DATABASE_URL": _test_database_url()}
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning", "-n", name,
