@@ -55,6 +55,13 @@ OPS_BY_KIND = {
 }
 ALL_OPS = tuple(dict.fromkeys(op for ops in OPS_BY_KIND.values() for op in ops))
 NO_VALUE_OPS = ("is_empty", "is_not_empty")
+# How the browser says each operator.
+OP_LABELS = {
+    "eq": "is", "neq": "is not", "in": "is one of", "not_in": "is none of", "contains": "contains",
+    "starts_with": "starts with", "gt": "is more than", "gte": "is at least", "lt": "is less than",
+    "lte": "is at most", "between": "is between", "within_days": "is within the last … days",
+    "is_empty": "is empty", "is_not_empty": "is not empty",
+}
 LIST_OPS = ("in", "not_in")
 
 # Lead fields a condition may test, and what kind of value each holds.
@@ -102,6 +109,17 @@ class JsonNumber(Func):
         )
         # the key expression appears once per {0}, and so do its parameters
         return template.format(sql), tuple(params) * template.count("{0}")
+
+
+def value_text(value) -> str:
+    """A condition's value as a person types it in a text input (lists comma-separated)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(value_text(item) for item in value)
+    return str(value)
 
 
 # ----------------------------------------------------------------------------------------------- checks

@@ -18,24 +18,20 @@ from leads.conditions import (
     LEAD_FIELDS,
     NO_VALUE_OPS,
     NUMBER,
+    OP_LABELS,
     OPS_BY_KIND,
     OWNER,
     TAGS,
     TEXT,
     ConditionError,
     field_kind,
+    value_text,
 )
 from leads.models import ActivityType, Grade, Lead
 
 from . import services
 from .models import RuleKind
 
-OP_LABELS = {
-    "eq": "is", "neq": "is not", "in": "is one of", "not_in": "is none of", "contains": "contains",
-    "starts_with": "starts with", "gt": "is more than", "gte": "is at least", "lt": "is less than",
-    "lte": "is at most", "between": "is between", "within_days": "is within the last … days",
-    "is_empty": "is empty", "is_not_empty": "is not empty",
-}
 NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between", "within_days")
 # Operators whose value the form splits on commas (contains / starts_with only for text: "any of these words").
 LIST_INPUT_OPS = ("in", "not_in", "between")
@@ -120,17 +116,6 @@ def parse_value(kind: str, op: str, text: str):
         items = [item.strip() for item in text.split(",") if item.strip()]
         return [_typed(kind, op, item) for item in items] or None
     return _typed(kind, op, text)
-
-
-def value_text(value) -> str:
-    """The text input that parse_value turns back into `value`."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(value_text(item) for item in value)
-    return str(value)
 
 
 def _fits_text_input(value) -> bool:

@@ -18,7 +18,16 @@ from leadcrm.tenancy import ORG_WIDE_ROLES
 from leadcrm.views import role_required
 
 from .. import selectors, services
-from ..conditions import CHOICES, CUSTOM_PREFIX, LEAD_FIELDS, NO_VALUE_OPS, OPS_BY_KIND, ConditionError
+from ..conditions import (
+    CHOICES,
+    CUSTOM_PREFIX,
+    LEAD_FIELDS,
+    NO_VALUE_OPS,
+    OP_LABELS,
+    OPS_BY_KIND,
+    ConditionError,
+    value_text,
+)
 from ..models import ActivityType, Lead, Segment, SegmentKind
 from ..segments import MAX_DEPTH, definition_q
 
@@ -35,12 +44,6 @@ FIELD_LABELS = {
     "lifecycle_stage": "Lifecycle stage", "score": "Score", "fit_score": "Fit score",
     "behavior_score": "Behaviour score", "created_at": "Created", "updated_at": "Updated",
     "last_activity_at": "Last activity", "consent_at": "Consented",
-}
-OP_LABELS = {
-    "eq": "is", "neq": "is not", "in": "is one of", "not_in": "is none of", "contains": "contains",
-    "starts_with": "starts with", "gt": "is greater than", "gte": "is at least", "lt": "is less than",
-    "lte": "is at most", "between": "is between", "within_days": "is within the last … days",
-    "is_empty": "is empty", "is_not_empty": "is not empty",
 }
 TAG_WORDS = {"eq": "Has the tag", "contains": "Has the tag", "in": "Has any of the tags",
              "not_in": "Has none of the tags", "is_empty": "Has no tags", "is_not_empty": "Has tags"}
@@ -61,17 +64,6 @@ def field_label(name: str) -> str:
 
 def op_label(op) -> str:
     return OP_LABELS.get(op, str(op).replace("_", " "))
-
-
-def value_text(value) -> str:
-    """What the builder's value box shows for a value (lists comma-separated)."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(value_text(item) for item in value)
-    return str(value)
 
 
 def _segments(request):
