@@ -23,6 +23,7 @@ from ..models import (
     LifecycleStage,
     ReasonKind,
     SourceType,
+    Temperature,
 )
 from ..services.conversion import CONVERTIBLE_STAGES
 
@@ -56,7 +57,7 @@ def lead_list(request):
     return render(request, "leads/lead_list.html", {
         "leads": leads, "filterset": filterset, "search": search, "sort": sort, "sorts": SORTS,
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
-        "grades": Grade.choices, "source_types": SourceType.choices,
+        "grades": Grade.choices, "source_types": SourceType.choices, "temperatures": Temperature.choices,
         "can_see_duplicates": request.membership.role in ORG_WIDE_ROLES,
     })
 

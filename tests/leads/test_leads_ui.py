@@ -244,3 +244,11 @@ def test_lead_page_query_count_does_not_grow_with_activities(browser, org, membe
     many, response = _queries(browser, f"/leads/{lead.pk}/")
     assert response.content.decode().count("<li>") >= 41
     assert many == few
+
+
+def test_leads_list_filters_by_temperature_and_source_type(browser, org):
+    hot = services.capture_lead(organization_id=org.pk, data={"email": "hot@example.com", "source_type": "paid"}).lead
+    services.capture_lead(organization_id=org.pk, data={"email": "cold@example.com", "source_type": "paid"})
+    Lead.objects.filter(pk=hot.pk).update(temperature="hot")
+    page = browser.get("/leads/", {"temperature": "hot", "source_type": "paid"}).content.decode()
+    assert "hot@example.com" in page and "cold@example.com" not in page
