@@ -26,6 +26,7 @@ GRADES_BEST_FIRST = [Grade.A, Grade.B, Grade.C, Grade.D, Grade.F]
 # for every size here, so rule the nested loop out for the transaction. (JIT, which that rule's huge cost
 # estimates would switch on, is off for the app's connections: see DATABASES in settings.)
 PLAN_FOR_SETS = "SET LOCAL enable_nestloop = off"
+PLAN_AS_USUAL = "SET LOCAL enable_nestloop = on"
 
 
 @dataclass(frozen=True)

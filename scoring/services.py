@@ -13,7 +13,7 @@ from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_con
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
 
-from .calculation import PLAN_FOR_SETS, Config, Rule, scored_leads_sql
+from .calculation import PLAN_AS_USUAL, PLAN_FOR_SETS, Config, Rule, scored_leads_sql
 from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
 
 logger = logging.getLogger(__name__)
@@ -212,10 +212,17 @@ def _mql_reason(config: Config) -> str:
             f"and grade {config.mql_min_grade} or better.")
 
 
+def _bounds_sql(scope: dict) -> tuple[str, list]:
+    operators = {"id": "=", "id__gte": ">=", "id__lte": "<="}
+    return "".join(f" AND l.id {operators[key]} %s" for key in scope), list(scope.values())
+
+
 def score_leads(*, organization_id, config: Config, scope: dict) -> list:
     """Re-score the org's leads in `scope` in one statement: store the new numbers where they changed, keep a
     snapshot where the score changed, and promote those now over the threshold to MQL. Returns MQL ids."""
     scored_sql, params = scored_leads_sql(organization_id, config, scope)
+    # The same bounds on the updated table, so the join reads only the scope's leads, not the whole org's.
+    bounds_sql, bounds = _bounds_sql(scope)
     parts = ("fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score", "score",
              "grade", "temperature")
     sql = f"""
@@ -223,7 +230,7 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
         changed AS (
             UPDATE leads_lead l SET {", ".join(f"{part} = s.{part}" for part in parts)}
             FROM scored s
-            WHERE l.id = s.id AND l.organization_id = %s
+            WHERE l.id = s.id AND l.organization_id = %s{bounds_sql}
               AND ({", ".join(f"l.{part}" for part in parts)}) IS DISTINCT FROM ({", ".join(f"s.{p}" for p in parts)})
             RETURNING l.id, l.score, l.fit_score, l.behavior_score, s.old_score
         )
@@ -233,7 +240,8 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(PLAN_FOR_SETS)
-            cursor.execute(sql, [*params, organization_id, organization_id, config.now])
+            cursor.execute(sql, [*params, organization_id, *bounds, organization_id, config.now])
+            cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
         promoted = promote_to_mql(organization_id=organization_id, leads=config.meets_mql() & Q(**scope),
                                   reason=_mql_reason(config))
         if promoted:
