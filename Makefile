@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ bench-capture: install
 
 bench-import: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/import_csv.py
+
+## Bulk re-scoring of a 1,000,000-lead org (builds it first, a few minutes); ARGS="--leads 20000" runs small.
+bench-scoring: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/scoring_bulk.py $(ARGS)
+
+## p50/p95 from POST /api/v1/activities/ to the lead's new score being readable, one Celery worker.
+bench-scoring-instant: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/scoring_instant.py $(ARGS)
+
+## Count and first page of a 5-condition segment over a 1,000,000-lead org (builds it first); ARGS="--leads 20000".
+bench-segments: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/segments.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data
