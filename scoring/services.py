@@ -213,8 +213,9 @@ def _mql_reason(config: Config) -> str:
 
 
 def _bounds_sql(scope: dict) -> tuple[str, list]:
-    operators = {"id": "=", "id__gte": ">=", "id__lte": "<="}
-    return "".join(f" AND l.id {operators[key]} %s" for key in scope), list(scope.values())
+    tests = {"id": "l.id = %s", "id__gte": "l.id >= %s", "id__lte": "l.id <= %s", "id__in": "l.id = ANY(%s)"}
+    return "".join(f" AND {tests[key]}" for key in scope), [list(v) if key == "id__in" else v
+                                                           for key, v in scope.items()]
 
 
 def score_leads(*, organization_id, config: Config, scope: dict) -> list:
