@@ -1,21 +1,25 @@
 """Celery tasks of scoring (thin: the work is in services). Routed to the `scoring` queue."""
 
 from celery import shared_task
+from django.db import OperationalError
 
 from leadcrm.models import Organization
 from leads.models import Lead
 
 from . import services
 
+# A deadlock with a concurrent writer, or a dropped connection, is worth another try: the tasks are idempotent.
+RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "max_retries": 5}
 
-@shared_task(name="scoring.tasks.score_lead", acks_late=True)
+
+@shared_task(name="scoring.tasks.score_lead", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def score_lead(organization_id, lead_id):
     """Instant scoring after a capture, activity or edit. Idempotent: it recomputes from the facts."""
     if Lead.objects.for_org(organization_id).filter(pk=lead_id).exists():  # it may have been deleted since
         services.score_lead(organization_id=organization_id, lead_id=lead_id)
 
 
-@shared_task(name="scoring.tasks.recalculate", acks_late=True)
+@shared_task(name="scoring.tasks.recalculate", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def recalculate(organization_id):
     """Re-score the whole org after a rule or settings change; safe to run twice or concurrently."""
     if Organization.objects.filter(pk=organization_id).exists():  # it may have been deleted since
