@@ -13,7 +13,7 @@ from django.db import transaction
 logger = logging.getLogger(__name__)
 
 LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel
-LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields
+LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
 LEAD_STAGE_CHANGED = "lead.stage_changed"  # organization_id, lead_id, from_stage, to_stage
@@ -22,6 +22,8 @@ LEAD_CONVERTED = "lead.converted"  # organization_id, lead_id, account_id, deal_
 DEAL_WON = "deal.won"  # organization_id, deal_id, lead_id
 DEAL_LOST = "deal.lost"  # organization_id, deal_id, lead_id
 LEADS_MERGED = "leads.merged"  # organization_id, keep_id, merged_ids; emit_now, before the merged leads go
+LEAD_ASSIGNED = "lead.assigned"  # organization_id, lead_id, owner_id (None: to a pool), assignment_id, reason
+MEMBER_ADDED = "member.added"  # organization_id, user_id, role; emit_now
 ORG_CREATED = "organization.created"  # organization_id; delivered inside the creating transaction (emit_now)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)

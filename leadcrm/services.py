@@ -37,6 +37,7 @@ def add_member(*, organization: Organization, email: str, password: str | None, 
     membership, _ = Membership.objects.update_or_create(
         organization=organization, user=user, defaults={"role": role}
     )
+    events.emit_now(events.MEMBER_ADDED, organization_id=organization.pk, user_id=user.pk, role=role)
     return membership
 
 

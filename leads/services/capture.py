@@ -226,8 +226,18 @@ def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
         for field in changed:
             setattr(lead, field, data[field])
         lead.save(update_fields=[*changed, "updated_at"])
-        events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed)
+        events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed,
+                    actor_id=getattr(actor, "pk", None))
     return lead
+
+
+def assign_owner(*, lead: Lead, owner_id, details: dict, actor=None) -> None:
+    """Hand the lead to a user (None: to nobody). The timeline records it with `details` (who, why);
+    distribution does the choosing and keeps the history."""
+    Lead.objects.filter(pk=lead.pk).update(owner_id=owner_id, updated_at=timezone.now())
+    lead.owner_id = owner_id
+    record_activity(organization_id=lead.organization_id, lead=lead, type=ActivityType.OWNER_CHANGE,
+                    properties=details, actor=actor, emit_event=False)
 
 
 def delete_lead(*, lead: Lead) -> None:

@@ -4,7 +4,7 @@ import uuid
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, ProtectedError, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -127,7 +127,11 @@ def delete_segment(*, segment: Segment) -> None:
             if users:
                 raise SegmentInUse("Segments test membership of this list: " + ", ".join(users)
                                    + ". Change them first.")
-        segment.delete()
+        try:
+            segment.delete()
+        except ProtectedError as exc:  # e.g. an assignment rule routes by this segment
+            users = sorted({str(obj) for obj in exc.protected_objects})[:5]
+            raise SegmentInUse("In use by: " + ", ".join(users) + ". Change them first.") from None
 
 
 # ----------------------------------------------------------------------------------------------- members

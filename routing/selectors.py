@@ -1,0 +1,96 @@
+"""Reads for distribution: the rep's queue, team pools, team load, and a lead's assignment history."""
+
+from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.utils import timezone
+
+from leadcrm.models import Role
+from leads.models import Lead, Temperature
+
+from .models import Assignment, AssignmentRule, Notification, RepProfile, Team, TeamMember
+from .services import OPEN_STAGES, ensure_profiles
+
+QUEUE_LIMIT = 200  # a queue longer than this is a capacity problem, not a list to page through
+
+
+def queue(organization_id, user, *, now=None):
+    """The rep's open leads, most overdue first, then hottest: `overdue`, `sla_due_at` annotated."""
+    now = now or timezone.now()
+    heat = Case(When(temperature=Temperature.HOT, then=Value(0)), When(temperature=Temperature.WARM, then=Value(1)),
+                default=Value(2), output_field=IntegerField())
+    overdue = Case(When(routing__sla_due_at__lte=now, then=Value(True)), default=Value(False))
+    return (Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES)
+            .annotate(sla_due_at=F("routing__sla_due_at"), overdue=overdue, heat=heat)
+            .order_by("-overdue", F("sla_due_at").asc(nulls_last=True), "heat", "-score", "-created_at", "id"))
+
+
+def pool(organization_id, user=None, *, team=None):
+    """Unclaimed leads waiting in the pools of the user's teams (or of one team)."""
+    leads = Lead.objects.for_org(organization_id).filter(routing__pooled=True, owner__isnull=True)
+    if team is not None:
+        leads = leads.filter(routing__team=team)
+    if user is not None:
+        teams = TeamMember.objects.for_org(organization_id).filter(rep__user=user).values("team_id")
+        leads = leads.filter(routing__team_id__in=teams)
+    return leads.annotate(team_name=F("routing__team__name"), pooled_since=F("routing__updated_at")).order_by(
+        "-score", "-created_at", "id")
+
+
+def queue_counts(organization_id, user) -> dict:
+    """What the badge shows: open leads in the queue and unread notifications."""
+    open_leads = Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES).count()
+    unread = Notification.objects.for_org(organization_id).filter(user=user, read_at__isnull=True).count()
+    return {"open": open_leads, "unread": unread}
+
+
+def notifications(organization_id, user, *, limit=20):
+    return (Notification.objects.for_org(organization_id).filter(user=user).select_related("lead")
+            .order_by("-created_at")[:limit])
+
+
+def teams_for(organization_id, user, role):
+    """The teams a member oversees: admins all of them, managers the ones they manage."""
+    teams = Team.objects.for_org(organization_id).select_related("manager")
+    if role != Role.ADMIN:
+        teams = teams.filter(manager=user)
+    return teams
+
+
+def team_load(organization_id, teams, *, now=None) -> list[dict]:
+    """Per rep of the given teams: open leads, capacity, overdue first touches, availability — two queries."""
+    now = now or timezone.now()
+    members = list(TeamMember.objects.for_org(organization_id).filter(team__in=teams)
+                   .select_related("rep__user", "team").order_by("team__name", "rep__user__email"))
+    user_ids = {member.rep.user_id for member in members}
+    counts = {row["owner_id"]: row for row in (
+        Lead.objects.for_org(organization_id).filter(owner_id__in=user_ids, lifecycle_stage__in=OPEN_STAGES)
+        .values("owner_id").annotate(open=Count("id"), overdue=Count("id", filter=Q(routing__sla_due_at__lte=now)))
+        .order_by())}
+    rows = []
+    for member in members:
+        rep, count = member.rep, counts.get(member.rep.user_id, {})
+        rows.append({
+            "team": member.team, "rep": rep, "user": rep.user, "open": count.get("open", 0),
+            "overdue": count.get("overdue", 0), "capacity": rep.capacity,
+            "away": rep.away_until is not None and rep.away_until > now,
+        })
+    return rows
+
+
+def rep_profiles(organization_id):
+    ensure_profiles(organization_id)
+    return RepProfile.objects.for_org(organization_id).select_related("user").order_by("user__email")
+
+
+def assignable_reps(organization_id):
+    """Profiles of current members, for re-assignment choices."""
+    return rep_profiles(organization_id).filter(user__memberships__organization_id=organization_id)
+
+
+def history(organization_id, lead):
+    return (Assignment.objects.for_org(organization_id).filter(lead=lead)
+            .select_related("rep", "previous_rep", "team", "actor").order_by("-created_at"))
+
+
+def rules(organization_id):
+    return (AssignmentRule.objects.for_org(organization_id).select_related("rep__user", "team", "segment")
+            .order_by("is_fallback", "order", "created_at"))

@@ -1,0 +1,219 @@
+"""Setting up distribution: rep profiles, teams and assignment rules, checked the same way from the API and admin."""
+
+import re
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+
+from leadcrm.models import Membership, Role
+from leads import services as lead_services
+from leads.conditions import ConditionError
+
+from ..hours import HoursError, clean_working_hours
+from ..models import AssignmentRule, RepProfile, Strategy, Team, TeamMember
+
+TERRITORY = re.compile(r"^[A-Z]{2}(-[A-Z0-9 ]{1,60})?$")
+LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")
+MAX_SLA_MINUTES = 7 * 24 * 60
+MAX_REASSIGNMENTS = 10
+MAX_WEIGHT = 100
+
+
+class ConfigError(ValueError):
+    """Settings that cannot be used; `errors` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
+        self.errors = errors
+
+
+def _org_id(obj):
+    return getattr(obj, "organization_id", None)
+
+
+def has_fallback(organization_id, *, excluding=None) -> bool:
+    rules = AssignmentRule.objects.for_org(organization_id).filter(is_fallback=True, active=True)
+    return rules.exclude(pk=getattr(excluding, "pk", None)).exists()
+
+
+# ----------------------------------------------------------------------------------------------- reps
+
+
+def clean_rep(profile: RepProfile, data: dict) -> dict:
+    errors: dict[str, list[str]] = {}
+    data = dict(data)
+    if "territories" in data:
+        territories = [str(t).strip().upper() for t in data["territories"]]
+        bad = [t for t in territories if not TERRITORY.match(t)]
+        if bad:
+            errors["territories"] = [f"Not a country code (optionally with a region, as US-CA): {', '.join(bad)}."]
+        data["territories"] = sorted(set(territories))
+    if "languages" in data:
+        languages = [str(code).strip().lower() for code in data["languages"]]
+        bad = [code for code in languages if not LANGUAGE.match(code)]
+        if bad:
+            errors["languages"] = [f"Not a language code such as en or pt-br: {', '.join(bad)}."]
+        data["languages"] = sorted(set(languages))
+    if "industries" in data:
+        data["industries"] = sorted({str(i).strip() for i in data["industries"] if str(i).strip()})
+    if "weight" in data and not 0 <= data["weight"] <= MAX_WEIGHT:
+        errors["weight"] = [f"Between 0 and {MAX_WEIGHT}."]
+    if data.get("capacity") == 0 and not has_fallback(profile.organization_id):
+        errors["capacity"] = ["A capacity of 0 takes no leads; with no fallback rule its leads would go nowhere. "
+                              "Pause the rep instead, or add a fallback rule first."]
+    if "working_hours" in data:
+        try:
+            data["working_hours"] = clean_working_hours(data["working_hours"])
+        except HoursError as exc:
+            errors.update({f"working_hours.{key}" if key != "working_hours" else key: messages
+                           for key, messages in exc.errors.items()})
+    if errors:
+        raise ConfigError(errors)
+    return data
+
+
+def update_rep(*, profile: RepProfile, data: dict) -> RepProfile:
+    data = clean_rep(profile, data)
+    for name, value in data.items():
+        setattr(profile, name, value)
+    profile.save()
+    return profile
+
+
+def set_available(*, profile: RepProfile, available: bool) -> RepProfile:
+    """A manager pauses a rep (no new leads) or lets them take leads again."""
+    profile.available = available
+    profile.save(update_fields=["available", "updated_at"])
+    return profile
+
+
+# ----------------------------------------------------------------------------------------------- teams
+
+
+def clean_team(organization_id, data: dict, instance: Team | None = None) -> dict:
+    errors: dict[str, list[str]] = {}
+    name = data.get("name", instance.name if instance else "").strip()
+    if not name:
+        errors["name"] = ["A team needs a name."]
+    elif Team.objects.for_org(organization_id).filter(name__iexact=name).exclude(
+            pk=getattr(instance, "pk", None)).exists():
+        errors["name"] = ["Another team has this name."]
+    manager = data.get("manager")
+    if manager is not None and not Membership.objects.filter(
+            organization_id=organization_id, user=manager, role__in=(Role.MANAGER, Role.ADMIN)).exists():
+        errors["manager"] = ["The manager must be a manager or admin of this organization."]
+    members = data.get("members")
+    if members is not None and any(str(_org_id(rep)) != str(organization_id) for rep in members):
+        errors["members"] = ["Members must be reps of this organization."]
+    if errors:
+        raise ConfigError(errors)
+    return {**data, "name": name} if "name" in data else data
+
+
+def set_members(team: Team, reps) -> None:
+    """Replace the team's members. A rep who joins starts at the back of the round-robin line."""
+    wanted = {rep.pk: rep for rep in reps}
+    TeamMember.objects.filter(team=team).exclude(rep_id__in=wanted).delete()
+    present = set(TeamMember.objects.filter(team=team).values_list("rep_id", flat=True))
+    TeamMember.objects.bulk_create([
+        TeamMember(organization_id=team.organization_id, team=team, rep=rep, last_turn=team.turns_taken)
+        for rep_id, rep in wanted.items() if rep_id not in present
+    ])
+
+
+def save_team(*, organization_id, data: dict, instance: Team | None = None) -> Team:
+    data = clean_team(organization_id, data, instance)
+    members = data.pop("members", None)
+    with transaction.atomic():
+        team = instance or Team(organization_id=organization_id)
+        for name, value in data.items():
+            setattr(team, name, value)
+        team.save()
+        if members is not None:
+            set_members(Team.objects.select_for_update().get(pk=team.pk), members)
+    return team
+
+
+def delete_team(*, team: Team) -> None:
+    try:
+        team.delete()
+    except ProtectedError as exc:
+        names = sorted({str(rule) for rule in exc.protected_objects})[:5]
+        raise ConfigError({"team": [f"Assignment rules send leads to this team: {', '.join(names)}. "
+                                    "Change them first."]}) from None
+
+
+# ----------------------------------------------------------------------------------------------- rules
+
+
+def clean_rule(organization_id, data: dict, instance: AssignmentRule | None = None) -> dict:
+    """A rule's settings if they make sense together; ConfigError names each one that does not."""
+
+    def value(name, default=None):
+        return data.get(name, getattr(instance, name, default) if instance else default)
+
+    errors: dict[str, list[str]] = {}
+    strategy, rep, team = value("strategy"), value("rep"), value("team")
+    if strategy not in Strategy.values:
+        errors["action.type"] = [f"Use one of {', '.join(Strategy.values)}."]
+    elif strategy == Strategy.REP:
+        if rep is None:
+            errors["action.rep"] = ["Name the rep who gets the leads."]
+        elif str(_org_id(rep)) != str(organization_id):
+            errors["action.rep"] = ["No such rep in this organization."]
+        if team is not None:
+            errors["action.team"] = ["A rule for a named rep has no team."]
+    else:
+        if team is None:
+            errors["action.team"] = ["Name the team that shares the leads."]
+        elif str(_org_id(team)) != str(organization_id):
+            errors["action.team"] = ["No such team in this organization."]
+        if rep is not None:
+            errors["action.rep"] = ["A rule for a team names no single rep."]
+    condition, segment = value("condition") or {}, value("segment")
+    if segment is not None and str(_org_id(segment)) != str(organization_id):
+        errors["segment"] = ["No such segment in this organization."]
+    if condition and segment is not None:
+        errors["condition"] = ["Use a condition or a segment, not both."]
+    elif condition:
+        try:
+            data = {**data, "condition": lead_services.clean_definition(organization_id, condition)}
+        except ConditionError as exc:
+            errors.update({f"condition.{key}" if key != "definition" else "condition": messages
+                           for key, messages in exc.errors.items()})
+    if value("is_fallback", False):
+        if condition or segment is not None:
+            errors["is_fallback"] = ["The fallback takes every lead no other rule takes: it has no condition."]
+        elif AssignmentRule.objects.for_org(organization_id).filter(is_fallback=True).exclude(
+                pk=getattr(instance, "pk", None)).exists():
+            errors["is_fallback"] = ["This organization already has a fallback rule; only one may be."]
+    sla = value("sla_minutes")
+    if sla is not None and not 1 <= sla <= MAX_SLA_MINUTES:
+        errors["sla_minutes"] = [f"Between 1 and {MAX_SLA_MINUTES} minutes (a week), or empty for none."]
+    if not 0 <= (value("max_reassignments", 0) or 0) <= MAX_REASSIGNMENTS:
+        errors["max_reassignments"] = [f"Between 0 and {MAX_REASSIGNMENTS}."]
+    if errors:
+        raise ConfigError(errors)
+    return data
+
+
+def save_rule(*, organization_id, data: dict, instance: AssignmentRule | None = None) -> AssignmentRule:
+    data = clean_rule(organization_id, data, instance)
+    rule = instance or AssignmentRule(organization_id=organization_id)
+    for name, value in data.items():
+        setattr(rule, name, value)
+    if rule.segment_id:
+        rule.condition = {}
+    try:
+        with transaction.atomic():
+            rule.save()
+    except IntegrityError:  # a concurrent save made another fallback first
+        raise ConfigError({"is_fallback": ["This organization already has a fallback rule; only one may be."]}) \
+            from None
+    return rule
+
+
+def delete_rule(*, rule: AssignmentRule) -> None:
+    rule.delete()
+
+

@@ -1,0 +1,45 @@
+"""Celery tasks of distribution (thin: the work is in services). Routed to the `routing` queue."""
+
+import smtplib
+
+from celery import shared_task
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import OperationalError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from . import services
+from .models import Notification
+
+RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
+
+
+@shared_task(name="routing.tasks.route_leads", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
+def route_leads(organization_id, lead_ids):
+    """Route new MQLs. Idempotent: a lead already owned or pooled is left as it is."""
+    return services.route_leads(organization_id=organization_id, lead_ids=lead_ids, only_unowned=True)
+
+
+@shared_task(name="routing.tasks.check_deadlines", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
+def check_deadlines():
+    """Beat: re-assign or escalate leads whose first-touch deadline passed."""
+    return services.check_deadlines()
+
+
+@shared_task(name="routing.tasks.email_notification", acks_late=True, autoretry_for=(OSError, smtplib.SMTPException),
+             retry_backoff=5, max_retries=6)
+def email_notification(notification_id):
+    """Email a notification once: the row is locked while sending and stamped when sent."""
+    with transaction.atomic():
+        notification = (Notification.objects.select_for_update().select_related("user", "lead")
+                        .filter(pk=notification_id, emailed_at__isnull=True).first())
+        if notification is None or not notification.user.email:
+            return False
+        link = settings.SITE_URL.rstrip("/") + (
+            reverse("leads:detail", args=[notification.lead_id]) if notification.lead_id else reverse("queue"))
+        send_mail(subject=notification.message[:150], message=f"{notification.message}\n\nOpen it: {link}\n",
+                  from_email=None, recipient_list=[notification.user.email])
+        notification.emailed_at = timezone.now()
+        notification.save(update_fields=["emailed_at"])
+    return True
