@@ -31,7 +31,8 @@ from .merge import MergeRefused, merge_leads, tag_leads
 
 __all__ = [
     "DealClosed", "MergeRefused", "convert_lead", "lose_deal", "merge_leads", "tag_leads", "update_deal", "win_deal",
-    "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused", "capture_lead",
+    "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused",
+    "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
     "update_lead", "update_qualification",
