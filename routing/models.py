@@ -31,7 +31,8 @@ class RepProfile(models.Model):
     languages = ArrayField(models.CharField(max_length=16), default=list, blank=True,
                            help_text="Language codes (en, de…), matched against a lead's `language` custom field.")
     seniority = models.CharField(max_length=16, choices=Seniority.choices, blank=True, default="")
-    capacity = models.PositiveIntegerField(default=50, help_text="Most open leads at once.")
+    capacity = models.PositiveIntegerField(default=50, null=True, blank=True,
+                                           help_text="Most open leads at once; empty: no limit.")
     weight = models.PositiveSmallIntegerField(default=1, help_text="Share of leads under weighted round robin.")
     available = models.BooleanField(default=True, help_text="Off: paused, gets no new leads.")
     away_until = models.DateTimeField(null=True, blank=True)
@@ -104,10 +105,11 @@ class AssignmentRule(models.Model):
     name = models.CharField(max_length=200)
     order = models.PositiveIntegerField(default=100)
     condition = models.JSONField(default=dict, blank=True, help_text="A segment definition; empty: every lead.")
-    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # RESTRICT: a segment, rep or team a rule uses cannot be deleted on its own, but goes with its whole org.
+    segment = models.ForeignKey(Segment, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
     strategy = models.CharField(max_length=16, choices=Strategy.choices)
-    rep = models.ForeignKey(RepProfile, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.PROTECT, related_name="rules")
+    rep = models.ForeignKey(RepProfile, null=True, blank=True, on_delete=models.RESTRICT, related_name="+")
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.RESTRICT, related_name="rules")
     respect_working_hours = models.BooleanField(default=False, help_text="Skip reps outside their working hours.")
     match_profile = models.BooleanField(
         default=True, help_text="Skip reps whose territories, industries or languages exclude the lead.")

@@ -32,7 +32,7 @@ def check_deadlines():
 def email_notification(notification_id):
     """Email a notification once: the row is locked while sending and stamped when sent."""
     with transaction.atomic():
-        notification = (Notification.objects.select_for_update().select_related("user", "lead")
+        notification = (Notification.objects.select_for_update(of=("self",)).select_related("user", "lead")
                         .filter(pk=notification_id, emailed_at__isnull=True).first())
         if notification is None or not notification.user.email:
             return False

@@ -4,7 +4,7 @@ import uuid
 
 from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
-from django.db.models import Count, ProtectedError, Q, QuerySet
+from django.db.models import Count, Q, QuerySet, RestrictedError
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -129,8 +129,8 @@ def delete_segment(*, segment: Segment) -> None:
                                    + ". Change them first.")
         try:
             segment.delete()
-        except ProtectedError as exc:  # e.g. an assignment rule routes by this segment
-            users = sorted({str(obj) for obj in exc.protected_objects})[:5]
+        except RestrictedError as exc:  # e.g. an assignment rule routes by this segment
+            users = sorted({str(obj) for obj in exc.restricted_objects})[:5]
             raise SegmentInUse("In use by: " + ", ".join(users) + ". Change them first.") from None
 
 

@@ -92,7 +92,7 @@ def can_take(profile: RepProfile, *, lead, rule, now, load: dict, exclude=()) ->
         return False
     if profile.away_until is not None and profile.away_until > now:
         return False
-    if load.get(profile.user_id, 0) >= profile.capacity:
+    if profile.capacity is not None and load.get(profile.user_id, 0) >= profile.capacity:
         return False
     if rule.respect_working_hours and not is_working(profile.working_hours, now):
         return False
@@ -102,13 +102,18 @@ def can_take(profile: RepProfile, *, lead, rule, now, load: dict, exclude=()) ->
 def _members(team: Team):
     """The team's reps who are still members of the org, in round-robin order (longest waiting first)."""
     current = Membership.objects.filter(organization_id=team.organization_id).values("user_id")
-    return list(TeamMember.objects.filter(team=team, rep__user_id__in=current).select_related("rep")
+    return list(TeamMember.objects.filter(team=team, rep__user_id__in=current).select_related("rep__user")
                 .order_by("last_turn", "id"))
+
+
+def _load_ratio(rep: RepProfile, load: dict) -> float:
+    """How full a rep is. Without a capacity, open leads are weighed against the default capacity."""
+    return load.get(rep.user_id, 0) / (rep.capacity or RepProfile._meta.get_field("capacity").default)
 
 
 def _choose(strategy: str, eligible: list[TeamMember], load: dict) -> TeamMember:
     if strategy == Strategy.LEAST_LOADED:
-        return min(eligible, key=lambda m: (load.get(m.rep.user_id, 0) / m.rep.capacity, m.last_turn, m.pk))
+        return min(eligible, key=lambda m: (_load_ratio(m.rep, load), m.last_turn, m.pk))
     if strategy == Strategy.WEIGHTED:
         total = sum(m.rep.weight for m in eligible)
         for member in eligible:
@@ -125,7 +130,10 @@ def _pick_in_team(rule, team_id, *, lead, now, exclude, reason) -> Pick:
     if rule.strategy == Strategy.POOL:
         return Pick(rule=rule, reason=reason, team=team)
     members = _members(team)
-    load = open_lead_counts(team.organization_id, [m.rep.user_id for m in members])
+    # Counting open leads is only needed when someone has a limit or load decides.
+    counted = [m.rep.user_id for m in members
+               if m.rep.capacity is not None or rule.strategy == Strategy.LEAST_LOADED]
+    load = open_lead_counts(team.organization_id, counted) if counted else {}
     eligible = [m for m in members if can_take(m.rep, lead=lead, rule=rule, now=now, load=load, exclude=exclude)]
     if rule.strategy == Strategy.WEIGHTED:
         eligible = [m for m in eligible if m.rep.weight > 0]
@@ -142,7 +150,7 @@ def _pick_in_team(rule, team_id, *, lead, now, exclude, reason) -> Pick:
 def _pick_named(rule, *, lead, now, exclude, reason) -> Pick | None:
     profile = RepProfile.objects.select_for_update().get(pk=rule.rep_id)
     is_member = Membership.objects.filter(organization_id=rule.organization_id, user_id=profile.user_id).exists()
-    load = open_lead_counts(rule.organization_id, [profile.user_id])
+    load = open_lead_counts(rule.organization_id, [profile.user_id]) if profile.capacity is not None else {}
     if is_member and can_take(profile, lead=lead, rule=rule, now=now, load=load, exclude=exclude):
         return Pick(rule=rule, reason=reason, rep_id=profile.user_id, hours=profile.working_hours)
     return None
@@ -204,8 +212,9 @@ def record(lead, *, rep_id, reason, pick: Pick | None = None, actor=None, now=No
     rule = pick.rule if pick else None
     lead_services.assign_owner(lead=lead, owner_id=rep_id, details=_details(pick, reason, rep_id, previous_id),
                                actor=actor)
-    routing, _ = LeadRouting.objects.select_for_update().get_or_create(
-        lead=lead, defaults={"organization_id": lead.organization_id})
+    # The lead's row lock (held by every caller) guards its routing row too.
+    routing = LeadRouting.objects.filter(lead=lead).first() or LeadRouting(
+        organization_id=lead.organization_id, lead=lead)
     routing.rule, routing.team = rule or routing.rule, team or routing.team
     routing.mql_at = routing.mql_at or _mql_at(lead)
     routing.pooled = rep_id is None
@@ -240,10 +249,11 @@ def previous_reps(lead) -> set[int]:
                .values_list("rep_id", flat=True))
 
 
-def apply_rules(lead, *, reason, actor=None, now, exclude=(), only=None, counts_as_reassignment=False):
+def apply_rules(lead, *, reason, actor=None, now, exclude=(), only=None, counts_as_reassignment=False, rules=None):
     """Route a locked lead by the org's rules (or only by `only`): the first rule that places it wins."""
-    rules = [only] if only is not None else matching_rules(lead, rules_in_order(lead.organization_id))
-    fallback = next((rule for rule in rules_in_order(lead.organization_id) if rule.is_fallback), None)
+    ordered = rules if rules is not None else rules_in_order(lead.organization_id)
+    rules = [only] if only is not None else matching_rules(lead, ordered)
+    fallback = next((rule for rule in ordered if rule.is_fallback), None)
     for rule in rules:
         why = AssignmentReason.FALLBACK if rule.is_fallback and reason == AssignmentReason.RULE else reason
         choice = pick(rule, lead=lead, now=now, exclude=exclude, reason=why)
@@ -260,7 +270,7 @@ def _locked_lead(organization_id, lead_id):
 
 
 def route_lead(*, organization_id, lead_id, reason=AssignmentReason.RULE, actor=None, only_unowned=False,
-               now=None) -> Assignment | None:
+               now=None, rules=None) -> Assignment | None:
     """Route one lead now. With `only_unowned` (the automatic path) a lead that already has an owner or waits
     in a pool is left alone, so a repeated or concurrent routing task changes nothing."""
     now = now or timezone.now()
@@ -271,15 +281,16 @@ def route_lead(*, organization_id, lead_id, reason=AssignmentReason.RULE, actor=
         if only_unowned and (lead.owner_id is not None
                              or LeadRouting.objects.filter(lead=lead, pooled=True).exists()):
             return None
-        return apply_rules(lead, reason=reason, actor=actor, now=now)
+        return apply_rules(lead, reason=reason, actor=actor, now=now, rules=rules)
 
 
 def route_leads(*, organization_id, lead_ids, reason=AssignmentReason.RULE, actor=None, only_unowned=False) -> int:
     """Route each lead in its own transaction (a lead's failure or lock wait never holds up the others)."""
     routed = 0
+    rules = rules_in_order(organization_id)
     for lead_id in lead_ids:
         if route_lead(organization_id=organization_id, lead_id=lead_id, reason=reason, actor=actor,
-                      only_unowned=only_unowned):
+                      only_unowned=only_unowned, rules=rules):
             routed += 1
     return routed
 
@@ -320,10 +331,12 @@ def record_manual_owner_change(*, organization_id, lead_id, actor_id=None) -> No
             return
         last = (Assignment.objects.for_org(organization_id).filter(lead=lead).order_by("-created_at")
                 .values_list("rep_id", flat=True).first())
-        if last == lead.owner_id or (last is None and lead.owner_id is None):
+        new_owner_id = lead.owner_id
+        if last == new_owner_id or (last is None and new_owner_id is None):
             return
         actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
-        record(lead, rep_id=lead.owner_id, reason=AssignmentReason.MANUAL, actor=actor)
+        lead.owner_id = last  # the history's previous owner: the edit already changed the row
+        record(lead, rep_id=new_owner_id, reason=AssignmentReason.MANUAL, actor=actor)
 
 
 def record_touch(*, organization_id, lead_id, at=None) -> None:

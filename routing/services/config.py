@@ -3,7 +3,7 @@
 import re
 
 from django.db import IntegrityError, transaction
-from django.db.models import ProtectedError
+from django.db.models import RestrictedError
 
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
@@ -137,8 +137,8 @@ def save_team(*, organization_id, data: dict, instance: Team | None = None) -> T
 def delete_team(*, team: Team) -> None:
     try:
         team.delete()
-    except ProtectedError as exc:
-        names = sorted({str(rule) for rule in exc.protected_objects})[:5]
+    except RestrictedError as exc:
+        names = sorted({str(rule) for rule in exc.restricted_objects})[:5]
         raise ConfigError({"team": [f"Assignment rules send leads to this team: {', '.join(names)}. "
                                     "Change them first."]}) from None
 

@@ -1,6 +1,7 @@
 """Telling people about leads: an in-app notification (the queue badge) and an email sent by a task."""
 
 from django.db import transaction
+from django.utils import timezone
 
 from ..models import Notification, NotificationKind
 
@@ -25,5 +26,9 @@ def notify(lead, *, user_id, kind: str, team=None) -> Notification:
     return notification
 
 
-def unread_count(organization_id, user) -> int:
-    return Notification.objects.for_org(organization_id).filter(user=user, read_at__isnull=True).count()
+def mark_read(organization_id, user, notification_ids=None) -> int:
+    """Mark the user's unread notifications as read (only the given ones, when ids are given)."""
+    unread = Notification.objects.for_org(organization_id).filter(user=user, read_at__isnull=True)
+    if notification_ids is not None:
+        unread = unread.filter(pk__in=list(notification_ids))
+    return unread.update(read_at=timezone.now())
