@@ -181,6 +181,9 @@ SPECTACULAR_SETTINGS = {
         "GradeEnum": "leads.models.Grade.choices",
         "LifecycleStageEnum": "leads.models.LifecycleStage.choices",
         "SegmentKindEnum": "leads.models.SegmentKind.choices",
+        "RoutingStrategyEnum": "routing.models.Strategy.choices",
+        "TouchTypeEnum": "routing.serializers.TOUCH_CHOICES",
+        "ActivityTypeEnum": "leads.models.ActivityType.choices",
     },
 }
 

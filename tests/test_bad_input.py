@@ -6,6 +6,7 @@ import pytest
 
 from leads import services
 from leads.models import Activity, Lead
+from routing.models import Assignment, AssignmentRule, Team
 
 pytestmark = pytest.mark.django_db
 
@@ -64,6 +65,7 @@ def _post_json(api, path, body):
 def assert_nothing_written():
     assert Lead.objects.count() == 0
     assert Activity.objects.count() == 0
+    assert Team.objects.count() == AssignmentRule.objects.count() == Assignment.objects.count() == 0
 
 
 @pytest.mark.parametrize(("body", "field"), [pytest.param(b, f, id=i) for i, b, f in FIELD_ERRORS])
@@ -117,6 +119,9 @@ def test_activity_bad_input(api, body, field):
 
 # --- bodies that are not JSON objects at all ----------------------------------------------------
 
+# Distribution's creates and bulk action: refused the same way, and nothing is written.
+ROUTING_POSTS = ["/api/v1/teams/", "/api/v1/assignment-rules/", "/api/v1/leads/reassign/"]
+
 RAW_BODIES = [
     ("malformed", b'{"email": "a@example.com",'),
     ("trailing-garbage", b'{"email": "a@example.com"} x'),
@@ -137,7 +142,7 @@ RAW_BODIES = [
 
 
 @pytest.mark.parametrize("body", [pytest.param(b, id=i) for i, b in RAW_BODIES])
-@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/activities/"])
+@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/activities/", *ROUTING_POSTS])
 def test_unparseable_or_unstorable_json_is_400(api, path, body):
     response = api.generic("POST", path, body, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
@@ -156,7 +161,7 @@ def test_malformed_json_says_so(api):
     "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/xml",
     "text/csv",
 ])
-@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/leads/bulk/", "/api/v1/activities/"])
+@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/leads/bulk/", "/api/v1/activities/", *ROUTING_POSTS])
 def test_wrong_content_type_is_415(api, path, content_type):
     response = api.generic("POST", path, b"email=a@example.com", content_type=content_type)
     assert response.status_code == 415
@@ -172,7 +177,7 @@ def test_wrong_content_type_on_patch_is_415(api, org):
     assert lead.first_name == ""
 
 
-@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/leads/bulk/", "/api/v1/activities/"])
+@pytest.mark.parametrize("path", ["/api/v1/leads/", "/api/v1/leads/bulk/", "/api/v1/activities/", *ROUTING_POSTS])
 def test_body_over_one_mib_is_413(api, path):
     padding = "x" * (1024 * 1024)
     body = json.dumps({"email": "big@example.com", "custom_fields": {"padding": padding}}).encode()

@@ -1,0 +1,392 @@
+"""REST API of distribution (thin: ids resolved in serializers, work in services).
+
+Configuration (reps, teams, assignment rules) is for API keys and org-wide members; reps use the queue, claim
+leads from their teams' pools and log touches. A rep is named by their user id everywhere.
+"""
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError
+from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, generics, mixins, serializers, status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from leadcrm.api import OrgScopedViewSet, idempotent
+from leadcrm.models import Role
+from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.permissions import HasOrganization, IsOrgWideMember
+from leadcrm.tenancy import ORG_WIDE_ROLES
+from leads import services as lead_services
+from leads.models import Lead, LifecycleStage
+from leads.serializers import ActivitySerializer
+
+from . import selectors, services
+from .models import Assignment, AssignmentReason, AssignmentRule, RepProfile, Team, TeamMember
+from .serializers import (
+    TOUCH_TYPES,
+    AssignmentSerializer,
+    QueueItemSerializer,
+    QueueSerializer,
+    ReassignSerializer,
+    RepSerializer,
+    RuleSerializer,
+    TeamSerializer,
+    TouchSerializer,
+)
+
+IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
+CONFLICT = OpenApiResponse(inline_serializer("RoutingConflict", {"detail": serializers.CharField()}),
+                           description="Refused; `detail` says why.")
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class IsMemberSession(HasOrganization):
+    """A signed-in member acting as themselves: claiming a lead makes it *theirs*, which an API key has no self
+    to be."""
+
+    message = "Claim as a signed-in rep; an API key cannot claim leads."
+
+    def has_permission(self, request, view):
+        return super().has_permission(request, view) and request.auth is None
+
+
+class CanReassign(HasOrganization):
+    """API keys, admins and managers: the people who hand leads from one rep to another."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        return request.auth is not None or request.membership.role in (Role.ADMIN, Role.MANAGER)
+
+
+def _user(request):
+    return request.user if request.user.is_authenticated else None
+
+
+def _is_rep_session(request) -> bool:
+    """A session of a member whose role limits them to their own leads."""
+    return request.auth is None and request.membership.role not in ORG_WIDE_ROLES
+
+
+def _config_errors(exc: services.ConfigError) -> exceptions.ValidationError:
+    return exceptions.ValidationError(exc.errors)
+
+
+# ----------------------------------------------------------------------------------------------- reps
+
+
+class RepCursorPagination(CreatedCursorPagination):
+    ordering = "created_at"
+
+
+def rep_queryset(organization):
+    """Routing profiles of the org's current members, with their role, teams and open leads (no per-row query)."""
+    open_leads = (Lead.objects.for_org(organization)
+                  .filter(owner_id=OuterRef("user_id"), lifecycle_stage__in=services.OPEN_STAGES)
+                  .order_by().values("owner_id").annotate(n=Count("pk")).values("n"))
+    return (selectors.rep_profiles(organization.pk).filter(user__memberships__organization=organization)
+            .annotate(role=F("user__memberships__role"),
+                      open_leads=Coalesce(Subquery(open_leads, output_field=IntegerField()), Value(0)))
+            .prefetch_related("teams"))
+
+
+class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+    """The routing profiles of the org's reps and managers, one per member (made when they join). The id is the
+    rep's user id: the one a lead's `owner` and a rule's `action.rep` name."""
+
+    serializer_class = RepSerializer
+    pagination_class = RepCursorPagination
+    lookup_field = "user_id"
+    lookup_url_kwarg = "pk"
+    lookup_value_regex = r"[0-9]+"
+    search_fields = ["user__email"]
+    ordering_fields = ["created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return RepProfile.objects.none()
+        return rep_queryset(self.organization)
+
+    def update(self, request, *args, **kwargs):
+        """Change a rep's profile; settings that make no sense (a weight below 0, a capacity of 0 with no
+        fallback rule, working hours that end before they start…) are refused per field."""
+        profile = self.get_object()
+        serializer = self.get_serializer(profile, data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        data = dict(serializer.validated_data)
+        if "working_hours" in data and data["working_hours"] is None:
+            data["working_hours"] = {}
+        try:
+            services.update_rep(profile=profile, data=data)
+        except services.ConfigError as exc:
+            raise _config_errors(exc) from None
+        return Response(self.get_serializer(self.get_object()).data)
+
+
+# ----------------------------------------------------------------------------------------------- teams
+
+
+class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    """Teams of reps with a manager: what round robin, weighted, least-loaded and pool rules share leads in."""
+
+    serializer_class = TeamSerializer
+    pagination_class = CreatedCursorPagination
+    search_fields = ["name"]
+    ordering_fields = ["created_at", "name"]
+
+    def get_queryset(self):
+        return Team.objects.for_org(self.organization).prefetch_related("members")
+
+    def _save(self, serializer, instance=None):
+        try:
+            team = services.save_team(organization_id=self.organization.pk, data=dict(serializer.validated_data),
+                                      instance=instance)
+        except services.ConfigError as exc:
+            raise _config_errors(exc) from None
+        except IntegrityError:  # a concurrent request took the name after the check
+            raise exceptions.ValidationError({"name": ["Another team has this name."]}) from None
+        return self.get_queryset().get(pk=team.pk)
+
+    @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        services.ensure_profiles(self.organization.pk)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        team = self._save(serializer)
+        return Response(self.get_serializer(team).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        team = self.get_object()
+        services.ensure_profiles(self.organization.pk)
+        serializer = self.get_serializer(team, data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        return Response(self.get_serializer(self._save(serializer, instance=team)).data)
+
+    @extend_schema(responses={204: None, 409: CONFLICT})
+    def destroy(self, request, *args, **kwargs):
+        """Delete a team; one that assignment rules still send leads to is a 409 naming them."""
+        try:
+            services.delete_team(team=self.get_object())
+        except services.ConfigError as exc:
+            raise Conflict(" ".join(message for messages in exc.errors.values() for message in messages)) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# ----------------------------------------------------------------------------------------------- rules
+
+
+class RuleCursorPagination(CreatedCursorPagination):
+    ordering = "order"
+
+
+class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    """Assignment rules, tried in `order` (the fallback last) when a lead is routed: the first whose condition or
+    segment matches places the lead by its action."""
+
+    serializer_class = RuleSerializer
+    pagination_class = RuleCursorPagination
+    search_fields = ["name"]
+    ordering_fields = ["order", "created_at", "name"]
+
+    def get_queryset(self):
+        return AssignmentRule.objects.for_org(self.organization).select_related("rep")
+
+    def _save(self, serializer, instance=None):
+        try:
+            rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
+                                      instance=instance)
+        except services.ConfigError as exc:
+            raise _config_errors(exc) from None
+        return self.get_queryset().get(pk=rule.pk)
+
+    @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(self.get_serializer(self._save(serializer)).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        rule = self.get_object()
+        serializer = self.get_serializer(rule, data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        return Response(self.get_serializer(self._save(serializer, instance=rule)).data)
+
+    def perform_destroy(self, instance):
+        services.delete_rule(rule=instance)
+
+
+# ----------------------------------------------------------------------------------------------- leads
+
+
+def _lead(request, pk, queryset=None) -> Lead:
+    return get_object_or_404(queryset if queryset is not None else Lead.objects.for_org(request.organization), pk=pk)
+
+
+class LeadRouteView(APIView):
+    """`POST /api/v1/leads/{id}/route/`: route the lead now by the org's rules."""
+
+    permission_classes = [IsOrgWideMember]
+
+    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT})
+    def post(self, request, pk):
+        """Route the lead now: the first matching rule gives it to a rep (who becomes its `owner`) or to a team's
+        pool. A 409 when no rule can place it, or when the lead is past the open stages."""
+        lead = _lead(request, pk)
+        assignment = services.route_lead(organization_id=request.organization.pk, lead_id=lead.pk,
+                                         reason=AssignmentReason.ROUTE_NOW, actor=_user(request))
+        if assignment is None:
+            lead.refresh_from_db(fields=["lifecycle_stage"])
+            if lead.lifecycle_stage not in services.OPEN_STAGES:
+                stage = LifecycleStage(lead.lifecycle_stage).label
+                raise Conflict(f"This lead is {stage}: only open leads (subscriber to SQL) are routed.")
+            raise Conflict("No active assignment rule places this lead: add a rule that matches it, or a fallback.")
+        return Response(AssignmentSerializer(assignment).data)
+
+
+class LeadAssignmentsView(generics.ListAPIView):
+    """`GET /api/v1/leads/{id}/assignments/`: every assignment, re-assignment, pooling and claim, newest first."""
+
+    permission_classes = [IsOrgWideMember]
+    serializer_class = AssignmentSerializer
+    pagination_class = CreatedCursorPagination
+    filter_backends = []
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Assignment.objects.none()
+        return selectors.history(self.request.organization.pk, _lead(self.request, self.kwargs["pk"]))
+
+
+class LeadClaimView(APIView):
+    """`POST /api/v1/leads/{id}/claim/`: a rep takes a lead waiting in one of their teams' pools."""
+
+    permission_classes = [IsMemberSession]
+
+    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT})
+    def post(self, request, pk):
+        """Claim the lead for yourself. Of two reps claiming at once one wins; the other gets a 409 saying who
+        has it. A lead outside your teams' pools is a 404."""
+        organization = request.organization
+        your_teams = TeamMember.objects.for_org(organization).filter(rep__user=request.user).values("team_id")
+        lead = _lead(request, pk, Lead.objects.for_org(organization).filter(routing__team_id__in=your_teams))
+        try:
+            assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
+        except services.ClaimRefused as exc:
+            raise Conflict(str(exc)) from None
+        return Response(AssignmentSerializer(assignment).data)
+
+
+class LeadTouchView(APIView):
+    """`POST /api/v1/leads/{id}/touch/`: log a call, email, meeting or note; the first one stops the SLA clock."""
+
+    permission_classes = [HasOrganization]
+
+    @extend_schema(request=TouchSerializer, responses={201: ActivitySerializer}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def post(self, request, pk):
+        """Log what was done with the lead, on its timeline. Reps may log only on leads they own."""
+        leads = Lead.objects.for_org(request.organization)
+        if _is_rep_session(request):
+            leads = leads.filter(owner=request.user)
+        lead = _lead(request, pk, leads)
+        serializer = TouchSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        activity = lead_services.record_activity(
+            organization_id=request.organization.pk, lead=lead, type=TOUCH_TYPES[data["type"]],
+            properties={"note": data["note"]}, actor=_user(request))
+        return Response(ActivitySerializer(activity).data, status=status.HTTP_201_CREATED)
+
+
+ReassignResultSerializer = inline_serializer("ReassignResult", {
+    "results": inline_serializer("ReassignedLead", {
+        "lead": serializers.UUIDField(), "status": serializers.IntegerField(),
+        "assignment": AssignmentSerializer(required=False), "detail": serializers.CharField(required=False),
+    }, many=True),
+    "reassigned": serializers.IntegerField(),
+})
+
+
+class ReassignView(APIView):
+    """`POST /api/v1/leads/reassign/`: hand leads to another rep (or to nobody) by hand."""
+
+    permission_classes = [CanReassign]
+
+    @extend_schema(request=ReassignSerializer, responses=ReassignResultSerializer)
+    def post(self, request):
+        """Give up to 500 leads to the rep (`null`: to nobody). An unknown lead id refuses the whole request;
+        each lead is then re-assigned on its own, with its result."""
+        organization = request.organization
+        serializer = ReassignSerializer(data=request.data, context={"organization": organization})
+        serializer.is_valid(raise_exception=True)
+        lead_ids = list(dict.fromkeys(serializer.validated_data["leads"]))
+        rep = serializer.validated_data["rep"]
+        found = set(Lead.objects.for_org(organization).filter(pk__in=lead_ids).values_list("pk", flat=True))
+        unknown = [str(lead_id) for lead_id in lead_ids if lead_id not in found]
+        if unknown:
+            raise exceptions.ValidationError({"leads": [f"No such leads: {', '.join(unknown)}."]})
+        results = []
+        for lead_id in lead_ids:
+            try:
+                assignment = services.reassign(organization_id=organization.pk, lead_id=lead_id,
+                                               rep_id=rep.user_id if rep else None, actor=_user(request))
+            except Lead.DoesNotExist:  # deleted meanwhile
+                results.append({"lead": lead_id, "status": 404, "detail": "No such lead."})
+                continue
+            if rep is not None:
+                assignment.rep = rep.user
+            results.append({"lead": lead_id, "status": 200, "assignment": AssignmentSerializer(assignment).data})
+        return Response({"results": results, "reassigned": sum(r["status"] == 200 for r in results)})
+
+
+# ----------------------------------------------------------------------------------------------- queue
+
+
+def _queue_owner(request):
+    """Whose queue the request reads: `?rep=` for API keys and org-wide members, always one's own for a rep."""
+    raw = request.query_params.get("rep", "").strip()
+    if not raw:
+        if request.auth is not None:
+            raise exceptions.ValidationError({"rep": ["Name the rep whose queue to read: ?rep=<user id>."]})
+        return request.user
+    if not raw.isdigit() or len(raw) > 18:
+        raise exceptions.ValidationError({"rep": ["A rep's user id (a number)."]})
+    if _is_rep_session(request):
+        if int(raw) != request.user.pk:
+            raise exceptions.NotFound()
+        return request.user
+    user = get_user_model().objects.filter(pk=int(raw), memberships__organization=request.organization).first()
+    if user is None:
+        raise exceptions.NotFound()
+    return user
+
+
+class QueueView(APIView):
+    """`GET /api/v1/queue/`: a rep's open leads, most overdue first, then hottest."""
+
+    permission_classes = [HasOrganization]
+
+    @extend_schema(responses={200: QueueSerializer}, parameters=[OpenApiParameter(
+        "rep", OpenApiTypes.INT, description="The rep's user id. Required with an API key; a rep signed in always "
+                                             "reads their own queue.")])
+    def get(self, request):
+        """The rep's queue in priority order: overdue first-touch deadlines, then by deadline, heat and score.
+        At most QUEUE_LIMIT leads; `count` is how many there are in all."""
+        user = _queue_owner(request)
+        now = timezone.now()
+        leads = selectors.queue(request.organization.pk, user, now=now)
+        rows = list(leads[:selectors.QUEUE_LIMIT])
+        count = len(rows) if len(rows) < selectors.QUEUE_LIMIT else leads.count()
+        return Response({"rep": user.pk, "count": count,
+                         "results": QueueItemSerializer(rows, many=True, context={"now": now}).data})
