@@ -5,6 +5,7 @@ from rest_framework.routers import DefaultRouter
 
 from leadcrm import views as core_views
 from leads import api as leads_api
+from routing import api as routing_api
 from scoring import api as scoring_api
 
 router = DefaultRouter()
@@ -17,6 +18,9 @@ router.register("deals", leads_api.DealViewSet, basename="deal")
 router.register("segments", leads_api.SegmentViewSet, basename="segment")
 router.register("api-keys", core_views.ApiKeyViewSet, basename="api-key")
 router.register("scoring-rules", scoring_api.ScoringRuleViewSet, basename="scoring-rule")
+router.register("reps", routing_api.RepViewSet, basename="rep")
+router.register("teams", routing_api.TeamViewSet, basename="team")
+router.register("assignment-rules", routing_api.AssignmentRuleViewSet, basename="assignment-rule")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -28,6 +32,12 @@ urlpatterns = [
          leads_api.ImportViewSet.as_view({"get": "errors_csv"}, **leads_api.ImportViewSet.errors_csv.kwargs),
          name="import-errors-csv"),
     path("api/v1/leads/<uuid:pk>/score/", scoring_api.LeadScoreView.as_view(), name="lead-score"),
+    path("api/v1/leads/<uuid:pk>/route/", routing_api.LeadRouteView.as_view(), name="lead-route"),
+    path("api/v1/leads/<uuid:pk>/assignments/", routing_api.LeadAssignmentsView.as_view(), name="lead-assignments"),
+    path("api/v1/leads/<uuid:pk>/claim/", routing_api.LeadClaimView.as_view(), name="lead-claim"),
+    path("api/v1/leads/<uuid:pk>/touch/", routing_api.LeadTouchView.as_view(), name="lead-touch"),
+    path("api/v1/leads/reassign/", routing_api.ReassignView.as_view(), name="leads-reassign"),
+    path("api/v1/queue/", routing_api.QueueView.as_view(), name="queue"),
     path("api/v1/scoring-settings/", scoring_api.ScoringSettingsView.as_view(), name="scoring-settings"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -35,4 +45,5 @@ urlpatterns = [
     path("", include("leadcrm.urls_ui")),
     path("", include("leads.urls")),
     path("scoring/", include("scoring.urls")),
+    path("", include("routing.urls")),
 ]

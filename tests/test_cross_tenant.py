@@ -164,6 +164,57 @@ ENDPOINTS = [
              body={"list": "{segment}", "scope": "all"}),
     Endpoint("ui-segment-count-naming-a-list", "post", "/segments/count/", "rejected", api=False,
              body={"definition": '{{"all": [{{"list": "{segment}", "member": true}}]}}'}),
+    # --- browser: distribution ({queue_rep} is a rep's user id, {lead2} waits in the pool of {queue_team})
+    Endpoint("ui-lead-routing-card", "get", "/leads/{lead}/routing/", "404", api=False),
+    Endpoint("ui-lead-route-now", "post", "/leads/{lead}/routing/route/", "404", api=False),
+    Endpoint("ui-lead-reassign", "post", "/leads/{lead}/routing/reassign/", "404", api=False,
+             body={"rep": "{queue_rep}"}),
+    Endpoint("ui-queue-touch", "post", "/queue/leads/{lead}/touch/", "404", api=False, body={"type": "call"}),
+    Endpoint("ui-queue-stage", "post", "/queue/leads/{lead}/stage/", "404", api=False,
+             body={"stage": "disqualified", "reason": "Not a fit"}),
+    Endpoint("ui-queue-of-rep", "get", "/queue/?rep={queue_rep}", "404", api=False),
+    Endpoint("ui-pool", "get", "/queue/pool/", "absent", api=False, marker="{lead2}"),
+    Endpoint("ui-pool-claim", "post", "/queue/pool/{lead2}/claim/", "404", api=False),
+    Endpoint("ui-team", "get", "/team/", "absent", api=False, marker="Acme Secrets team"),
+    Endpoint("ui-team-pause", "post", "/team/reps/{queue_rep}/availability/", "404", api=False,
+             body={"available": "0"}),
+    Endpoint("ui-leads-bulk-route", "post", "/leads/routing/bulk/", "rejected", api=False,
+             body={"action": "route", "lead": ["{lead}", "{lead2}"]}),
+    Endpoint("ui-leads-bulk-reassign", "post", "/leads/routing/bulk/", "rejected", api=False,
+             body={"action": "reassign", "lead": ["{lead}"], "rep": "{queue_rep}"}),
+    # --- distribution API ({routing_rule} pools leads in a team the admin is in; {pooled} waits there)
+    Endpoint("reps-list", "get", "/api/v1/reps/", "absent", marker="queue.rep@acme.test"),
+    Endpoint("rep-retrieve", "get", "/api/v1/reps/{queue_rep}/", "404"),
+    Endpoint("rep-patch", "patch", "/api/v1/reps/{queue_rep}/", "404", body={"capacity": 1}),
+    Endpoint("rep-put", "put", "/api/v1/reps/{queue_rep}/", "404", body={"capacity": 1}),
+    Endpoint("teams-list", "get", "/api/v1/teams/", "absent", marker="Acme Secrets team"),
+    Endpoint("team-retrieve", "get", "/api/v1/teams/{queue_team}/", "404"),
+    Endpoint("team-patch", "patch", "/api/v1/teams/{queue_team}/", "404", body={"name": "Hijacked"}),
+    Endpoint("team-put", "put", "/api/v1/teams/{queue_team}/", "404", body={"name": "Hijacked"}),
+    Endpoint("team-delete", "delete", "/api/v1/teams/{queue_team}/", "404"),
+    Endpoint("teams-create-with-a-victims-rep", "post", "/api/v1/teams/", "rejected",
+             body={"name": "Poached", "members": ["{queue_rep}"]}),
+    Endpoint("teams-create-with-a-victims-manager", "post", "/api/v1/teams/", "rejected",
+             body={"name": "Poached", "manager": "{admin_user}"}),
+    Endpoint("assignment-rules-list", "get", "/api/v1/assignment-rules/", "absent", marker="Acme Secrets routing"),
+    Endpoint("assignment-rule-retrieve", "get", "/api/v1/assignment-rules/{routing_rule}/", "404"),
+    Endpoint("assignment-rule-patch", "patch", "/api/v1/assignment-rules/{routing_rule}/", "404",
+             body={"active": False}),
+    Endpoint("assignment-rule-put", "put", "/api/v1/assignment-rules/{routing_rule}/", "404",
+             body={"name": "Hijacked", "action": {"type": "pool", "team": "{queue_team}"}}),
+    Endpoint("assignment-rule-delete", "delete", "/api/v1/assignment-rules/{routing_rule}/", "404"),
+    Endpoint("assignment-rules-create-for-a-victims-team", "post", "/api/v1/assignment-rules/", "rejected",
+             body={"name": "Steal", "action": {"type": "round_robin", "team": "{queue_team}"}}),
+    Endpoint("assignment-rules-create-for-a-victims-rep", "post", "/api/v1/assignment-rules/", "rejected",
+             body={"name": "Steal", "action": {"type": "rep", "rep": "{queue_rep}"}}),
+    Endpoint("assignment-rules-create-on-a-victims-segment", "post", "/api/v1/assignment-rules/", "rejected",
+             body={"name": "Steal", "segment": "{dynamic}", "action": {"type": "pool", "team": "{queue_team}"}}),
+    Endpoint("lead-route", "post", "/api/v1/leads/{lead}/route/", "404"),
+    Endpoint("lead-assignments", "get", "/api/v1/leads/{pooled}/assignments/", "404"),
+    Endpoint("lead-touch", "post", "/api/v1/leads/{lead}/touch/", "404", body={"type": "call", "note": "pwned"}),
+    Endpoint("leads-reassign", "post", "/api/v1/leads/reassign/", "rejected", body={"leads": ["{lead}"], "rep": None}),
+    Endpoint("queue-of-a-victims-rep", "get", "/api/v1/queue/?rep={queue_rep}", "404"),
+    Endpoint("lead-claim", "post", "/api/v1/leads/{pooled}/claim/", "404", api=False),  # a rep's session only
 ]
 
 CASES = [
@@ -200,9 +251,27 @@ def victim(org):
     services.add_to_list(segment=mailing, leads=Lead.objects.filter(pk=lead.pk))
     dynamic = services.create_segment(organization_id=org.pk, name="Acme Secrets segment", definition={
         "all": [{"field": "company", "op": "contains", "value": "Secrets"}]})
+    from routing import services as routing_services
+    from routing.models import LeadRouting, RepProfile
+
+    queue_rep = tenancy.add_member(organization=org, email="queue.rep@acme.test", password=None,
+                                   role=Role.REP).user
+    queue_team = routing_services.save_team(organization_id=org.pk, data={
+        "name": "Acme Secrets team", "members": [RepProfile.objects.get(organization=org, user=queue_rep)],
+        "manager": Membership.objects.get(organization=org, role=Role.ADMIN).user})
+    LeadRouting.objects.create(organization=org, lead=twin, team=queue_team, pooled=True)
+    admin_user = Membership.objects.get(organization=org, role=Role.ADMIN).user
+    desk = routing_services.save_team(organization_id=org.pk, data={
+        "name": "Acme Secrets desk", "members": [RepProfile.objects.create(organization=org, user=admin_user)]})
+    routing_rule = routing_services.save_rule(organization_id=org.pk, data={
+        "name": "Acme Secrets routing", "strategy": "pool", "team": desk})
+    pooled = services.capture_lead(organization_id=org.pk, data={"email": "pooled@acme.test"}).lead
+    routing_services.route_lead(organization_id=org.pk, lead_id=pooled.pk)
     return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
-            "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk)}
+            "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
+            "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
+            "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk)}
 
 
 @pytest.fixture
@@ -305,7 +374,8 @@ def test_every_tenant_api_route_is_in_the_matrix():
     own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
                        "scoring-rule.create"}
     lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
-               "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}"}
+               "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
+               "team": "{queue_team}", "assignment-rule": "{routing_rule}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:
