@@ -86,6 +86,7 @@ def run() -> int:
     port = os.environ.get("PORT", "8000")
     _manage("migrate", "--noinput")
     _manage("seed_demo")
+    _manage("seed_demo_routing")
     commands = {
         "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         "worker": [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "-l", "info",
@@ -93,6 +94,10 @@ def run() -> int:
         "beat": [sys.executable, "-m", "celery", "-A", "leadcrm", "beat", "-l", "info",
                  "--schedule", str(DATA_DIR / "celerybeat-schedule")],
     }
+    if not os.environ.get("EMAIL_HOST"):  # a local mail sink: each email the app sends lands in .data/mail
+        (DATA_DIR / "mail").mkdir(parents=True, exist_ok=True)
+        commands["mail"] = [sys.executable, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:1025",
+                            "-c", "aiosmtpd.handlers.Mailbox", str(DATA_DIR / "mail")]
     processes = {name: subprocess.Popen(cmd, cwd=BASE_DIR) for name, cmd in commands.items()}
     print(
         f"\nLeadCRM is running at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n"

@@ -12,6 +12,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
+from leadcrm import services as tenancy
 from leadcrm.celery import app as celery_app
 from leads.models import ImportJob, Lead
 
@@ -113,3 +114,29 @@ def test_a_new_rule_rescores_the_org_on_a_real_worker(api, org, worker):
     _wait_for(lambda: api.get("/api/v1/scoring-settings/").json()["recalculation"]["status"] == "idle")
     scores = {str(lead.pk): lead.fit_score for lead in Lead.objects.filter(pk__in=leads)}
     assert sorted(scores.values()) == [-10, -10, -10, 30, 30, 30]
+
+
+def test_a_lead_that_qualifies_at_capture_reaches_a_rep_with_an_email(api, org, smtp_server, worker):
+    """Speed to lead end to end: capture -> scoring task -> lead.mql -> routing task -> rep's queue and inbox.
+    (smtp_server comes before worker: the worker process reads the mail server's port from its environment.)"""
+    from routing import services as routing
+    from routing.models import RepProfile
+    from tests.scoring import fit, set_rules
+
+    set_rules(org, fit(60, {"field": "job_title", "op": "contains", "value": "VP"}), mql_score=50, mql_min_grade="F")
+    rep = tenancy.add_member(organization=org, email="closer@acme.test", password=None, role="rep")
+    team = routing.save_team(organization_id=org.pk, data={
+        "name": "Sales", "members": [RepProfile.objects.get(organization=org, user=rep.user)]})
+    routing.save_rule(organization_id=org.pk, data={"name": "All", "strategy": "round_robin", "team": team,
+                                                    "sla_minutes": 15})
+
+    lead_id = api.post("/api/v1/leads/", {"email": "vp@example.com", "job_title": "VP Sales", "first_name": "Vera"},
+                       format="json").json()["id"]
+
+    _wait_for(lambda: Lead.objects.get(pk=lead_id).owner_id == rep.user_id)
+    queue = api.get(f"/api/v1/queue/?rep={rep.user_id}").json()
+    assert [item["id"] for item in queue["results"]] == [lead_id]
+    _wait_for(lambda: smtp_server.messages)
+    message = smtp_server.messages[0]
+    assert message["To"] == "closer@acme.test" and "Vera" in message["Subject"]
+    assert f"/leads/{lead_id}/" in message.get_content()

@@ -345,6 +345,11 @@ def record_touch(*, organization_id, lead_id, at=None) -> None:
         first_touch_at=at or timezone.now(), sla_due_at=None)
 
 
+def rep_profiles_for(organization_id, emails):
+    ensure_profiles(organization_id)
+    return RepProfile.objects.for_org(organization_id).filter(user__email__in=emails)
+
+
 def ensure_profiles(organization_id) -> None:
     """Every rep and manager of the org has a routing profile (memberships made in admin included)."""
     have = RepProfile.objects.for_org(organization_id).values("user_id")

@@ -1,0 +1,43 @@
+"""Notification emails go to a real SMTP server, once each."""
+
+import pytest
+
+from routing import tasks
+from routing.models import Notification
+from tests.routing import make_lead, make_rep, make_rule, route
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_rep_gets_one_email_per_assignment(org, smtp_server):
+    rep = make_rep(org, name="dana")
+    make_rule(org, strategy="rep", rep=rep)
+    lead = make_lead(org, first_name="<b>Kim</b>", last_name="Lee")
+    route(lead)
+    notification = Notification.objects.get(user=rep.user)
+
+    assert tasks.email_notification(notification.pk) is True
+    assert tasks.email_notification(notification.pk) is False  # a repeated task sends nothing
+
+    assert len(smtp_server.messages) == 1
+    message = smtp_server.messages[0]
+    assert message["To"] == "dana@acme.test"
+    assert message["Subject"] == "New lead for you: <b>Kim</b> Lee"  # plain text: nothing to escape
+    assert f"/leads/{lead.pk}/" in message.get_content()
+    notification.refresh_from_db()
+    assert notification.emailed_at is not None
+
+
+def test_an_unreachable_mail_server_leaves_the_email_to_retry(org, settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, 2  # nothing listens
+    rep = make_rep(org)
+    make_rule(org, strategy="rep", rep=rep)
+    route(make_lead(org))
+    notification = Notification.objects.get(user=rep.user)
+
+    with pytest.raises(OSError):
+        tasks.email_notification.run(notification.pk)
+
+    notification.refresh_from_db()
+    assert notification.emailed_at is None
