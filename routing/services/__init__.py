@@ -10,9 +10,9 @@ from .assign import (
     ensure_profiles,
     open_lead_counts,
     reassign,
-    rep_profiles_for,
     record_manual_owner_change,
     record_touch,
+    rep_profiles_for,
     route_lead,
     route_leads,
 )
