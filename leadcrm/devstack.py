@@ -102,7 +102,7 @@ def run() -> int:
     print(
         f"\nLeadCRM is running at http://127.0.0.1:{port}/  (Ctrl-C stops everything)\n"
         "Demo logins (password 'demo12345'): admin@demo.test, manager@demo.test, "
-        "marketer@demo.test, rep@demo.test\n",
+        "marketer@demo.test, rep@demo.test, rep2@demo.test\n",
         flush=True,
     )
     try:
