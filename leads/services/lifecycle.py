@@ -94,6 +94,8 @@ def apply_move(*, lead: Lead, to_stage: str, reason: str, actor=None, properties
     )
     events.emit(events.LEAD_STAGE_CHANGED, organization_id=lead.organization_id, lead_id=lead.pk,
                 from_stage=previous, to_stage=to_stage)
+    if to_stage == LifecycleStage.MQL:  # made an MQL by hand: sales gets it as if it had scored its way there
+        events.emit(events.LEAD_MQL, organization_id=lead.organization_id, lead_ids=[lead.pk])
     return lead
 
 

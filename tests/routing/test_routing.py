@@ -346,3 +346,27 @@ def test_new_reps_and_managers_get_a_profile(org, member):
 
     assert sorted(RepProfile.objects.for_org(org).values_list("user__email", flat=True)) == [
         "manager@acme.test", "rep@acme.test"]
+
+
+@pytest.mark.parametrize("how", ["scored", "by hand"])
+def test_a_new_mql_is_routed_by_the_routing_task(org, monkeypatch, django_capture_on_commit_callbacks, how):
+    from routing import tasks
+    from scoring import services as scoring
+    from tests.scoring import fit, set_rules
+
+    monkeypatch.setattr(tasks.route_leads, "delay", lambda *args: tasks.route_leads.apply(args=args))  # run inline
+    rep = make_rep(org)
+    make_rule(org, strategy="rep", rep=rep)
+    set_rules(org, fit(60, {"field": "job_title", "op": "contains", "value": "VP"}), mql_score=50,
+              mql_min_grade="F")
+    lead = make_lead(org, lifecycle_stage=LifecycleStage.LEAD, job_title="VP Sales" if how == "scored" else "")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        if how == "scored":
+            scoring.score_lead(organization_id=org.pk, lead_id=lead.pk)
+        else:
+            lead_services.move_stage(lead=lead, to_stage=LifecycleStage.MQL)
+
+    lead.refresh_from_db()
+    assert lead.lifecycle_stage == LifecycleStage.MQL and lead.owner_id == rep.user_id
+    assert Assignment.objects.filter(lead=lead).count() == 1
