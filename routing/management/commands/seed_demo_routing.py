@@ -23,6 +23,8 @@ class Command(BaseCommand):
         tenancy_services.add_member(organization=organization, email="rep2@demo.test", password=DEMO_PASSWORD,
                                     role=Role.REP)
         reps = list(services.rep_profiles_for(organization.pk, ["rep@demo.test", "rep2@demo.test"]))
+        for rep in reps:  # the seeded rep already owns dozens of leads
+            services.update_rep(profile=rep, data={"capacity": 150})
         manager = organization.memberships.get(user__email="manager@demo.test").user
         team = services.save_team(organization_id=organization.pk,
                                   data={"name": "Inbound sales", "manager": manager, "members": reps})
