@@ -193,8 +193,12 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Keep a worker's database connection between tasks (a new one per task cost more than the tasks' own work);
+# leadcrm.celery still drops broken or CONN_MAX_AGE-old connections before each task, as Django does per request.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    "routing.tasks.email_notification": {"queue": "default"},  # a slow mail server never holds up routing
     "leads.tasks.run_import": {"queue": "imports"},
     "leads.tasks.*": {"queue": "capture"},
     "scoring.tasks.*": {"queue": "scoring"},
