@@ -37,11 +37,7 @@ whole machine used meanwhile, so a run on a busy machine says so. Goal: p95 unde
 Then it stops both processes and deletes the org with everything in it. Notification emails go to Django's
 in-memory mail backend in the worker. The worker consumes REDIS_URL's queues: run it while no other worker does.
 
-`--task-times` logs the worker at info level and prints each task's run time. Three experiments change the
-worker from outside the code, to measure what such a change would gain: `--keep-connections` (a pool process
-keeps its database connection between tasks instead of Celery's Django fix-up closing it before and after each),
-`--inline-routing` (the MQL hand-off routes in the scoring task instead of enqueuing a routing task) and
-`--email-queue default` (notification emails queued apart from routing).
+`--task-times` logs the worker at info level and prints each task's run time.
 """
 
 import argparse
@@ -62,7 +58,6 @@ from urllib.parse import urlparse
 
 import redis
 from celery import shared_task
-from celery.signals import worker_init, worker_process_init
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR.parent))
@@ -98,38 +93,6 @@ def probe_second(key):
     _probe_redis.expire(key, 300)
 
 
-def route_now(*, organization_id, lead_ids, **_):
-    """--inline-routing: the MQL hand-off routes at once, in the task that promoted the leads."""
-    from routing import services
-
-    services.route_leads(organization_id=organization_id, lead_ids=[str(pk) for pk in lead_ids], only_unowned=True)
-
-
-@worker_process_init.connect
-@worker_init.connect
-def _experiments(**_):
-    """The experiments' changes, made in the worker (parent and every pool process) from outside the code."""
-    if os.environ.get("BENCH_STL_INLINE_ROUTING"):
-        from leadcrm import events
-
-        events._handlers[events.LEAD_MQL] = [route_now]
-    if os.environ.get("BENCH_STL_KEEP_CONNECTIONS"):
-        from celery.fixups.django import DjangoWorkerFixup
-
-        def close_database(self, **_):  # what Django does after a request: keep it for CONN_MAX_AGE
-            for conn in self._db.connections.all(initialized_only=True):
-                conn.close_if_unusable_or_obsolete()
-
-        DjangoWorkerFixup.close_database = close_database
-    if os.environ.get("BENCH_STL_EMAIL_QUEUE"):
-        from celery import current_app
-
-        email = {"routing.tasks.email_notification": {"queue": os.environ["BENCH_STL_EMAIL_QUEUE"]}}
-        current_app.conf.task_routes = {**email, **current_app.conf.task_routes}
-        current_app.amqp.flush_routes()
-        current_app.amqp.router = current_app.amqp.Router()
-
-
 def parse_args():
     cores = os.cpu_count() or 1
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -154,16 +117,6 @@ def parse_args():
     parser.add_argument("--keep-queues", action="store_true",
                         help="leave seen leads in the queues (by default the reps work them: they leave the queue "
                              "once seen)")
-    parser.add_argument("--inline-routing", action="store_true",
-                        help="experiment, changes the worker from outside the code: route a lead promoted by "
-                             "instant scoring in the scoring task itself instead of through a routing task")
-    parser.add_argument("--email-queue", choices=[q for q in QUEUES.split(",") if q != "routing"],
-                        help="experiment, changes the worker from outside the code: send the notification email "
-                             "tasks to this queue instead of `routing`, where they wait in line with routing")
-    parser.add_argument("--keep-connections", action="store_true",
-                        help="experiment, changes the worker from outside the code: keep each pool process's database "
-                             "connection between tasks (CONN_MAX_AGE, as requests do) instead of Celery closing it "
-                             "before and after every task")
     parser.add_argument("--probes", type=int, default=30, help="idle two-hop probes for the bound")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the last leads")
     parser.add_argument("--task-times", action="store_true",
@@ -224,9 +177,6 @@ def cleanup(organization) -> None:
 def start_worker(name: str, args, logfile: str | None) -> subprocess.Popen:
     env = {**os.environ, "DEBUG": "0", "LOG_LEVEL": "WARNING",
            "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
-           "BENCH_STL_INLINE_ROUTING": "1" if args.inline_routing else "",
-           "BENCH_STL_EMAIL_QUEUE": args.email_queue or "",
-           "BENCH_STL_KEEP_CONNECTIONS": "1" if args.keep_connections else "",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")]))}
     command = [sys.executable, "-m", "celery", "-A", "leadcrm", "--quiet", "worker", "-Q", QUEUES,
                "--pool", args.pool, "-c", str(args.concurrency), "-n", name, "--without-gossip", "--without-mingle",
@@ -634,11 +584,6 @@ def main() -> int:
           f"{sending_took:.1f} s (late by p95 {percentile(run.lag, 95):.0f} ms) by {args.senders} client threads; "
           f"gunicorn {args.workers} sync workers; one Celery worker, {args.pool} pool x {args.concurrency}, "
           f"-Q {QUEUES}; {args.reps} reps, round robin")
-    experiments = [name for name, on in (("routing inside the scoring task", args.inline_routing),
-                                         ("database connections kept between tasks", args.keep_connections),
-                                         (f"emails on the {args.email_queue} queue", args.email_queue)) if on]
-    if experiments:
-        print(f"EXPERIMENT, not the code as it is: {'; '.join(experiments)}")
     queue_source = ("GET /api/v1/queue/?rep=<owner>" if queue_mode == "api"
                     else "routing.selectors.queue (no queue endpoint yet)")
     print(f"rep's queue read through {queue_source} as soon as a new assignment shows in the database (looked for "
