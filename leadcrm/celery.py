@@ -10,9 +10,12 @@ app.autodiscover_tasks()
 
 
 @signals.task_prerun.connect
-def drop_unusable_connections(**_):
+def drop_unusable_connections(task=None, **_):
     """Workers keep their database connections between tasks (CELERY_DB_REUSE_MAX); like Django after each
-    request, drop one that broke or outlived CONN_MAX_AGE, so a restarted database costs one retry, not all."""
+    request, drop one that broke or outlived CONN_MAX_AGE, so a restarted database costs one retry, not all.
+    A task run eagerly (in the caller's process and transaction) leaves the caller's connection alone."""
     from django.db import close_old_connections
 
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
     close_old_connections()
