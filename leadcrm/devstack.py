@@ -95,7 +95,8 @@ def run() -> int:
                  "--schedule", str(DATA_DIR / "celerybeat-schedule")],
     }
     if not os.environ.get("EMAIL_HOST"):  # a local mail sink: each email the app sends lands in .data/mail
-        (DATA_DIR / "mail").mkdir(parents=True, exist_ok=True)
+        for part in ("cur", "new", "tmp"):  # a Maildir: new mail arrives in .data/mail/new/
+            (DATA_DIR / "mail" / part).mkdir(parents=True, exist_ok=True)
         commands["mail"] = [sys.executable, "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:1025",
                             "-c", "aiosmtpd.handlers.Mailbox", str(DATA_DIR / "mail")]
     processes = {name: subprocess.Popen(cmd, cwd=BASE_DIR) for name, cmd in commands.items()}
