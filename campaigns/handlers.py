@@ -1,0 +1,18 @@
+"""Reactions to other apps' domain events: leads join campaigns by UTM, and conversions mark memberships."""
+
+from . import services
+from .models import MemberSource
+
+
+def joined_on_capture(*, organization_id, lead_id, channel=None, **_):
+    source = MemberSource.FORM if channel == "form" else MemberSource.UTM
+    services.join_by_utm(organization_id=organization_id, lead_id=lead_id, source=source)
+
+
+def joined_on_import(*, organization_id, import_id, **_):
+    services.join_imported(organization_id=organization_id, import_id=import_id)
+
+
+def converted(*, organization_id, lead_id, **_):
+    if lead_id is not None:
+        services.mark_converted(organization_id=organization_id, lead_id=lead_id)

@@ -1,0 +1,182 @@
+"""Everything that changes campaigns: the campaigns themselves, their cost entries and their members.
+
+Joining is set-based: one INSERT … SELECT … ON CONFLICT per call, however many leads join. A lead that joins a
+campaign again keeps its first `joined_at`; its status only moves forward (targeted → responded → converted).
+"""
+
+import re
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from leads.models import Activity, ActivityType, Lead
+
+from .models import Campaign, CampaignCost, CampaignMember, MemberSource, MemberStatus
+
+CAMPAIGN_FIELDS = ("name", "channel", "status", "start", "end", "budget", "currency", "utm_campaign")
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class CampaignError(ValueError):
+    """Settings that make no sense; `errors` maps each field to its messages."""
+
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+        self.errors = errors
+
+
+# ------------------------------------------------------------------------------------------- campaigns
+
+
+def clean_campaign(organization_id, data: dict, instance: Campaign | None = None) -> dict:
+    """The data merged over the instance's values, or CampaignError naming each field that is wrong."""
+    values = {field: getattr(instance, field) for field in CAMPAIGN_FIELDS} if instance else {}
+    values.update({field: data[field] for field in CAMPAIGN_FIELDS if field in data})
+    errors: dict[str, list[str]] = {}
+    name = (values.get("name") or "").strip()
+    if not name:
+        errors["name"] = ["Give the campaign a name."]
+    values["name"] = name
+    start, end = values.get("start"), values.get("end")
+    if start and end and end < start:
+        errors["end"] = ["The end date is before the start date."]
+    budget = values.get("budget")
+    if budget is not None and Decimal(budget) < 0:
+        errors["budget"] = ["The budget cannot be negative."]
+    currency = (values.get("currency") or "USD").strip().upper()
+    if not CURRENCY.match(currency):
+        errors["currency"] = ["A three-letter ISO 4217 code, such as USD or EUR."]
+    values["currency"] = currency
+    utm = (values.get("utm_campaign") or "").strip()
+    values["utm_campaign"] = utm
+    if utm:
+        taken = Campaign.objects.for_org(organization_id).filter(utm_campaign__iexact=utm)
+        if instance is not None:
+            taken = taken.exclude(pk=instance.pk)
+        other = taken.values_list("name", flat=True).first()
+        if other is not None:
+            errors["utm_campaign"] = [f"The campaign “{other}” already uses this utm_campaign."]
+    if errors:
+        raise CampaignError(errors)
+    return values
+
+
+def save_campaign(*, organization_id, data: dict, instance: Campaign | None = None) -> Campaign:
+    values = clean_campaign(organization_id, data, instance)
+    with transaction.atomic():
+        campaign = instance or Campaign(organization_id=organization_id)
+        for field, value in values.items():
+            setattr(campaign, field, value)
+        campaign.save()
+    return campaign
+
+
+def delete_campaign(*, campaign: Campaign) -> None:
+    campaign.delete()
+
+
+# ------------------------------------------------------------------------------------------- costs
+
+
+def add_cost(*, campaign: Campaign, date, amount, note: str = "") -> CampaignCost:
+    errors = {}
+    if amount is None or Decimal(amount) < 0:
+        errors["amount"] = ["A cost cannot be negative."]
+    if date is None:
+        errors["date"] = ["Say when the money was spent."]
+    if errors:
+        raise CampaignError(errors)
+    return CampaignCost.objects.create(organization_id=campaign.organization_id, campaign=campaign, date=date,
+                                       amount=amount, note=(note or "").strip()[:200])
+
+
+def delete_cost(*, cost: CampaignCost) -> None:
+    cost.delete()
+
+
+# ------------------------------------------------------------------------------------------- members
+
+_MEMBER = CampaignMember._meta.db_table
+_RANK = "CASE {0} WHEN 'targeted' THEN 0 WHEN 'responded' THEN 1 ELSE 2 END"
+# Joining again keeps the first joined_at and only ever moves the status forward.
+_UPSERT = (
+    f" ON CONFLICT (organization_id, campaign_id, lead_id) DO UPDATE SET status = EXCLUDED.status,"
+    f" updated_at = EXCLUDED.updated_at"
+    f" WHERE {_RANK.format(_MEMBER + '.status')} < {_RANK.format('EXCLUDED.status')}"
+)
+_COLUMNS = "(organization_id, campaign_id, lead_id, status, source, joined_at, updated_at)"
+
+
+def add_members(*, campaign: Campaign, leads: QuerySet, status: str = MemberStatus.TARGETED,
+                source: str = MemberSource.MANUAL) -> int:
+    """Add the leads of `leads` (a queryset of the campaign's org's leads) in one statement; returns how many
+    joined or moved forward."""
+    lead_ids = leads.filter(organization_id=campaign.organization_id).order_by().values("id")
+    sql, params = lead_ids.query.sql_with_params()
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_MEMBER} {_COLUMNS}"
+            f" SELECT %s, %s, picked.id, %s, %s, %s, %s FROM ({sql}) picked{_UPSERT}",
+            [campaign.organization_id, campaign.pk, status, source, now, now, *params],
+        )
+        return cursor.rowcount
+
+
+def remove_members(*, campaign: Campaign, leads: QuerySet) -> int:
+    removed, _ = (CampaignMember.objects.for_org(campaign.organization_id)
+                  .filter(campaign=campaign, lead_id__in=leads.order_by().values("id")).delete())
+    return removed
+
+
+def set_member_status(*, campaign: Campaign, leads: QuerySet, status: str) -> int:
+    return (CampaignMember.objects.for_org(campaign.organization_id)
+            .filter(campaign=campaign, lead_id__in=leads.order_by().values("id"))
+            .update(status=status, updated_at=timezone.now()))
+
+
+_CAMPAIGN = Campaign._meta.db_table
+_LEAD = Lead._meta.db_table
+
+
+def join_by_utm(*, organization_id, lead_id, source: str = MemberSource.UTM) -> int:
+    """A captured lead whose utm_campaign is a campaign's joins it as a responder (forms carry their campaign's
+    utm_campaign as a hidden value, so a form tied to a campaign works the same way)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_MEMBER} {_COLUMNS}"
+            f" SELECT c.organization_id, c.id, l.id, %s, %s, %s, %s"
+            f" FROM {_LEAD} l JOIN {_CAMPAIGN} c ON c.organization_id = l.organization_id"
+            f"  AND lower(c.utm_campaign) = lower(l.utm_campaign) AND c.utm_campaign <> ''"
+            f" WHERE l.organization_id = %s AND l.id = %s AND l.utm_campaign <> ''{_UPSERT}",
+            [MemberStatus.RESPONDED, source, now, now, organization_id, lead_id],
+        )
+        return cursor.rowcount
+
+
+def join_imported(*, organization_id, import_id) -> int:
+    """The leads an import created or updated join the campaigns their utm_campaign names, in one statement."""
+    now = timezone.now()
+    activities = Activity._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_MEMBER} {_COLUMNS}"
+            f" SELECT c.organization_id, c.id, l.id, %s, %s, %s, %s"
+            f" FROM {_LEAD} l JOIN {_CAMPAIGN} c ON c.organization_id = l.organization_id"
+            f"  AND lower(c.utm_campaign) = lower(l.utm_campaign) AND c.utm_campaign <> ''"
+            f" WHERE l.organization_id = %s AND l.utm_campaign <> '' AND l.id IN ("
+            f"  SELECT a.lead_id FROM {activities} a WHERE a.organization_id = %s AND a.type = %s"
+            f"  AND a.properties ->> 'import_id' = %s){_UPSERT}",
+            [MemberStatus.RESPONDED, MemberSource.IMPORT, now, now, organization_id, organization_id,
+             ActivityType.IMPORTED, str(import_id)],
+        )
+        return cursor.rowcount
+
+
+def mark_converted(*, organization_id, lead_id) -> int:
+    """The lead converted or won a deal: its memberships become `converted`."""
+    return (CampaignMember.objects.for_org(organization_id).filter(lead_id=lead_id)
+            .exclude(status=MemberStatus.CONVERTED).update(status=MemberStatus.CONVERTED, updated_at=timezone.now()))

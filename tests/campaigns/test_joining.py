@@ -1,0 +1,132 @@
+"""How leads join campaigns: by utm_campaign on capture, by a form tied to the campaign, by import, by segment and
+by hand; and how membership status moves."""
+
+import csv
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from campaigns import services
+from campaigns.models import CampaignMember
+from leads import services as lead_services
+from leads.models import Form, Lead
+from leads.tasks import run_import
+
+from . import make_campaign, make_deal, make_lead
+
+pytestmark = pytest.mark.django_db
+
+
+def members_of(campaign):
+    return {(m.lead.email, m.status, m.source)
+            for m in CampaignMember.objects.filter(campaign=campaign).select_related("lead")}
+
+
+def test_a_lead_captured_with_a_campaigns_utm_joins_it_as_responded(org, other_org,
+                                                                    django_capture_on_commit_callbacks):
+    spring = make_campaign(org, "Spring sale", utm_campaign="Spring-Sale")
+    make_campaign(org, "Autumn", utm_campaign="autumn")
+    rival = make_campaign(other_org, "Rival spring", utm_campaign="spring-sale")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.capture_lead(organization_id=org.pk,
+                                   data={"email": "ann@example.test", "utm_campaign": "spring-sale"})
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "bob@example.test"})
+
+    assert members_of(spring) == {("ann@example.test", "responded", "utm")}
+    assert not CampaignMember.objects.filter(campaign=rival).exists()  # the same utm in another org
+    assert CampaignMember.objects.count() == 1
+
+
+def test_capturing_again_keeps_the_first_join_and_upgrades_a_target_to_responded(
+        org, django_capture_on_commit_callbacks):
+    campaign = make_campaign(org, utm_campaign="webinar")
+    lead = make_lead(org, email="cy@example.test")
+    services.add_members(campaign=campaign, leads=Lead.objects.filter(pk=lead.pk))
+    first = CampaignMember.objects.get(campaign=campaign)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "cy@example.test",
+                                                                 "utm_campaign": "WEBINAR"})
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "cy@example.test",
+                                                                 "utm_campaign": "webinar"})
+
+    member = CampaignMember.objects.get(campaign=campaign)
+    assert (member.status, member.joined_at) == ("responded", first.joined_at)
+
+
+def test_a_form_tied_to_a_campaign_by_its_hidden_utm_campaign_joins_its_submitters(
+        org, django_capture_on_commit_callbacks):
+    campaign = make_campaign(org, utm_campaign="launch-webinar")
+    form = Form.objects.create(organization=org, name="Webinar sign-up", slug="webinar-signup", fields=["email"],
+                               hidden_values={"utm_campaign": "launch-webinar"})
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.submit_form(form=form, values={"email": "dee@example.test", **form.hidden_values},
+                                  data={"email": "dee@example.test"}, touch={}, ip_address=None, referrer="")
+
+    assert members_of(campaign) == {("dee@example.test", "responded", "form")}
+
+
+def test_an_import_joins_its_leads_by_utm_campaign_in_one_statement(org, api, django_capture_on_commit_callbacks,
+                                                                     django_assert_max_num_queries):
+    campaign = make_campaign(org, utm_campaign="trade-show")
+    make_lead(org, email="old@example.test", utm_campaign="trade-show")  # not in the import: stays out
+    buffer = io.StringIO()
+    rows = [["email", "utm_campaign"]] + [[f"visitor{n}@example.test", "Trade-Show"] for n in range(30)]
+    rows.append(["other@example.test", "something-else"])
+    csv.writer(buffer).writerows(rows)
+    upload = SimpleUploadedFile("show.csv", buffer.getvalue().encode(), content_type="text/csv")
+    response = api.post("/api/v1/imports/", {"file": upload}, format="multipart")
+    assert response.status_code == 202, response.json()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import(response.json()["id"])
+
+    members = members_of(campaign)
+    assert len(members) == 30
+    assert ("visitor7@example.test", "responded", "import") in members
+    assert not {email for email, _, _ in members} & {"old@example.test", "other@example.test"}
+    with django_assert_max_num_queries(1):  # set-based: one statement however many rows
+        services.join_imported(organization_id=org.pk, import_id=response.json()["id"])
+
+
+def test_a_segment_joins_as_a_whole_and_status_never_moves_back(org, django_assert_max_num_queries):
+    campaign = make_campaign(org)
+    for n in range(12):
+        make_lead(org, email=f"vip{n}@example.test", company="Bigco")
+    make_lead(org, email="small@example.test", company="Tiny")
+    segment = lead_services.create_segment(organization_id=org.pk, name="Bigco", definition={
+        "all": [{"field": "company", "op": "eq", "value": "Bigco"}]})
+    responder = Lead.objects.get(email="vip0@example.test")
+    services.add_members(campaign=campaign, leads=Lead.objects.filter(pk=responder.pk), status="responded")
+
+    from leads.selectors import segment_leads
+    with django_assert_max_num_queries(1):
+        added = services.add_members(campaign=campaign, leads=segment_leads(segment), source="segment")
+
+    assert added == 11  # vip0 was already a responder: it stays one
+    members = members_of(campaign)
+    assert len(members) == 12
+    assert ("vip0@example.test", "responded", "manual") in members
+    assert ("vip5@example.test", "targeted", "segment") in members
+
+
+def test_converting_or_winning_marks_the_leads_memberships_converted(org, django_capture_on_commit_callbacks):
+    first, second = make_campaign(org), make_campaign(org)
+    lead = make_lead(org, lifecycle_stage="sql", company="Bigco")
+    winner = make_lead(org, lifecycle_stage="mql")
+    bystander = make_lead(org)
+    for campaign in (first, second):
+        services.add_members(campaign=campaign, leads=Lead.objects.filter(pk__in=[lead.pk, bystander.pk]))
+    services.add_members(campaign=first, leads=Lead.objects.filter(pk=winner.pk), status="responded")
+    open_deal = make_deal(org, winner, 50)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.convert_lead(lead=lead, deal={"name": "Big", "amount": 100})
+        lead_services.win_deal(deal=open_deal)
+
+    assert set(CampaignMember.objects.filter(lead=lead).values_list("status", flat=True)) == {"converted"}
+    assert CampaignMember.objects.get(lead=winner).status == "converted"
+    assert set(CampaignMember.objects.filter(lead=bystander).values_list("status", flat=True)) == {"targeted"}
