@@ -1,0 +1,171 @@
+"""Browser pages of nurturing. Sections: templates (list by folder, editor with live preview, versions, delete),
+then sequences."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from leadcrm.paging import keyset_page
+from leadcrm.tenancy import ORG_WIDE_ROLES
+from leadcrm.views import role_required
+
+from . import rendering, selectors, services
+from .forms import PreviewForm, TemplateForm
+from .views_sequences import with_percents
+
+org_wide = role_required(*ORG_WIDE_ROLES)
+
+# ----------------------------------------------------------------------------------------------- templates
+
+
+def _template(request, pk):
+    return get_object_or_404(selectors.templates(request.organization.pk), pk=pk)
+
+
+def _editor(request, context, status=200):
+    return render(request, "nurturing/template_form.html", {
+        **context,
+        "merge_fields": rendering.MERGE_FIELDS, "allowed_filters": rendering.ALLOWED_FILTERS,
+        "folders": selectors.folders(request.organization.pk),
+    }, status=status)
+
+
+@org_wide
+@require_GET
+def template_list(request):
+    groups = selectors.template_groups(request.organization.pk)
+    return render(request, "nurturing/template_list.html", {
+        "groups": groups, "has_templates": any(group["templates"] for group in groups)})
+
+
+@org_wide
+@require_http_methods(["GET", "POST"])
+def template_edit(request, pk=None):
+    template = _template(request, pk) if pk else None
+    current = selectors.current_version(template) if template else None
+    if request.method == "GET":
+        initial = {"name": "", "subject": "Hi {{ lead.first_name|default:\"there\" }}",
+                   "html": "<p>Hi {{ lead.first_name|default:\"there\" }},</p>\n\n<p></p>\n\n"
+                           "<p>{{ owner.signature|linebreaksbr }}</p>\n"
+                           "<p><small><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></small></p>\n",
+                   "text": "Hi {{ lead.first_name|default:\"there\" }},\n\n\n\n{{ owner.signature }}\n\n"
+                           "Unsubscribe: {{ unsubscribe_url }}\n"}
+        if template is not None:
+            initial = {"name": template.name, "folder": template.folder.name if template.folder_id else "",
+                       "subject": current.subject if current else "", "html": current.html if current else "",
+                       "text": current.text if current else ""}
+        return _editor(request, {"form": TemplateForm(initial=initial), "template": template, "current": current})
+    form = TemplateForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            if template is None:
+                template = services.create_template(
+                    organization_id=request.organization.pk, name=data["name"], folder=data["folder"] or None,
+                    subject=data["subject"], html=data["html"], text=data["text"], actor=request.user)
+                messages.success(request, f"Template “{template.name}” saved as version 1.")
+            else:
+                before = current.number if current else 0
+                services.update_template(template=template, name=data["name"], folder=data["folder"] or None,
+                                         subject=data["subject"], html=data["html"], text=data["text"],
+                                         actor=request.user)
+                after = selectors.current_version(template)
+                if after.number != before:
+                    messages.success(request, f"Template “{template.name}” saved as version {after.number}.")
+                else:
+                    messages.info(request, f"Template “{template.name}” saved; the content did not change, so "
+                                           f"it is still version {after.number}.")
+            return redirect("nurturing:template-edit", pk=template.pk)
+        except (rendering.TemplateProblem, services.TemplateRefused) as exc:
+            form.add_problems(exc.errors)
+    return _editor(request, {"form": form, "template": template, "current": current}, status=400)
+
+
+@org_wide
+@require_POST
+def template_preview(request, pk=None):
+    """The live preview (htmx fragment): the posted content rendered for the chosen lead, or the sample lead."""
+    if pk:
+        _template(request, pk)  # another org's template is a 404 here too
+    form = PreviewForm(request.POST)
+    context = {"lead_key": request.POST.get("lead", "")}
+    status = 200
+    if form.is_valid():
+        data = form.cleaned_data
+        lead = selectors.preview_lead(request.organization.pk, data["lead"])
+        if data["lead"] and lead is None:
+            context["lead_missing"] = True
+            status = 400
+        context["lead"] = lead
+        try:
+            context["rendered"] = rendering.preview(data["subject"], data["html"], data["text"], lead=lead,
+                                                    organization=request.organization)
+        except rendering.TemplateProblem as exc:
+            context["problems"] = [(part, problems) for part, problems in exc.errors.items()]
+            status = 400
+    else:
+        context["problems"] = list(form.errors.items())
+        status = 400
+    if request.htmx:  # htmx swaps only 2xx answers: the fragment itself says what is wrong
+        return render(request, "nurturing/template_preview.html", context)
+    # Without scripts the Preview button posts the whole editor: show it again with the preview under it.
+    template = _template(request, pk) if pk else None
+    return _editor(request, {**context, "form": TemplateForm(request.POST), "template": template,
+                             "current": selectors.current_version(template) if template else None,
+                             "show_preview": True}, status=status)
+
+
+@org_wide
+@require_GET
+def template_lead_options(request):
+    """<option>s for the preview's lead picker (a datalist), by email, name or company."""
+    leads = selectors.preview_lead_options(request.organization.pk, request.GET.get("lead", ""))
+    return render(request, "nurturing/template_lead_options.html", {"leads": leads})
+
+
+@org_wide
+@require_GET
+def template_versions(request, pk):
+    template = _template(request, pk)
+    rows, next_url, previous_url = keyset_page(request, selectors.versions(template), "-number", page_size=20)
+    numbers = selectors.version_stats(request.organization.pk, [version.pk for version in rows])
+    empty = selectors.with_rates({key: 0 for key in ("sent", "bounced", "opened", "clicked", "unsubscribed")})
+    for version in rows:
+        version.numbers = with_percents(dict(numbers.get(version.pk, empty)))
+    return render(request, "nurturing/template_versions.html", {
+        "template": template, "versions": rows, "next_url": next_url, "previous_url": previous_url})
+
+
+@org_wide
+@require_http_methods(["GET", "POST"])
+def template_delete(request, pk):
+    template = _template(request, pk)
+    if request.method == "POST":
+        try:
+            services.delete_template(template=template)
+        except services.TemplateRefused as exc:
+            problems = [message for messages_ in exc.errors.values() for message in messages_]
+            return render(request, "nurturing/template_confirm_delete.html",
+                          {"template": template, "problems": problems}, status=409)
+        messages.success(request, f"Template “{template.name}” deleted.")
+        return redirect("nurturing:templates")
+    return render(request, "nurturing/template_confirm_delete.html", {"template": template})
+
+
+@org_wide
+@require_POST
+def folder_edit(request, pk):
+    """Rename a folder (`name`) or delete it (`delete`); its templates stay, outside any folder when deleted."""
+    folder = get_object_or_404(selectors.folders(request.organization.pk), pk=pk)
+    if "delete" in request.POST:
+        services.delete_folder(folder=folder)
+        messages.success(request, f"Folder “{folder.name}” deleted; its templates are now in no folder.")
+        return redirect("nurturing:templates")
+    try:
+        services.rename_folder(folder=folder, name=request.POST.get("name", ""))
+    except services.TemplateRefused as exc:
+        messages.error(request, f"Folder “{folder.name}” not renamed: "
+                                + " ".join(m for ms in exc.errors.values() for m in ms))
+    else:
+        messages.success(request, f"Folder renamed to “{folder.name}”.")
+    return redirect("nurturing:templates")

@@ -1,0 +1,1 @@
+"""Tests of nurturing: templates, sequences, sending and tracking."""
