@@ -211,6 +211,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "scoring-decay": {"task": "scoring.tasks.apply_decay", "schedule": crontab(hour=3, minute=15)},
     # First-touch deadlines are minutes long: look for missed ones twice a minute.
     "routing-sla": {"task": "routing.tasks.check_deadlines", "schedule": env_int("ROUTING_SLA_TICK_SECONDS", 30)},
+    # Due sequence steps are sent within one tick.
+    "nurture-tick": {"task": "nurturing.tasks.tick", "schedule": env_int("NURTURE_TICK_SECONDS", 15)},
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
@@ -223,6 +225,12 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
 # The address people open links in emails at.
 SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "LeadCRM <no-reply@leadcrm.local>")
+# Sequence email: at most this many per organization per minute (more waits for the next tick); a message left
+# `sending` this long by a worker that stopped becomes `unknown` and is never sent again; the mailto address of
+# List-Unsubscribe (default: unsubscribe@ the sender's domain).
+NURTURE_RATE_PER_MINUTE = env_int("NURTURE_RATE_PER_MINUTE", 600)
+NURTURE_SENDING_STALE_MINUTES = env_int("NURTURE_SENDING_STALE_MINUTES", 30)
+NURTURE_UNSUBSCRIBE_MAILTO = os.environ.get("NURTURE_UNSUBSCRIBE_MAILTO", "")
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)  # set SECURE_COOKIES=1 behind HTTPS

@@ -3,8 +3,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from campaigns import api as campaigns_api
 from leadcrm import views as core_views
 from leads import api as leads_api
+from nurturing import api as nurturing_api
+from nurturing import tracking_views
 from routing import api as routing_api
 from scoring import api as scoring_api
 
@@ -21,6 +24,10 @@ router.register("scoring-rules", scoring_api.ScoringRuleViewSet, basename="scori
 router.register("reps", routing_api.RepViewSet, basename="rep")
 router.register("teams", routing_api.TeamViewSet, basename="team")
 router.register("assignment-rules", routing_api.AssignmentRuleViewSet, basename="assignment-rule")
+router.register("templates", nurturing_api.TemplateViewSet, basename="template")
+router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
+router.register("template-folders", nurturing_api.TemplateFolderViewSet, basename="template-folder")
+router.register("sequences", nurturing_api.SequenceViewSet, basename="sequence")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -39,11 +46,19 @@ urlpatterns = [
     path("api/v1/leads/reassign/", routing_api.ReassignView.as_view(), name="leads-reassign"),
     path("api/v1/queue/", routing_api.QueueView.as_view(), name="queue"),
     path("api/v1/scoring-settings/", scoring_api.ScoringSettingsView.as_view(), name="scoring-settings"),
+    path("api/v1/leads/<uuid:pk>/messages/", nurturing_api.LeadMessagesView.as_view(), name="lead-messages"),
+    path("api/v1/email-events/", nurturing_api.EmailEventView.as_view(), name="email-events"),
     path("api/v1/", include(router.urls)),
+    # Public tracking of sent email (no login): open pixel, click redirect, unsubscribe.
+    path("t/o/<str:token>.gif", tracking_views.open_pixel, name="tracking-open"),
+    path("t/c/<str:token>/<int:index>/", tracking_views.click, name="tracking-click"),
+    path("t/u/<str:token>/", tracking_views.unsubscribe, name="tracking-unsubscribe"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", include("leadcrm.urls_ui")),
     path("", include("leads.urls")),
     path("scoring/", include("scoring.urls")),
     path("", include("routing.urls")),
+    path("emails/", include("nurturing.urls")),
+    path("", include("campaigns.urls")),
 ]

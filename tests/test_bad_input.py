@@ -256,3 +256,18 @@ def test_markup_in_the_page_title_is_escaped(browser, org):
     lead = Lead.objects.create(organization=org, email="t@example.com", first_name="</title><script>x()</script>")
     html = browser.get(f"/leads/{lead.pk}/").content.decode()
     assert "</title><script>" not in html
+
+
+# --- nurturing: sequence saves and the bounce/complaint webhook refuse what is not a JSON object ----------------
+
+
+@pytest.mark.parametrize("body", [pytest.param(b, id=i) for i, b in RAW_BODIES])
+@pytest.mark.parametrize("path", ["/api/v1/sequences/", "/api/v1/email-events/"])
+def test_sequence_and_email_event_posts_refuse_unparseable_json(api, path, body):
+    from nurturing.models import Sequence
+
+    response = api.generic("POST", path, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "errors" in response.json() or "detail" in response.json()
+    assert not Sequence.objects.exists()
+    assert_nothing_written()

@@ -12,6 +12,7 @@ everyone cannot pass as "isolated". test_every_tenant_api_route_is_in_the_matrix
 route that has no row yet.
 """
 
+import re
 from dataclasses import dataclass
 
 import pytest
@@ -215,6 +216,107 @@ ENDPOINTS = [
     Endpoint("leads-reassign", "post", "/api/v1/leads/reassign/", "rejected", body={"leads": ["{lead}"], "rep": None}),
     Endpoint("queue-of-a-victims-rep", "get", "/api/v1/queue/?rep={queue_rep}", "404"),
     Endpoint("lead-claim", "post", "/api/v1/leads/{pooled}/claim/", "404", api=False),  # a rep's session only
+    # --- email templates API ({template} is in {template_folder}; previews must not render a victim's lead)
+    Endpoint("templates-list", "get", "/api/v1/templates/", "absent", marker="{template}"),
+    Endpoint("template-retrieve", "get", "/api/v1/templates/{template}/", "404"),
+    Endpoint("template-patch", "patch", "/api/v1/templates/{template}/", "404", body={"name": "Hijacked"}),
+    Endpoint("template-put", "put", "/api/v1/templates/{template}/", "404",
+             body={"name": "Hijacked", "subject": "Hi", "html": "<p>pwned</p>", "text": ""}),
+    Endpoint("template-delete", "delete", "/api/v1/templates/{template}/", "404"),
+    Endpoint("template-versions", "get", "/api/v1/templates/{template}/versions/", "404"),
+    Endpoint("template-preview", "post", "/api/v1/templates/{template}/preview/", "404", body={}),
+    Endpoint("templates-preview-with-a-victims-lead", "post", "/api/v1/templates/preview/", "rejected",
+             body={"lead": "{lead}", "subject": "{{{{ lead.email }}}}", "html": "<p>{{{{ lead.company }}}}</p>"}),
+    Endpoint("template-folders-list", "get", "/api/v1/template-folders/", "absent", marker="Acme Secrets folder"),
+    Endpoint("template-folder-retrieve", "get", "/api/v1/template-folders/{template_folder}/", "404"),
+    Endpoint("template-folder-patch", "patch", "/api/v1/template-folders/{template_folder}/", "404",
+             body={"name": "Hijacked"}),
+    Endpoint("template-folder-put", "put", "/api/v1/template-folders/{template_folder}/", "404",
+             body={"name": "Hijacked"}),
+    Endpoint("template-folder-delete", "delete", "/api/v1/template-folders/{template_folder}/", "404"),
+    # --- browser: email templates
+    Endpoint("ui-templates-list", "get", "/emails/templates/", "absent", api=False, marker="{template}"),
+    Endpoint("ui-template-edit", "get", "/emails/templates/{template}/", "404", api=False),
+    Endpoint("ui-template-edit-post", "post", "/emails/templates/{template}/", "404", api=False,
+             body={"name": "Hijacked", "subject": "Hi", "html": "<p>pwned</p>"}),
+    Endpoint("ui-template-preview", "post", "/emails/templates/{template}/preview/", "404", api=False,
+             body={"subject": "Hi", "html": "<p>x</p>"}),
+    Endpoint("ui-template-preview-with-a-victims-lead", "post", "/emails/templates/preview/", "rejected",
+             api=False, body={"lead": "{lead}", "subject": "Hi", "html": "<p>{{{{ lead.company }}}}</p>"}),
+    Endpoint("ui-template-lead-options", "get", "/emails/templates/leads/?lead=victoria", "absent", api=False,
+             marker="{lead_email}"),
+    Endpoint("ui-template-versions", "get", "/emails/templates/{template}/versions/", "404", api=False),
+    Endpoint("ui-template-delete", "get", "/emails/templates/{template}/delete/", "404", api=False),
+    Endpoint("ui-template-delete-post", "post", "/emails/templates/{template}/delete/", "404", api=False),
+    Endpoint("ui-template-folder-rename", "post", "/emails/templates/folders/{template_folder}/", "404", api=False,
+             body={"name": "Hijacked"}),
+    # --- campaigns API ({campaign} has the victim's lead as a member and a cost entry {cost_id})
+    Endpoint("campaigns-list", "get", "/api/v1/campaigns/", "absent", marker="{campaign}"),
+    Endpoint("campaign-retrieve", "get", "/api/v1/campaigns/{campaign}/", "404"),
+    Endpoint("campaign-patch", "patch", "/api/v1/campaigns/{campaign}/", "404", body={"name": "Hijacked"}),
+    Endpoint("campaign-put", "put", "/api/v1/campaigns/{campaign}/", "404", body={"name": "Hijacked"}),
+    Endpoint("campaign-delete", "delete", "/api/v1/campaigns/{campaign}/", "404"),
+    Endpoint("campaign-members", "get", "/api/v1/campaigns/{campaign}/members/", "404"),
+    Endpoint("campaign-members-add", "post", "/api/v1/campaigns/{campaign}/members/", "404",
+             body={"leads": ["{lead2}"]}),
+    Endpoint("campaign-members-remove", "post", "/api/v1/campaigns/{campaign}/members/remove/", "404",
+             body={"leads": ["{lead}"]}),
+    Endpoint("campaign-member-delete", "delete", "/api/v1/campaigns/{campaign}/members/{lead_id}/", "404"),
+    Endpoint("campaign-costs", "get", "/api/v1/campaigns/{campaign}/costs/", "404"),
+    Endpoint("campaign-costs-add", "post", "/api/v1/campaigns/{campaign}/costs/", "404",
+             body={"date": "2025-01-01", "amount": "5"}),
+    Endpoint("campaign-cost-delete", "delete", "/api/v1/campaigns/{campaign}/costs/{cost_id}/", "404"),
+    # --- sequences API ({sequence} has the victim's lead enrolled as {enrollment_id}; {message} was sent to the lead)
+    Endpoint("sequences-list", "get", "/api/v1/sequences/", "absent", marker="{sequence}"),
+    Endpoint("sequence-retrieve", "get", "/api/v1/sequences/{sequence}/", "404"),
+    Endpoint("sequence-patch", "patch", "/api/v1/sequences/{sequence}/", "404", body={"name": "Hijacked"}),
+    Endpoint("sequence-put", "put", "/api/v1/sequences/{sequence}/", "404", body={"name": "Hijacked", "steps": []}),
+    Endpoint("sequence-delete", "delete", "/api/v1/sequences/{sequence}/", "404"),
+    Endpoint("sequence-enroll", "post", "/api/v1/sequences/{sequence}/enroll/", "404", body={"leads": ["{lead2}"]}),
+    Endpoint("sequence-enrollments", "get", "/api/v1/sequences/{sequence}/enrollments/", "404"),
+    Endpoint("sequence-stats", "get", "/api/v1/sequences/{sequence}/stats/", "404"),
+    Endpoint("sequence-enrollment-exit", "post", "/api/v1/sequences/{sequence}/enrollments/{enrollment_id}/exit/",
+             "404", body={}),
+    Endpoint("sequences-create-sending-a-victims-template", "post", "/api/v1/sequences/", "rejected",
+             body={"name": "Steal", "steps": [{"type": "email", "template": "{template}"}]}),
+    Endpoint("sequences-create-entering-a-victims-segment", "post", "/api/v1/sequences/", "rejected",
+             body={"name": "Steal", "steps": [], "entry": {"segment": "{dynamic}"}}),
+    Endpoint("sequences-create-branching-on-a-victims-list", "post", "/api/v1/sequences/", "rejected",
+             body={"name": "Steal", "steps": [{"type": "branch", "condition": {"segment": "{segment}"}, "then": 1,
+                                               "else": 1}]}),
+    Endpoint("lead-messages", "get", "/api/v1/leads/{lead}/messages/", "404"),
+    Endpoint("email-event-for-a-victims-message", "post", "/api/v1/email-events/", "rejected",
+             body={"message_id": "{message}", "event": "bounce"}),
+    Endpoint("email-event-for-a-victims-address", "post", "/api/v1/email-events/", "rejected",
+             body={"email": "{lead_email}", "event": "complaint"}),
+    # --- browser: sequences and the lead page's Emails card
+    Endpoint("ui-sequences-list", "get", "/emails/sequences/", "absent", api=False, marker="{sequence}"),
+    Endpoint("ui-sequence-detail", "get", "/emails/sequences/{sequence}/", "404", api=False),
+    Endpoint("ui-sequence-edit", "get", "/emails/sequences/{sequence}/edit/", "404", api=False),
+    Endpoint("ui-sequence-edit-post", "post", "/emails/sequences/{sequence}/edit/", "404", api=False,
+             body={"name": "Hijacked", "entry_type": "manual", "step_count": "0", "action": "save"}),
+    Endpoint("ui-sequence-enroll", "post", "/emails/sequences/{sequence}/enroll/", "404", api=False,
+             body={"emails": "{lead_email}"}),
+    Endpoint("ui-sequence-enrollment-exit", "post", "/emails/sequences/{sequence}/enrollments/{enrollment_id}/exit/",
+             "404", api=False),
+    Endpoint("ui-lead-emails-card", "get", "/emails/leads/{lead}/", "404", api=False),
+    Endpoint("ui-lead-emails-enroll", "post", "/emails/leads/{lead}/enroll/", "404", api=False,
+             body={"sequence": "{sequence}"}),
+    # --- browser: campaigns
+    Endpoint("ui-campaigns-list", "get", "/campaigns/", "absent", api=False, marker="{campaign}"),
+    Endpoint("ui-campaign-detail", "get", "/campaigns/{campaign}/", "404", api=False),
+    Endpoint("ui-campaign-edit", "get", "/campaigns/{campaign}/edit/", "404", api=False),
+    Endpoint("ui-campaign-edit-post", "post", "/campaigns/{campaign}/edit/", "404", api=False,
+             body={"name": "Hijacked", "channel": "event", "status": "active", "currency": "USD"}),
+    Endpoint("ui-campaign-delete", "post", "/campaigns/{campaign}/delete/", "404", api=False),
+    Endpoint("ui-campaign-cost-add", "post", "/campaigns/{campaign}/costs/", "404", api=False,
+             body={"date": "2025-01-01", "amount": "5"}),
+    Endpoint("ui-campaign-cost-delete", "post", "/campaigns/{campaign}/costs/{cost_id}/delete/", "404", api=False),
+    Endpoint("ui-campaign-members-add", "post", "/campaigns/{campaign}/members/", "404", api=False,
+             body={"emails": "{lead_email}", "status": "responded"}),
+    Endpoint("ui-campaign-member-remove", "post", "/campaigns/{campaign}/members/{lead_id}/remove/", "404",
+             api=False),
+    Endpoint("ui-lead-campaigns-card", "get", "/leads/{lead}/campaigns/", "404", api=False),
 ]
 
 CASES = [
@@ -267,11 +369,46 @@ def victim(org):
         "name": "Acme Secrets routing", "strategy": "pool", "team": desk})
     pooled = services.capture_lead(organization_id=org.pk, data={"email": "pooled@acme.test"}).lead
     routing_services.route_lead(organization_id=org.pk, lead_id=pooled.pk)
+    from nurturing import services as nurturing_services
+
+    template = nurturing_services.create_template(
+        organization_id=org.pk, name="Acme Secrets template", folder="Acme Secrets folder",
+        subject="Hi {{ lead.first_name }}", html="<p>Acme Secrets offer</p>", text="Acme Secrets offer")
     return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
             "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
             "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
-            "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk)}
+            "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
+            "template": str(template.pk), "template_folder": str(template.folder_id),
+            **_campaign_victims(org, lead), **_sequence_victims(org, lead)}
+
+
+def _campaign_victims(org, lead):
+    from campaigns import services as campaign_services
+    from campaigns.models import MemberStatus
+
+    campaign = campaign_services.save_campaign(organization_id=org.pk, data={
+        "name": "Acme Secrets campaign", "utm_campaign": "acme-secrets", "budget": 100})
+    campaign_services.add_members(campaign=campaign, leads=Lead.objects.filter(pk=lead.pk),
+                                  status=MemberStatus.RESPONDED)
+    cost = campaign_services.add_cost(campaign=campaign, date="2025-01-01", amount=10, note="Acme Secrets booth")
+    return {"campaign": str(campaign.pk), "lead_id": str(lead.pk), "cost_id": str(cost.pk)}
+
+
+def _sequence_victims(org, lead):
+    from nurturing import services as nurturing_services
+    from nurturing.models import Enrollment, Message
+
+    # A template of its own, so the template rows above can still delete theirs.
+    template = nurturing_services.create_template(organization_id=org.pk, name="Acme Secrets drip email",
+                                                  subject="Hi", html="<p>Hi</p>", text="Hi")
+    sequence = nurturing_services.save_sequence(organization_id=org.pk, data={
+        "name": "Acme Secrets drip", "steps": [{"type": "email", "template": str(template.pk)}]})
+    nurturing_services.enroll(sequence=sequence, leads=[lead.pk])
+    message = Message.objects.create(organization=org, lead=lead, to_email=lead.email, subject="Acme Secrets",
+                                     status="sent")
+    return {"sequence": str(sequence.pk), "enrollment_id": str(Enrollment.objects.get(sequence=sequence).pk),
+            "message": str(message.pk)}
 
 
 @pytest.fixture
@@ -371,17 +508,21 @@ def test_every_tenant_api_route_is_in_the_matrix():
     from leadcrm.urls import router
 
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
-    own_org_creates = {"lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
-                       "scoring-rule.create"}
+    own_org_creates = {"template.create", "template-folder.create",
+                       "lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
+                       "scoring-rule.create", "campaign.create", "sequence.create"}
     lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
                "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
-               "team": "{queue_team}", "assignment-rule": "{routing_rule}"}
+               "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
+               "template-folder": "{template_folder}", "campaign": "{campaign}",
+               "sequence": "{sequence}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:
         for route in router.get_routes(viewset):
             url = route.url.strip("^$").format(prefix=prefix, lookup=lookups.get(basename, "{id}"),
                                                trailing_slash="/")
+            url = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", url)  # members/(?P<lead_id>…) -> members/{lead_id}
             for method, action in route.mapping.items():
                 if not hasattr(viewset, action) or f"{basename}.{action}" in own_org_creates:
                     continue

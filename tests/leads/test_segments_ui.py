@@ -349,7 +349,7 @@ def test_a_list_in_use_is_not_deleted(browser, org):
 
 def test_renaming_a_static_list(browser, org):
     target = services.create_segment(organization_id=org.pk, name="Old", kind=SegmentKind.STATIC)
-    assert "emails" not in browser.get(f"/segments/{target.pk}/edit/").content.decode()
+    assert 'name="emails"' not in browser.get(f"/segments/{target.pk}/edit/").content.decode()
     browser.post(f"/segments/{target.pk}/edit/", {"name": "New", "description": "renamed"})
     target.refresh_from_db()
     assert (target.name, target.description, target.kind) == ("New", "renamed", "static")

@@ -1,0 +1,263 @@
+"""Browser pages of sequences: the list with each one's numbers, the step editor, a sequence's page (per-step
+numbers, enrolments, enrolling leads), and the Emails card of the lead page."""
+
+from django.contrib import messages
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from leadcrm.models import Role
+from leadcrm.paging import keyset_page
+from leadcrm.tenancy import ORG_WIDE_ROLES
+from leadcrm.views import org_member_required, role_required
+from leads import selectors as lead_selectors
+from leads import services as lead_services
+from leads.models import LifecycleStage, Segment
+
+from . import selectors, services
+from .forms_sequences import (
+    CONDITIONS,
+    UPDATE_FIELD_CHOICES,
+    EnrollForm,
+    SequenceForm,
+    apply_action,
+    blank_row,
+    initial_of,
+    row_of,
+    rows_from_post,
+    step_errors,
+    step_of,
+)
+from .models import EmailTemplate, EnrollmentStatus, Sequence, StepType
+
+org_wide = role_required(*ORG_WIDE_ROLES)
+LEAD_CARD_MESSAGES = 20
+RATES = ("open", "click", "bounce", "unsubscribe")
+
+
+def percent(rate) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def with_percents(row: dict) -> dict:
+    """A numbers row (selectors.with_rates) with its rates as text: `open_pct`, `click_pct`…"""
+    for name in RATES:
+        row[f"{name}_pct"] = percent(row.get(f"{name}_rate"))
+    return row
+
+
+def _sequence(request, pk) -> Sequence:
+    return get_object_or_404(Sequence.objects.for_org(request.organization.pk).select_related(
+        "entry_segment", "entry_form"), pk=pk)
+
+
+@org_wide
+@require_GET
+def sequence_list(request):
+    rows, next_url, previous_url = keyset_page(
+        request, Sequence.objects.for_org(request.organization.pk).select_related("entry_segment", "entry_form"),
+        "name", page_size=50)
+    numbers = selectors.sequence_numbers(request.organization.pk, [sequence.pk for sequence in rows])
+    for sequence in rows:
+        sequence.numbers = with_percents(numbers[sequence.pk])
+    return render(request, "nurturing/sequence_list.html",
+                  {"sequences": rows, "next_url": next_url, "previous_url": previous_url})
+
+
+# ----------------------------------------------------------------------------------------------- editor
+
+
+def _editor(request, *, form, rows, sequence=None, errors=None, status=200):
+    organization_id = request.organization.pk
+    per_row, general = step_errors(errors or {}, len(rows))
+    return render(request, "nurturing/sequence_form.html", {
+        "form": form, "sequence": sequence, "steps": [
+            {"index": index, "number": index + 1, "row": row, "errors": per_row[index]}
+            for index, row in enumerate(rows)],
+        "steps_errors": general, "refused": status == 400, "step_count": len(rows), "step_types": StepType.choices,
+        "templates": EmailTemplate.objects.for_org(organization_id).only("id", "name").order_by("name", "id"),
+        "segments": Segment.objects.for_org(organization_id).only("id", "name").order_by("name", "id"),
+        "conditions": CONDITIONS, "update_fields": UPDATE_FIELD_CHOICES, "stages": LifecycleStage.choices,
+        "targets": [str(number) for number in range(1, len(rows) + 1)],
+    }, status=status)
+
+
+@org_wide
+@require_http_methods(["GET", "POST"])
+def sequence_edit(request, pk=None):
+    """Create or change a sequence. Buttons that add, remove or move a step show the editor again unsaved;
+    Save builds the API's shape and hands it to `save_sequence`, whose refusals land next to their inputs."""
+    organization_id = request.organization.pk
+    sequence = _sequence(request, pk) if pk else None
+    if request.method == "GET":
+        if sequence is None:
+            form = SequenceForm(organization_id=organization_id,
+                                initial={"exit_stages": list(services.DEFAULT_EXIT_STAGES)})
+            rows = [blank_row(StepType.EMAIL)]
+        else:
+            steps = list(sequence.steps.order_by("position"))
+            form = SequenceForm(organization_id=organization_id, initial=initial_of(sequence))
+            rows = [row_of(step, len(steps)) for step in steps]
+        return _editor(request, form=form, rows=rows, sequence=sequence)
+
+    form = SequenceForm(request.POST, organization_id=organization_id)
+    rows = rows_from_post(request.POST)
+    action = request.POST.get("action", "save")
+    if action != "save":
+        rows = apply_action(rows, action, request.POST.get("add_type", StepType.EMAIL))
+        form.is_valid()  # shows what is already wrong; nothing is saved
+        return _editor(request, form=form, rows=rows, sequence=sequence)
+    steps = [step_of(row, len(rows)) for row in rows]
+    errors = {}
+    if form.is_valid():
+        data = {**form.api_data(), "steps": steps}
+        try:
+            saved = services.save_sequence(organization_id=organization_id, data=data, instance=sequence)
+        except services.SequenceError as exc:
+            errors = exc.errors
+            form.add_problems(errors)
+        else:
+            messages.success(request, f"Sequence “{saved.name}” saved{' and active' if saved.active else ''}.")
+            return redirect("nurturing:sequence-detail", pk=saved.pk)
+    else:
+        # The steps are still checked, so every problem shows at once.
+        try:
+            services.clean_sequence(organization_id=organization_id, data={"name": "-", "steps": steps})
+        except services.SequenceError as exc:
+            errors = exc.errors
+    return _editor(request, form=form, rows=rows, sequence=sequence, errors=errors, status=400)
+
+
+# ----------------------------------------------------------------------------------------------- a sequence
+
+
+def _detail(request, sequence, *, enroll_form=None, status=200):
+    organization_id = request.organization.pk
+    stats = selectors.sequence_stats(sequence)
+    templates = {str(pk): name for pk, name in EmailTemplate.objects.for_org(organization_id).filter(
+        pk__in=[row["template"] for row in stats["steps"] if row["template"]]).values_list("pk", "name")}
+    for row in stats["steps"]:
+        row["number"] = row["position"] + 1
+        with_percents(row)
+        row["template_name"] = templates.get(row["template"]) if row["template"] else None
+    wanted = request.GET.get("status", "")
+    queryset = selectors.enrollments(sequence)
+    if wanted in EnrollmentStatus.values:
+        queryset = queryset.filter(status=wanted)
+    else:
+        wanted = ""
+    enrollments, next_url, previous_url = keyset_page(request, queryset, "-enrolled_at", page_size=50)
+    return render(request, "nurturing/sequence_detail.html", {
+        "sequence": sequence, "stats": stats, "enrollments": enrollments, "next_url": next_url,
+        "previous_url": previous_url, "status_filter": wanted, "statuses": EnrollmentStatus.choices,
+        "enroll_form": enroll_form or EnrollForm(organization_id=organization_id),
+    }, status=status)
+
+
+@org_wide
+@require_GET
+def sequence_detail(request, pk):
+    return _detail(request, _sequence(request, pk))
+
+
+@org_wide
+@require_POST
+def sequence_enroll(request, pk):
+    sequence = _sequence(request, pk)
+    organization_id = request.organization.pk
+    form = EnrollForm(request.POST, organization_id=organization_id)
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["segment"]:
+            enrolled = services.enroll(sequence=sequence, segment=data["segment"], enrolled_by="manual")
+        else:
+            try:
+                leads = lead_services.leads_by_emails(organization_id, data["emails"])
+            except lead_services.UnknownLeads as exc:
+                form.add_error("emails", str(exc))
+                return _detail(request, sequence, enroll_form=form, status=400)
+            enrolled = services.enroll(sequence=sequence, leads=leads, enrolled_by="manual")
+        note = "" if sequence.active else " The sequence is not active: nothing is sent until it is."
+        messages.success(request, f"{enrolled} lead{'s' if enrolled != 1 else ''} enrolled.{note}")
+        return redirect("nurturing:sequence-detail", pk=sequence.pk)
+    return _detail(request, sequence, enroll_form=form, status=400)
+
+
+@org_wide
+@require_POST
+def enrollment_exit(request, pk, enrollment_id):
+    """Take one lead out by hand (they replied, say). From the lead's card it answers with the card."""
+    sequence = _sequence(request, pk)
+    enrollment = get_object_or_404(selectors.enrollments(sequence), pk=enrollment_id)
+    reason = (request.POST.get("reason") or "replied").strip()[:200] or "replied"
+    if services.exit_enrollment(enrollment=enrollment, reason=reason):
+        messages.success(request, f"{enrollment.lead} left “{sequence.name}”.")
+    else:
+        messages.info(request, f"{enrollment.lead} was no longer running “{sequence.name}”.")
+    if request.POST.get("from") == "lead":
+        if request.htmx:
+            return _lead_card(request, enrollment.lead)
+        return redirect("leads:detail", pk=enrollment.lead_id)
+    return redirect("nurturing:sequence-detail", pk=sequence.pk)
+
+
+# ----------------------------------------------------------------------------------------------- the lead card
+
+
+def _visible_lead(request, pk):
+    queryset = lead_selectors.leads_for(request.organization)
+    if request.membership.role == Role.REP:
+        queryset = queryset.filter(owner=request.user)  # as on the lead page: a rep sees their own leads
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _lead_card(request, lead, *, problem="", status=200):
+    organization_id = request.organization.pk
+    can_manage = request.membership.role in ORG_WIDE_ROLES
+    context = {
+        "lead": lead, "can_manage": can_manage, "problem": problem,
+        "lead_messages": list(selectors.lead_messages(organization_id, lead).order_by("-created_at", "-id")
+                              [:LEAD_CARD_MESSAGES]),
+        "enrollments": list(selectors.lead_enrollments(organization_id, lead)),
+        "sequences": list(selectors.sequence_choices(organization_id)) if can_manage else [],
+    }
+    template = "nurturing/_lead_messages.html" if request.htmx else "nurturing/sequence_lead_messages.html"
+    return render(request, template, context, status=status)
+
+
+@org_member_required
+@require_GET
+def lead_card(request, pk):
+    """The lead page's Emails card: the emails sent to the lead with what it did with them, and its sequences."""
+    return _lead_card(request, _visible_lead(request, pk))
+
+
+@org_wide
+@require_POST
+def lead_enroll(request, pk):
+    lead = _visible_lead(request, pk)
+    sequence = Sequence.objects.for_org(request.organization.pk).filter(
+        pk=_uuid_or_none(request.POST.get("sequence"))).first()
+    if sequence is None:
+        if request.htmx:
+            return _lead_card(request, lead, problem="Choose a sequence of this organization.", status=200)
+        return _lead_card(request, lead, problem="Choose a sequence of this organization.", status=400)
+    enrolled = services.enroll(sequence=sequence, leads=[lead.pk], enrolled_by="manual")
+    if enrolled:
+        messages.success(request, f"{lead} enrolled in “{sequence.name}”.")
+        problem = ""
+    else:
+        problem = (f"Not enrolled: the lead is running “{sequence.name}” already, or ran it before and the "
+                   "sequence does not allow re-enrolment.")
+        messages.info(request, problem)
+    if request.htmx:
+        return _lead_card(request, lead, problem=problem)
+    return redirect("leads:detail", pk=lead.pk)
+
+
+def _uuid_or_none(value):
+    import uuid
+
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
