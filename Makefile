@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-segments: install
 ## p50/p95 from POST /api/v1/leads/ to scored, routed and in the rep's queue at 20 captures/s, one Celery worker.
 bench-speed-to-lead: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/speed_to_lead.py $(ARGS)
+
+## Emails rendered and handed to a local SMTP sink per second by one worker process, 50,000 due steps.
+bench-drip: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/drip.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data
