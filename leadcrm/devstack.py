@@ -87,6 +87,8 @@ def run() -> int:
     _manage("migrate", "--noinput")
     _manage("seed_demo")
     _manage("seed_demo_routing")
+    _manage("seed_demo_nurturing")
+    _manage("seed_demo_campaigns")
     commands = {
         "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         "worker": [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "-l", "info",
