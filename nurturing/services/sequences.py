@@ -415,6 +415,8 @@ def enroll(*, sequence: Sequence, leads: QuerySet | list | None = None, segment:
         return 0
     elif not isinstance(leads, QuerySet):
         leads = Lead.objects.for_org(organization_id).filter(pk__in=[pk for pk in map(_uuid_str, leads) if pk])
+    elif leads.query.is_sliced:  # "the first N": fix the ids, then scope them like any others
+        leads = Lead.objects.for_org(organization_id).filter(pk__in=list(leads.values_list("pk", flat=True)))
     try:
         ids_sql, ids_params = (leads.filter(organization_id=organization_id).order_by().values("id")
                                .query.sql_with_params())

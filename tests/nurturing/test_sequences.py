@@ -373,3 +373,13 @@ def test_a_wait_holds_the_lead_at_the_next_step_until_it_is_due(org, mailoutbox)
     assert len(mailoutbox) == 1
     assert enrollment_of(sequence, lead).status == "completed"
 
+
+
+def test_enrolling_the_first_few_of_a_list_of_leads(org):
+    sequence = Sequence.objects.create(organization=org, name="Few")
+    for number in range(5):
+        Lead.objects.create(organization=org, email=f"few{number}@example.test")
+
+    assert services.enroll(sequence=sequence, leads=Lead.objects.for_org(org).order_by("email")[:3]) == 3
+    assert sorted(Enrollment.objects.filter(sequence=sequence).values_list("lead__email", flat=True)) == [
+        "few0@example.test", "few1@example.test", "few2@example.test"]
