@@ -140,3 +140,30 @@ def test_a_lead_that_qualifies_at_capture_reaches_a_rep_with_an_email(api, org, 
     message = smtp_server.messages[0]
     assert message["To"] == "closer@acme.test" and "Vera" in message["Subject"]
     assert f"/leads/{lead_id}/" in message.get_content()
+
+
+def test_a_due_sequence_email_is_sent_by_the_tick_on_a_real_worker(api, org, smtp_server, worker):
+    """Enrol over the API, let the nurturing tick run on the worker, and find the email at the SMTP server."""
+    from nurturing import services as nurturing
+    from nurturing.tasks import tick
+
+    template = nurturing.create_template(organization_id=org.pk, name="Hello", subject="Hi {{ lead.first_name }}",
+                                         html='<p><a href="https://acme.test/guide">Guide</a></p>',
+                                         text="Guide: https://acme.test/guide")
+    response = api.post("/api/v1/sequences/", {
+        "name": "Welcome", "active": True, "steps": [{"type": "email", "template": str(template.pk)}],
+        "entry": {"manual": True}, "exit": {"stages": ["sql"]}}, format="json")
+    assert response.status_code == 201, response.content
+    lead = api.post("/api/v1/leads/", {"email": "sam@example.com", "first_name": "Sam", "consent_opt_in": True},
+                    format="json").json()
+    enrolled = api.post(f"/api/v1/sequences/{response.json()['id']}/enroll/", {"leads": [lead["id"]]},
+                        format="json")
+    assert enrolled.status_code == 200, enrolled.content
+
+    tick.delay()
+
+    _wait_for(lambda: smtp_server.messages)
+    message = smtp_server.messages[0]
+    assert message["To"] == "sam@example.com" and message["Subject"] == "Hi Sam"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    _wait_for(lambda: api.get(f"/api/v1/leads/{lead['id']}/messages/").json()["results"][0]["status"] == "sent")
