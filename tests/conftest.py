@@ -106,3 +106,66 @@ def smtp_server(settings, monkeypatch):
         yield inbox
     finally:
         controller.stop()
+
+
+def _test_database_url() -> str:
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    host = quote(db["HOST"] or "127.0.0.1", safe="")
+    port = f":{db['PORT']}" if db["PORT"] else ""
+    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
+    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def start_worker():
+    """start_worker(purge=True) -> name: a worker process on the test database, consuming every queue, with this
+    process's environment as it is at the call (mail server, SITE_URL); stopped after the test. purge=False keeps
+    tasks already queued by this test."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+    from pathlib import Path
+
+    from leadcrm.celery import app as celery_app
+
+    processes = []
+
+    def start(purge=True):
+        name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
+        if purge:
+            celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
+        env = {**os.environ, "DATABASE_URL": _test_database_url()}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning", "-n", name,
+             "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"],
+            cwd=Path(__file__).resolve().parent.parent, env=env,
+        )
+        processes.append(process)
+        deadline = time.monotonic() + 60
+        while not celery_app.control.ping(destination=[name], timeout=1.0):
+            assert process.poll() is None, "the worker exited while starting"
+            assert time.monotonic() < deadline, "the worker did not answer a ping within 60 s"
+        return name
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def worker(start_worker):
+    """A worker process on the test database, consuming every queue; stopped after the test."""
+    return start_worker()

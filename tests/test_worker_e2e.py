@@ -1,56 +1,14 @@
 """End to end through a real Celery worker process and the real Redis broker."""
 
-import os
-import subprocess
-import sys
 import time
-import uuid
-from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.db import connection
 
 from leadcrm import services as tenancy
-from leadcrm.celery import app as celery_app
 from leads.models import ImportJob, Lead
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-
-
-def _test_database_url() -> str:
-    db = connection.settings_dict
-    host = quote(db["HOST"] or "127.0.0.1", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}{port}/{db['NAME']}"
-
-
-@pytest.fixture
-def worker():
-    """A worker process on the test database, consuming every queue; stopped after the test."""
-    name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
-    celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
-    env = {**os.environ, "DATABASE_URL": _test_database_url()}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning", "-n", name,
-         "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"],
-        cwd=PROJECT_DIR, env=env,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not celery_app.control.ping(destination=[name], timeout=1.0):
-            assert process.poll() is None, "the worker exited while starting"
-            assert time.monotonic() < deadline, "the worker did not answer a ping within 60 s"
-        yield name
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_csv_import_runs_on_a_real_worker(api, org, worker):
