@@ -48,6 +48,7 @@ urlpatterns = [
     path("api/v1/scoring-settings/", scoring_api.ScoringSettingsView.as_view(), name="scoring-settings"),
     path("api/v1/leads/<uuid:pk>/messages/", nurturing_api.LeadMessagesView.as_view(), name="lead-messages"),
     path("api/v1/email-events/", nurturing_api.EmailEventView.as_view(), name="email-events"),
+    path("api/v1/reports/", include("reports.urls_api")),
     path("api/v1/", include(router.urls)),
     # Public tracking of sent email (no login): open pixel, click redirect, unsubscribe.
     path("t/o/<str:token>.gif", tracking_views.open_pixel, name="tracking-open"),

@@ -317,6 +317,17 @@ ENDPOINTS = [
     Endpoint("ui-campaign-member-remove", "post", "/campaigns/{campaign}/members/{lead_id}/remove/", "404",
              api=False),
     Endpoint("ui-lead-campaigns-card", "get", "/leads/{lead}/campaigns/", "404", api=False),
+    # --- reports API: another org's rows are never counted (markers from _report_victims and the routing rows)
+    Endpoint("report-funnel", "get", "/api/v1/reports/funnel/?breakdown=source", "absent", marker="Acme Secrets fair"),
+    Endpoint("report-speed-to-lead", "get", "/api/v1/reports/speed-to-lead/?breakdown=team", "absent",
+             marker="Acme Secrets desk"),
+    Endpoint("report-sales-cycle", "get", "/api/v1/reports/sales-cycle/?breakdown=lost_reason", "absent",
+             marker="Acme Secrets pricing"),
+    Endpoint("report-reps", "get", "/api/v1/reports/reps/", "absent", marker="queue.rep@acme.test"),
+    Endpoint("report-sources", "get", "/api/v1/reports/sources/", "absent", marker="Acme Secrets fair"),
+    Endpoint("report-campaigns", "get", "/api/v1/reports/campaigns/", "absent", marker="{campaign}"),
+    Endpoint("report-score-calibration", "get", "/api/v1/reports/score-calibration/", "absent",
+             marker="980 to 989"),
 ]
 
 CASES = [
@@ -380,7 +391,7 @@ def victim(org):
             "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
-            **_campaign_victims(org, lead), **_sequence_victims(org, lead)}
+            **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account)}
 
 
 def _campaign_victims(org, lead):
@@ -393,6 +404,19 @@ def _campaign_victims(org, lead):
                                   status=MemberStatus.RESPONDED)
     cost = campaign_services.add_cost(campaign=campaign, date="2025-01-01", amount=10, note="Acme Secrets booth")
     return {"campaign": str(campaign.pk), "lead_id": str(lead.pk), "cost_id": str(cost.pk)}
+
+
+def _report_victims(org, account):
+    """A lead with a source and a score of its own and a lost deal, so each report shows something only the
+    victim's org has."""
+    from django.utils import timezone
+
+    lead = services.capture_lead(organization_id=org.pk, data={"email": "fair@acme.test",
+                                                                "source": "Acme Secrets fair"}).lead
+    Lead.objects.filter(pk=lead.pk).update(score=987)
+    Deal.objects.create(organization=org, account=account, lead=lead, name="Acme Secrets lost deal", amount=1,
+                        status="lost", lost_reason="Acme Secrets pricing", closed_at=timezone.now())
+    return {}
 
 
 def _sequence_victims(org, lead):
