@@ -18,9 +18,13 @@ def queue(organization_id, user, *, now=None):
     heat = Case(When(temperature=Temperature.HOT, then=Value(0)), When(temperature=Temperature.WARM, then=Value(1)),
                 default=Value(2), output_field=IntegerField())
     overdue = Case(When(routing__sla_due_at__lte=now, then=Value(True)), default=Value(False))
+    # Overdue leads first, the longest overdue at the top; the rest by heat and score, the nearest deadline
+    # breaking ties (deadlines differ by milliseconds, so ordering by them first would leave heat no say).
+    overdue_since = Case(When(routing__sla_due_at__lte=now, then=F("routing__sla_due_at")))
     return (Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES)
             .annotate(sla_due_at=F("routing__sla_due_at"), overdue=overdue, heat=heat)
-            .order_by("-overdue", F("sla_due_at").asc(nulls_last=True), "heat", "-score", "-created_at", "id"))
+            .order_by("-overdue", overdue_since.asc(nulls_last=True), "heat", "-score",
+                      F("sla_due_at").asc(nulls_last=True), "-created_at", "id"))
 
 
 def pool(organization_id, user=None, *, team=None):

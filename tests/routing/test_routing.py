@@ -370,3 +370,21 @@ def test_a_new_mql_is_routed_by_the_routing_task(org, monkeypatch, django_captur
     lead.refresh_from_db()
     assert lead.lifecycle_stage == LifecycleStage.MQL and lead.owner_id == rep.user_id
     assert Assignment.objects.filter(lead=lead).count() == 1
+
+
+def test_the_queue_puts_overdue_first_then_the_hottest(org):
+    from routing import selectors
+
+    rep = make_rep(org)
+    make_rule(org, strategy="rep", rep=rep, sla_minutes=15)
+    start = timezone.now()
+    cold_due_sooner = make_lead(org, temperature="cold", score=5)
+    hot_due_later = make_lead(org, temperature="hot", score=80)
+    overdue = make_lead(org, temperature="cold", score=1)
+    route(overdue, now=start - timedelta(minutes=30))
+    route(cold_due_sooner, now=start - timedelta(minutes=5))
+    route(hot_due_later, now=start)
+
+    order = [lead.pk for lead in selectors.queue(org.pk, rep.user, now=start)]
+
+    assert order == [overdue.pk, hot_due_later.pk, cold_due_sooner.pk]
