@@ -1,3 +1,5 @@
+import os
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -169,3 +171,49 @@ def start_worker():
 def worker(start_worker):
     """A worker process on the test database, consuming every queue; stopped after the test."""
     return start_worker()
+
+
+# ----------------------------------------------------------------------------------------------- the browser
+
+CHROMIUM = "/usr/bin/chromium"  # the distribution's package; Playwright only drives it (no browser download)
+
+
+def _missing() -> str:
+    if not os.path.exists(CHROMIUM):
+        return f"no Chromium at {CHROMIUM}: install the distribution's package (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "Playwright is not installed: pip install -e '.[dev]'"
+    return ""
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"browser tests cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """One headless Chromium for the whole run (Playwright's sync API allows one per thread). Skipped without
+    it on a developer machine; in CI (CI=true) a missing browser fails."""
+    reason = _missing()
+    if reason:
+        _unavailable(reason)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the tests' own ORM calls are still synchronous.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield browser
+        finally:
+            browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
