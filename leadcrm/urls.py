@@ -62,4 +62,5 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("emails/", include("nurturing.urls")),
     path("", include("campaigns.urls")),
+    path("reports/", include("reports.urls")),
 ]

@@ -328,6 +328,20 @@ ENDPOINTS = [
     Endpoint("report-campaigns", "get", "/api/v1/reports/campaigns/", "absent", marker="{campaign}"),
     Endpoint("report-score-calibration", "get", "/api/v1/reports/score-calibration/", "absent",
              marker="980 to 989"),
+    # --- report pages
+    Endpoint("ui-reports-dashboard", "get", "/reports/", "absent", api=False, marker="Acme Secrets fair"),
+    Endpoint("ui-report-funnel", "get", "/reports/funnel/?breakdown=source", "absent", api=False,
+             marker="Acme Secrets fair"),
+    Endpoint("ui-report-speed-to-lead", "get", "/reports/speed-to-lead/?breakdown=team", "absent", api=False,
+             marker="Acme Secrets desk"),
+    Endpoint("ui-report-sales-cycle", "get", "/reports/sales-cycle/?breakdown=lost_reason", "absent", api=False,
+             marker="Acme Secrets pricing"),
+    Endpoint("ui-report-reps", "get", "/reports/reps/", "absent", api=False, marker="queue.rep@acme.test"),
+    Endpoint("ui-report-sources", "get", "/reports/sources/", "absent", api=False, marker="Acme Secrets fair"),
+    Endpoint("ui-report-campaigns", "get", "/reports/campaigns/", "absent", api=False,
+             marker="Acme Secrets campaign"),
+    Endpoint("ui-report-score-calibration", "get", "/reports/score-calibration/", "absent", api=False,
+             marker="980 to 989"),
 ]
 
 CASES = [

@@ -1,0 +1,171 @@
+"""The report pages in the browser: the dashboard and a page per report, on the data set of conftest.py."""
+
+import csv
+import html
+import io
+import re
+
+import pytest
+
+from leadcrm.models import Role
+
+from .conftest import FORMULA_SOURCE, RANGE, T0, grow, make_lead
+
+pytestmark = pytest.mark.django_db
+
+REPORTS = ["funnel", "speed-to-lead", "sales-cycle", "reps", "sources", "campaigns", "score-calibration"]
+
+
+def page(client, path, **params):
+    response = client.get(path, {**RANGE, **params})
+    assert response.status_code == 200, response.content[:500]
+    return response.content.decode()
+
+
+def rows(content):
+    """The report table as lists of cell texts (header row first)."""
+    table = re.search(r'<table class="data report-table">(.*?)</table>', content, re.S).group(1)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", line, re.S)]
+            for line in re.findall(r"<tr>(.*?)</tr>", table, re.S)]
+
+
+def card(content, label):
+    found = re.search(rf">{re.escape(label)}</a></header>\s*<p class=\"report-number\"><strong>([^<]*)</strong>",
+                      content)
+    assert found, label
+    return found.group(1)
+
+
+def test_dashboard_shows_the_key_numbers_with_links_and_charts(browser, data, noise, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10):
+        content = page(browser, "/reports/")
+    assert card(content, "Leads created") == "5"
+    assert card(content, "MQLs") == "4"
+    assert card(content, "SQLs") == "2"
+    assert card(content, "Won revenue") == "1000.00"  # the rival's 9999.00 deal is not counted
+    assert card(content, "Speed to lead (median minutes to first touch)") == "100.0"
+    assert 'href="/reports/funnel/?start=2026-03-01&amp;end=2026-03-31"' in content
+    assert 'href="/reports/speed-to-lead/?start=2026-03-01&amp;end=2026-03-31"' in content
+    assert 'data-chart="funnel-chart"' in content and 'id="funnel-chart"' in content
+    assert '"data": [5, 4, 3, 2, 1, 1]' in content
+    top = re.search(r'<table class="data top-sources">(.*?)</table>', content, re.S).group(1)
+    assert top.index(">blog<") < top.index(">ads<")  # two leads before one
+    assert "9999" not in content and "rival" not in content
+
+
+def test_dashboard_query_count_does_not_grow_with_data(browser, org, data, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10) as few:
+        page(browser, "/reports/")
+    grow(org, data, 15)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        content = page(browser, "/reports/")
+    assert card(content, "Leads created") == "20"
+
+
+def test_funnel_page_shows_the_rows_and_breakdowns(browser, data, noise, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10):
+        content = page(browser, "/reports/funnel/")
+    header, row = rows(content)
+    assert header[:4] == ["Label", "Leads", "Mql", "Mql rate"]
+    assert row[:4] == ["All", "5", "4", "80.0%"]
+    table = rows(page(browser, "/reports/funnel/", breakdown="source_type"))
+    assert {line[0]: line[1] for line in table[1:]} == {"organic": "2", "paid": "2", "referral": "1"}
+    assert 'value="source_type" selected' in page(browser, "/reports/funnel/", breakdown="source_type")
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_each_report_page_renders_its_numbers(browser, data, noise, name, django_assert_max_num_queries):
+    with django_assert_max_num_queries(10):
+        content = page(browser, f"/reports/{name}/")
+    table = {line[0]: line[1:] for line in rows(content)[1:]}
+    assert table, name
+    expected = {
+        "funnel": ("All", 0, "5"),
+        "speed-to-lead": ("All", 0, "4"),  # routed leads created in March
+        "sales-cycle": ("All", 0, "2"),  # won in March (one of a February lead)
+        "reps": ("anna@acme.test", 0, "3"),  # assigned in March
+        "sources": ("blog", 0, "2"),
+        "campaigns": ("Spring", 0, "2"),
+        "score-calibration": ("50 to 59", 0, "2"),
+    }[name]
+    label, index, value = expected
+    assert table[label][index] == value
+    assert "rival" not in content and "9999" not in content
+    assert f'href="/api/v1/reports/{name}/?start=2026-03-01&amp;end=2026-03-31&amp;format=csv"' in content
+
+
+@pytest.mark.parametrize("path", ["/reports/", "/reports/funnel/", "/reports/campaigns/"])
+@pytest.mark.parametrize(("params", "field"), [({"start": "2026-13-01"}, "start"), ({"end": "yesterday"}, "end"),
+                                                ({"start": "2026-03-10", "end": "2026-03-01"}, "end")])
+def test_bad_dates_show_a_form_error_with_400(browser, path, params, field):
+    response = browser.get(path, params)
+    assert response.status_code == 400
+    content = response.content.decode()
+    assert f'id="report-{field}-error"' in content
+    assert 'aria-invalid="true"' in content
+
+
+def test_bad_breakdown_and_segment_are_400_with_field_messages(browser, org, other_org):
+    response = browser.get("/reports/funnel/", {"breakdown": "planet"})
+    assert response.status_code == 400 and "Unknown breakdown" in response.content.decode()
+    response = browser.get("/reports/funnel/", {"breakdown": "segment"})
+    assert response.status_code == 400 and "Name the segment" in response.content.decode()
+    response = browser.get("/reports/campaigns/", {"attribution": "magic"})
+    assert response.status_code == 400 and "Unknown attribution" in response.content.decode()
+
+
+def test_unknown_report_is_404(browser):
+    assert browser.get("/reports/nothing/").status_code == 404
+
+
+@pytest.mark.parametrize("role", [Role.ADMIN, Role.MANAGER, Role.MARKETER])
+def test_org_wide_roles_see_the_pages_and_the_nav_item(client, member, role):
+    client.force_login(member(role, email=f"{role}-x@acme.test"))
+    response = client.get("/reports/")
+    assert response.status_code == 200
+    assert '<a href="/reports/">Reports</a>' in response.content.decode()
+
+
+def test_reps_get_404_and_no_nav_item(client, member, org):
+    client.force_login(member(Role.REP))
+    assert client.get("/reports/").status_code == 404
+    for name in REPORTS:
+        assert client.get(f"/reports/{name}/").status_code == 404
+    assert '<a href="/reports/">Reports</a>' not in client.get("/leads/").content.decode()
+
+
+def test_signed_out_is_sent_to_log_in(client):
+    response = client.get("/reports/funnel/")
+    assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+def test_csv_link_downloads_the_report_with_formulas_neutralised(browser, data):
+    content = page(browser, "/reports/sources/")
+    url = html.unescape(re.search(r'href="(/api/v1/reports/sources/\?[^"]+)"', content).group(1))
+    response = browser.get(url)
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    body = b"".join(response.streaming_content).decode("utf-8-sig")
+    table = list(csv.DictReader(io.StringIO(body)))
+    labels = {row["label"]: row for row in table}
+    assert "'" + FORMULA_SOURCE in labels and FORMULA_SOURCE not in labels
+    assert labels["blog"]["leads"] == "2"
+
+
+def test_lead_supplied_source_is_escaped(browser, org, data):
+    make_lead(org, T0, first_name="x", source="<script>alert(1)</script>")
+    for path in ("/reports/", "/reports/sources/"):
+        content = page(browser, path)
+        assert "<script>alert(1)" not in content
+        assert "alert(1)" in content  # shown, as text
+
+
+def test_another_orgs_user_sees_only_their_own_numbers(client, other_org, data):
+    from leadcrm.models import Membership
+
+    client.force_login(Membership.objects.get(organization=other_org, role=Role.ADMIN).user)
+    content = page(client, "/reports/")
+    assert card(content, "Leads created") == "0"
+    content = page(client, "/reports/sources/")
+    assert "blog" not in content and "partner" not in content
+    assert "Nothing to report in this range." in content
