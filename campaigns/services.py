@@ -141,9 +141,9 @@ _CAMPAIGN = Campaign._meta.db_table
 _LEAD = Lead._meta.db_table
 
 
-def join_by_utm(*, organization_id, lead_id, source: str = MemberSource.UTM) -> int:
-    """A captured lead whose utm_campaign is a campaign's joins it as a responder (forms carry their campaign's
-    utm_campaign as a hidden value, so a form tied to a campaign works the same way)."""
+def _join_by_utm(*, organization_id, source: str, leads_sql: str, params: list) -> int:
+    """The org's leads picked by `leads_sql` (a condition on `l`) join, as responders, the campaigns whose
+    utm_campaign they carry (any case), in one statement."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
@@ -151,29 +151,26 @@ def join_by_utm(*, organization_id, lead_id, source: str = MemberSource.UTM) -> 
             f" SELECT c.organization_id, c.id, l.id, %s, %s, %s, %s"
             f" FROM {_LEAD} l JOIN {_CAMPAIGN} c ON c.organization_id = l.organization_id"
             f"  AND lower(c.utm_campaign) = lower(l.utm_campaign) AND c.utm_campaign <> ''"
-            f" WHERE l.organization_id = %s AND l.id = %s AND l.utm_campaign <> ''{_UPSERT}",
-            [MemberStatus.RESPONDED, source, now, now, organization_id, lead_id],
+            f" WHERE l.organization_id = %s AND l.utm_campaign <> '' AND {leads_sql}{_UPSERT}",
+            [MemberStatus.RESPONDED, source, now, now, organization_id, *params],
         )
         return cursor.rowcount
+
+
+def join_by_utm(*, organization_id, lead_id, source: str = MemberSource.UTM) -> int:
+    """A captured lead whose utm_campaign is a campaign's joins it as a responder (forms carry their campaign's
+    utm_campaign as a hidden value, so a form tied to a campaign works the same way)."""
+    return _join_by_utm(organization_id=organization_id, source=source, leads_sql="l.id = %s", params=[lead_id])
 
 
 def join_imported(*, organization_id, import_id) -> int:
     """The leads an import created or updated join the campaigns their utm_campaign names, in one statement."""
-    now = timezone.now()
-    activities = Activity._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_MEMBER} {_COLUMNS}"
-            f" SELECT c.organization_id, c.id, l.id, %s, %s, %s, %s"
-            f" FROM {_LEAD} l JOIN {_CAMPAIGN} c ON c.organization_id = l.organization_id"
-            f"  AND lower(c.utm_campaign) = lower(l.utm_campaign) AND c.utm_campaign <> ''"
-            f" WHERE l.organization_id = %s AND l.utm_campaign <> '' AND l.id IN ("
-            f"  SELECT a.lead_id FROM {activities} a WHERE a.organization_id = %s AND a.type = %s"
-            f"  AND a.properties ->> 'import_id' = %s){_UPSERT}",
-            [MemberStatus.RESPONDED, MemberSource.IMPORT, now, now, organization_id, organization_id,
-             ActivityType.IMPORTED, str(import_id)],
-        )
-        return cursor.rowcount
+    return _join_by_utm(
+        organization_id=organization_id, source=MemberSource.IMPORT,
+        leads_sql=(f"l.id IN (SELECT a.lead_id FROM {Activity._meta.db_table} a WHERE a.organization_id = %s"
+                   " AND a.type = %s AND a.properties ->> 'import_id' = %s)"),
+        params=[organization_id, ActivityType.IMPORTED, str(import_id)],
+    )
 
 
 def mark_converted(*, organization_id, lead_id) -> int:

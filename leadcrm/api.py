@@ -6,6 +6,7 @@ import json
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -79,6 +80,18 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
 
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
+
+
+class Conflict(exceptions.APIException):
+    """409: the request is well formed, but the state of things refuses it (`detail` says why)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+# How a 409 looks in the OpenAPI schema.
+CONFLICT_RESPONSE = OpenApiResponse(inline_serializer("Conflict", {"detail": serializers.CharField()}),
+                                    description="Refused; `detail` says why.")
 
 
 class IdempotencyConflict(exceptions.APIException):

@@ -3,12 +3,12 @@ then sequences."""
 
 from types import SimpleNamespace
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm.api import OrgScopedViewSet, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 
 from . import rendering, selectors, services
@@ -22,13 +22,6 @@ from .serializers import (
 )
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
-REFUSED = OpenApiResponse(inline_serializer("NurturingConflict", {"detail": serializers.CharField()}),
-                          description="Refused; `detail` says why.")
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 def _user(request):
@@ -128,7 +121,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     def partial_update(self, request, *args, **kwargs):
         return self.update(request, *args, partial=True, **kwargs)
 
-    @extend_schema(responses={204: None, 409: REFUSED})
+    @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a template and its versions; one that a sequence step sends is a 409 naming the sequences."""
         try:
@@ -286,7 +279,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def partial_update(self, request, *args, **kwargs):
         return self.update(request, *args, partial=True, **kwargs)
 
-    @extend_schema(responses={204: None, 409: REFUSED})
+    @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a sequence that never sent email; one that did is a 409 (deactivate it: its history stays)."""
         sequence = self.get_object()
@@ -334,7 +327,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(EnrollmentSerializer(page, many=True).data)
 
-    @extend_schema(request=ExitSerializer, responses={200: EnrollmentSerializer, 409: REFUSED})
+    @extend_schema(request=ExitSerializer, responses={200: EnrollmentSerializer, 409: CONFLICT_RESPONSE})
     @action(detail=True, methods=["post"], url_path=r"enrollments/(?P<enrollment_id>[0-9a-fA-F-]+)/exit",
             url_name="enrollment-exit", filter_backends=[], pagination_class=None)
     def exit_enrollment(self, request, pk=None, enrollment_id=None):

@@ -11,12 +11,12 @@ from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, generics, mixins, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm.api import OrgScopedViewSet, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.models import Role
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.permissions import HasOrganization, IsOrgWideMember
@@ -40,13 +40,6 @@ from .serializers import (
 )
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
-CONFLICT = OpenApiResponse(inline_serializer("RoutingConflict", {"detail": serializers.CharField()}),
-                           description="Refused; `detail` says why.")
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class IsMemberSession(HasOrganization):
@@ -172,7 +165,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer.is_valid(raise_exception=True)
         return Response(self.get_serializer(self._save(serializer, instance=team)).data)
 
-    @extend_schema(responses={204: None, 409: CONFLICT})
+    @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a team; one that assignment rules still send leads to is a 409 naming them."""
         try:
@@ -238,7 +231,7 @@ class LeadRouteView(APIView):
 
     permission_classes = [IsOrgWideMember]
 
-    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT})
+    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT_RESPONSE})
     def post(self, request, pk):
         """Route the lead now: the first matching rule gives it to a rep (who becomes its `owner`) or to a team's
         pool. A 409 when no rule can place it, or when the lead is past the open stages."""
@@ -273,7 +266,7 @@ class LeadClaimView(APIView):
 
     permission_classes = [IsMemberSession]
 
-    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT})
+    @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT_RESPONSE})
     def post(self, request, pk):
         """Claim the lead for yourself. Of two reps claiming at once one wins; the other gets a 409 saying who
         has it. A lead outside your teams' pools is a 404."""

@@ -7,17 +7,12 @@ from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer
+from leadcrm.api import Conflict, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.pagination import CreatedCursorPagination
 
 from .. import selectors, services
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
-
-
-class Conflict(exceptions.APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 def _user(request):
