@@ -184,6 +184,8 @@ SPECTACULAR_SETTINGS = {
         "RoutingStrategyEnum": "routing.models.Strategy.choices",
         "TouchTypeEnum": "routing.serializers.TOUCH_CHOICES",
         "ActivityTypeEnum": "leads.models.ActivityType.choices",
+        "ScoringRuleKindEnum": "scoring.models.RuleKind.choices",
+        "CampaignMemberStatusEnum": "campaigns.models.MemberStatus.choices",
     },
 }
 
