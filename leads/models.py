@@ -128,6 +128,8 @@ class Lead(models.Model):
     behavior_lost = models.IntegerField(default=0)
     grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
     temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
+    # the ids of the scoring rules that add to or take from the score, so reports can tell which rules' leads convert
+    score_rules = ArrayField(models.UUIDField(), default=list, blank=True, editable=False)
     stage_reason = models.CharField(max_length=200, blank=True, default="",
                                     help_text="Why it was last disqualified or recycled")
     # qualification (BANT), filled in by reps

@@ -26,7 +26,6 @@ from django.db.models import (
     Case,
     Count,
     DateTimeField,
-    Exists,
     F,
     FloatField,
     Func,
@@ -44,6 +43,7 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignCost, CampaignMember
 from leads.models import Deal, DealStatus, Lead, LifecycleStage
 from routing.models import Assignment, LeadRouting, RepProfile
+from scoring.models import ScoringRule
 
 _S = LifecycleStage
 STAGE_ORDER = [_S.SUBSCRIBER, _S.LEAD, _S.MQL, _S.SAL, _S.SQL, _S.OPPORTUNITY, _S.CUSTOMER]
@@ -55,7 +55,7 @@ FUNNEL_BREAKDOWNS = ("source_type", "source", "campaign", "owner", "team", "segm
 SPEED_BREAKDOWNS = ("team", "rep")
 CYCLE_BREAKDOWNS = ("source", "campaign", "lost_reason")
 SOURCE_BREAKDOWNS = ("source", "source_type")
-CALIBRATION_BREAKDOWNS = ("band", "grade")
+CALIBRATION_BREAKDOWNS = ("band", "grade", "rule")
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear")
 
 
@@ -395,21 +395,59 @@ CALIBRATION_COLUMNS = [("key", "str"), ("label", "str"), ("leads", "int"), ("rea
 
 
 def score_calibration(organization_id, *, start, end, breakdown="band") -> list[dict]:
-    """Leads created in the range by score band of ten points (their score now; key = the band's lowest score)
-    or by grade: how many reached sql and how many have a won deal, and those as rates."""
+    """Leads created in the range by score band of ten points (their score now; key = the band's lowest score),
+    by grade, or by scoring rule (the leads each rule adds to or takes from now, every rule of the org listed):
+    how many reached sql and how many have a won deal, and those as rates."""
+    if breakdown == "rule":
+        return _calibration_by_rule(organization_id, start=start, end=end)
     since, until = time_range(start, end)
     leads = Lead.objects.for_org(organization_id).filter(created_at__gte=since, created_at__lt=until)
-    has_won = Exists(Deal.objects.for_org(organization_id).filter(lead_id=OuterRef("pk"), status=DealStatus.WON))
+    # IN (…) rather than EXISTS: PostgreSQL hashes the won deals' lead ids once instead of probing per lead
+    has_won = Q(pk__in=Deal.objects.for_org(organization_id).filter(status=DealStatus.WON).values("lead_id"))
     band = Func(F("score"), template="(floor(%(expressions)s / 10.0) * 10)::int", output_field=IntegerField())
     keys = {"band": (band, band), "grade": (F("grade"), F("grade"))}
     aggregates = {"leads": Count("pk"), "reached_sql": Count("pk", filter=reached(_S.SQL)),
-                  "won": Count("pk", filter=Q(has_won))}
+                  "won": Count("pk", filter=has_won)}
     rows = _grouped(leads, breakdown, keys, aggregates)
     if breakdown == "band":
         rows.sort(key=lambda row: int(row["key"]))
     for row in rows:
         if breakdown == "band":
             row["label"] = f"{row['key']} to {int(row['key']) + 9}"
-        row["sql_rate"] = _rate(row["reached_sql"], row["leads"])
-        row["won_rate"] = _rate(row["won"], row["leads"])
-    return [{name: row[name] for name, _ in CALIBRATION_COLUMNS} for row in rows]
+    return [_calibration_row(row) for row in rows]
+
+
+def _calibration_row(row: dict) -> dict:
+    row = {**row, "sql_rate": _rate(row["reached_sql"], row["leads"]), "won_rate": _rate(row["won"], row["leads"])}
+    return {name: row[name] for name, _ in CALIBRATION_COLUMNS}
+
+
+def _calibration_by_rule(organization_id, *, start, end) -> list[dict]:
+    since, until = time_range(start, end)
+    sql = f"""
+        WITH leads AS (
+            SELECT l.score_rules, {_reached_sql("l", "sql")} AS reached_sql,
+                   l.id IN (SELECT lead_id FROM {Deal._meta.db_table}
+                            WHERE organization_id = %(org)s AND status = %(won)s AND lead_id IS NOT NULL) AS won
+            FROM {Lead._meta.db_table} l
+            WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
+              AND l.score_rules <> '{{}}'
+        ), hits AS (
+            SELECT rule_id, count(*) AS leads, count(*) FILTER (WHERE reached_sql) AS reached_sql,
+                   count(*) FILTER (WHERE won) AS won
+            FROM leads CROSS JOIN LATERAL unnest(score_rules) AS rule_id
+            GROUP BY rule_id
+        )
+        SELECT r.id, r.name, r.kind, r.points, coalesce(h.leads, 0), coalesce(h.reached_sql, 0), coalesce(h.won, 0)
+        FROM {ScoringRule._meta.db_table} r LEFT JOIN hits h ON h.rule_id = r.id
+        WHERE r.organization_id = %(org)s
+        ORDER BY r.kind DESC, r.name, r.id  -- fit rules first, as on the scoring page
+    """
+    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON,
+              "sql": later_stages(_S.SQL)}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    return [_calibration_row({"key": str(pk), "label": f"{name} ({kind}, {points:+d})", "leads": leads,
+                              "reached_sql": reached_sql, "won": won})
+            for pk, name, kind, points, leads, reached_sql, won in found]

@@ -178,7 +178,9 @@ sums AS (
            round(coalesce(sum(c.points) FILTER (WHERE c.kind = 'behavior' AND c.points > 0), 0)::numeric)::int
                AS behavior_gained,
            round(coalesce(sum(c.points) FILTER (WHERE c.kind = 'behavior' AND c.points < 0), 0)::numeric)::int
-               AS behavior_lost
+               AS behavior_lost,
+           coalesce(array_agg(DISTINCT (%s::uuid[])[c.idx + 1] ORDER BY (%s::uuid[])[c.idx + 1])
+                    FILTER (WHERE (%s::uuid[])[c.idx + 1] IS NOT NULL), '{{}}') AS score_rules
     FROM ({leads_sql}) l LEFT JOIN contrib c ON c.lead_id = l.id
     GROUP BY l.id, l.score, l.grade, l.temperature, l.lifecycle_stage
 ),
@@ -190,4 +192,6 @@ totals AS (
 scored AS (
     SELECT t.*, {grade_case} AS grade, {temperature_case} AS temperature FROM totals t
 )"""
-    return sql, params + leads_params + grade_params + temperature_params
+    # a draft rule under preview has no id yet: it is left out of score_rules
+    rule_ids = [str(rule.id) if rule.id else None for rule in config.ordered_rules]
+    return sql, params + [rule_ids] * 3 + leads_params + grade_params + temperature_params

@@ -225,7 +225,7 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
     # The same bounds on the updated table, so the join reads only the scope's leads, not the whole org's.
     bounds_sql, bounds = _bounds_sql(scope)
     parts = ("fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score", "score",
-             "grade", "temperature")
+             "grade", "temperature", "score_rules")
     sql = f"""
         WITH {scored_sql},
         changed AS (

@@ -200,7 +200,7 @@ def test_bad_dates_are_400_with_field_messages(api, report, params, field):
 @pytest.mark.parametrize(("report", "allowed"), [
     ("funnel", "source_type, source, campaign, owner, team, segment"), ("speed-to-lead", "team, rep"),
     ("sales-cycle", "source, campaign, lost_reason"), ("sources", "source, source_type"),
-    ("score-calibration", "band, grade")])
+    ("score-calibration", "band, grade, rule")])
 def test_unknown_breakdown_lists_the_allowed_ones(api, report, allowed):
     response = api.get(f"/api/v1/reports/{report}/", {"breakdown": "planet", "format": "csv"})
     assert response.status_code == 400 and response["Content-Type"].startswith("application/json")
@@ -268,3 +268,40 @@ def test_the_schema_describes_every_report():
     assert {"assigned", "within_sla", "close_rate", "revenue"} <= set(rows)
     names = {p["name"] for p in schema["paths"]["/api/v1/reports/funnel/"]["get"]["parameters"]}
     assert {"start", "end", "breakdown", "segment", "format"} <= names
+
+
+def test_score_calibration_by_rule_counts_the_leads_each_rule_scores(api, org, other_org):
+    from leads.models import Activity
+    from scoring import services as scoring
+    from scoring.models import ScoringRule
+
+    from .conftest import T0, make_deal
+
+    ScoringRule.objects.filter(organization__in=[org, other_org]).delete()
+    software = scoring.save_rule(organization_id=org.pk, name="Software", kind="fit", points=20,
+                                 condition={"field": "industry", "op": "eq", "value": "Software"})
+    pricing = scoring.save_rule(organization_id=org.pk, name="Pricing page", kind="behavior", points=5,
+                                condition={"activity_type": "page_view"})
+    unused = scoring.save_rule(organization_id=org.pk, name="Student", kind="fit", points=-10,
+                               condition={"field": "job_title", "op": "contains", "value": ["student"]})
+    scoring.save_rule(organization_id=other_org.pk, name="Rival's rule", kind="fit", points=5,
+                      condition={"field": "industry", "op": "eq", "value": "Software"})
+    won = make_lead(org, T0, industry="Software", lifecycle_stage="customer", stages={"sql": T0, "customer": T0})
+    make_deal(org, won, "100", "won", T0, T0)
+    plain = make_lead(org, T0, industry="Software")
+    viewer = make_lead(org, T0, industry="Retail", lifecycle_stage="sql", stages={"sql": T0})
+    Activity.objects.create(organization=org, lead=viewer, type="page_view", properties={}, occurred_at=T0)
+    make_lead(org, T0, industry="Retail")  # no rule scores it
+    make_lead(org, T0 - timedelta(days=40), industry="Software")  # outside the range
+    make_lead(other_org, T0, industry="Software")
+    for organization in (org, other_org):
+        scoring.recalculate_organization(organization_id=organization.pk)
+    plain.refresh_from_db()
+    assert plain.score_rules == [software.pk]
+
+    rows = get(api, "score-calibration", breakdown="rule")["rows"]
+    assert [(r["key"], r["label"], r["leads"], r["reached_sql"], r["won"], r["won_rate"]) for r in rows] == [
+        (str(software.pk), "Software (fit, +20)", 2, 1, 1, 0.5),
+        (str(unused.pk), "Student (fit, -10)", 0, 0, 0, None),
+        (str(pricing.pk), "Pricing page (behavior, +5)", 1, 1, 0, 0.0),
+    ]
