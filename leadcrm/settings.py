@@ -108,7 +108,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 AUTHENTICATION_BACKENDS = ["leadcrm.authentication.EmailBackend"]
 LOGIN_URL = "/accounts/login/"
-LOGIN_REDIRECT_URL = "/leads/"
+LOGIN_REDIRECT_URL = "/"  # each role's home page (leadcrm.views.home)
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 
 LANGUAGE_CODE = "en-us"

@@ -86,9 +86,16 @@ def ping(request):
     return Response({"ok": True, "organization": request.organization.slug})
 
 
+# URL names only: leadcrm knows nothing of the apps that serve these pages.
+HOME_OF_ROLE = {Role.REP: "routing:queue", Role.MARKETER: "reports:marketing", Role.MANAGER: "reports:sales",
+                Role.ADMIN: "reports:dashboard"}
+
+
 @login_required
 def home(request):
-    return redirect("leads:list")
+    """Each role's home page: reps their queue, marketers and managers their reports, admins the overview."""
+    role = request.membership.role if getattr(request, "membership", None) else None
+    return redirect(HOME_OF_ROLE.get(role, "leads:list"))
 
 
 @login_required

@@ -1,5 +1,6 @@
-"""Browser pages of the reports: a dashboard of key numbers and charts, and a page per report with a date range
-form, the rows as a table and a link to the same report as CSV (the API's `?format=csv`, which takes the session).
+"""Browser pages of the reports: an overview, a marketer's and a sales manager's home page (key numbers and charts,
+each card linking to its report), and a page per report with a date range form, the rows as a table and a link to
+the same report as CSV (the API's `?format=csv`, which takes the session).
 
 The pages validate their query with the API's ReportParams and read rows through the API views' `rows`, so a page
 and `/api/v1/reports/<name>/` always agree.
@@ -74,45 +75,142 @@ def _period(params) -> dict:
     return {"start": params["start"].isoformat(), "end": params["end"].isoformat()}
 
 
-@org_wide
-@require_GET
-def dashboard(request):
-    """Key numbers of the date range, each linking to its report, with a funnel chart and the top sources."""
-    params, errors = _validate(request.GET)
-    context = {"errors": errors, "query": request.GET, "reports": [(key, entry[0]) for key, entry in REPORTS.items()]}
-    if errors:
-        return render(request, "reports/dashboard.html", context, status=400)
-    organization_id, period = request.organization.pk, _period(params)
-    [funnel] = selectors.funnel(organization_id, start=params["start"], end=params["end"])
-    [speed] = selectors.speed_to_lead(organization_id, start=params["start"], end=params["end"])
+def _link(name, period) -> str:
+    return f"{reverse('reports:report', args=[name])}?{urlencode(period)}"
+
+
+def _percent(rate) -> str:
+    return "—" if rate is None else f"{rate * 100:.1f}%"
+
+
+def _dated_page(template, build):
+    """A page of key numbers over the date range of the query string; `build(organization_id, params, period)`
+    returns its context. A bad range shows the form with its errors (400)."""
+
+    @org_wide
+    @require_GET
+    def page(request):
+        params, errors = _validate(request.GET)
+        context = {"errors": errors, "query": request.GET,
+                   "reports": [(key, entry[0]) for key, entry in REPORTS.items()]}
+        if errors:
+            return render(request, template, context, status=400)
+        period = _period(params)
+        context.update(period=period, **build(request.organization.pk, params, period))
+        return render(request, template, context)
+
+    page.__doc__ = build.__doc__
+    return page
+
+
+def _funnel_chart(funnel) -> dict:
+    return {"type": "bar", "labels": ["Leads", "MQL", "SAL", "SQL", "Opportunity", "Customer"],
+            "datasets": [{"label": "Leads", "data": [funnel["leads"]] + [
+                funnel[stage] for stage in selectors.FUNNEL_STAGES]}]}
+
+
+def _sources_chart(top) -> dict:
+    return {"type": "bar", "labels": [row["label"] or "(none)" for row in top],
+            "datasets": [{"label": "Leads", "data": [row["leads"] for row in top]},
+                         {"label": "MQLs", "data": [row["mqls"] for row in top]}]}
+
+
+def _top_sources(organization_id, params):
     sources = selectors.sources(organization_id, start=params["start"], end=params["end"])
     top = sorted(sources, key=lambda row: (-row["leads"], row["label"] or ""))[:TOP_SOURCES]
-    won_revenue = sum((Decimal(row["won_revenue"]) for row in sources), Decimal("0.00"))
+    return top, sum((Decimal(row["won_revenue"]) for row in sources), Decimal("0.00"))
 
-    def link(name):
-        return f"{reverse('reports:report', args=[name])}?{urlencode(period)}"
 
-    context.update({
-        "period": period,
+def _overview(organization_id, params, period):
+    """Key numbers of the date range, each linking to its report, with a funnel chart and the top sources."""
+    start, end = params["start"], params["end"]
+    [funnel] = selectors.funnel(organization_id, start=start, end=end)
+    [speed] = selectors.speed_to_lead(organization_id, start=start, end=end)
+    top, won_revenue = _top_sources(organization_id, params)
+    return {
         "cards": [
-            ("Leads created", funnel["leads"], link("funnel")),
-            ("MQLs", funnel["mql"], link("funnel")),
-            ("SQLs", funnel["sql"], link("funnel")),
-            ("Won revenue", f"{won_revenue:.2f}", link("sources")),
+            ("Leads created", funnel["leads"], _link("funnel", period)),
+            ("MQLs", funnel["mql"], _link("funnel", period)),
+            ("SQLs", funnel["sql"], _link("funnel", period)),
+            ("Won revenue", f"{won_revenue:.2f}", _link("sources", period)),
             ("Speed to lead (median minutes to first touch)",
              "—" if speed["capture_to_touch_median_minutes"] is None else speed["capture_to_touch_median_minutes"],
-             link("speed-to-lead")),
+             _link("speed-to-lead", period)),
         ],
-        "top_sources": top,
-        "sources_link": link("sources"),
-        "funnel_chart": {"type": "bar", "labels": ["Leads", "MQL", "SAL", "SQL", "Opportunity", "Customer"],
-                         "datasets": [{"label": "Leads", "data": [funnel["leads"]] + [
-                             funnel[stage] for stage in selectors.FUNNEL_STAGES]}]},
-        "sources_chart": {"type": "bar", "labels": [row["label"] or "(none)" for row in top],
-                          "datasets": [{"label": "Leads", "data": [row["leads"] for row in top]},
-                                       {"label": "MQLs", "data": [row["mqls"] for row in top]}]},
-    })
-    return render(request, "reports/dashboard.html", context)
+        "top_sources": top, "sources_link": _link("sources", period),
+        "funnel_chart": _funnel_chart(funnel), "sources_chart": _sources_chart(top),
+    }
+
+
+def _marketing(organization_id, params, period):
+    """The marketer's home: leads and MQLs, what campaigns cost and returned, the funnel, the top sources and
+    whether higher scores really win more often."""
+    start, end = params["start"], params["end"]
+    [funnel] = selectors.funnel(organization_id, start=start, end=end)
+    campaigns = selectors.campaigns(organization_id, start=start, end=end)
+    calibration = selectors.score_calibration(organization_id, start=start, end=end, breakdown="band")
+    top, _ = _top_sources(organization_id, params)
+    spend = sum((Decimal(row["cost"]) for row in campaigns), Decimal("0.00"))
+    returned = sum((Decimal(row["won_revenue"]) for row in campaigns), Decimal("0.00"))
+    campaign_mqls = sum(row["mqls"] for row in campaigns)
+    ranked = sorted((row for row in campaigns if row["leads"] or Decimal(row["cost"])),
+                    key=lambda row: (row["roi"] is None, -(row["roi"] or 0), row["label"]))[:TOP_SOURCES]
+    return {
+        "cards": [
+            ("Leads created", funnel["leads"], _link("funnel", period)),
+            ("MQLs", funnel["mql"], _link("funnel", period)),
+            ("Lead to MQL", _percent(funnel["mql_rate"]), _link("funnel", period)),
+            ("Campaign spend", f"{spend:.2f}", _link("campaigns", period)),
+            ("Cost per campaign MQL", f"{spend / campaign_mqls:.2f}" if campaign_mqls and spend else "—",
+             _link("campaigns", period)),
+            ("Campaign ROI", _percent(float((returned - spend) / spend)) if spend else "—",
+             _link("campaigns", period)),
+        ],
+        "top_campaigns": ranked, "campaigns_link": _link("campaigns", period),
+        "calibration_link": _link("score-calibration", period),
+        "funnel_chart": _funnel_chart(funnel), "sources_chart": _sources_chart(top),
+        "calibration_chart": {"type": "bar", "labels": [row["label"] for row in calibration],
+                              "datasets": [{"label": "Reached SQL (%)",
+                                            "data": [round((row["sql_rate"] or 0) * 100, 1) for row in calibration]},
+                                           {"label": "Won (%)",
+                                            "data": [round((row["won_rate"] or 0) * 100, 1) for row in calibration]}]},
+    }
+
+
+def _sales(organization_id, params, period):
+    """The sales manager's home: how fast leads are touched, deals won and lost, and each rep's results."""
+    start, end = params["start"], params["end"]
+    [speed] = selectors.speed_to_lead(organization_id, start=start, end=end)
+    [cycle] = selectors.sales_cycle(organization_id, start=start, end=end)
+    lost = [row for row in selectors.sales_cycle(organization_id, start=start, end=end, breakdown="lost_reason")
+            if row["lost"]]
+    reps = selectors.reps(organization_id, start=start, end=end)
+    assigned, won = sum(row["assigned"] for row in reps), sum(row["won"] for row in reps)
+    leaders = sorted(reps, key=lambda row: (-Decimal(row["revenue"]), -row["won"], row["label"]))
+    minutes = speed["capture_to_touch_median_minutes"]
+    return {
+        "cards": [
+            ("Median minutes to first touch", "—" if minutes is None else minutes, _link("speed-to-lead", period)),
+            ("Touched within SLA", _percent(speed["within_sla_rate"]), _link("speed-to-lead", period)),
+            ("Deals won", cycle["won"], _link("sales-cycle", period)),
+            ("Deals lost", cycle["lost"], _link("sales-cycle", period)),
+            ("Median days to win", "—" if cycle["created_to_won_days_median"] is None
+             else cycle["created_to_won_days_median"], _link("sales-cycle", period)),
+            ("Close rate", _percent(won / assigned if assigned else None), _link("reps", period)),
+        ],
+        "leaders": leaders, "reps_link": _link("reps", period),
+        "reps_chart": {"type": "bar", "labels": [row["label"] for row in leaders],
+                       "datasets": [{"label": "Assigned", "data": [row["assigned"] for row in leaders]},
+                                    {"label": "Won", "data": [row["won"] for row in leaders]}]},
+        "lost_chart": {"type": "bar", "labels": [row["label"] or "(none)" for row in lost],
+                       "datasets": [{"label": "Deals lost", "data": [row["lost"] for row in lost]}]},
+        "lost_link": _link("sales-cycle", period) + "&breakdown=lost_reason",
+    }
+
+
+dashboard = _dated_page("reports/dashboard.html", _overview)
+marketing = _dated_page("reports/marketing.html", _marketing)
+sales = _dated_page("reports/sales.html", _sales)
 
 
 @org_wide

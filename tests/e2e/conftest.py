@@ -61,13 +61,13 @@ def shot(page, request):
 
 @pytest.fixture
 def login(page):
-    """login(email, password): signs in through the login form and lands on the leads list."""
+    """login(email, password): signs in through the login form and lands on the role's home page."""
 
     def sign_in(email: str, password: str):
         page.goto("/accounts/login/")
         page.fill("#id_username", email)
         page.fill("#id_password", password)
         page.click("main button[type=submit]")
-        page.wait_for_url(re.compile(r"/leads/$"))
+        page.wait_for_url(re.compile(r"/(queue|reports(/marketing|/sales)?|leads)/$"))
 
     return sign_in

@@ -1,4 +1,5 @@
-"""A manager's day in the browser: the dashboard, each report with its date range, and a CSV export."""
+"""A manager's day in the browser: the sales home page, the overview, each report with its date range, a CSV
+export."""
 
 import csv
 import io
@@ -31,7 +32,10 @@ def test_a_manager_reads_the_dashboard_and_every_report_and_exports_one(org, mem
     member(Role.MANAGER, "boss@acme.test")
     login("boss@acme.test", "pw-member-123")
 
-    page.get_by_role("link", name="Reports").first.click()
+    expect(page.locator("main h1")).to_have_text("Sales")  # a manager lands on the sales home page
+    expect(page.locator("article.report-card").filter(has_text="Deals won")).to_be_visible()
+    shot("sales-home")
+    page.locator("main nav").get_by_role("link", name="Overview").click()
     expect(page.locator("main h1")).to_have_text("Reports")
     cards = page.locator("article.report-card")
     expect(cards.filter(has_text="Leads created").locator(".report-number")).to_have_text("4")

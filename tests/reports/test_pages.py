@@ -119,20 +119,59 @@ def test_unknown_report_is_404(browser):
     assert browser.get("/reports/nothing/").status_code == 404
 
 
-@pytest.mark.parametrize("role", [Role.ADMIN, Role.MANAGER, Role.MARKETER])
-def test_org_wide_roles_see_the_pages_and_the_nav_item(client, member, role):
+@pytest.mark.parametrize(("role", "home"), [
+    (Role.ADMIN, "/reports/"), (Role.MANAGER, "/reports/sales/"), (Role.MARKETER, "/reports/marketing/")])
+def test_org_wide_roles_see_the_pages_and_land_on_their_home(client, member, role, home):
     client.force_login(member(role, email=f"{role}-x@acme.test"))
-    response = client.get("/reports/")
-    assert response.status_code == 200
-    assert '<a href="/reports/">Reports</a>' in response.content.decode()
+    for path in ("/reports/", "/reports/marketing/", "/reports/sales/"):
+        assert client.get(path).status_code == 200
+    assert client.get("/")["Location"] == home  # where signing in lands
+    assert f'<a href="{home}">Reports</a>' in client.get("/leads/").content.decode()
 
 
 def test_reps_get_404_and_no_nav_item(client, member, org):
     client.force_login(member(Role.REP))
-    assert client.get("/reports/").status_code == 404
+    for path in ("/reports/", "/reports/marketing/", "/reports/sales/"):
+        assert client.get(path).status_code == 404
     for name in REPORTS:
         assert client.get(f"/reports/{name}/").status_code == 404
-    assert '<a href="/reports/">Reports</a>' not in client.get("/leads/").content.decode()
+    assert client.get("/")["Location"] == "/queue/"
+    assert ">Reports</a>" not in client.get("/leads/").content.decode()
+
+
+def test_marketing_home_shows_campaign_spend_return_and_calibration(browser, data, noise,
+                                                                    django_assert_max_num_queries):
+    with django_assert_max_num_queries(12):
+        content = page(browser, "/reports/marketing/")
+    assert (card(content, "Leads created"), card(content, "MQLs"), card(content, "Lead to MQL")) == ("5", "4", "80.0%")
+    # Spring cost 400 and Webinar 100; first-touch credit gives Spring the won 1000; four campaign MQLs
+    assert (card(content, "Campaign spend"), card(content, "Cost per campaign MQL"),
+            card(content, "Campaign ROI")) == ("500.00", "125.00", "100.0%")
+    assert 'href="/reports/campaigns/?start=2026-03-01&amp;end=2026-03-31"' in content
+    top = re.search(r'<table class="data top-campaigns">(.*?)</table>', content, re.S).group(1)
+    assert top.index(">Spring<") < top.index(">Webinar<") and "150%" in top and "-100%" in top
+    assert ">Old<" not in top  # no members and no cost in the range
+    assert 'data-chart="calibration-chart"' in content and '"labels": ["10 to 19", "40 to 49", "50 to 59"' in content
+    assert "9999" not in content and "rival" not in content
+
+
+def test_sales_home_shows_speed_deals_and_the_rep_leaderboard(browser, data, noise, django_assert_max_num_queries):
+    with django_assert_max_num_queries(12):
+        content = page(browser, "/reports/sales/")
+    assert (card(content, "Median minutes to first touch"), card(content, "Touched within SLA")) == ("100.0", "33.3%")
+    assert (card(content, "Deals won"), card(content, "Deals lost"), card(content, "Median days to win")) == (
+        "2", "2", "21.5")
+    assert card(content, "Close rate") == "20.0%"  # one won of five assignments
+    leaders = re.search(r'<table class="data rep-leaders">(.*?)</table>', content, re.S).group(1)
+    assert leaders.index("anna@acme.test") < leaders.index("bert@acme.test")
+    assert '"labels": ["No budget", "Too expensive"]' in content  # the lost-reasons chart
+    assert 'href="/reports/sales-cycle/?start=2026-03-01&amp;end=2026-03-31&amp;breakdown=lost_reason"' in content
+
+
+@pytest.mark.parametrize("path", ["/reports/marketing/", "/reports/sales/"])
+def test_home_pages_refuse_a_bad_range_with_the_form(browser, path):
+    response = browser.get(path, {"start": "2026-03-10", "end": "2026-03-01"})
+    assert response.status_code == 400 and "The end date is before the start date." in response.content.decode()
 
 
 def test_signed_out_is_sent_to_log_in(client):
