@@ -7,10 +7,10 @@ the same rows in the same run.
 Builds a throwaway org set-based in SQL (INSERT ... SELECT over generate_series, in batches): leads created over
 two years in the order they are stored, with the spread of fields of bench/scoring_bulk.py and about 10 activities
 each; a lifecycle stage per lead (15% subscribers, 55% leads, the rest MQL or further) with the stage history
-that leads there; for MQLs and further an owner among 12 reps in two teams, the routing state (MQL, assigned and
-first-touch times, 80% touched, half within a 30-minute SLA) and an assignment; 20 campaigns with weekly costs,
-30% of leads joined to one by UTM; a won deal for every customer, a lost or open one for opportunities. Then
-VACUUM (ANALYZE).
+that leads there; a third of the org's scoring rules recorded as scoring each lead; for MQLs and further an owner
+among 12 reps in two teams, the routing state (MQL, assigned and first-touch times, 80% touched, half within a
+30-minute SLA) and an assignment; 20 campaigns with weekly costs, 30% of leads joined to one by UTM; a won deal
+for every customer, a lost or open one for opportunities. Then VACUUM (ANALYZE).
 
 Then, for two date ranges (the reports' default of the last 90 days, and all two years), each report and each
 of its breakdowns through the API (`GET /api/v1/reports/<name>/`, API-key authentication, JSON), median of the
@@ -131,6 +131,13 @@ FROM leads_lead l JOIN campaigns_campaign c ON c.organization_id = l.organizatio
      AND lower(c.utm_campaign) = lower(l.utm_campaign)
 WHERE l.organization_id = %(org)s AND l.utm_campaign <> ''
 """
+# Each lead is scored by a third of the org's rules, as stored by scoring (`score_rules`).
+SCORE_RULES_SQL = """
+UPDATE leads_lead l SET score_rules = ARRAY(
+    SELECT r.id FROM scoring_scoringrule r
+    WHERE r.organization_id = l.organization_id AND random() < 0.33 AND l.id IS NOT NULL ORDER BY r.id)
+WHERE l.organization_id = %(org)s
+"""
 COSTS_SQL = """
 INSERT INTO campaigns_campaigncost (id, organization_id, campaign_id, date, amount, note, created_at)
 SELECT gen_random_uuid(), c.organization_id, c.id, (%(anchor)s::date - w * 7),
@@ -147,7 +154,7 @@ REPORTS = [  # (name, query strings, what the bound counts)
     ("reps", [{}], "assignments"),
     ("sources", [{"breakdown": "source"}, {"breakdown": "source_type"}], "leads"),
     ("campaigns", [{"attribution": m} for m in ("first_touch", "last_touch", "linear")], "members"),
-    ("score-calibration", [{"breakdown": "band"}, {"breakdown": "grade"}], "leads"),
+    ("score-calibration", [{"breakdown": "band"}, {"breakdown": "grade"}, {"breakdown": "rule"}], "leads"),
 ]
 BOUNDS = {
     "leads": "SELECT count(*) FROM leads_lead WHERE organization_id = %(org)s AND created_at >= %(since)s"
@@ -206,7 +213,7 @@ def build(organization: Organization, leads: int, anchor) -> None:
                 cursor.execute(sql, {**params, "first": first, "last": last})
             print(f"\r  built {last + 1:,} leads ({time.perf_counter() - started:.0f} s)", end="", flush=True)
         with transaction.atomic():
-            for statement in (ROUTING_SQL, DEALS_SQL, MEMBERS_SQL, COSTS_SQL):
+            for statement in (ROUTING_SQL, DEALS_SQL, MEMBERS_SQL, COSTS_SQL, SCORE_RULES_SQL):
                 cursor.execute(statement, params)
         for table in ("leads_lead", "leads_activity", "routing_leadrouting", "routing_assignment", "leads_deal",
                       "campaigns_campaignmember", "campaigns_campaigncost"):

@@ -662,6 +662,8 @@ def _insert_sql(model, given: dict[str, str], params: dict) -> tuple[str, str]:
     """(column list, select list) covering every concrete column of `model`."""
     columns, exprs = [], []
     for field in model._meta.concrete_fields:
+        if field.generated:
+            continue
         columns.append(_q(field.column))
         exprs.append(given[field.column] if field.column in given else _default_sql(model, field, params))
     return ", ".join(columns), ", ".join(exprs)

@@ -49,6 +49,18 @@ ALLOWED_MOVES = {
 }
 # Moves into these stages need a reason from the org's list.
 STAGES_WITH_REASON = (_S.DISQUALIFIED, _S.RECYCLED)
+# The funnel's stages in order, ranked from 1. A lead has reached a stage when it is in that stage or a later one,
+# or its stage history holds one of them; Lead.reached_rank stores the furthest it reached (0: none).
+FUNNEL_RANK = {_S.SUBSCRIBER: 1, _S.LEAD: 2, _S.MQL: 3, _S.SAL: 4, _S.SQL: 5, _S.OPPORTUNITY: 6, _S.CUSTOMER: 7}
+
+
+def _reached_rank():
+    furthest_first = sorted(FUNNEL_RANK.items(), key=lambda item: -item[1])
+    return models.Case(
+        *(models.When(Q(lifecycle_stage=stage.value) | Q(stage_entered_at__has_key=stage.value), then=Value(rank))
+          for stage, rank in furthest_first),
+        default=Value(0),
+    )
 
 
 class LeadStatus(models.TextChoices):
@@ -128,6 +140,9 @@ class Lead(models.Model):
     behavior_lost = models.IntegerField(default=0)
     grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
     temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
+    # kept by PostgreSQL, for reports: the furthest funnel stage reached (FUNNEL_RANK)
+    reached_rank = models.GeneratedField(expression=_reached_rank(), output_field=models.SmallIntegerField(),
+                                         db_persist=True)
     # the ids of the scoring rules that add to or take from the score, so reports can tell which rules' leads convert
     score_rules = ArrayField(models.UUIDField(), default=list, blank=True, editable=False)
     stage_reason = models.CharField(max_length=200, blank=True, default="",
@@ -164,8 +179,13 @@ class Lead(models.Model):
             models.CheckConstraint(condition=~Q(email="", phone=""), name="lead_has_email_or_phone"),
         ]
         indexes = [
-            models.Index(fields=["organization", "-created_at", "-id"], name="lead_org_created"),
-            models.Index(fields=["organization", "id"], name="lead_org_id"),  # chunks of set-based batch work
+            # The report columns ride along, so the reports over leads created in a range read this index only.
+            models.Index(fields=["organization", "-created_at", "-id"], name="lead_org_created",
+                         include=["reached_rank", "source_type", "source", "utm_campaign", "owner", "score",
+                                  "grade"]),
+            # chunks of set-based batch work; the reports join leads by id and read these columns only
+            models.Index(fields=["organization", "id"], name="lead_org_id",
+                         include=["created_at", "reached_rank", "owner"]),
             models.Index(fields=["organization", "-score"], name="lead_org_score"),
             models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),

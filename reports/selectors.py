@@ -7,7 +7,9 @@ COLUMNS). Nothing loads leads into Python: rows are groups, counted and measured
 Definitions shared by the reports:
 
 - a lead *reached* a stage when it is in that stage or a later one of the funnel now, or its stage history
-  (`stage_entered_at`) has that stage or a later one — so the funnel never widens from one stage to the next;
+  (`stage_entered_at`) has that stage or a later one — so the funnel never widens from one stage to the next
+  (PostgreSQL keeps this as `Lead.reached_rank`, and the lead index by creation time carries it with the other
+  columns the reports group by, so reports over leads created in a range read that index alone);
 - durations come from stored timestamps: capture is the lead's `created_at`; MQL, assignment and first touch
   are the routing state's `mql_at`, `first_assigned_at` and `first_touch_at`; won is the deal's `closed_at`;
 - percentiles are PostgreSQL's `percentile_cont` (interpolated); rates are fractions from 0 to 1, none when
@@ -30,9 +32,7 @@ from django.db.models import (
     FloatField,
     Func,
     IntegerField,
-    OuterRef,
     Q,
-    Subquery,
     Value,
     When,
 )
@@ -41,12 +41,11 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignCost, CampaignMember
-from leads.models import Deal, DealStatus, Lead, LifecycleStage
-from routing.models import Assignment, LeadRouting, RepProfile
+from leads.models import FUNNEL_RANK, Deal, DealStatus, Lead, LifecycleStage
+from routing.models import Assignment, LeadRouting, RepProfile, Team
 from scoring.models import ScoringRule
 
 _S = LifecycleStage
-STAGE_ORDER = [_S.SUBSCRIBER, _S.LEAD, _S.MQL, _S.SAL, _S.SQL, _S.OPPORTUNITY, _S.CUSTOMER]
 FUNNEL_STAGES = [_S.MQL.value, _S.SAL.value, _S.SQL.value, _S.OPPORTUNITY.value, _S.CUSTOMER.value]
 CENT = Decimal("0.01")
 
@@ -65,17 +64,12 @@ def time_range(start, end):
     return datetime.combine(start, time.min, tzinfo=tz), datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz)
 
 
-def later_stages(stage) -> list[str]:
-    return [s.value for s in STAGE_ORDER[STAGE_ORDER.index(stage):]]
+def reached(stage) -> Q:
+    return Q(reached_rank__gte=FUNNEL_RANK[stage])
 
 
-def reached(stage, prefix: str = "") -> Q:
-    stages = later_stages(stage)
-    return Q(**{f"{prefix}lifecycle_stage__in": stages}) | Q(**{f"{prefix}stage_entered_at__has_any_keys": stages})
-
-
-def _reached_sql(alias: str, param: str) -> str:
-    return f"({alias}.lifecycle_stage = ANY(%({param})s) OR jsonb_exists_any({alias}.stage_entered_at, %({param})s))"
+def _reached_sql(alias: str, stage) -> str:
+    return f"{alias}.reached_rank >= {FUNNEL_RANK[stage]:d}"
 
 
 class Percentile(Aggregate):
@@ -159,12 +153,13 @@ def funnel(organization_id, *, start, end, breakdown=None, segment=None) -> list
 
 # --- 2. speed to lead
 
-SPEED_STEPS = {
-    "capture_to_mql": ("mql_at", "lead__created_at"),
-    "mql_to_assigned": ("first_assigned_at", "mql_at"),
-    "assigned_to_touch": ("first_touch_at", "first_assigned_at"),
-    "capture_to_touch": ("first_touch_at", "lead__created_at"),
+SPEED_SQL = {  # (finish, begin) columns of the routed leads below
+    "capture_to_mql": ("r.mql_at", "r.created_at"),
+    "mql_to_assigned": ("r.first_assigned_at", "r.mql_at"),
+    "assigned_to_touch": ("r.first_touch_at", "r.first_assigned_at"),
+    "capture_to_touch": ("r.first_touch_at", "r.created_at"),
 }
+SPEED_STEPS = list(SPEED_SQL)
 SPEED_COLUMNS = [("key", "str"), ("label", "str"), ("leads", "int"), ("touched", "int"), ("with_sla", "int"),
                  ("within_sla", "int"), ("within_sla_rate", "float")] + [
     (f"{step}_{stat}_minutes", "float") for step in SPEED_STEPS for stat in ("median", "p90")]
@@ -178,28 +173,45 @@ def speed_to_lead(organization_id, *, start, end, breakdown=None) -> list[dict]:
     `within_sla` those first touched at or before it (a lead never touched is not within);
     `within_sla_rate` = within_sla / with_sla. `rep` is the lead's owner now."""
     since, until = time_range(start, end)
-    first_deadline = (Assignment.objects.filter(organization_id=organization_id, lead_id=OuterRef("lead_id"))
-                      .order_by("created_at", "pk").values("sla_due_at")[:1])
-    routings = (LeadRouting.objects.filter(organization_id=organization_id, lead__organization_id=organization_id,
-                                           lead__created_at__gte=since, lead__created_at__lt=until)
-                .annotate(first_deadline=Subquery(first_deadline, output_field=DateTimeField())))
-    aggregates = {
-        "leads": Count("pk"),
-        "touched": Count("pk", filter=Q(first_touch_at__isnull=False)),
-        "with_sla": Count("pk", filter=Q(first_deadline__isnull=False)),
-        "within_sla": Count("pk", filter=Q(first_touch_at__lte=F("first_deadline"))),
-    }
-    for step, (finish, begin) in SPEED_STEPS.items():
-        aggregates[f"{step}_median_minutes"] = Percentile(_elapsed(finish, begin, 60), 0.5)
-        aggregates[f"{step}_p90_minutes"] = Percentile(_elapsed(finish, begin, 60), 0.9)
-    keys = {"team": (F("team_id"), F("team__name")), "rep": (F("lead__owner_id"), F("lead__owner__email"))}
-    rows = _grouped(routings, breakdown, keys, aggregates)
-    for row in rows:
-        row["within_sla_rate"] = _rate(row["within_sla"], row["with_sla"])
-        for step in SPEED_STEPS:
-            for stat in ("median", "p90"):
-                row[f"{step}_{stat}_minutes"] = _num(row[f"{step}_{stat}_minutes"])
-    return [{name: row[name] for name, _ in SPEED_COLUMNS} for row in rows]
+    user_table = get_user_model()._meta.db_table
+    key, label, joins = {
+        None: ("'all'", "'All'", ""),
+        "team": ("r.team_id::text", "t.name", f"LEFT JOIN {Team._meta.db_table} t ON t.id = r.team_id"),
+        "rep": ("r.owner_id::text", "u.email", f"LEFT JOIN {user_table} u ON u.id = r.owner_id"),
+    }[breakdown]
+    steps = [f"percentile_cont({fraction}) WITHIN GROUP (ORDER BY extract(epoch FROM ({finish} - {begin})) / 60.0)"
+             for finish, begin in SPEED_SQL.values() for fraction in (0.5, 0.9)]
+    sql = f"""
+        WITH routed AS (
+            SELECT r.lead_id, r.team_id, l.owner_id, l.created_at, r.mql_at, r.first_assigned_at, r.first_touch_at
+            FROM {Lead._meta.db_table} l
+            JOIN {LeadRouting._meta.db_table} r ON r.lead_id = l.id AND r.organization_id = l.organization_id
+            WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
+        ), deadline AS (
+            SELECT DISTINCT ON (a.lead_id) a.lead_id, a.sla_due_at
+            FROM {Assignment._meta.db_table} a JOIN routed USING (lead_id)
+            WHERE a.organization_id = %(org)s
+            ORDER BY a.lead_id, a.created_at, a.id
+        )
+        SELECT {key}, {label}, count(*), count(r.first_touch_at), count(d.sla_due_at),
+               count(*) FILTER (WHERE r.first_touch_at <= d.sla_due_at), {", ".join(steps)}
+        FROM routed r LEFT JOIN deadline d USING (lead_id)
+        {joins}
+        GROUP BY 1, 2 ORDER BY 2, 1
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"org": organization_id, "since": since, "until": until})
+        found = cursor.fetchall()
+    if not breakdown and not found:  # no routed leads: one row of zeros
+        found = [("all", "All", 0, 0, 0, 0, *[None] * len(steps))]
+    rows = []
+    for row_key, row_label, leads, touched, with_sla, within, *minutes in found:
+        row = {"key": row_key, "label": row_label or "", "leads": leads, "touched": touched, "with_sla": with_sla,
+               "within_sla": within, "within_sla_rate": _rate(within, with_sla)}
+        names = [f"{step}_{stat}_minutes" for step in SPEED_STEPS for stat in ("median", "p90")]
+        row.update({name: _num(value) for name, value in zip(names, minutes, strict=True)})
+        rows.append({name: row[name] for name, _ in SPEED_COLUMNS})
+    return rows
 
 
 # --- 3. sales cycle
@@ -250,40 +262,44 @@ def reps(organization_id, *, start, end) -> list[dict]:
     user_table = get_user_model()._meta.db_table
     sql = f"""
         WITH given AS (
-            SELECT a.rep_id, a.lead_id, a.sla_due_at, r.first_touch_at, l.lifecycle_stage, l.stage_entered_at
+            SELECT a.rep_id, a.lead_id, a.sla_due_at, r.first_touch_at, l.reached_rank
             FROM {Assignment._meta.db_table} a
             JOIN {Lead._meta.db_table} l ON l.id = a.lead_id AND l.organization_id = a.organization_id
             LEFT JOIN {LeadRouting._meta.db_table} r ON r.lead_id = a.lead_id AND r.organization_id = a.organization_id
             WHERE a.organization_id = %(org)s AND a.rep_id IS NOT NULL
               AND a.created_at >= %(since)s AND a.created_at < %(until)s
-        ), won AS (
-            SELECT g.rep_id, count(*) AS deals, sum(d.amount) AS revenue
-            FROM (SELECT DISTINCT rep_id, lead_id FROM given) g
-            JOIN {Deal._meta.db_table} d ON d.organization_id = %(org)s AND d.lead_id = g.lead_id
-            WHERE d.status = %(won)s
+        ), per_rep AS (
+            SELECT rep_id, count(*) AS assigned, count(*) FILTER (WHERE first_touch_at <= sla_due_at) AS within
+            FROM given GROUP BY rep_id
+        ), rep_leads AS (
+            SELECT DISTINCT rep_id, lead_id, reached_rank FROM given
+        ), outcomes AS (
+            SELECT g.rep_id,
+                   count(*) FILTER (WHERE {_reached_sql("g", _S.SAL)}) AS accepted,
+                   count(*) FILTER (WHERE {_reached_sql("g", _S.SQL)}) AS qualified,
+                   count(*) FILTER (WHERE {_reached_sql("g", _S.OPPORTUNITY)}) AS converted,
+                   sum(w.deals) AS won, sum(w.revenue) AS revenue
+            FROM rep_leads g
+            LEFT JOIN (SELECT lead_id, count(*) AS deals, sum(amount) AS revenue FROM {Deal._meta.db_table}
+                       WHERE organization_id = %(org)s AND status = %(won)s AND lead_id IS NOT NULL
+                       GROUP BY lead_id) w ON w.lead_id = g.lead_id
             GROUP BY g.rep_id
         )
-        SELECT p.user_id, u.email, count(g.lead_id),
-               count(*) FILTER (WHERE g.first_touch_at <= g.sla_due_at),
-               count(DISTINCT g.lead_id) FILTER (WHERE {_reached_sql("g", "sal")}),
-               count(DISTINCT g.lead_id) FILTER (WHERE {_reached_sql("g", "sql")}),
-               count(DISTINCT g.lead_id) FILTER (WHERE {_reached_sql("g", "opportunity")}),
-               coalesce(w.deals, 0), coalesce(w.revenue, 0)
+        SELECT p.user_id, u.email, coalesce(n.assigned, 0), coalesce(n.within, 0), coalesce(o.accepted, 0),
+               coalesce(o.qualified, 0), coalesce(o.converted, 0), coalesce(o.won, 0), coalesce(o.revenue, 0)
         FROM {RepProfile._meta.db_table} p
         JOIN {user_table} u ON u.id = p.user_id
-        LEFT JOIN given g ON g.rep_id = p.user_id
-        LEFT JOIN won w ON w.rep_id = p.user_id
+        LEFT JOIN per_rep n ON n.rep_id = p.user_id
+        LEFT JOIN outcomes o ON o.rep_id = p.user_id
         WHERE p.organization_id = %(org)s
-        GROUP BY p.user_id, u.email, w.deals, w.revenue
         ORDER BY u.email, p.user_id
     """
-    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON,
-              "sal": later_stages(_S.SAL), "sql": later_stages(_S.SQL), "opportunity": later_stages(_S.OPPORTUNITY)}
+    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [{"key": str(user_id), "label": email, "assigned": assigned, "within_sla": within, "accepted": accepted,
-             "qualified": qualified, "converted": converted, "won": won, "close_rate": _rate(won, assigned),
+             "qualified": qualified, "converted": converted, "won": int(won), "close_rate": _rate(won, assigned),
              "revenue": _money(revenue)}
             for user_id, email, assigned, within, accepted, qualified, converted, won, revenue in found]
 
@@ -293,6 +309,12 @@ def reps(organization_id, *, start, end) -> list[dict]:
 PERFORMANCE_COLUMNS = [("key", "str"), ("label", "str"), ("leads", "int"), ("mqls", "int"), ("sqls", "int"),
                        ("deals", "int"), ("won_revenue", "money"), ("cost", "money"), ("cost_per_lead", "money"),
                        ("cost_per_mql", "money"), ("roi", "float")]
+
+
+# Deals per lead of the org, counted once and joined by hash (not looked up lead by lead).
+_DEALS_PER_LEAD = f"""
+    SELECT lead_id, count(*) AS deals, sum(amount) FILTER (WHERE status = %(won)s) AS won
+    FROM {Deal._meta.db_table} WHERE organization_id = %(org)s AND lead_id IS NOT NULL GROUP BY lead_id"""
 
 
 def _performance(row: dict, cost: Decimal, revenue: Decimal) -> dict:
@@ -311,20 +333,16 @@ def sources(organization_id, *, start, end, breakdown="source") -> list[dict]:
     column = {"source": "source", "source_type": "source_type"}[breakdown]
     sql = f"""
         SELECT l.{column}, count(*),
-               count(*) FILTER (WHERE {_reached_sql("l", "mql")}),
-               count(*) FILTER (WHERE {_reached_sql("l", "sql")}),
+               count(*) FILTER (WHERE {_reached_sql("l", _S.MQL)}),
+               count(*) FILTER (WHERE {_reached_sql("l", _S.SQL)}),
                coalesce(sum(d.deals), 0), coalesce(sum(d.won), 0)
         FROM {Lead._meta.db_table} l
-        LEFT JOIN LATERAL (
-            SELECT count(*) AS deals, sum(amount) FILTER (WHERE status = %(won)s) AS won
-            FROM {Deal._meta.db_table} WHERE organization_id = l.organization_id AND lead_id = l.id
-        ) d ON true
+        LEFT JOIN ({_DEALS_PER_LEAD}) d ON d.lead_id = l.id
         WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
         GROUP BY l.{column}
         ORDER BY l.{column}
     """
-    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON,
-              "mql": later_stages(_S.MQL), "sql": later_stages(_S.SQL)}
+    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
@@ -357,29 +375,35 @@ def campaigns(organization_id, *, start, end, attribution="first_touch") -> list
                    coalesce(sum(amount) FILTER (WHERE from_last = 1), 0) AS last_touch,
                    coalesce(sum(amount / touches), 0) AS linear
             FROM touches GROUP BY campaign_id, currency
-        )
-        SELECT c.id, c.name, coalesce(n.leads, 0), coalesce(n.mqls, 0), coalesce(n.sqls, 0), coalesce(n.deals, 0),
-               coalesce((SELECT sum(amount) FROM {CampaignCost._meta.db_table}
-                         WHERE organization_id = %(org)s AND campaign_id = c.id
-                           AND date >= %(start)s AND date <= %(end)s), 0),
-               coalesce(r.{attribution}, 0)
-        FROM {Campaign._meta.db_table} c
-        LEFT JOIN LATERAL (
-            SELECT count(*) AS leads,
-                   count(*) FILTER (WHERE {_reached_sql("l", "mql")}) AS mqls,
-                   count(*) FILTER (WHERE {_reached_sql("l", "sql")}) AS sqls,
-                   sum((SELECT count(*) FROM {deal} d WHERE d.organization_id = %(org)s AND d.lead_id = m.lead_id
-                                                       AND d.created_at >= m.joined_at)) AS deals
+        ), joined AS (
+            SELECT m.campaign_id, m.lead_id, m.joined_at, l.reached_rank
             FROM {member} m JOIN {lead} l ON l.id = m.lead_id AND l.organization_id = m.organization_id
-            WHERE m.organization_id = %(org)s AND m.campaign_id = c.id
-              AND m.joined_at >= %(since)s AND m.joined_at < %(until)s
-        ) n ON true
+            WHERE m.organization_id = %(org)s AND m.joined_at >= %(since)s AND m.joined_at < %(until)s
+        ), counts AS (
+            SELECT campaign_id, count(*) AS leads, count(*) FILTER (WHERE {_reached_sql("joined", _S.MQL)}) AS mqls,
+                   count(*) FILTER (WHERE {_reached_sql("joined", _S.SQL)}) AS sqls
+            FROM joined GROUP BY campaign_id
+        ), deals AS (
+            SELECT j.campaign_id, count(*) AS deals
+            FROM joined j JOIN {deal} d ON d.organization_id = %(org)s AND d.lead_id = j.lead_id
+                                       AND d.created_at >= j.joined_at
+            GROUP BY j.campaign_id
+        ), costs AS (
+            SELECT campaign_id, sum(amount) AS cost FROM {CampaignCost._meta.db_table}
+            WHERE organization_id = %(org)s AND date >= %(start)s AND date <= %(end)s GROUP BY campaign_id
+        )
+        SELECT c.id, c.name, coalesce(n.leads, 0), coalesce(n.mqls, 0), coalesce(n.sqls, 0), coalesce(k.deals, 0),
+               coalesce(x.cost, 0), coalesce(r.{attribution}, 0)
+        FROM {Campaign._meta.db_table} c
+        LEFT JOIN counts n ON n.campaign_id = c.id
+        LEFT JOIN deals k ON k.campaign_id = c.id
+        LEFT JOIN costs x ON x.campaign_id = c.id
         LEFT JOIN credit r ON r.campaign_id = c.id AND r.currency = c.currency
         WHERE c.organization_id = %(org)s
         ORDER BY c.name, c.id
     """
     params = {"org": organization_id, "since": since, "until": until, "start": start, "end": end,
-              "won": DealStatus.WON, "mql": later_stages(_S.MQL), "sql": later_stages(_S.SQL)}
+              "won": DealStatus.WON}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
@@ -426,7 +450,7 @@ def _calibration_by_rule(organization_id, *, start, end) -> list[dict]:
     since, until = time_range(start, end)
     sql = f"""
         WITH leads AS (
-            SELECT l.score_rules, {_reached_sql("l", "sql")} AS reached_sql,
+            SELECT l.score_rules, {_reached_sql("l", _S.SQL)} AS reached_sql,
                    l.id IN (SELECT lead_id FROM {Deal._meta.db_table}
                             WHERE organization_id = %(org)s AND status = %(won)s AND lead_id IS NOT NULL) AS won
             FROM {Lead._meta.db_table} l
@@ -443,8 +467,7 @@ def _calibration_by_rule(organization_id, *, start, end) -> list[dict]:
         WHERE r.organization_id = %(org)s
         ORDER BY r.kind DESC, r.name, r.id  -- fit rules first, as on the scoring page
     """
-    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON,
-              "sql": later_stages(_S.SQL)}
+    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()

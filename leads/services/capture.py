@@ -116,7 +116,7 @@ def _insert_unless_email_taken(lead: Lead) -> bool:
     which the ORM's conflict options cannot name) decides in one statement, with no savepoint and no failed
     insert left behind for a merge. Values are prepared by the model's own fields, as save() would.
     """
-    fields = Lead._meta.concrete_fields
+    fields = [field for field in Lead._meta.concrete_fields if not field.generated]  # reached_rank: PostgreSQL's
     values = [field.get_db_prep_save(field.pre_save(lead, add=True), connection) for field in fields]
     quote = connection.ops.quote_name
     sql = (
