@@ -182,7 +182,7 @@ class Lead(models.Model):
             # The report columns ride along, so the reports over leads created in a range read this index only.
             models.Index(fields=["organization", "-created_at", "-id"], name="lead_org_created",
                          include=["reached_rank", "source_type", "source", "utm_campaign", "owner", "score",
-                                  "grade"]),
+                                  "grade", "score_rules"]),
             # chunks of set-based batch work; the reports join leads by id and read these columns only
             models.Index(fields=["organization", "id"], name="lead_org_id",
                          include=["created_at", "reached_rank", "owner"]),

@@ -450,10 +450,11 @@ def _calibration_by_rule(organization_id, *, start, end) -> list[dict]:
     since, until = time_range(start, end)
     sql = f"""
         WITH leads AS (
-            SELECT l.score_rules, {_reached_sql("l", _S.SQL)} AS reached_sql,
-                   l.id IN (SELECT lead_id FROM {Deal._meta.db_table}
-                            WHERE organization_id = %(org)s AND status = %(won)s AND lead_id IS NOT NULL) AS won
+            SELECT l.score_rules, {_reached_sql("l", _S.SQL)} AS reached_sql, w.lead_id IS NOT NULL AS won
             FROM {Lead._meta.db_table} l
+            LEFT JOIN (SELECT DISTINCT lead_id FROM {Deal._meta.db_table}
+                       WHERE organization_id = %(org)s AND status = %(won)s AND lead_id IS NOT NULL) w
+                   ON w.lead_id = l.id
             WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
               AND l.score_rules <> '{{}}'
         ), hits AS (
