@@ -299,7 +299,7 @@ def reps(organization_id, *, start, end) -> list[dict]:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [{"key": str(user_id), "label": email, "assigned": assigned, "within_sla": within, "accepted": accepted,
-             "qualified": qualified, "converted": converted, "won": int(won), "close_rate": _rate(won, assigned),
+             "qualified": qualified, "converted": converted, "won": int(won), "close_rate": _rate(int(won), assigned),
              "revenue": _money(revenue)}
             for user_id, email, assigned, within, accepted, qualified, converted, won, revenue in found]
 

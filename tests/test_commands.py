@@ -170,3 +170,18 @@ def test_add_member_puts_one_user_in_two_orgs(org, other_org):
     run("add_member", other_org.slug, "--email", "both@x.test", "--password", "pw-both-123", "--role", "rep")
     assert set(Membership.objects.filter(user__username="both@x.test").values_list("organization__slug", "role")) \
         == {(org.slug, "marketer"), (other_org.slug, "rep")}
+
+
+def test_the_demo_has_a_sales_history_for_the_reports(client):
+    for command in ("seed_demo", "seed_demo_routing", "seed_demo_campaigns"):
+        run(command)
+    client.force_login(User.objects.get(username="manager@demo.test"))
+    rows = {name: client.get(f"/api/v1/reports/{name}/").json()["rows"]
+            for name in ("funnel", "speed-to-lead", "sales-cycle", "campaigns")}
+    [funnel], [speed], [cycle] = rows["funnel"], rows["speed-to-lead"], rows["sales-cycle"]
+    assert funnel["mql"] >= 30 and funnel["customer"] >= 10
+    assert speed["with_sla"] == speed["leads"] >= 30 and 0 < speed["within_sla"] < speed["with_sla"]
+    assert cycle["won"] >= 10 and cycle["lost"] >= 1 and cycle["created_to_won_days_median"] > 0
+    assert any(float(campaign["won_revenue"]) > 0 for campaign in rows["campaigns"])
+    run("seed_demo_routing")  # safe to re-run: the history is not made twice
+    assert client.get("/api/v1/reports/speed-to-lead/").json()["rows"][0]["leads"] == speed["leads"]

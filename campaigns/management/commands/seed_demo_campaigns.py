@@ -2,13 +2,14 @@ import datetime
 from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from leadcrm.models import Organization
 from leads.models import Lead
 
 from ... import services
-from ...models import Campaign
+from ...models import Campaign, CampaignMember
 
 
 class Command(BaseCommand):
@@ -34,4 +35,7 @@ class Command(BaseCommand):
                                   amount=Decimal(amount), note="Monthly spend")
             services.add_members(campaign=campaign, leads=Lead.objects.for_org(organization).filter(source=source),
                                  status="responded")
+            # They responded when they were captured (the demo's leads are spread over the last 90 days).
+            CampaignMember.objects.for_org(organization).filter(campaign=campaign).update(joined_at=Subquery(
+                Lead.objects.filter(pk=OuterRef("lead_id")).values("created_at")[:1]))
         self.stdout.write("Demo campaigns: 'Search ads, Q4' and 'Partner referrals'.")

@@ -1,5 +1,5 @@
 import random
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
@@ -8,7 +8,7 @@ from django.utils import timezone
 from leadcrm import services as tenancy_services
 from leadcrm.models import Organization, Role
 from leads import services
-from leads.models import Activity, ActivityType, Form, Lead
+from leads.models import Account, Activity, ActivityType, Deal, DealStatus, Form, Lead
 
 DEMO_SLUG = "demo"
 DEMO_PASSWORD = "demo12345"
@@ -29,6 +29,10 @@ TITLES = ["Marketing Manager", "VP Sales", "CTO", "Head of Growth", "Operations 
 SOURCES = [("paid", "google-ads"), ("organic", "blog"), ("inbound", "website"), ("referral", "partner"),
            ("outbound", "cold-email")]
 PAGES = ["/", "/pricing", "/features", "/blog/lead-scoring-101", "/case-studies", "/demo", "/docs"]
+# The sales history of the demo: how far each of 40 older leads got (stages after "lead"), then its deal.
+HISTORY = ([["mql"]] * 8 + [["mql", "sal"]] * 8 + [["mql", "sal", "sql"]] * 6
+           + [["mql", "sal", "sql", "opportunity"]] * 6 + [["mql", "sal", "sql", "opportunity", "customer"]] * 12)
+LOST_REASONS = ["Too expensive", "Chose a competitor", "No budget this year"]
 
 
 class Command(BaseCommand):
@@ -58,6 +62,7 @@ class Command(BaseCommand):
             return
         rep = organization.memberships.get(role=Role.REP).user
         self._seed_leads(organization, rep)
+        self._seed_history(organization, rep)
         self.stdout.write(f"Seeded demo organization with {organization.leads.count()} leads. "
                           f"Logins: admin|manager|marketer|rep@demo.test, password {DEMO_PASSWORD}")
 
@@ -97,3 +102,29 @@ class Command(BaseCommand):
             ]
             Activity.objects.bulk_create(activities)
             Lead.objects.filter(pk=result.lead.pk).update(last_activity_at=max(a.occurred_at for a in activities))
+
+    @transaction.atomic
+    def _seed_history(self, organization, rep):
+        """Leads that went further, with their stage times, owner and deals, so the reports have a past to show:
+        MQL a few hours after capture, a step every few days, half the opportunities lost, the customers won."""
+        rng = random.Random(7)
+        now = timezone.now()
+        older = Lead.objects.for_org(organization).filter(created_at__lt=now - timedelta(days=30)).order_by("pk")
+        for lead, path in zip(older[:len(HISTORY)], HISTORY, strict=False):
+            at, stages = lead.created_at + timedelta(hours=rng.randint(1, 8)), dict(lead.stage_entered_at)
+            for stage in path:
+                stages[stage] = min(at, now - timedelta(hours=1)).isoformat()
+                at += timedelta(days=rng.randint(2, 6), hours=rng.randint(0, 12))
+            Lead.objects.filter(pk=lead.pk).update(lifecycle_stage=path[-1], stage_entered_at=stages, owner=rep)
+            if "opportunity" not in path:
+                continue
+            account, _ = Account.objects.get_or_create(organization=organization, name=lead.company)
+            lost = "customer" not in path and rng.random() < 0.5
+            status = DealStatus.WON if "customer" in path else DealStatus.LOST if lost else DealStatus.OPEN
+            deal = Deal.objects.create(
+                organization=organization, account=account, lead=lead, owner=rep, name=f"{lead.company} subscription",
+                amount=rng.choice([4800, 9600, 12000, 24000, 36000]), status=status,
+                lost_reason=rng.choice(LOST_REASONS) if lost else "",
+                closed_at={DealStatus.WON: datetime.fromisoformat(stages.get("customer", now.isoformat())),
+                           DealStatus.LOST: min(at, now)}.get(status))
+            Deal.objects.filter(pk=deal.pk).update(created_at=stages["opportunity"])
