@@ -204,14 +204,10 @@ def speed_to_lead(organization_id, *, start, end, breakdown=None) -> list[dict]:
         found = cursor.fetchall()
     if not breakdown and not found:  # no routed leads: one row of zeros
         found = [("all", "All", 0, 0, 0, 0, *[None] * len(steps))]
-    rows = []
-    for row_key, row_label, leads, touched, with_sla, within, *minutes in found:
-        row = {"key": row_key, "label": row_label or "", "leads": leads, "touched": touched, "with_sla": with_sla,
-               "within_sla": within, "within_sla_rate": _rate(within, with_sla)}
-        names = [f"{step}_{stat}_minutes" for step in SPEED_STEPS for stat in ("median", "p90")]
-        row.update({name: _num(value) for name, value in zip(names, minutes, strict=True)})
-        rows.append({name: row[name] for name, _ in SPEED_COLUMNS})
-    return rows
+    return [{"key": row_key, "label": row_label or "", "leads": leads, "touched": touched, "with_sla": with_sla,
+             "within_sla": within, "within_sla_rate": _rate(within, with_sla),
+             **{name: _num(value) for (name, _), value in zip(SPEED_COLUMNS[7:], minutes, strict=True)}}
+            for row_key, row_label, leads, touched, with_sla, within, *minutes in found]
 
 
 # --- 3. sales cycle
