@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-webhooks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench-speed-to-lead: install
 ## Emails rendered and handed to a local SMTP sink per second by one worker process, 50,000 due steps.
 bench-drip: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/drip.py $(ARGS)
+
+## Webhook deliveries per second by one worker process to a local receiver, beside plain sequential POSTs.
+bench-webhooks: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/webhooks.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

@@ -249,6 +249,7 @@ WEBHOOKS_MAX_REDIRECTS = env_int("WEBHOOKS_MAX_REDIRECTS", 3)
 WEBHOOKS_RETRY_SCHEDULE = os.environ.get("WEBHOOKS_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
 WEBHOOKS_SWEEP_SECONDS = env_int("WEBHOOKS_SWEEP_SECONDS", 30)
 WEBHOOKS_BATCH_SIZE = env_int("WEBHOOKS_BATCH_SIZE", 50)
+WEBHOOKS_SEND_CONCURRENCY = env_int("WEBHOOKS_SEND_CONCURRENCY", 8)  # POSTs in flight at once per worker process
 WEBHOOKS_DRAIN_SECONDS = env_int("WEBHOOKS_DRAIN_SECONDS", 60)
 WEBHOOKS_DRAIN_TASKS = env_int("WEBHOOKS_DRAIN_TASKS", 4)
 # A claimed delivery is not taken by another worker for this long: more than one send with its redirects can last.

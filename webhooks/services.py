@@ -3,6 +3,8 @@ with retries, replays."""
 
 import json
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
 
 from django.conf import settings
@@ -280,38 +282,60 @@ def body_of(delivery: Delivery) -> bytes:
     return json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def attempt(delivery: Delivery) -> Attempt:
-    """One signed POST of a claimed delivery, recorded; then delivered, due again after its backoff, or failed."""
+def _post(delivery: Delivery):
+    """One signed POST of a claimed delivery; returns (attempted_at, result) for `_record`."""
     body = body_of(delivery)
     timestamp = int(timezone.now().timestamp())
     headers = signing.headers(delivery.endpoint.secret, delivery.message_id, timestamp, body)
     attempted_at = timezone.now()
-    result = net.post(delivery.endpoint.url, body, headers)
-    ok = result.status_code is not None and 200 <= result.status_code < 300 and not result.error
+    return attempted_at, net.post(delivery.endpoint.url, body, headers)
+
+
+def _record(outcomes: list) -> list[Attempt]:
+    """Store the attempts of sent deliveries, and move each to delivered, due again after its backoff, or failed —
+    in one transaction for a whole batch (a crash before it commits only means those are sent again later)."""
     schedule = retry_schedule()
-    count = delivery.attempt_count + 1
     now = timezone.now()
-    if ok:
-        status, next_at = DeliveryStatus.DELIVERED, None
-    elif count > len(schedule):
-        status, next_at = DeliveryStatus.FAILED, None
-    else:
-        status, next_at = DeliveryStatus.PENDING, now + timedelta(seconds=schedule[count - 1])
-    error = result.error or ("" if ok else f"HTTP {result.status_code}")
+    if not outcomes:
+        return []
+    attempts, retries, rows = [], [], []
     with transaction.atomic():
-        record = Attempt.objects.create(
-            organization_id=delivery.organization_id, delivery=delivery, attempted_at=attempted_at, url=result.url,
-            status_code=result.status_code, response_body=result.body.replace("\x00", ""), error=result.error,
-            duration_ms=result.duration_ms)
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=status, attempt_count=count, next_attempt_at=next_at, last_status_code=result.status_code,
-            last_error=error[:500], updated_at=now)
-        if next_at is not None and schedule[count - 1] <= settings.WEBHOOKS_SWEEP_SECONDS:
-            # A retry sooner than the sweeper's next look gets a task of its own.
-            transaction.on_commit(lambda: _retry_later(delivery.pk, schedule[count - 1]))
-    delivery.status, delivery.attempt_count, delivery.next_attempt_at = status, count, next_at
-    delivery.last_status_code, delivery.last_error = result.status_code, error[:500]
-    return record
+        for delivery, attempted_at, result in outcomes:
+            ok = result.status_code is not None and 200 <= result.status_code < 300 and not result.error
+            count = delivery.attempt_count + 1
+            if ok:
+                status, next_at = DeliveryStatus.DELIVERED, None
+            elif count > len(schedule):
+                status, next_at = DeliveryStatus.FAILED, None
+            else:
+                status, next_at = DeliveryStatus.PENDING, now + timedelta(seconds=schedule[count - 1])
+                if schedule[count - 1] <= settings.WEBHOOKS_SWEEP_SECONDS:
+                    retries.append((delivery.pk, schedule[count - 1]))  # sooner than the sweeper's next look
+            error = (result.error or ("" if ok else f"HTTP {result.status_code}"))[:500]
+            attempts.append(Attempt(
+                organization_id=delivery.organization_id, delivery=delivery, attempted_at=attempted_at,
+                url=result.url, status_code=result.status_code, response_body=result.body.replace("\x00", ""),
+                error=result.error, duration_ms=result.duration_ms))
+            rows.append((delivery.pk, status, count, next_at, result.status_code, error))
+            delivery.status, delivery.attempt_count, delivery.next_attempt_at = status, count, next_at
+            delivery.last_status_code, delivery.last_error = result.status_code, error
+        Attempt.objects.bulk_create(attempts)
+        # One statement for the batch's deliveries.
+        values = ", ".join(["(%s::uuid, %s, %s::integer, %s::timestamptz, %s::smallint, %s)"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Delivery._meta.db_table} d SET status = v.status, attempt_count = v.attempt_count,"
+                " next_attempt_at = v.next_attempt_at, last_status_code = v.code, last_error = v.error, updated_at = %s"
+                f" FROM (VALUES {values}) AS v(id, status, attempt_count, next_attempt_at, code, error)"
+                " WHERE d.id = v.id", [now, *(value for row in rows for value in row)])
+        if retries:
+            transaction.on_commit(lambda: [_retry_later(pk, seconds) for pk, seconds in retries])
+    return attempts
+
+
+def attempt(delivery: Delivery) -> Attempt:
+    """Send a claimed delivery once and record the outcome."""
+    return _record([(delivery, *_post(delivery))])[0]
 
 
 def _retry_later(delivery_id, seconds: int) -> None:
@@ -332,23 +356,24 @@ def send_delivery(*, delivery_id) -> Attempt | None:
 def send_due(*, budget_seconds: float | None = None, batch: int | None = None) -> int:
     """Send due deliveries, claimed in batches with FOR UPDATE SKIP LOCKED (workers share the load), until none
     is due or the time budget is spent. Returns how many were attempted."""
-    import time
-
     budget = settings.WEBHOOKS_DRAIN_SECONDS if budget_seconds is None else budget_seconds
     deadline = time.monotonic() + budget
     sent = 0
-    while time.monotonic() < deadline:
-        claimed = _claim(limit=batch or settings.WEBHOOKS_BATCH_SIZE)
-        if not claimed:
-            break
-        for index, delivery in enumerate(claimed):
-            if time.monotonic() >= deadline:
-                # Hand back what this run will not reach: due again now, for the next worker.
-                Delivery.objects.filter(pk__in=[d.pk for d in claimed[index:]],
-                                        status=DeliveryStatus.PENDING).update(next_attempt_at=timezone.now())
-                return sent
-            attempt(delivery)
-            sent += 1
+    with ThreadPoolExecutor(max_workers=max(1, settings.WEBHOOKS_SEND_CONCURRENCY)) as pool:
+        while time.monotonic() < deadline:
+            claimed = _claim(limit=batch or settings.WEBHOOKS_BATCH_SIZE)
+            if not claimed:
+                break
+            # Receivers answer slowly next to the work here: several POSTs of a batch are in flight at once.
+            futures = {pool.submit(_post, delivery): delivery for delivery in claimed}
+            outcomes, flushed = [], time.monotonic()
+            for future in as_completed(futures):
+                outcomes.append((futures[future], *future.result()))
+                if time.monotonic() - flushed >= 1.0:  # slow receivers: record progress at least every second
+                    _record(outcomes)
+                    outcomes, flushed = [], time.monotonic()
+            _record(outcomes)
+            sent += len(claimed)
     return sent
 
 

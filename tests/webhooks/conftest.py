@@ -7,6 +7,11 @@ import pytest
 from webhooks import net
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the default 5 drops concurrent connections (the client then waits 1 s to retry)
+    daemon_threads = True
+
+
 class Receiver:
     """A real HTTP server on 127.0.0.1 in a thread. `requests` holds what it got (path, headers, body);
     `respond` decides each answer: (status, body, extra headers), optionally after `delay` seconds."""
@@ -39,7 +44,7 @@ class Receiver:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server = _Server((host, 0), Handler)
         self.server.daemon_threads = True
         self.host, self.port = host, self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
