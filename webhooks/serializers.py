@@ -1,16 +1,17 @@
 from rest_framework import serializers
 
-from leadcrm.api import StrictSerializer
+from leadcrm.api import StrictSerializer, storable_json
 
 from .models import Attempt, Delivery, DeliveryStatus, EventType
 
 
 class EndpointSerializer(StrictSerializer):
     id = serializers.UUIDField(read_only=True)
-    url = serializers.CharField(max_length=2000, help_text="A public https URL (resolved and checked on save and "
-                                                          "on every send).")
-    description = serializers.CharField(max_length=200, required=False, allow_blank=True)
-    events = serializers.ListField(child=serializers.CharField(max_length=64), allow_empty=True,
+    url = serializers.CharField(max_length=2000, validators=[storable_json],
+                                help_text="A public https URL (resolved and checked on save and on every send).")
+    description = serializers.CharField(max_length=200, required=False, allow_blank=True, validators=[storable_json])
+    events = serializers.ListField(child=serializers.CharField(max_length=64, validators=[storable_json]),
+                                   allow_empty=True,
                                    help_text=f"One or more of: {', '.join(EventType.values)}.")
     active = serializers.BooleanField(required=False)
     created_at = serializers.DateTimeField(read_only=True)

@@ -68,6 +68,7 @@ def test_update_rotate_and_delete(api):
     ({"events": [{"a": 1}]}, "events", "valid string"),
     ({"active": "maybe"}, "active", "boolean"),
     ({"secret": "whsec_mine"}, "secret", "Unknown field"),
+    ({"url": "https://hooks.example/\x00"}, "url", "null characters"),
 ])
 def test_bad_input_is_a_400_naming_the_field(api, body, field, message):
     response = _create(api, **body)
@@ -75,6 +76,17 @@ def test_bad_input_is_a_400_naming_the_field(api, body, field, message):
     errors = response.json()["errors"]
     assert field in errors, errors
     assert message.lower() in str(errors[field]).lower(), errors
+    assert not Endpoint.objects.exists()
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ('{"url": "https://hooks.example/", "events": ["lead.created"], "description": "\\ud800"}', "description"),
+    ('{"url": "https://hooks.example/", "events": ["lead.created\\ud800"]}', "events"),
+    ('{"url": "https://hooks.example/\\udfff", "events": ["lead.created"]}', "url"),
+])
+def test_lone_surrogates_are_a_400(api, raw, field):
+    response = api.post("/api/v1/webhooks/", raw, content_type="application/json")
+    assert response.status_code == 400 and field in response.json()["errors"], response.content
     assert not Endpoint.objects.exists()
 
 
