@@ -17,7 +17,7 @@ def lead_captured(*, organization_id, lead_id, created=True, channel=None, event
     services.deliveries_for_lead(
         organization_id=organization_id, lead_id=lead_id, event_id=event_id,
         event_type=EventType.LEAD_CREATED if created else EventType.LEAD_UPDATED,
-        data={"channel": channel} if created else {"channel": channel, "changed_fields": ["capture"]})
+        data={"channel": channel} if created else {"channel": channel, "merged_capture": True})
 
 
 def lead_updated(*, organization_id, lead_id, fields=(), event_id=None, **_):

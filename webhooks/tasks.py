@@ -1,6 +1,7 @@
 """Celery tasks of the `webhooks` queue: thin, idempotent (a delivery is claimed before it is sent)."""
 
 from celery import shared_task
+from django.conf import settings
 
 from . import services
 
@@ -22,7 +23,7 @@ def drain():
 def sweep():
     """From beat: send what is due (retries, and deliveries whose task was lost or never enqueued), and start
     draining tasks when more is due than one sweep sends."""
-    services.send_due(budget_seconds=services.settings.WEBHOOKS_SWEEP_SECONDS * 0.8)
+    services.send_due(budget_seconds=settings.WEBHOOKS_SWEEP_SECONDS * 0.8)
     backlog = services.due_count()
     if backlog:
         services._enqueue_drain(backlog)
