@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-reports clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-reports bench-webhooks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ bench-drip: install
 ## Every report over a 1,000,000-lead / 10,000,000-activity org beside count(*) of the same rows; ARGS="--leads 20000".
 bench-reports: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/reports.py $(ARGS)
+
+## Webhook deliveries per second by one worker process to a local receiver, beside plain sequential POSTs.
+bench-webhooks: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/webhooks.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

@@ -24,6 +24,7 @@ DEAL_LOST = "deal.lost"  # organization_id, deal_id, lead_id
 LEADS_MERGED = "leads.merged"  # organization_id, keep_id, merged_ids; emit_now, before the merged leads go
 LEAD_ASSIGNED = "lead.assigned"  # organization_id, lead_id, owner_id (None: to a pool), assignment_id, reason
 MEMBER_ADDED = "member.added"  # organization_id, user_id, role; emit_now
+EMAIL_UNSUBSCRIBED = "email.unsubscribed"  # organization_id, lead_id, how, message_id (None: no message named)
 ORG_CREATED = "organization.created"  # organization_id; delivered inside the creating transaction (emit_now)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)

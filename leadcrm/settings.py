@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "nurturing",
     "routing",
     "campaigns",
+    "webhooks",
     "reports",
 ]
 
@@ -206,6 +207,7 @@ CELERY_TASK_ROUTES = {
     "scoring.tasks.*": {"queue": "scoring"},
     "routing.tasks.*": {"queue": "routing"},
     "nurturing.tasks.*": {"queue": "nurturing"},
+    "webhooks.tasks.*": {"queue": "webhooks"},
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
@@ -215,6 +217,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     "routing-sla": {"task": "routing.tasks.check_deadlines", "schedule": env_int("ROUTING_SLA_TICK_SECONDS", 30)},
     # Due sequence steps are sent within one tick.
     "nurture-tick": {"task": "nurturing.tasks.tick", "schedule": env_int("NURTURE_TICK_SECONDS", 15)},
+    # Webhook retries and deliveries whose task was lost (broker outage, killed worker) are sent from here.
+    "webhooks-sweep": {"task": "webhooks.tasks.sweep", "schedule": env_int("WEBHOOKS_SWEEP_SECONDS", 30)},
 }
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
@@ -233,6 +237,23 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "LeadCRM <no-reply@lea
 NURTURE_RATE_PER_MINUTE = env_int("NURTURE_RATE_PER_MINUTE", 600)
 NURTURE_SENDING_STALE_MINUTES = env_int("NURTURE_SENDING_STALE_MINUTES", 30)
 NURTURE_UNSUBSCRIBE_MAILTO = os.environ.get("NURTURE_UNSUBSCRIBE_MAILTO", "")
+
+# Outbound webhooks. Receivers must be public https addresses; WEBHOOKS_ALLOW_PRIVATE (and WEBHOOKS_ALLOW_HTTP) let
+# development, tests and benchmarks deliver to a receiver on this machine. Retries: seconds after each failed
+# attempt (5 s, 5 min, 30 min, 2 h, 5 h, 10 h), then the delivery fails.
+WEBHOOKS_ALLOW_PRIVATE = env_bool("WEBHOOKS_ALLOW_PRIVATE", False)
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", DEBUG)
+WEBHOOKS_CONNECT_TIMEOUT = float(os.environ.get("WEBHOOKS_CONNECT_TIMEOUT", 3))
+WEBHOOKS_READ_TIMEOUT = float(os.environ.get("WEBHOOKS_READ_TIMEOUT", 5))
+WEBHOOKS_MAX_REDIRECTS = env_int("WEBHOOKS_MAX_REDIRECTS", 3)
+WEBHOOKS_RETRY_SCHEDULE = os.environ.get("WEBHOOKS_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000")
+WEBHOOKS_SWEEP_SECONDS = env_int("WEBHOOKS_SWEEP_SECONDS", 30)
+WEBHOOKS_BATCH_SIZE = env_int("WEBHOOKS_BATCH_SIZE", 50)
+WEBHOOKS_SEND_CONCURRENCY = env_int("WEBHOOKS_SEND_CONCURRENCY", 8)  # POSTs in flight at once per worker process
+WEBHOOKS_DRAIN_SECONDS = env_int("WEBHOOKS_DRAIN_SECONDS", 60)
+WEBHOOKS_DRAIN_TASKS = env_int("WEBHOOKS_DRAIN_TASKS", 4)
+# A claimed delivery is not taken by another worker for this long: more than one send with its redirects can last.
+WEBHOOKS_LEASE_SECONDS = env_int("WEBHOOKS_LEASE_SECONDS", 120)
 
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)  # set SECURE_COOKIES=1 behind HTTPS

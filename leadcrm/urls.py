@@ -10,6 +10,7 @@ from nurturing import api as nurturing_api
 from nurturing import tracking_views
 from routing import api as routing_api
 from scoring import api as scoring_api
+from webhooks import api as webhooks_api
 
 router = DefaultRouter()
 router.register("leads", leads_api.LeadViewSet, basename="lead")
@@ -28,6 +29,7 @@ router.register("templates", nurturing_api.TemplateViewSet, basename="template")
 router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 router.register("template-folders", nurturing_api.TemplateFolderViewSet, basename="template-folder")
 router.register("sequences", nurturing_api.SequenceViewSet, basename="sequence")
+router.register("webhooks", webhooks_api.WebhookViewSet, basename="webhook")
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -63,4 +65,5 @@ urlpatterns = [
     path("emails/", include("nurturing.urls")),
     path("", include("campaigns.urls")),
     path("reports/", include("reports.urls")),
+    path("settings/webhooks/", include("webhooks.urls")),
 ]

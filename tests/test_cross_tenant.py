@@ -342,6 +342,30 @@ ENDPOINTS = [
              marker="Acme Secrets campaign"),
     Endpoint("ui-report-score-calibration", "get", "/reports/score-calibration/", "absent", api=False,
              marker="980 to 989"),
+    # --- webhooks API ({webhook} has a delivery {delivery_id} about the victim's lead)
+    Endpoint("webhooks-list", "get", "/api/v1/webhooks/", "absent", marker="{webhook}"),
+    Endpoint("webhook-retrieve", "get", "/api/v1/webhooks/{webhook}/", "404"),
+    Endpoint("webhook-patch", "patch", "/api/v1/webhooks/{webhook}/", "404", body={"description": "Hijacked"}),
+    Endpoint("webhook-delete", "delete", "/api/v1/webhooks/{webhook}/", "404"),
+    Endpoint("webhook-rotate-secret", "post", "/api/v1/webhooks/{webhook}/rotate-secret/", "404"),
+    Endpoint("webhook-deliveries", "get", "/api/v1/webhooks/{webhook}/deliveries/", "404"),
+    Endpoint("webhook-delivery-replay", "post", "/api/v1/webhooks/{webhook}/deliveries/{delivery_id}/replay/", "404"),
+    # --- browser: webhooks (admins)
+    Endpoint("ui-webhooks-list", "get", "/settings/webhooks/", "absent", api=False, marker="hooks.acme-secrets.test"),
+    Endpoint("ui-webhook-detail", "get", "/settings/webhooks/{webhook}/", "404", api=False),
+    Endpoint("ui-webhook-edit", "get", "/settings/webhooks/{webhook}/edit/", "404", api=False),
+    Endpoint("ui-webhook-edit-post", "post", "/settings/webhooks/{webhook}/edit/", "404", api=False,
+             body={"url": "https://93.184.216.34/stolen", "events": ["lead.created"], "active": "on"}),
+    Endpoint("ui-webhook-disable", "post", "/settings/webhooks/{webhook}/active/", "404", api=False,
+             body={"active": "0"}),
+    Endpoint("ui-webhook-rotate", "post", "/settings/webhooks/{webhook}/rotate/", "404", api=False),
+    Endpoint("ui-webhook-test", "post", "/settings/webhooks/{webhook}/test/", "404", api=False),
+    Endpoint("ui-webhook-delete", "get", "/settings/webhooks/{webhook}/delete/", "404", api=False),
+    Endpoint("ui-webhook-delete-post", "post", "/settings/webhooks/{webhook}/delete/", "404", api=False),
+    Endpoint("ui-webhook-delivery", "get", "/settings/webhooks/{webhook}/deliveries/{delivery_id}/", "404",
+             api=False),
+    Endpoint("ui-webhook-delivery-replay", "post", "/settings/webhooks/{webhook}/deliveries/{delivery_id}/replay/",
+             "404", api=False),
 ]
 
 CASES = [
@@ -405,7 +429,20 @@ def victim(org):
             "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
-            **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account)}
+            **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account),
+            **_webhook_victims(org, lead)}
+
+
+def _webhook_victims(org, lead):
+    from webhooks import services as webhook_services
+    from webhooks.models import Endpoint as WebhookEndpoint
+
+    # Saved directly: the URL check would resolve the made-up host.
+    endpoint = WebhookEndpoint.objects.create(organization=org, url="https://hooks.acme-secrets.test/in",
+                                              events=["lead.updated"], secret="whsec_c2VjcmV0")
+    delivery_id, = webhook_services.deliveries_for_lead(organization_id=org.pk, event_type="lead.updated",
+                                                        lead_id=lead.pk, data={"changed_fields": ["company"]})
+    return {"webhook": str(endpoint.pk), "delivery_id": str(delivery_id)}
 
 
 def _campaign_victims(org, lead):
@@ -506,7 +543,7 @@ def snapshot():
     return tables
 
 
-TENANT_APPS = {"leadcrm", "leads", "scoring", "nurturing", "routing", "campaigns", "reports"}
+TENANT_APPS = {"leadcrm", "leads", "scoring", "nurturing", "routing", "campaigns", "webhooks", "reports"}
 
 
 def _has_field(model, name):
@@ -548,12 +585,12 @@ def test_every_tenant_api_route_is_in_the_matrix():
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
     own_org_creates = {"template.create", "template-folder.create",
                        "lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
-                       "scoring-rule.create", "campaign.create", "sequence.create"}
+                       "scoring-rule.create", "campaign.create", "sequence.create", "webhook.create"}
     lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
                "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
-               "sequence": "{sequence}"}
+               "sequence": "{sequence}", "webhook": "{webhook}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

@@ -13,6 +13,7 @@ from django.core import signing
 from django.db import transaction
 from django.utils import timezone
 
+from leadcrm import events
 from leads.models import ActivityType, Lead
 from leads.services import normalize_email, record_activity, update_lead
 
@@ -101,6 +102,8 @@ def unsubscribe(message: Message, *, how: str = "link") -> bool:
         update_lead(lead=lead, data={"unsubscribed": True})
         record_activity(organization_id=message.organization_id, lead=lead, type=ActivityType.UNSUBSCRIBE,
                         properties=_properties(message, how=how), occurred_at=now)
+        events.emit(events.EMAIL_UNSUBSCRIBED, organization_id=message.organization_id, lead_id=lead.pk, how=how,
+                    message_id=message.pk)
         exit_enrollments(organization_id=message.organization_id, lead_ids=[lead.pk], reason="unsubscribed", now=now)
     return True
 
@@ -148,7 +151,11 @@ def _mark(organization_id, lead: Lead, message: Message | None, event: str) -> L
         else:
             if message is not None:
                 _stamp(message, "unsubscribed_at", now)
+            newly = not lead.unsubscribed
             update_lead(lead=lead, data={"unsubscribed": True, "do_not_contact": True})
+            if newly:
+                events.emit(events.EMAIL_UNSUBSCRIBED, organization_id=organization_id, lead_id=lead.pk,
+                            how="complaint", message_id=message.pk if message is not None else None)
             record_activity(organization_id=organization_id, lead=lead, type=ActivityType.UNSUBSCRIBE,
                             properties={**properties, "how": "complaint"}, occurred_at=now)
             reason = "complained"

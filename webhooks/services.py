@@ -1,0 +1,382 @@
+"""Everything that changes webhook state: endpoints, deliveries (created set-based from domain events), sending
+with retries, replays."""
+
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from leads.models import Activity, ActivityType, Deal, Lead
+
+from . import net, signing
+from .models import TEST_EVENT, Attempt, Delivery, DeliveryStatus, Endpoint, EventType
+
+logger = logging.getLogger(__name__)
+
+ENDPOINT_FIELDS = ("url", "description", "events", "active")
+
+
+class EndpointError(Exception):
+    def __init__(self, errors: dict[str, list[str]]):
+        super().__init__(errors)
+        self.errors = errors
+
+
+def clean_endpoint(data: dict) -> dict:
+    """Checks what a user may get wrong; the URL is resolved and refused when it leads somewhere private."""
+    errors = {}
+    if "url" in data:
+        url = (data["url"] or "").strip()
+        if len(url) > 2000:
+            errors["url"] = ["At most 2000 characters."]
+        else:
+            try:
+                net.check_url(url)
+            except net.Refused as exc:
+                errors["url"] = [str(exc)]
+        data = {**data, "url": url}
+    if "events" in data:
+        events = list(dict.fromkeys(data["events"] or []))
+        unknown = [event for event in events if event not in EventType.values]
+        if unknown:
+            errors["events"] = [f"Unknown event: {', '.join(map(str, unknown))}. "
+                                f"Choose from {', '.join(EventType.values)}."]
+        elif not events:
+            errors["events"] = ["Choose at least one event."]
+        data = {**data, "events": events}
+    if errors:
+        raise EndpointError(errors)
+    return data
+
+
+def create_endpoint(*, organization_id, data: dict) -> Endpoint:
+    data = clean_endpoint({key: data[key] for key in ENDPOINT_FIELDS if key in data})
+    for required in ("url", "events"):
+        if required not in data:
+            raise EndpointError({required: ["This field is required."]})
+    return Endpoint.objects.create(organization_id=organization_id, secret=signing.new_secret(), **data)
+
+
+def update_endpoint(*, endpoint: Endpoint, data: dict) -> Endpoint:
+    data = clean_endpoint({key: data[key] for key in ENDPOINT_FIELDS if key in data})
+    for field, value in data.items():
+        setattr(endpoint, field, value)
+    endpoint.save(update_fields=[*data, "updated_at"])
+    return endpoint
+
+
+def set_active(*, endpoint: Endpoint, active: bool) -> Endpoint:
+    """A disabled endpoint gets no new deliveries, and its pending ones wait until it is enabled again."""
+    endpoint.active = active
+    endpoint.save(update_fields=["active", "updated_at"])
+    if active:
+        transaction.on_commit(lambda: _enqueue_drain(1))
+    return endpoint
+
+
+def rotate_secret(*, endpoint: Endpoint) -> Endpoint:
+    endpoint.secret = signing.new_secret()
+    endpoint.save(update_fields=["secret", "updated_at"])
+    return endpoint
+
+
+def delete_endpoint(*, endpoint: Endpoint) -> None:
+    endpoint.delete()
+
+
+# ------------------------------------------------------------------------------------------ creating deliveries
+
+_LEAD_SNAPSHOT = ", ".join(f"'{field}', l.{field}" for field in (
+    "id", "email", "first_name", "last_name", "phone", "job_title", "company", "country", "lifecycle_stage",
+    "status", "score", "grade", "owner_id", "account_id", "source", "utm_campaign", "tags", "unsubscribed",
+    "do_not_contact", "created_at", "updated_at"))
+LEAD_JSON = f"jsonb_build_object({_LEAD_SNAPSHOT})"
+
+
+def _new_message_id_sql() -> str:
+    return "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+
+
+def create_lead_deliveries(*, organization_id, event_type: str, leads_sql: str, leads_params: list,
+                           data: dict | None = None, event_key: str | None = None, returning: bool = True):
+    """One INSERT … SELECT: a delivery of `event_type` to each active endpoint of the org that subscribes to it, for
+    each lead in `leads_sql` (a query of lead ids), with the lead as it is now in `data.lead`. With `event_key`, a
+    repeat of the same event adds nothing. Returns the new delivery ids (or their number, returning=False)."""
+    now = timezone.now()
+    key_sql = "%s || ':' || l.id::text" if event_key is not None else "NULL::text"
+    key_params = [event_key] if event_key is not None else []
+    sql = (
+        f"INSERT INTO {Delivery._meta.db_table} (id, organization_id, endpoint_id, message_id, event_type, event_key,"
+        " lead_id, payload, status, attempt_count, next_attempt_at, last_error, created_at, updated_at)"
+        f" SELECT gen_random_uuid(), e.organization_id, e.id, {_new_message_id_sql()}, %s, {key_sql}, l.id,"
+        f" jsonb_build_object('type', %s::text, 'timestamp', %s::text, 'data',"
+        f"  jsonb_build_object('lead', {LEAD_JSON}) || %s::jsonb),"
+        " %s, 0, %s, '', %s, %s"
+        f" FROM {Endpoint._meta.db_table} e JOIN {Lead._meta.db_table} l ON l.organization_id = e.organization_id"
+        f" WHERE e.organization_id = %s AND e.active AND %s = ANY(e.events) AND l.id IN ({leads_sql})"
+        " ON CONFLICT (endpoint_id, event_key) WHERE event_key IS NOT NULL DO NOTHING"
+    )
+    params = [event_type, *key_params, event_type, now.isoformat(), json.dumps(data or {}, default=str),
+              DeliveryStatus.PENDING, now, now, now, organization_id, event_type, *leads_params]
+    return _insert(sql, params, returning)
+
+
+def _insert(sql: str, params: list, returning: bool):
+    with transaction.atomic(), connection.cursor() as cursor:
+        if returning:
+            cursor.execute(sql + " RETURNING id", params)
+            ids = [row[0] for row in cursor.fetchall()]
+        else:
+            cursor.execute(sql, params)
+            ids = cursor.rowcount
+        if ids:
+            transaction.on_commit(lambda: _enqueue(ids))
+    return ids
+
+
+def deliveries_for_lead(*, organization_id, event_type: str, lead_id, data: dict | None = None,
+                        event_id=None) -> list:
+    return create_lead_deliveries(
+        organization_id=organization_id, event_type=event_type, leads_sql="%s", leads_params=[lead_id], data=data,
+        event_key=f"{event_id}:{event_type}" if event_id else None)
+
+
+def deliveries_for_leads(*, organization_id, event_type: str, lead_ids: list, data: dict | None = None,
+                         event_id=None):
+    return create_lead_deliveries(
+        organization_id=organization_id, event_type=event_type, leads_sql="SELECT unnest(%s::uuid[])",
+        leads_params=[[str(i) for i in lead_ids]], data=data,
+        event_key=f"{event_id}:{event_type}" if event_id else None, returning=len(lead_ids) <= 100)
+
+
+def deliveries_for_import(*, organization_id, import_id, event_id=None) -> int:
+    """lead.created for each lead an import created, lead.updated for each it merged into: two statements
+    whatever the number of leads. An import finishes once, so its id alone makes a repeat add nothing."""
+    total = 0
+    for event_type, merged in ((EventType.LEAD_CREATED, "false"), (EventType.LEAD_UPDATED, "true")):
+        total += create_lead_deliveries(
+            organization_id=organization_id, event_type=event_type,
+            leads_sql=(f"SELECT a.lead_id FROM {Activity._meta.db_table} a WHERE a.organization_id = %s"
+                       " AND a.type = %s AND a.properties ->> 'import_id' = %s AND a.properties ->> 'merged' = %s"),
+            leads_params=[organization_id, ActivityType.IMPORTED, str(import_id), merged],
+            data={"import_id": str(import_id)}, event_key=f"import:{import_id}:{event_type}", returning=False)
+    return total
+
+
+def deliveries_for_deal(*, organization_id, event_type: str, deal_id, event_id=None) -> list:
+    """deal.won: the deal and its lead (null when the deal has none) as they are now."""
+    now = timezone.now()
+    deal_json = ("jsonb_build_object('id', d.id, 'name', d.name, 'amount', d.amount::text, 'currency', d.currency,"
+                 " 'status', d.status, 'account_id', d.account_id, 'owner_id', d.owner_id, 'closed_at', d.closed_at)")
+    key_sql, key_params = ("%s", [f"{event_id}:{event_type}"]) if event_id else ("NULL::text", [])
+    sql = (
+        f"INSERT INTO {Delivery._meta.db_table} (id, organization_id, endpoint_id, message_id, event_type, event_key,"
+        " lead_id, payload, status, attempt_count, next_attempt_at, last_error, created_at, updated_at)"
+        f" SELECT gen_random_uuid(), e.organization_id, e.id, {_new_message_id_sql()}, %s, {key_sql}, l.id,"
+        f" jsonb_build_object('type', %s::text, 'timestamp', %s::text, 'data', jsonb_build_object('deal', {deal_json},"
+        f"  'lead', CASE WHEN l.id IS NULL THEN NULL ELSE {LEAD_JSON} END)),"
+        " %s, 0, %s, '', %s, %s"
+        f" FROM {Endpoint._meta.db_table} e JOIN {Deal._meta.db_table} d ON d.organization_id = e.organization_id"
+        f" LEFT JOIN {Lead._meta.db_table} l ON l.id = d.lead_id AND l.organization_id = d.organization_id"
+        " WHERE e.organization_id = %s AND e.active AND %s = ANY(e.events) AND d.id = %s"
+        " ON CONFLICT (endpoint_id, event_key) WHERE event_key IS NOT NULL DO NOTHING"
+    )
+    params = [event_type, *key_params, event_type, now.isoformat(), DeliveryStatus.PENDING, now, now, now,
+              organization_id, event_type, deal_id]
+    return _insert(sql, params, True)
+
+
+def send_test_event(*, endpoint: Endpoint) -> Delivery:
+    now = timezone.now()
+    with transaction.atomic():
+        delivery = Delivery.objects.create(
+            organization_id=endpoint.organization_id, endpoint=endpoint, message_id=new_message_id(),
+            event_type=TEST_EVENT, next_attempt_at=now,
+            payload={"type": TEST_EVENT, "timestamp": now.isoformat(),
+                     "data": {"message": "A test event from LeadCRM.", "endpoint_id": str(endpoint.pk)}})
+        transaction.on_commit(lambda: _enqueue([delivery.pk]))
+    return delivery
+
+
+def new_message_id() -> str:
+    import uuid
+
+    return "msg_" + uuid.uuid4().hex
+
+
+def replay(*, delivery: Delivery) -> Delivery:
+    """A new delivery of the same payload with a new message id, sent now with a retry schedule of its own; the
+    original keeps its history. (A new id, because receivers drop a webhook-id they have seen, and a replay is
+    asked for when the receiver needs the event again.)"""
+    now = timezone.now()
+    with transaction.atomic():
+        copy = Delivery.objects.create(
+            organization_id=delivery.organization_id, endpoint_id=delivery.endpoint_id,
+            message_id=new_message_id(), event_type=delivery.event_type, lead_id=delivery.lead_id,
+            payload=delivery.payload, next_attempt_at=now, replay_of=delivery)
+        transaction.on_commit(lambda: _enqueue([copy.pk]))
+    return copy
+
+
+# ------------------------------------------------------------------------------------------------- sending
+
+
+def retry_schedule() -> list[int]:
+    return [int(s) for s in str(settings.WEBHOOKS_RETRY_SCHEDULE).split(",") if s.strip()]
+
+
+def _enqueue(ids) -> None:
+    """Hand new deliveries to workers. Many at once (an import) go to a few draining tasks instead of a task each.
+    If the broker is down the sweeper finds them: they are due in the database."""
+    from . import tasks
+
+    try:
+        if isinstance(ids, int) or len(ids) > 100:
+            _enqueue_drain(ids if isinstance(ids, int) else len(ids))
+        else:
+            for delivery_id in ids:
+                tasks.deliver.apply_async((str(delivery_id),), retry=False)
+    except Exception:  # the sweeper sends what could not be enqueued
+        logger.warning("could not enqueue webhook deliveries; the sweeper will send them", exc_info=True)
+
+
+def _enqueue_drain(count: int) -> None:
+    from . import tasks
+
+    try:
+        for _ in range(min(settings.WEBHOOKS_DRAIN_TASKS, max(1, count // settings.WEBHOOKS_BATCH_SIZE))):
+            tasks.drain.apply_async(retry=False)
+    except Exception:
+        logger.warning("could not enqueue webhook draining; the sweeper will send them", exc_info=True)
+
+
+def _claim(*, delivery_id=None, limit: int = 1) -> list[Delivery]:
+    """Lease due deliveries (of active endpoints) to this worker: their next_attempt_at moves past the longest a
+    send can take, so no other worker takes them meanwhile, and a worker that dies leaves them due again later."""
+    now = timezone.now()
+    lease = now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS)
+    only = "AND d.id = %s" if delivery_id is not None else ""
+    sql = (
+        f"UPDATE {Delivery._meta.db_table} d SET next_attempt_at = %s FROM ("
+        f" SELECT d.id FROM {Delivery._meta.db_table} d"
+        f" WHERE d.status = %s AND d.next_attempt_at <= %s {only}"
+        f" AND EXISTS (SELECT 1 FROM {Endpoint._meta.db_table} e WHERE e.id = d.endpoint_id AND e.active)"
+        " ORDER BY d.next_attempt_at LIMIT %s FOR UPDATE OF d SKIP LOCKED) due"
+        " WHERE d.id = due.id RETURNING d.id"
+    )
+    params = [lease, DeliveryStatus.PENDING, now, *([delivery_id] if delivery_id is not None else []), limit]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = [row[0] for row in cursor.fetchall()]
+    if not ids:
+        return []
+    return list(Delivery.objects.filter(pk__in=ids).select_related("endpoint").order_by("next_attempt_at"))
+
+
+def body_of(delivery: Delivery) -> bytes:
+    return json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _post(delivery: Delivery):
+    """One signed POST of a claimed delivery; returns (attempted_at, result) for `_record`."""
+    body = body_of(delivery)
+    timestamp = int(timezone.now().timestamp())
+    headers = signing.headers(delivery.endpoint.secret, delivery.message_id, timestamp, body)
+    attempted_at = timezone.now()
+    return attempted_at, net.post(delivery.endpoint.url, body, headers)
+
+
+def _record(outcomes: list) -> list[Attempt]:
+    """Store the attempts of sent deliveries, and move each to delivered, due again after its backoff, or failed —
+    in one transaction for a whole batch (a crash before it commits only means those are sent again later)."""
+    schedule = retry_schedule()
+    now = timezone.now()
+    if not outcomes:
+        return []
+    attempts, retries, rows = [], [], []
+    with transaction.atomic():
+        for delivery, attempted_at, result in outcomes:
+            ok = result.status_code is not None and 200 <= result.status_code < 300 and not result.error
+            count = delivery.attempt_count + 1
+            if ok:
+                status, next_at = DeliveryStatus.DELIVERED, None
+            elif count > len(schedule):
+                status, next_at = DeliveryStatus.FAILED, None
+            else:
+                status, next_at = DeliveryStatus.PENDING, now + timedelta(seconds=schedule[count - 1])
+                if schedule[count - 1] <= settings.WEBHOOKS_SWEEP_SECONDS:
+                    retries.append((delivery.pk, schedule[count - 1]))  # sooner than the sweeper's next look
+            error = (result.error or ("" if ok else f"HTTP {result.status_code}"))[:500]
+            attempts.append(Attempt(
+                organization_id=delivery.organization_id, delivery=delivery, attempted_at=attempted_at,
+                url=result.url, status_code=result.status_code, response_body=result.body.replace("\x00", ""),
+                error=result.error, duration_ms=result.duration_ms))
+            rows.append((delivery.pk, status, count, next_at, result.status_code, error))
+            delivery.status, delivery.attempt_count, delivery.next_attempt_at = status, count, next_at
+            delivery.last_status_code, delivery.last_error = result.status_code, error
+        Attempt.objects.bulk_create(attempts)
+        # One statement for the batch's deliveries.
+        values = ", ".join(["(%s::uuid, %s, %s::integer, %s::timestamptz, %s::smallint, %s)"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {Delivery._meta.db_table} d SET status = v.status, attempt_count = v.attempt_count,"
+                " next_attempt_at = v.next_attempt_at, last_status_code = v.code, last_error = v.error, updated_at = %s"
+                f" FROM (VALUES {values}) AS v(id, status, attempt_count, next_attempt_at, code, error)"
+                " WHERE d.id = v.id", [now, *(value for row in rows for value in row)])
+        if retries:
+            transaction.on_commit(lambda: [_retry_later(pk, seconds) for pk, seconds in retries])
+    return attempts
+
+
+def attempt(delivery: Delivery) -> Attempt:
+    """Send a claimed delivery once and record the outcome."""
+    return _record([(delivery, *_post(delivery))])[0]
+
+
+def _retry_later(delivery_id, seconds: int) -> None:
+    from . import tasks
+
+    try:
+        tasks.deliver.apply_async((str(delivery_id),), countdown=seconds, retry=False)
+    except Exception:
+        logger.warning("could not schedule a webhook retry; the sweeper will send it", exc_info=True)
+
+
+def send_delivery(*, delivery_id) -> Attempt | None:
+    """Send one delivery if it is due and nobody else is sending it (safe to run twice)."""
+    claimed = _claim(delivery_id=delivery_id)
+    return attempt(claimed[0]) if claimed else None
+
+
+def send_due(*, budget_seconds: float | None = None, batch: int | None = None) -> int:
+    """Send due deliveries, claimed in batches with FOR UPDATE SKIP LOCKED (workers share the load), until none
+    is due or the time budget is spent. Returns how many were attempted."""
+    budget = settings.WEBHOOKS_DRAIN_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    sent = 0
+    with ThreadPoolExecutor(max_workers=max(1, settings.WEBHOOKS_SEND_CONCURRENCY)) as pool:
+        while time.monotonic() < deadline:
+            claimed = _claim(limit=batch or settings.WEBHOOKS_BATCH_SIZE)
+            if not claimed:
+                break
+            # Receivers answer slowly next to the work here: several POSTs of a batch are in flight at once.
+            futures = {pool.submit(_post, delivery): delivery for delivery in claimed}
+            outcomes, flushed = [], time.monotonic()
+            for future in as_completed(futures):
+                outcomes.append((futures[future], *future.result()))
+                if time.monotonic() - flushed >= 1.0:  # slow receivers: record progress at least every second
+                    _record(outcomes)
+                    outcomes, flushed = [], time.monotonic()
+            _record(outcomes)
+            sent += len(claimed)
+    return sent
+
+
+def due_count() -> int:
+    return Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now(),
+                                   endpoint__active=True).count()
