@@ -12,7 +12,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import services, tenancy
+from . import audit, services, tenancy
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .models import ApiKey, Role
@@ -121,7 +121,7 @@ def api_keys(request):
 @require_POST
 def revoke_api_key(request, prefix):
     api_key = get_object_or_404(ApiKey.objects.for_org(request.organization), prefix=prefix)
-    services.revoke_api_key(api_key=api_key)
+    services.revoke_api_key(api_key=api_key, actor=request.user)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("api-keys")
 
@@ -159,13 +159,13 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         serializer.is_valid(raise_exception=True)
         api_key, plain = services.create_api_key(
             organization=request.organization, name=serializer.validated_data["name"],
-            created_by=request.user if request.user.is_authenticated else None,
+            created_by=request.user if request.user.is_authenticated else None, actor=audit.actor_of(request),
         )
         data = ApiKeySerializer(api_key, context={"plain_keys": {api_key.prefix: plain}}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, prefix=None):
-        services.revoke_api_key(api_key=self.get_object())
+        services.revoke_api_key(api_key=self.get_object(), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @action(detail=True, methods=["post"])
