@@ -84,6 +84,11 @@ ENDPOINTS = [
     Endpoint("api-key-retrieve", "get", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-delete", "delete", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-revoke", "post", "/api/v1/api-keys/{key}/revoke/", "404"),
+    # --- audit log (the victim's routing rule was recorded when it was made)
+    Endpoint("audit-log-list", "get", "/api/v1/audit-log/", "absent", marker="Acme Secrets routing"),
+    Endpoint("audit-log-list-filtered", "get", "/api/v1/audit-log/?object_type=routing.assignmentrule", "absent",
+             marker="Acme Secrets routing"),
+    Endpoint("ui-audit-log", "get", "/audit/", "absent", api=False, marker="Acme Secrets routing"),
     # --- scoring API
     Endpoint("lead-score", "get", "/api/v1/leads/{lead}/score/", "404"),
     Endpoint("scoring-rules-list", "get", "/api/v1/scoring-rules/", "absent", marker="{rule}"),
