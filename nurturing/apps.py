@@ -7,7 +7,7 @@ class NurturingConfig(AppConfig):
     def ready(self):
         from leadcrm import audit, events
 
-        from . import handlers, selectors
+        from . import handlers, privacy, selectors
         from .models import EmailTemplate, Sequence, TemplateFolder
 
         audit.register(TemplateFolder)
@@ -17,3 +17,4 @@ class NurturingConfig(AppConfig):
         events.subscribe(events.LEAD_STAGE_CHANGED, handlers.stage_changed)
         events.subscribe(events.ACTIVITY_RECORDED, handlers.form_submitted)
         events.subscribe(events.LEAD_UPDATED, handlers.lead_updated)
+        privacy.register()

@@ -7,7 +7,7 @@ class RoutingConfig(AppConfig):
     def ready(self):
         from leadcrm import audit, events
 
-        from . import handlers
+        from . import handlers, privacy
         from .models import AssignmentRule, RepProfile, Team
 
         audit.register(AssignmentRule)
@@ -20,3 +20,4 @@ class RoutingConfig(AppConfig):
         events.subscribe(events.LEAD_STAGE_CHANGED, handlers.touch_on_stage)
         events.subscribe(events.LEAD_UPDATED, handlers.owner_edited)
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
+        privacy.register()

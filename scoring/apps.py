@@ -7,7 +7,7 @@ class ScoringConfig(AppConfig):
     def ready(self):
         from leadcrm import audit, events
 
-        from . import handlers
+        from . import handlers, privacy
         from .models import ScoringRule, ScoringSettings
 
         audit.register(ScoringRule)
@@ -20,3 +20,4 @@ class ScoringConfig(AppConfig):
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
+        privacy.register()

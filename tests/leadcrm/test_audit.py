@@ -50,7 +50,8 @@ def test_scoring_rule_through_the_api(org, api):
 
     assert api.delete(f"/api/v1/scoring-rules/{created.json()['id']}/").status_code == 204
     entry = last(org, "scoring.scoringrule")
-    assert entry.action == "deleted" and entry.changes["points"] == [25, None] and entry.object_id == created.json()["id"]
+    assert entry.action == "deleted" and entry.changes["points"] == [25, None]
+    assert entry.object_id == created.json()["id"]
 
 
 def test_scoring_settings_and_grade_bands_through_the_api(org, api):
