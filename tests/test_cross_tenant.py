@@ -48,6 +48,9 @@ ENDPOINTS = [
     Endpoint("lead-patch", "patch", "/api/v1/leads/{lead}/", "404", body={"first_name": "Mallory"}),
     Endpoint("lead-delete", "delete", "/api/v1/leads/{lead}/", "404"),
     Endpoint("lead-timeline", "get", "/api/v1/leads/{lead}/activities/", "404"),
+    # --- privacy requests
+    Endpoint("lead-export", "get", "/api/v1/leads/{lead}/export/", "404"),
+    Endpoint("lead-erase", "post", "/api/v1/leads/{lead}/erase/", "404"),
     # --- qualification and conversion API
     Endpoint("lead-stage", "post", "/api/v1/leads/{lead}/stage/", "404", body={"stage": "opportunity"}),
     Endpoint("lead-convert", "post", "/api/v1/leads/{lead}/convert/", "404",
@@ -123,6 +126,9 @@ ENDPOINTS = [
     Endpoint("ui-leads-list", "get", "/leads/", "absent", api=False),
     Endpoint("ui-leads-search", "get", "/leads/?search=Secrets", "absent", api=False),
     Endpoint("ui-lead-detail", "get", "/leads/{lead}/", "404", api=False),
+    Endpoint("ui-lead-export", "get", "/leads/{lead}/export/", "404", api=False),
+    Endpoint("ui-lead-erase", "get", "/leads/{lead}/erase/", "404", api=False),
+    Endpoint("ui-lead-erase-post", "post", "/leads/{lead}/erase/", "404", api=False, body={"confirm": "erase"}),
     Endpoint("ui-forms-list", "get", "/forms/", "absent", api=False, marker="{form}"),
     Endpoint("ui-form-detail", "get", "/forms/{form}/", "404", api=False),
     Endpoint("ui-form-edit", "get", "/forms/{form}/edit/", "404", api=False),

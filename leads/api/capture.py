@@ -69,6 +69,8 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
 
     def partial_update(self, request, pk=None):
         lead = self.get_object()
+        if lead.erased_at is not None:
+            raise Conflict("This lead was erased on request; it cannot be changed.")
         serializer = self.get_serializer(lead, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:

@@ -144,8 +144,9 @@ def _erase_from_imports(organization_id, email: str) -> None:
     if not email:
         return
     needle = email.encode()
-    jobs = ImportJob.objects.for_org(organization_id).extra(
-        where=["position(%s in lower(encode(content, 'escape'))) > 0"], params=[email])
+    in_file = ImportJob.objects.for_org(organization_id).extra(
+        where=["position(%s in lower(encode(content, 'escape'))) > 0"], params=[email]).values("pk")
+    jobs = ImportJob.objects.for_org(organization_id).filter(Q(pk__in=in_file) | Q(preview__icontains=email))
     for job in jobs.iterator():
         lines = bytes(job.content).splitlines(keepends=True)
         job.content = b"".join(line for line in lines if needle not in line.lower())
