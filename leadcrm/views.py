@@ -240,8 +240,6 @@ def change_rows(changes: dict) -> list[tuple[str, str, str]]:
 
 @role_required(Role.ADMIN)
 def audit_log(request):
-    from . import audit
-
     filters = AuditFilter(request.GET, queryset=audit_entries(request.organization))
     queryset = filters.qs if filters.is_valid() else audit_entries(request.organization).none()
     rows, next_url, previous_url = keyset_page(request, queryset, "-time")

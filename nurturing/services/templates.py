@@ -68,7 +68,7 @@ def resolve_folder(*, organization_id, folder) -> TemplateFolder | None:
         return found
     try:
         with transaction.atomic():
-            folder = TemplateFolder.objects.create(organization_id=organization_id, name=name)
+            return TemplateFolder.objects.create(organization_id=organization_id, name=name)
     except IntegrityError:  # made by a concurrent request
         return _folder_named(organization_id, name)
 
