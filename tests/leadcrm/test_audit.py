@@ -1,6 +1,9 @@
 """The audit log: each audited object changed through the API, the browser pages and Django admin leaves an entry
 with who, what and before/after; only org admins (and API keys) read it."""
 
+import re
+from html import unescape
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -273,3 +276,17 @@ def test_admin_shows_the_log_read_only(org, admin_client, other_org):
     entry = last(org, "leadcrm.apikey")
     assert admin_client.post(f"/admin/leadcrm/auditentry/{entry.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_log_page_keyset_pages_cost_the_same(org, admin_client, django_assert_max_num_queries):
+    for n in range(60):
+        core.create_api_key(organization=org, name=f"key {n}")
+    with django_assert_max_num_queries(12):
+        first = admin_client.get("/audit/?action=created&object_type=leadcrm.apikey")
+    html = first.content.decode()
+    assert "key 59 (" in html and "key 0 (" not in html
+    older_url = unescape(re.search(r'<a href="([^"]+)" rel="next"', html).group(1))
+    with django_assert_max_num_queries(12):
+        older = admin_client.get(older_url).content.decode()
+    assert "key 0 (" in older and "key 59 (" not in older
+    assert "key 5 (" not in admin_client.get("/audit/?action=revoked").content.decode()
