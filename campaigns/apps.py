@@ -7,9 +7,10 @@ class CampaignsConfig(AppConfig):
     def ready(self):
         from leadcrm import events
 
-        from . import handlers
+        from . import handlers, privacy
 
         events.subscribe(events.LEAD_CAPTURED, handlers.joined_on_capture)
         events.subscribe(events.LEADS_IMPORTED, handlers.joined_on_import)
         events.subscribe(events.LEAD_CONVERTED, handlers.converted)
         events.subscribe(events.DEAL_WON, handlers.converted)
+        privacy.register()

@@ -4,7 +4,8 @@ from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from .models import ApiKey, Membership, Organization, Role
+from . import audit
+from .models import ApiKey, AuditAction, AuditEntry, Membership, Organization, Role
 
 admin.site.site_header = "LeadCRM administration"
 admin.site.unregister(APIKey)  # the library's own concrete model is unused; ours carries the organization
@@ -64,6 +65,38 @@ class OrgScopedAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
 
+class AuditedAdminMixin:
+    """For admin pages that save or delete without a service: each save (with its inlines) and each delete
+    writes an audit entry, in the admin's transaction. Pages whose saves go through a service leave the
+    recording to it."""
+
+    def audit_action(self, before, after) -> str:
+        return AuditAction.UPDATED if before is not None else AuditAction.CREATED
+
+    def _audit_organization(self, request, obj):
+        return getattr(obj, "organization_id", None) or admin_organization(request)
+
+    def save_model(self, request, obj, form, change):
+        # The form has already put the new values on obj: read the old ones from the database.
+        request._audit_before = audit.stored(obj) if change else None
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)  # inlines and many-to-many are part of the change
+        obj = form.instance
+        before, after = getattr(request, "_audit_before", None), audit.snapshot(obj)
+        audit.record(organization=self._audit_organization(request, obj), actor=request.user,
+                     action=self.audit_action(before, after), obj=obj, before=before, after=after)
+
+    def delete_model(self, request, obj):
+        with audit.Deletion(obj, organization=self._audit_organization(request, obj), actor=request.user):
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
 @admin.register(Organization)
 class OrganizationAdmin(OrgScopedAdmin):
     org_field = "pk"
@@ -91,7 +124,7 @@ class OrganizationAdmin(OrgScopedAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(OrgScopedAdmin):
+class MembershipAdmin(AuditedAdminMixin, OrgScopedAdmin):
     list_display = ["user", "role", "organization", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email"]
@@ -99,6 +132,32 @@ class MembershipAdmin(OrgScopedAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(OrgScopedAdmin, APIKeyModelAdmin):
+class ApiKeyAdmin(AuditedAdminMixin, OrgScopedAdmin, APIKeyModelAdmin):
     list_display = ["name", "prefix", "organization", "created", "last_used_at", "revoked"]
     search_fields = ["name", "prefix"]
+
+    def audit_action(self, before, after) -> str:
+        if before is not None and after.get("revoked") and not before.get("revoked"):
+            return AuditAction.REVOKED
+        return super().audit_action(before, after)
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(OrgScopedAdmin):
+    """Read-only: the log is a record of what happened."""
+
+    list_display = ["time", "actor_label", "action", "object_type", "object_label"]
+    list_filter = ["action", "object_type"]
+    search_fields = ["actor_label", "object_label", "object_id"]
+    date_hierarchy = "time"
+    readonly_fields = ["time", "actor", "actor_label", "action", "object_type", "object_id", "object_label",
+                       "changes"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -5,6 +5,7 @@ import uuid
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
+from django.utils import timezone
 from rest_framework_api_key.models import AbstractAPIKey, BaseAPIKeyManager
 
 
@@ -89,3 +90,38 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class AuditAction(models.TextChoices):
+    CREATED = "created", "Created"
+    UPDATED = "updated", "Updated"
+    DELETED = "deleted", "Deleted"
+    REVOKED = "revoked", "Revoked"
+    ERASED = "erased", "Erased"
+
+
+class AuditEntry(models.Model):
+    """Who changed which configuration object, when, and how (see leadcrm/audit.py). Append-only."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=300, help_text='The user\'s email, "API key <name>" or "system"')
+    action = models.CharField(max_length=16, choices=AuditAction.choices)
+    object_type = models.CharField(max_length=100, help_text="app_label.model_name")
+    object_id = models.CharField(max_length=64)
+    object_label = models.CharField(max_length=300, blank=True, default="")
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder,
+                               help_text='{field: [before, after]}; secrets only as "changed"')
+    time = models.DateTimeField(default=timezone.now)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        indexes = [models.Index(fields=["organization", "-time"], name="audit_org_time")]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_type} {self.object_label}"

@@ -21,3 +21,12 @@ class IsOrgWideMember(HasOrganization):
         if not super().has_permission(request, view):
             return False
         return request.auth is not None or request.membership.role in ORG_WIDE_ROLES
+
+
+class IsOrgAdmin(HasOrganization):
+    """API keys (an integration acts for the whole org) and the org's admins."""
+
+    def has_permission(self, request, view):
+        if not super().has_permission(request, view):
+            return False
+        return request.auth is not None or request.membership.role == "admin"

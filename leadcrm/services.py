@@ -4,8 +4,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from . import events
-from .models import ApiKey, Membership, Organization, Role
+from . import audit, events
+from .models import ApiKey, AuditAction, Membership, Organization, Role
 
 
 class OrganizationExists(ValueError):
@@ -27,16 +27,20 @@ def get_or_create_user(*, email: str, password: str | None = None):
 
 
 @transaction.atomic
-def add_member(*, organization: Organization, email: str, password: str | None, role: str) -> Membership:
+def add_member(*, organization: Organization, email: str, password: str | None, role: str,
+               actor=None) -> Membership:
     if role not in Role.values:
         raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
     user = get_or_create_user(email=email, password=password)
     if role == Role.ADMIN and not user.is_staff:
         user.is_staff = True  # org admins manage their org in Django admin
         user.save(update_fields=["is_staff"])
+    existing = Membership.objects.filter(organization=organization, user=user).first()
+    before = audit.snapshot(existing) if existing else None
     membership, _ = Membership.objects.update_or_create(
         organization=organization, user=user, defaults={"role": role}
     )
+    audit.record_save(organization=organization, actor=actor, obj=membership, before=before)
     events.emit_now(events.MEMBER_ADDED, organization_id=organization.pk, user_id=user.pk, role=role)
     return membership
 
@@ -51,13 +55,21 @@ def create_organization(*, slug: str, name: str, owner_email: str, owner_passwor
     return organization
 
 
-def create_api_key(*, organization: Organization, name: str, created_by=None) -> tuple[ApiKey, str]:
-    """Returns the key row and the plain key, which is shown once and never stored."""
-    return ApiKey.objects.create_key(organization=organization, name=name, created_by=created_by)
+@transaction.atomic
+def create_api_key(*, organization: Organization, name: str, created_by=None, actor=None) -> tuple[ApiKey, str]:
+    """Returns the key row and the plain key, which is shown once and never stored. `actor` defaults to
+    `created_by` (an API key may create another: then it is the actor)."""
+    api_key, plain = ApiKey.objects.create_key(organization=organization, name=name, created_by=created_by)
+    audit.record_save(organization=organization, actor=actor or created_by, obj=api_key, before=None)
+    return api_key, plain
 
 
-def revoke_api_key(*, api_key: ApiKey) -> None:
+@transaction.atomic
+def revoke_api_key(*, api_key: ApiKey, actor=None) -> None:
     if not api_key.revoked:
+        before = audit.snapshot(api_key)
         api_key.revoked = True
         api_key.expiry_date = api_key.expiry_date or timezone.now()
         api_key.save(update_fields=["revoked", "expiry_date"])
+        audit.record(organization=api_key.organization_id, actor=actor, action=AuditAction.REVOKED, obj=api_key,
+                     before=before, after=audit.snapshot(api_key))

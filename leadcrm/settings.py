@@ -187,6 +187,7 @@ SPECTACULAR_SETTINGS = {
         "ActivityTypeEnum": "leads.models.ActivityType.choices",
         "ScoringRuleKindEnum": "scoring.models.RuleKind.choices",
         "CampaignMemberStatusEnum": "campaigns.models.MemberStatus.choices",
+        "LeadStatusEnum": "leads.models.LeadStatus.choices",
     },
 }
 

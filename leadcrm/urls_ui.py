@@ -7,4 +7,5 @@ urlpatterns = [
     path("org/switch/", views.switch_org, name="switch-org"),
     path("settings/api-keys/", views.api_keys, name="api-keys"),
     path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
+    path("audit/", views.audit_log, name="audit-log"),
 ]

@@ -1,3 +1,5 @@
+import json
+
 import redis
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,12 +14,14 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import services, tenancy
+from . import audit, services, tenancy
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
-from .models import ApiKey, Role
+from .filters import AuditFilter
+from .models import ApiKey, AuditAction, AuditEntry, Role
 from .pagination import CreatedCursorPagination
-from .permissions import HasOrganization
+from .paging import keyset_page
+from .permissions import HasOrganization, IsOrgAdmin
 
 
 def org_member_required(view):
@@ -128,7 +132,7 @@ def api_keys(request):
 @require_POST
 def revoke_api_key(request, prefix):
     api_key = get_object_or_404(ApiKey.objects.for_org(request.organization), prefix=prefix)
-    services.revoke_api_key(api_key=api_key)
+    services.revoke_api_key(api_key=api_key, actor=request.user)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("api-keys")
 
@@ -166,15 +170,91 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
         serializer.is_valid(raise_exception=True)
         api_key, plain = services.create_api_key(
             organization=request.organization, name=serializer.validated_data["name"],
-            created_by=request.user if request.user.is_authenticated else None,
+            created_by=request.user if request.user.is_authenticated else None, actor=audit.actor_of(request),
         )
         data = ApiKeySerializer(api_key, context={"plain_keys": {api_key.prefix: plain}}).data
         return Response(data, status=status.HTTP_201_CREATED)
 
     def destroy(self, request, prefix=None):
-        services.revoke_api_key(api_key=self.get_object())
+        services.revoke_api_key(api_key=self.get_object(), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @action(detail=True, methods=["post"])
     def revoke(self, request, prefix=None):
         return self.destroy(request, prefix)
+
+
+# ----------------------------------------------------------------------------------------------- audit log
+
+
+def audit_entries(organization):
+    return AuditEntry.objects.for_org(organization).select_related("actor")
+
+
+class AuditEntrySerializer(StrictModelSerializer):
+    actor = serializers.SerializerMethodField(help_text="User id, or null for an API key or the system")
+
+    class Meta:
+        model = AuditEntry
+        fields = ["id", "time", "actor", "actor_label", "action", "object_type", "object_id", "object_label",
+                  "changes"]
+        read_only_fields = fields
+
+    def get_actor(self, entry) -> int | None:
+        return entry.actor_id
+
+
+class AuditPagination(CreatedCursorPagination):
+    ordering = "-time"
+
+
+class AuditLogViewSet(mixins.ListModelMixin, OrgScopedViewSet):
+    """Who changed scoring, routing, sequences, templates, API keys and memberships, with before/after
+    (`changes`: `{field: [before, after]}`; a secret as `"changed"`). Org admins and API keys."""
+
+    serializer_class = AuditEntrySerializer
+    pagination_class = AuditPagination
+    permission_classes = [IsOrgAdmin]
+    filterset_class = AuditFilter
+    ordering_fields: list[str] = []
+
+    def get_queryset(self):
+        if self.organization is None:
+            return AuditEntry.objects.none()
+        return audit_entries(self.organization)
+
+
+def _readable(value) -> str:
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict | list):
+        return json.dumps(value, indent=1, ensure_ascii=False)
+    return str(value)
+
+
+def change_rows(changes: dict) -> list[tuple[str, str, str]]:
+    """(field, before, after) as text; the template escapes it."""
+    rows = []
+    for name, pair in (changes or {}).items():
+        if not isinstance(pair, list):  # a secret: only that it changed
+            rows.append((name.replace("_", " "), "(hidden)", "changed"))
+        else:
+            rows.append((name.replace("_", " "), _readable(pair[0]), _readable(pair[1] if len(pair) > 1 else None)))
+    return rows
+
+
+@role_required(Role.ADMIN)
+def audit_log(request):
+    filters = AuditFilter(request.GET, queryset=audit_entries(request.organization))
+    queryset = filters.qs if filters.is_valid() else audit_entries(request.organization).none()
+    rows, next_url, previous_url = keyset_page(request, queryset, "-time")
+    for entry in rows:
+        entry.rows = change_rows(entry.changes)
+        entry.type_name = audit.type_name(entry.object_type)
+    return render(request, "audit_log.html", {
+        "entries": rows, "next_url": next_url, "previous_url": previous_url, "filters": filters,
+        "types": audit.registered_types(), "actions": AuditAction.choices,
+        "query": {key: request.GET.get(key, "") for key in ("object_type", "actor", "start", "end", "action")},
+    })

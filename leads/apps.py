@@ -7,6 +7,7 @@ class LeadsConfig(AppConfig):
     def ready(self):
         from leadcrm import events
 
-        from .services import lifecycle
+        from .services import lifecycle, privacy
 
         events.subscribe(events.ORG_CREATED, lifecycle.set_up_organization)
+        privacy.register_parts()

@@ -28,7 +28,17 @@ from leadcrm import events
 from leadcrm.csvutil import csv_response
 
 from . import services
-from .models import Activity, ActivityType, ImportJob, ImportRowError, ImportStatus, Lead, SourceType
+from .models import (
+    Activity,
+    ActivityType,
+    ConsentChannel,
+    ConsentRecord,
+    ImportJob,
+    ImportRowError,
+    ImportStatus,
+    Lead,
+    SourceType,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +70,7 @@ TARGETS = {
     "city": "City", "timezone": "Time zone", "source_type": "Source type", "source": "Lead source",
     "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
     "utm_term": "UTM term", "utm_content": "UTM content", "tags": "Tags (separated by ; or ,)",
+    "consent_opt_in": "Opted in to marketing email (yes/no)",
     CUSTOM: "Custom field (named after the column)",
 }
 
@@ -91,6 +102,7 @@ _ALIASES = {
     "utm_term": "utmterm",
     "utm_content": "utmcontent",
     "tags": "tags tag labels label",
+    "consent_opt_in": "consent consentoptin optin optedin emailoptin marketingconsent marketingoptin",
 }
 HEADER_GUESSES = {alias: field for field, aliases in _ALIASES.items() for alias in aliases.split()}
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
@@ -162,6 +174,9 @@ COUNTRY_ALIASES = {
     "singapore": "SG", "israel": "IL", "south africa": "ZA", "united arab emirates": "AE", "uae": "AE",
     "czech republic": "CZ", "czechia": "CZ", "greece": "GR", "turkey": "TR", "türkiye": "TR",
 }
+# A consent column: anything else is refused, so a typo never opts someone in.
+CONSENT_VALUES = {**dict.fromkeys(("yes", "y", "true", "1", "x", "opted in", "opt-in", "optin"), True),
+                  **dict.fromkeys(("no", "n", "false", "0", "opted out", "opt-out", "optout"), False)}
 SOURCE_TYPES = {**{value: value for value in SourceType.values},
                 **{str(label).casefold(): value for value, label in SourceType.choices}}
 
@@ -252,6 +267,12 @@ class RowCleaner:
                     errors[header] = [f"At most {MAX_TAGS} tags of at most 64 characters each."]
                     continue
                 values[target] = tags
+            elif target == "consent_opt_in":
+                value = CONSENT_VALUES.get(raw.casefold())
+                if value is None:
+                    errors[header] = ["Use yes or no."]
+                    continue
+                values[target] = value
             elif target == "full_name":
                 first, last = _split_name(raw)
                 if len(first) > MAX_LENGTHS["first_name"] or len(last) > MAX_LENGTHS["last_name"]:
@@ -563,6 +584,8 @@ def _merge_values(into: dict, values: dict, row_number: int) -> None:
             into["tags"] = list(dict.fromkeys([*into["tags"], *value]))
         elif key == "custom_fields" and "custom_fields" in into:
             into["custom_fields"] = {**value, **into["custom_fields"]}
+        elif key == "consent_opt_in":  # any row's opt-in counts, as in a merge
+            into[key] = into.get(key) or value
         elif key not in into:
             into[key] = value
 
@@ -612,7 +635,7 @@ def _prefetch(iterator, depth: int = 2):
 # Staged columns, in COPY order. Text columns hold '' for "no value" so merges can test `= ''`.
 STAGE_TEXT = TEXT_FIELDS
 _NO_TAGS: list = []  # shared, never mutated
-STAGE_COLUMNS = ("row_numbers", *STAGE_TEXT, "company_size", "annual_revenue", "tags", "custom_fields")
+STAGE_COLUMNS = ("row_numbers", *STAGE_TEXT, "company_size", "annual_revenue", "tags", "custom_fields", "consent")
 _TOUCH_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source")
 
 STAGE_DDL = (
@@ -621,7 +644,8 @@ STAGE_DDL = (
     " row_numbers integer[] NOT NULL, "
     + " ".join(f"{name} text NOT NULL," for name in STAGE_TEXT)
     + " company_size integer, annual_revenue numeric(16, 2), tags varchar(64)[] NOT NULL,"
-    " custom_fields jsonb NOT NULL, new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
+    " custom_fields jsonb NOT NULL, consent boolean NOT NULL,"
+    " new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
     " created boolean NOT NULL DEFAULT false) ON COMMIT DROP"
 )
 
@@ -631,7 +655,7 @@ def _stage_tuple(values: dict) -> tuple:
     custom = values.get("custom_fields")
     return (
         values["_rows"], *[get(name, "") for name in STAGE_TEXT], get("company_size"), get("annual_revenue"),
-        get("tags") or _NO_TAGS, json.dumps(custom) if custom else "{}",
+        get("tags") or _NO_TAGS, json.dumps(custom) if custom else "{}", bool(get("consent_opt_in")),
     )
 
 
@@ -679,6 +703,7 @@ def _lead_insert_sql(params: dict) -> str:
         "last_touch": "COALESCE(s.touch, '{}'::jsonb)",
         "stage_entered_at": "jsonb_build_object(%(stage)s::text, %(now_iso)s::text)",
         "last_activity_at": "%(now)s", "created_at": "%(now)s", "updated_at": "%(now)s",
+        "consent_opt_in": "s.consent", "consent_at": "CASE WHEN s.consent THEN %(now)s END",
     }
     columns, select = _insert_sql(Lead, given, params)
     table = _q(Lead._meta.db_table)
@@ -726,6 +751,9 @@ def _merge_sql() -> str:
                 " THEN s.touch ELSE l.first_touch END")
     sets.append("last_touch = COALESCE(s.touch, l.last_touch)")
     changed.append("s.touch IS NOT NULL")
+    sets.append("consent_opt_in = l.consent_opt_in OR s.consent")
+    sets.append("consent_at = COALESCE(l.consent_at, CASE WHEN s.consent THEN %(now)s END)")
+    changed.append("(s.consent AND NOT l.consent_opt_in)")
     sets.append("last_activity_at = GREATEST(l.last_activity_at, %(now)s)")
     sets.append(f"updated_at = CASE WHEN {' OR '.join(changed)} THEN %(now)s ELSE l.updated_at END")
     return (
@@ -742,7 +770,8 @@ def _activity_insert_sql(params: dict) -> str:
     # The names of the fields the row gave, sorted, as capture records them.
     present = {f: f"s.{f} <> ''" for f in STAGE_TEXT}
     present |= {"company_size": "s.company_size IS NOT NULL", "annual_revenue": "s.annual_revenue IS NOT NULL",
-                "tags": "cardinality(s.tags) > 0", "custom_fields": "s.custom_fields <> '{}'::jsonb"}
+                "tags": "cardinality(s.tags) > 0", "custom_fields": "s.custom_fields <> '{}'::jsonb",
+                "consent_opt_in": "s.consent"}
     flags = ", ".join(f"CASE WHEN {test} THEN '{name}' END" for name, test in sorted(present.items()))
     fields = f"to_jsonb(array_remove(ARRAY[{flags}], NULL))"
     properties = (
@@ -757,6 +786,18 @@ def _activity_insert_sql(params: dict) -> str:
     columns, select = _insert_sql(Activity, given, params)
     return (f"INSERT INTO {_q(Activity._meta.db_table)} ({columns})"
             f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.lead_id IS NOT NULL")
+
+
+def _consent_insert_sql(params: dict) -> str:
+    """A consent record for each row that opted in: given by this import (there is no text a file shows)."""
+    given = {
+        "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid", "lead_id": "s.lead_id",
+        "given_at": "%(now)s", "channel": f"'{ConsentChannel.IMPORT.value}'", "source": "%(job)s::text",
+        "text": "''", "ip_address": "NULL",
+    }
+    columns, select = _insert_sql(ConsentRecord, given, params)
+    return (f"INSERT INTO {_q(ConsentRecord._meta.db_table)} ({columns})"
+            f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.consent AND s.lead_id IS NOT NULL")
 
 
 def _is_deadlock(exc: Exception) -> bool:
@@ -798,6 +839,7 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
             cursor.execute(MATCH_SQL.format(table=_q(Lead._meta.db_table)), params)
             cursor.execute(_merge_sql(), params)
             cursor.execute(_activity_insert_sql(params), params)
+            cursor.execute(_consent_insert_sql(params), params)
         if chunk.errors:
             table = _q(ImportRowError._meta.db_table)
             with cursor.cursor.copy(

@@ -166,6 +166,8 @@ class Lead(models.Model):
     last_activity_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # privacy: set when the person asked to be forgotten; the row stays (anonymous) so reports still count it
+    erased_at = models.DateTimeField(null=True, blank=True)
 
     objects = OrgQuerySet.as_manager()
 
@@ -176,7 +178,8 @@ class Lead(models.Model):
             models.UniqueConstraint(fields=["organization", "email"], condition=~Q(email=""),
                                     name="lead_unique_email_per_org"),
             models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
-            models.CheckConstraint(condition=~Q(email="", phone=""), name="lead_has_email_or_phone"),
+            models.CheckConstraint(condition=~Q(email="", phone="") | Q(erased_at__isnull=False),
+                                   name="lead_has_email_or_phone"),
         ]
         indexes = [
             # The report columns ride along, so the reports over leads created in a range read this index only.
@@ -200,6 +203,34 @@ class Lead(models.Model):
     @property
     def full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
+
+
+class ConsentChannel(models.TextChoices):
+    FORM = "form", "Form"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+
+
+class ConsentRecord(models.Model):
+    """One opt-in as it was given: when, through what (form slug, API key name, import id), the words shown,
+    and for forms the visitor's IP address."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="consents")
+    given_at = models.DateTimeField()
+    channel = models.CharField(max_length=16, choices=ConsentChannel.choices)
+    source = models.CharField(max_length=200, blank=True, default="", help_text="Form slug, API key name or import id")
+    text = models.TextField(blank=True, default="", help_text="What the person agreed to, as shown")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "lead", "-given_at"], name="consent_org_lead_time")]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} consent at {self.given_at:%Y-%m-%d %H:%M}"
 
 
 class ActivityType(models.TextChoices):

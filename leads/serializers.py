@@ -11,7 +11,7 @@ from rest_framework.validators import UniqueValidator
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
 from . import selectors, services
-from .models import Activity, ActivityType, Form, FormSubmission, ImportJob, Lead
+from .models import Activity, ActivityType, ConsentRecord, Form, FormSubmission, ImportJob, Lead
 
 LEAD_INPUT_FIELDS = [
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size",
@@ -65,10 +65,12 @@ class LeadSerializer(StrictModelSerializer):
         fields = [
             "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
+            "erased_at",
         ]
         read_only_fields = [
             "id", "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
+            "erased_at",
         ]
 
     def validate_email(self, value):
@@ -231,3 +233,20 @@ class ImportJobSerializer(serializers.ModelSerializer):
             "started_at", "finished_at",
         ]
         read_only_fields = fields
+
+
+class ConsentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ConsentRecord
+        fields = ["given_at", "channel", "source", "text", "ip_address"]
+        read_only_fields = fields
+
+
+class LeadDetailSerializer(LeadSerializer):
+    """One lead, with how each opt-in was given."""
+
+    consents = ConsentSerializer(many=True, read_only=True)
+
+    class Meta(LeadSerializer.Meta):
+        fields = [*LeadSerializer.Meta.fields, "consents"]
+        read_only_fields = [*LeadSerializer.Meta.read_only_fields, "consents"]

@@ -6,7 +6,7 @@ admin shows them and their versions, and deletes them through the service (refus
 
 from django.contrib import admin, messages
 
-from leadcrm.admin import OrgScopedAdmin
+from leadcrm.admin import AuditedAdminMixin, OrgScopedAdmin
 
 from . import services
 from .models import EmailTemplate, TemplateFolder, TemplateVersion
@@ -51,7 +51,7 @@ class EmailTemplateAdmin(OrgScopedAdmin):
 
     def delete_model(self, request, obj):
         try:
-            services.delete_template(template=obj)
+            services.delete_template(template=obj, actor=request.user)
         except services.TemplateRefused as exc:
             messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
 
@@ -61,7 +61,7 @@ class EmailTemplateAdmin(OrgScopedAdmin):
 
 
 @admin.register(TemplateFolder)
-class TemplateFolderAdmin(OrgScopedAdmin):
+class TemplateFolderAdmin(AuditedAdminMixin, OrgScopedAdmin):
     list_display = ["name", "organization"]
     search_fields = ["name"]
 

@@ -8,6 +8,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from leadcrm import audit
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 
@@ -22,10 +23,6 @@ from .serializers import (
 )
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
-
-
-def _user(request):
-    return request.user if request.user.is_authenticated else None
 
 
 def _refused(exc) -> exceptions.ValidationError:
@@ -98,7 +95,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         try:
             template = services.create_template(
                 organization_id=self.organization.pk, name=data["name"], subject=data["subject"], html=data["html"],
-                text=data["text"], folder=data.get("folder"), actor=_user(request))
+                text=data["text"], folder=data.get("folder"), actor=audit.actor_of(request))
         except (rendering.TemplateProblem, services.TemplateRefused) as exc:
             raise _refused(exc) from None
         return self._answer(template, status.HTTP_201_CREATED)
@@ -113,7 +110,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         try:
             services.update_template(template=template, name=data.get("name"),
                                      folder=data["folder"] if "folder" in data else services.UNCHANGED,
-                                     actor=_user(request), **content)
+                                     actor=audit.actor_of(request), **content)
         except (rendering.TemplateProblem, services.TemplateRefused) as exc:
             raise _refused(exc) from None
         return self._answer(template)
@@ -125,7 +122,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     def destroy(self, request, *args, **kwargs):
         """Delete a template and its versions; one that a sequence step sends is a 409 naming the sequences."""
         try:
-            services.delete_template(template=self.get_object())
+            services.delete_template(template=self.get_object(), actor=audit.actor_of(request))
         except services.TemplateRefused as exc:
             raise _conflict(exc) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -184,7 +181,7 @@ class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer.is_valid(raise_exception=True)
         try:
             folder = services.create_folder(organization_id=self.organization.pk,
-                                            name=serializer.validated_data["name"])
+                                            name=serializer.validated_data["name"], actor=audit.actor_of(request))
         except services.TemplateRefused as exc:
             raise _refused(exc) from None
         return Response(self.get_serializer(self.get_queryset().get(pk=folder.pk)).data,
@@ -196,13 +193,14 @@ class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer.is_valid(raise_exception=True)
         if "name" in serializer.validated_data:
             try:
-                services.rename_folder(folder=folder, name=serializer.validated_data["name"])
+                services.rename_folder(folder=folder, name=serializer.validated_data["name"],
+                                       actor=audit.actor_of(request))
             except services.TemplateRefused as exc:
                 raise _refused(exc) from None
         return Response(self.get_serializer(self.get_queryset().get(pk=folder.pk)).data)
 
     def perform_destroy(self, instance):
-        services.delete_folder(folder=instance)
+        services.delete_folder(folder=instance, actor=audit.actor_of(self.request))
 
 
 # ----------------------------------------------------------------------------------------------- sequences
@@ -259,7 +257,8 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         data.update({key: serializer.validated_data[key] for key in ("name", "active", "allow_reenrollment")
                      if key in serializer.validated_data})
         try:
-            sequence = services.save_sequence(organization_id=self.organization.pk, data=data, instance=instance)
+            sequence = services.save_sequence(organization_id=self.organization.pk, data=data, instance=instance,
+                                              actor=audit.actor_of(request))
         except services.SequenceError as exc:
             raise _sequence_errors(exc) from None
         return self.get_serializer(self.get_queryset().get(pk=sequence.pk)).data
@@ -285,7 +284,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         sequence = self.get_object()
         if Message.objects.for_org(self.organization).filter(enrollment__sequence=sequence).exists():
             raise Conflict("This sequence has sent email; deactivate it instead so its results stay.")
-        services.delete_sequence(sequence=sequence)
+        services.delete_sequence(sequence=sequence, actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=EnrollSerializer, responses=EnrollResultSerializer, parameters=[IDEMPOTENCY_PARAMETER])

@@ -6,7 +6,7 @@ from django.db.models import Count, Max, OuterRef, Q, Subquery
 
 from leads.models import Lead
 
-from .models import EmailTemplate, TemplateFolder, TemplateVersion
+from .models import EmailTemplate, SequenceStep, TemplateFolder, TemplateVersion
 
 # ----------------------------------------------------------------------------------------------- templates
 
@@ -196,3 +196,20 @@ def lead_enrollments(organization_id, lead):
 def sequence_choices(organization_id):
     """The org's sequences by name, for "enrol in…" pickers."""
     return Sequence.objects.for_org(organization_id).only("id", "name", "active").order_by("name", "id")
+
+
+# ----------------------------------------------------------------------------------------------- audit log
+
+
+def template_content(template) -> dict:
+    """The current version's content, as the audit log shows a template."""
+    version = TemplateVersion.objects.filter(template=template).order_by("-number").first()
+    if version is None:
+        return {}
+    return {"version": version.number, "subject": version.subject, "html": version.html, "text": version.text}
+
+
+def sequence_steps(sequence) -> list:
+    """The steps in order, as the audit log shows a sequence."""
+    return [{"type": step.type, "template": step.template.name if step.template else None, "config": step.config}
+            for step in SequenceStep.objects.filter(sequence=sequence).select_related("template").order_by("position")]

@@ -142,7 +142,7 @@ def template_delete(request, pk):
     template = _template(request, pk)
     if request.method == "POST":
         try:
-            services.delete_template(template=template)
+            services.delete_template(template=template, actor=request.user)
         except services.TemplateRefused as exc:
             problems = [message for messages_ in exc.errors.values() for message in messages_]
             return render(request, "nurturing/template_confirm_delete.html",
@@ -158,11 +158,11 @@ def folder_edit(request, pk):
     """Rename a folder (`name`) or delete it (`delete`); its templates stay, outside any folder when deleted."""
     folder = get_object_or_404(selectors.folders(request.organization.pk), pk=pk)
     if "delete" in request.POST:
-        services.delete_folder(folder=folder)
+        services.delete_folder(folder=folder, actor=request.user)
         messages.success(request, f"Folder “{folder.name}” deleted; its templates are now in no folder.")
         return redirect("nurturing:templates")
     try:
-        services.rename_folder(folder=folder, name=request.POST.get("name", ""))
+        services.rename_folder(folder=folder, name=request.POST.get("name", ""), actor=request.user)
     except services.TemplateRefused as exc:
         messages.error(request, f"Folder “{folder.name}” not renamed: "
                                 + " ".join(m for ms in exc.errors.values() for m in ms))

@@ -111,7 +111,8 @@ def sequence_edit(request, pk=None):
     if form.is_valid():
         data = {**form.api_data(), "steps": steps}
         try:
-            saved = services.save_sequence(organization_id=organization_id, data=data, instance=sequence)
+            saved = services.save_sequence(organization_id=organization_id, data=data, instance=sequence,
+                                           actor=request.user)
         except services.SequenceError as exc:
             errors = exc.errors
             form.add_problems(errors)

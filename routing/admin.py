@@ -6,7 +6,7 @@ Tenant-scoped through OrgScopedAdmin; forms are checked by the same services as 
 from django import forms
 from django.contrib import admin
 
-from leadcrm.admin import OrgScopedAdmin, admin_organization
+from leadcrm.admin import AuditedAdminMixin, OrgScopedAdmin, admin_organization
 
 from . import services
 from .models import Assignment, AssignmentRule, RepProfile, Team, TeamMember
@@ -60,7 +60,7 @@ class RepProfileForm(OrgForm):
 
 
 @admin.register(RepProfile)
-class RepProfileAdmin(OrgFormAdmin):
+class RepProfileAdmin(AuditedAdminMixin, OrgFormAdmin):
     """Profiles follow memberships (every rep and manager has one), so they are edited, not added."""
 
     form = RepProfileForm
@@ -107,7 +107,7 @@ class TeamForm(OrgForm):
 
 
 @admin.register(Team)
-class TeamAdmin(OrgFormAdmin):
+class TeamAdmin(AuditedAdminMixin, OrgFormAdmin):
     form = TeamForm
     inlines = [TeamMemberInline]
     list_display = ["name", "manager", "organization"]
@@ -125,7 +125,7 @@ class TeamAdmin(OrgFormAdmin):
             member.delete()
 
     def delete_model(self, request, obj):
-        services.delete_team(team=obj)
+        services.delete_team(team=obj, actor=request.user)
 
 
 class AssignmentRuleForm(OrgForm):
@@ -146,7 +146,7 @@ class AssignmentRuleForm(OrgForm):
 
 
 @admin.register(AssignmentRule)
-class AssignmentRuleAdmin(OrgFormAdmin):
+class AssignmentRuleAdmin(AuditedAdminMixin, OrgFormAdmin):
     form = AssignmentRuleForm
     list_display = ["name", "order", "strategy", "team", "rep", "sla_minutes", "is_fallback", "active",
                     "organization"]

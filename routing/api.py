@@ -16,6 +16,7 @@ from rest_framework import exceptions, generics, mixins, serializers, status, vi
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leadcrm import audit
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.models import Role
 from leadcrm.pagination import CreatedCursorPagination
@@ -119,7 +120,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
         if "working_hours" in data and data["working_hours"] is None:
             data["working_hours"] = {}
         try:
-            services.update_rep(profile=profile, data=data)
+            services.update_rep(profile=profile, data=data, actor=audit.actor_of(request))
         except services.ConfigError as exc:
             raise _config_errors(exc) from None
         return Response(self.get_serializer(self.get_object()).data)
@@ -142,7 +143,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def _save(self, serializer, instance=None):
         try:
             team = services.save_team(organization_id=self.organization.pk, data=dict(serializer.validated_data),
-                                      instance=instance)
+                                      instance=instance, actor=audit.actor_of(self.request))
         except services.ConfigError as exc:
             raise _config_errors(exc) from None
         except IntegrityError:  # a concurrent request took the name after the check
@@ -169,7 +170,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def destroy(self, request, *args, **kwargs):
         """Delete a team; one that assignment rules still send leads to is a 409 naming them."""
         try:
-            services.delete_team(team=self.get_object())
+            services.delete_team(team=self.get_object(), actor=audit.actor_of(request))
         except services.ConfigError as exc:
             raise Conflict(" ".join(message for messages in exc.errors.values() for message in messages)) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -197,7 +198,7 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def _save(self, serializer, instance=None):
         try:
             rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
-                                      instance=instance)
+                                      instance=instance, actor=audit.actor_of(self.request))
         except services.ConfigError as exc:
             raise _config_errors(exc) from None
         return self.get_queryset().get(pk=rule.pk)
@@ -216,7 +217,7 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return Response(self.get_serializer(self._save(serializer, instance=rule)).data)
 
     def perform_destroy(self, instance):
-        services.delete_rule(rule=instance)
+        services.delete_rule(rule=instance, actor=audit.actor_of(self.request))
 
 
 # ----------------------------------------------------------------------------------------------- leads

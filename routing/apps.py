@@ -5,12 +5,19 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self):
-        from leadcrm import events
+        from leadcrm import audit, events
 
-        from . import handlers
+        from . import handlers, privacy
+        from .models import AssignmentRule, RepProfile, Team
+
+        audit.register(AssignmentRule)
+        audit.register(RepProfile)
+        audit.register(Team, exclude={"turns_taken"}, related={"members": lambda team: sorted(
+            str(member.rep) for member in team.memberships.select_related("rep__user"))})
 
         events.subscribe(events.LEAD_MQL, handlers.route_new_mqls)
         events.subscribe(events.ACTIVITY_RECORDED, handlers.touch_on_activity)
         events.subscribe(events.LEAD_STAGE_CHANGED, handlers.touch_on_stage)
         events.subscribe(events.LEAD_UPDATED, handlers.owner_edited)
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
+        privacy.register()

@@ -274,7 +274,7 @@ def rep_availability(request, user_id):
     if member is None:
         raise Http404()
     available = request.POST.get("available") == "1"
-    services.set_available(profile=member.rep, available=available)
+    services.set_available(profile=member.rep, available=available, actor=request.user)
     notice = f"{member.rep.user.email} {'takes leads again' if available else 'is paused: no new leads'}."
     if request.htmx:
         return render(request, "routing/_team_load.html", {**_team_context(request), "notice": notice})

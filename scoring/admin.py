@@ -94,14 +94,15 @@ class ScoringRuleAdmin(OrgScopedAdmin):
     def save_model(self, request, obj, form, change):
         organization_id = self._organization_id(request, form, obj if change else None)
         obj.organization_id = organization_id
-        services.save_rule(organization_id=organization_id, rule=obj)  # the form has set the fields on obj
+        # the form has set the fields on obj
+        services.save_rule(organization_id=organization_id, rule=obj, actor=request.user)
 
     def delete_model(self, request, obj):
-        services.delete_rule(rule=obj)
+        services.delete_rule(rule=obj, actor=request.user)
 
     def delete_queryset(self, request, queryset):
         for rule in queryset:
-            services.delete_rule(rule=rule)
+            services.delete_rule(rule=rule, actor=request.user)
 
     # --- preview
 
@@ -210,6 +211,6 @@ class ScoringSettingsAdmin(OrgScopedAdmin):
     def save_model(self, request, obj, form, change):
         changed = {name: form.cleaned_data[name] for name in SETTINGS_FIELDS if name in form.changed_data}
         if changed:
-            services.update_settings(organization_id=obj.organization_id, **changed)
+            services.update_settings(organization_id=obj.organization_id, actor=request.user, **changed)
         else:
             messages.info(request, "Nothing changed.")

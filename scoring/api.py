@@ -7,6 +7,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leadcrm import audit
 from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.permissions import IsOrgWideMember
 from leads.conditions import ConditionError
@@ -87,14 +88,15 @@ class ScoringRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return super().create(request, *args, **kwargs)
 
     def perform_create(self, serializer):
-        serializer.instance = services.save_rule(organization_id=self.organization.pk, **serializer.validated_data)
+        serializer.instance = services.save_rule(organization_id=self.organization.pk,
+                                                 actor=audit.actor_of(self.request), **serializer.validated_data)
 
     def perform_update(self, serializer):
         serializer.instance = services.save_rule(organization_id=self.organization.pk, rule=serializer.instance,
-                                                 **serializer.validated_data)
+                                                 actor=audit.actor_of(self.request), **serializer.validated_data)
 
     def perform_destroy(self, instance):
-        services.delete_rule(rule=instance)
+        services.delete_rule(rule=instance, actor=audit.actor_of(self.request))
 
     @extend_schema(request=RulePreviewSerializer, responses=PreviewResultSerializer)
     @action(detail=False, methods=["post"])
@@ -147,7 +149,8 @@ class ScoringSettingsView(APIView):
         settings = services.get_settings(request.organization.pk)
         serializer = ScoringSettingsSerializer(settings, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        settings = services.update_settings(organization_id=request.organization.pk, **serializer.validated_data)
+        settings = services.update_settings(organization_id=request.organization.pk, actor=audit.actor_of(request),
+                                           **serializer.validated_data)
         return Response(ScoringSettingsSerializer(settings).data)
 
 

@@ -5,12 +5,19 @@ class ScoringConfig(AppConfig):
     name = "scoring"
 
     def ready(self):
-        from leadcrm import events
+        from leadcrm import audit, events
 
-        from . import handlers
+        from . import handlers, privacy
+        from .models import ScoringRule, ScoringSettings
+
+        audit.register(ScoringRule)
+        audit.register(ScoringSettings, exclude={
+            "config_version", "scored_version", "recalc_status", "recalc_done", "recalc_total", "recalc_error",
+            "recalc_started_at", "recalc_finished_at"}, label=lambda settings: "Scoring and grading settings")
 
         # A capture always records a submission activity, so ACTIVITY_RECORDED covers new leads too.
         events.subscribe(events.ACTIVITY_RECORDED, handlers.score_after_activity)
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
+        privacy.register()

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
 from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
@@ -173,32 +173,37 @@ def request_recalculation(*, organization_id) -> None:
 
 
 @transaction.atomic
-def save_rule(*, organization_id, rule: ScoringRule | None = None, **fields) -> ScoringRule:
+def save_rule(*, organization_id, rule: ScoringRule | None = None, actor=None, **fields) -> ScoringRule:
     """Create (rule None) or change a rule; the org is re-scored."""
     rule = rule or ScoringRule(organization_id=organization_id)
+    before = audit.stored(rule)
     for name, value in fields.items():
         setattr(rule, name, value)
     rule.condition = clean_rule(kind=rule.kind, condition=rule.condition, points=rule.points,
                                 max_occurrences=rule.max_occurrences, window_days=rule.window_days)
     rule.save()
+    audit.record_save(organization=organization_id, actor=actor, obj=rule, before=before)
     request_recalculation(organization_id=organization_id)
     return rule
 
 
 @transaction.atomic
-def delete_rule(*, rule: ScoringRule) -> None:
+def delete_rule(*, rule: ScoringRule, actor=None) -> None:
     organization_id = rule.organization_id
-    rule.delete()
+    with audit.Deletion(rule, organization=organization_id, actor=actor):
+        rule.delete()
     request_recalculation(organization_id=organization_id)
 
 
 @transaction.atomic
-def update_settings(*, organization_id, **fields) -> ScoringSettings:
+def update_settings(*, organization_id, actor=None, **fields) -> ScoringSettings:
     fields = clean_settings(fields)
     settings = ScoringSettings.objects.select_for_update().get(pk=get_settings(organization_id).pk)
+    before = audit.snapshot(settings)
     for name, value in fields.items():
         setattr(settings, name, value)
     settings.save(update_fields=[*fields, "updated_at"])
+    audit.record_save(organization=organization_id, actor=actor, obj=settings, before=before)
     request_recalculation(organization_id=organization_id)
     settings.refresh_from_db()
     return settings

@@ -75,7 +75,8 @@ def rule_list(request):
 def _save_rule(request, form, rule):
     """Save through the service; a refusal there (a race with another edit) becomes form errors."""
     try:
-        return services.save_rule(organization_id=request.organization.pk, rule=rule, **form.rule_fields())
+        return services.save_rule(organization_id=request.organization.pk, rule=rule, actor=request.user,
+                                  **form.rule_fields())
     except ConditionError as exc:
         for key, problems in exc.errors.items():
             form.add_error(key if key in form.fields else None, problems)
@@ -144,7 +145,8 @@ def rule_toggle(request, pk):
     error = None
     if rule.active != wanted:
         try:
-            rule = services.save_rule(organization_id=request.organization.pk, rule=rule, active=wanted)
+            rule = services.save_rule(organization_id=request.organization.pk, rule=rule, active=wanted,
+                                      actor=request.user)
         except ConditionError as exc:
             rule.refresh_from_db()
             error = " ".join(message for problems in exc.errors.values() for message in problems)
@@ -164,7 +166,7 @@ def rule_toggle(request, pk):
 def rule_delete(request, pk):
     rule = _with_words(get_object_or_404(_rules(request), pk=pk))
     if request.method == "POST":
-        services.delete_rule(rule=rule)
+        services.delete_rule(rule=rule, actor=request.user)
         messages.success(request, f"Rule “{rule.name}” deleted. Every lead is being re-scored.")
         return redirect("scoring:rules")
     return render(request, "scoring/rule_confirm_delete.html", {"rule": rule})
@@ -186,7 +188,7 @@ def settings_edit(request):
                 messages.info(request, "Nothing changed.")
                 return redirect("scoring:settings")
             try:
-                services.update_settings(organization_id=request.organization.pk, **changed)
+                services.update_settings(organization_id=request.organization.pk, actor=request.user, **changed)
             except ConditionError as exc:
                 for key, problems in exc.errors.items():
                     form.add_error(key if key in form.fields else None, problems)

@@ -48,6 +48,9 @@ ENDPOINTS = [
     Endpoint("lead-patch", "patch", "/api/v1/leads/{lead}/", "404", body={"first_name": "Mallory"}),
     Endpoint("lead-delete", "delete", "/api/v1/leads/{lead}/", "404"),
     Endpoint("lead-timeline", "get", "/api/v1/leads/{lead}/activities/", "404"),
+    # --- privacy requests
+    Endpoint("lead-export", "get", "/api/v1/leads/{lead}/export/", "404"),
+    Endpoint("lead-erase", "post", "/api/v1/leads/{lead}/erase/", "404"),
     # --- qualification and conversion API
     Endpoint("lead-stage", "post", "/api/v1/leads/{lead}/stage/", "404", body={"stage": "opportunity"}),
     Endpoint("lead-convert", "post", "/api/v1/leads/{lead}/convert/", "404",
@@ -84,6 +87,11 @@ ENDPOINTS = [
     Endpoint("api-key-retrieve", "get", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-delete", "delete", "/api/v1/api-keys/{key}/", "404"),
     Endpoint("api-key-revoke", "post", "/api/v1/api-keys/{key}/revoke/", "404"),
+    # --- audit log (the victim's routing rule was recorded when it was made)
+    Endpoint("audit-log-list", "get", "/api/v1/audit-log/", "absent", marker="Acme Secrets routing"),
+    Endpoint("audit-log-list-filtered", "get", "/api/v1/audit-log/?object_type=routing.assignmentrule", "absent",
+             marker="Acme Secrets routing"),
+    Endpoint("ui-audit-log", "get", "/audit/", "absent", api=False, marker="Acme Secrets routing"),
     # --- scoring API
     Endpoint("lead-score", "get", "/api/v1/leads/{lead}/score/", "404"),
     Endpoint("scoring-rules-list", "get", "/api/v1/scoring-rules/", "absent", marker="{rule}"),
@@ -118,6 +126,9 @@ ENDPOINTS = [
     Endpoint("ui-leads-list", "get", "/leads/", "absent", api=False),
     Endpoint("ui-leads-search", "get", "/leads/?search=Secrets", "absent", api=False),
     Endpoint("ui-lead-detail", "get", "/leads/{lead}/", "404", api=False),
+    Endpoint("ui-lead-export", "get", "/leads/{lead}/export/", "404", api=False),
+    Endpoint("ui-lead-erase", "get", "/leads/{lead}/erase/", "404", api=False),
+    Endpoint("ui-lead-erase-post", "post", "/leads/{lead}/erase/", "404", api=False, body={"confirm": "erase"}),
     Endpoint("ui-forms-list", "get", "/forms/", "absent", api=False, marker="{form}"),
     Endpoint("ui-form-detail", "get", "/forms/{form}/", "404", api=False),
     Endpoint("ui-form-edit", "get", "/forms/{form}/edit/", "404", api=False),

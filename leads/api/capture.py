@@ -8,14 +8,16 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from leadcrm.api import OrgScopedViewSet, idempotent
+from leadcrm import audit
+from leadcrm.api import Conflict, OrgScopedViewSet, idempotent
+from leadcrm.models import Role
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
 
@@ -28,6 +30,7 @@ from ..serializers import (
     FormSerializer,
     FormSubmissionSerializer,
     ImportJobSerializer,
+    LeadDetailSerializer,
     LeadSerializer,
 )
 from .lifecycle import LifecycleActions
@@ -49,6 +52,9 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
     def get_queryset(self):
         return selectors.leads_for(self.organization)
 
+    def get_serializer_class(self):
+        return LeadDetailSerializer if self.action == "retrieve" else super().get_serializer_class()
+
     @extend_schema(responses={200: LeadSerializer, 201: LeadSerializer},
                    parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)])
     @idempotent
@@ -57,16 +63,20 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         result = services.capture_lead(organization_id=self.organization.pk, data=serializer.validated_data,
-                                       channel="api")
+                                       channel="api", consent=_api_consent(request))
         serializer.instance = result.lead  # as after save(): .data now represents the stored lead
         return Response(serializer.data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
     def partial_update(self, request, pk=None):
         lead = self.get_object()
+        if lead.erased_at is not None:
+            raise Conflict("This lead was erased on request; it cannot be changed.")
         serializer = self.get_serializer(lead, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
             services.update_lead(lead=lead, data=serializer.validated_data, actor=_user(request))
+        except services.LeadErased as exc:
+            raise Conflict(str(exc)) from None
         except IntegrityError:  # another request took the email after validation passed
             raise ValidationError({"email": ["Another lead already has this email address."]}) from None
         return Response(self.get_serializer(lead).data)
@@ -96,7 +106,7 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
                 results.append({"index": index, "status": 400, "errors": errors})
                 continue
             result = services.capture_lead(organization_id=self.organization.pk, data=serializer.validated_data,
-                                           channel="api_bulk")
+                                           channel="api_bulk", consent=_api_consent(request))
             results.append({"index": index, "status": 201 if result.created else 200, "id": str(result.lead.pk)})
         summary = {
             "created": sum(r["status"] == 201 for r in results),
@@ -104,6 +114,26 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
             "failed": sum(r["status"] == 400 for r in results),
         }
         return Response({"results": results, **summary})
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def export(self, request, pk=None):
+        """Everything held about the lead as JSON: its fields, consents, activities, form submissions, deals,
+        and each app's part (score history, emails and enrolments, assignments, campaign memberships…).
+        API keys, admins and marketers."""
+        _require_role(request, Role.ADMIN, Role.MARKETER)
+        return Response(services.export_lead(lead=self.get_object()))
+
+    @extend_schema(request=None, responses={200: LeadSerializer})
+    @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
+    def erase(self, request, pk=None):
+        """Erase the person's data (lead fields, activity details, form answers, emails and every app's part);
+        the anonymous row stays for reports. Erasing again changes nothing. API keys and admins."""
+        _require_role(request, Role.ADMIN)
+        lead = self.get_object()
+        services.erase_lead(lead=lead, actor=audit.actor_of(request))
+        lead.refresh_from_db()
+        return Response(LeadSerializer(lead, context=self.get_serializer_context()).data)
 
     @extend_schema(responses=ActivitySerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=ActivityCursorPagination, filter_backends=[])
@@ -117,6 +147,17 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
 
 def _user(request):
     return request.user if request.user.is_authenticated else None
+
+
+def _api_consent(request) -> dict:
+    """How an API opt-in was given: through which key (or signed-in user)."""
+    return {"channel": "api", "source": audit.actor_label(audit.actor_of(request))}
+
+
+def _require_role(request, *roles):
+    """API keys act for the whole org; a signed-in member needs one of `roles`."""
+    if request.auth is None and request.membership.role not in roles:
+        raise PermissionDenied("Your role may not do this.")
 
 
 class ActivityViewSet(mixins.CreateModelMixin, OrgScopedViewSet):

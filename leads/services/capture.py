@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from leadcrm import events
 
-from ..models import Activity, ActivityType, Form, FormSubmission, Lead
+from ..models import Activity, ActivityType, ConsentChannel, ConsentRecord, Form, FormSubmission, Lead
 
 # Fields a merge may fill when the existing lead has them empty.
 MERGEABLE_FIELDS = (
@@ -136,11 +136,13 @@ def _insert_unless_email_taken(lead: Lead) -> bool:
 def capture_lead(
     *, organization_id, data: dict, channel: str = "api", touch: dict | None = None, actor=None,
     activity_type: str = ActivityType.API_SUBMISSION, activity_properties: dict | None = None,
+    consent: dict | None = None,
 ) -> CaptureResult:
     """Create a lead, or merge into the one with the same email. Records a submission activity.
 
     `data` holds validated lead field values (email already normalised). Safe under concurrency:
-    two captures of one new email end as one lead, the loser merging into the winner.
+    two captures of one new email end as one lead, the loser merging into the winner. When `data` opts in,
+    a consent record keeps how: `consent` = {"channel", "source", "text", "ip_address"} (channel: form/api).
     """
     email = normalize_email(data.get("email", ""))
     data = {**data, "email": email}
@@ -158,6 +160,8 @@ def capture_lead(
             changed = _merge_into(lead, data, touch)
             if changed:
                 lead.save(update_fields=[*changed, "updated_at"])
+        if data.get("consent_opt_in"):
+            _record_consent(organization_id, lead, consent or {}, now)
         submitted = sorted(k for k, v in data.items() if not is_empty(v))
         activity = record_activity(
             organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
@@ -169,6 +173,16 @@ def capture_lead(
         events.emit(events.ACTIVITY_RECORDED, organization_id=organization_id, lead_id=lead.pk,
                     activity_id=activity.pk, type=activity.type)
     return CaptureResult(lead=lead, created=created)
+
+
+def _record_consent(organization_id, lead: Lead, consent: dict, now) -> None:
+    channel = consent.get("channel") or ConsentChannel.API
+    ConsentRecord.objects.create(
+        organization_id=organization_id, lead=lead, given_at=now,
+        channel=channel if channel in ConsentChannel.values else ConsentChannel.API,
+        source=(consent.get("source") or "")[:200], text=consent.get("text") or "",
+        ip_address=consent.get("ip_address") or None,
+    )
 
 
 def record_activity(
@@ -217,6 +231,11 @@ def track_activity(
 
 def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
     """Apply a partial update; emits lead.updated with the changed field names."""
+    # An erased lead keeps only its opt-outs moving (an unsubscribe link in an old email still works).
+    if lead.erased_at is not None and set(data) - {"unsubscribed", "do_not_contact", "bounced"}:
+        from .privacy import LeadErased
+
+        raise LeadErased("This lead was erased on request; it cannot be changed.")
     if "email" in data:
         data = {**data, "email": normalize_email(data["email"])}
     changed = [field for field, value in data.items() if getattr(lead, field) != value]
@@ -254,6 +273,8 @@ def submit_form(
             organization_id=form.organization_id, data=values, channel="form", touch=touch,
             activity_type=ActivityType.FORM_SUBMISSION,
             activity_properties={"form_id": str(form.pk), "form_name": form.name},
+            consent={"channel": ConsentChannel.FORM, "source": form.slug, "ip_address": ip_address,
+                     "text": data.get("consent_text") or form.consent_text},
         )
         FormSubmission.objects.create(
             organization_id=form.organization_id, form=form, lead=result.lead, data=data,

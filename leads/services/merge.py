@@ -71,6 +71,8 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
         missing = [str(pk) for pk in [keep_id, *merge_ids] if pk not in leads]
         if missing:
             raise Lead.DoesNotExist(f"No such leads: {', '.join(missing)}")
+        if any(lead.erased_at for lead in leads.values()):
+            raise MergeRefused("An erased lead cannot be merged.")
         keep = leads[keep_id]
         others = [leads[pk] for pk in merge_ids]
         _combine(keep, others)

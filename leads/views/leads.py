@@ -1,6 +1,10 @@
 """The leads list and the lead page, with its stage moves and BANT answers."""
 
+import json
+
 from django.contrib import messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
@@ -8,7 +12,7 @@ from django.views.decorators.http import require_POST
 from leadcrm.models import Role
 from leadcrm.paging import keyset_page
 from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required
+from leadcrm.views import org_member_required, role_required
 
 from .. import selectors, services
 from ..filters import LeadFilter
@@ -17,6 +21,7 @@ from ..models import (
     ALLOWED_MOVES,
     STAGES_WITH_REASON,
     Activity,
+    ConsentRecord,
     Deal,
     DealStatus,
     Grade,
@@ -106,6 +111,8 @@ def lead_page(request, lead, *, status=200, stage_error="", qualification_form=N
         "required_bant": [bant_label(field) for field in required],
         "can_convert": lead.lifecycle_stage in CONVERTIBLE_STAGES,
         "deals": deals, "lose_form": LoseDealForm(reasons=lost_reasons),
+        "consents": ConsentRecord.objects.for_org(organization_id).filter(lead=lead).order_by("-given_at")[:20],
+        "can_export": request.membership.role in EXPORT_ROLES, "can_erase": request.membership.role == Role.ADMIN,
     }, status=status)
 
 
@@ -141,3 +148,30 @@ def lead_qualification(request, pk):
     services.update_qualification(lead=lead, data=form.cleaned_data, actor=request.user)
     messages.success(request, "Qualification saved.")
     return redirect("leads:detail", pk=lead.pk)
+
+
+# Who may take a lead's data out or erase it: a privacy request is handled by admins; marketers, who own consent
+# and email, may export too.
+EXPORT_ROLES = (Role.ADMIN, Role.MARKETER)
+
+
+@role_required(*EXPORT_ROLES)
+def lead_export(request, pk):
+    lead = get_object_or_404(selectors.leads_for(request.organization), pk=pk)
+    body = json.dumps(services.export_lead(lead=lead), cls=DjangoJSONEncoder, indent=2, ensure_ascii=False)
+    response = HttpResponse(body, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="lead-{lead.pk}.json"'
+    return response
+
+
+@role_required(Role.ADMIN)
+def lead_erase(request, pk):
+    """GET asks for confirmation; POST with confirm=erase removes the person's data for good."""
+    lead = get_object_or_404(selectors.leads_for(request.organization), pk=pk)
+    if request.method == "POST":
+        if request.POST.get("confirm", "").strip().lower() != "erase":
+            return render(request, "leads/lead_erase.html", {"lead": lead, "error": True}, status=400)
+        services.erase_lead(lead=lead, actor=request.user)
+        messages.success(request, "The lead's personal data was erased. Its anonymous row stays in reports.")
+        return redirect("leads:detail", pk=lead.pk)
+    return render(request, "leads/lead_erase.html", {"lead": lead})

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from leadcrm import audit
 from leads.conditions import ConditionError
 from leads.models import Form, Lead, LeadStatus, LifecycleStage, Segment, Temperature
 from leads.services import clean_definition, segment_q
@@ -353,20 +354,23 @@ def clean_sequence(*, organization_id, data: dict, instance: Sequence | None = N
     return {"fields": fields, "steps": steps}
 
 
-def save_sequence(*, organization_id, data: dict, instance: Sequence | None = None) -> Sequence:
+def save_sequence(*, organization_id, data: dict, instance: Sequence | None = None, actor=None) -> Sequence:
     """Create or change a sequence. Steps are kept by position, so stats and sent messages stay with the step
     that sent them; steps past the new end are removed (their messages keep their history)."""
     cleaned = clean_sequence(organization_id=organization_id, data=data, instance=instance)
     with transaction.atomic():
         if instance is None:
+            before = None
             sequence = Sequence.objects.create(organization_id=organization_id, **cleaned["fields"])
         else:
             sequence = Sequence.objects.for_org(organization_id).select_for_update().get(pk=instance.pk)
+            before = audit.snapshot(sequence)
             for field, value in cleaned["fields"].items():
                 setattr(sequence, field, value)
             sequence.save()
         if cleaned["steps"] is not None:
             _save_steps(sequence, cleaned["steps"])
+        audit.record_save(organization=organization_id, actor=actor, obj=sequence, before=before)
     return sequence
 
 
@@ -391,8 +395,10 @@ def _save_steps(sequence: Sequence, steps: list[dict]) -> None:
         SequenceStep.objects.bulk_create(created)
 
 
-def delete_sequence(*, sequence: Sequence) -> None:
-    sequence.delete()
+@transaction.atomic
+def delete_sequence(*, sequence: Sequence, actor=None) -> None:
+    with audit.Deletion(sequence, organization=sequence.organization_id, actor=actor):
+        sequence.delete()
 
 
 # ----------------------------------------------------------------------------------------------- enrolment

@@ -4,6 +4,8 @@ of content saves a new version (versions are never edited, a sent email points a
 from django.db import IntegrityError, transaction
 from django.db.models import Max, RestrictedError
 
+from leadcrm import audit
+
 from ..models import EmailTemplate, SequenceStep, TemplateFolder, TemplateVersion
 from ..rendering import TemplateProblem, check_template
 
@@ -72,20 +74,23 @@ def resolve_folder(*, organization_id, folder) -> TemplateFolder | None:
 
 
 @transaction.atomic
-def create_folder(*, organization_id, name) -> TemplateFolder:
+def create_folder(*, organization_id, name, actor=None) -> TemplateFolder:
     name = _clean_name(name, limit=MAX_FOLDER_NAME)
     if _folder_named(organization_id, name) is not None:
         raise TemplateRefused({"name": ["Another folder has this name."]})
     try:
         with transaction.atomic():
-            return TemplateFolder.objects.create(organization_id=organization_id, name=name)
+            folder = TemplateFolder.objects.create(organization_id=organization_id, name=name)
     except IntegrityError:
         raise TemplateRefused({"name": ["Another folder has this name."]}) from None
+    audit.record_save(organization=organization_id, actor=actor, obj=folder, before=None)
+    return folder
 
 
 @transaction.atomic
-def rename_folder(*, folder: TemplateFolder, name) -> TemplateFolder:
+def rename_folder(*, folder: TemplateFolder, name, actor=None) -> TemplateFolder:
     name = _clean_name(name, limit=MAX_FOLDER_NAME)
+    before = audit.stored(folder)
     other = _folder_named(folder.organization_id, name)
     if other is not None and other.pk != folder.pk:
         raise TemplateRefused({"name": ["Another folder has this name."]})
@@ -95,13 +100,15 @@ def rename_folder(*, folder: TemplateFolder, name) -> TemplateFolder:
             folder.save(update_fields=["name"])
     except IntegrityError:
         raise TemplateRefused({"name": ["Another folder has this name."]}) from None
+    audit.record_save(organization=folder.organization_id, actor=actor, obj=folder, before=before)
     return folder
 
 
 @transaction.atomic
-def delete_folder(*, folder: TemplateFolder) -> None:
+def delete_folder(*, folder: TemplateFolder, actor=None) -> None:
     """Delete a folder; its templates stay, outside any folder."""
-    folder.delete()
+    with audit.Deletion(folder, organization=folder.organization_id, actor=actor):
+        folder.delete()
 
 
 # ----------------------------------------------------------------------------------------------- templates
@@ -118,12 +125,13 @@ def _same_content(version: TemplateVersion | None, subject, html, text) -> bool:
 
 @transaction.atomic
 def create_template(*, organization_id, name, subject, html, text, folder=None, actor=None) -> EmailTemplate:
-    """A new template with its content as version 1."""
+    """A new template with its content as version 1. `actor`: a user (who wrote the version) or an API key."""
     name = _check(name=name, subject=subject, html=html, text=text)
     folder = resolve_folder(organization_id=organization_id, folder=folder)
     template = EmailTemplate.objects.create(organization_id=organization_id, name=name, folder=folder)
     TemplateVersion.objects.create(organization_id=organization_id, template=template, number=1, subject=subject,
-                                   html=html, text=text, created_by=actor)
+                                   html=html, text=text, created_by=audit.user_of(actor))
+    audit.record_save(organization=organization_id, actor=actor, obj=template, before=None)
     return template
 
 
@@ -134,6 +142,7 @@ def update_template(*, template: EmailTemplate, subject, html, text, name=None, 
     name = _check(name=template.name if name is None else name, subject=subject, html=html, text=text)
     # One editor at a time picks the next number: the row lock orders concurrent saves of the same template.
     EmailTemplate.objects.select_for_update().filter(pk=template.pk).first()
+    before = audit.stored(template)
     changed = []
     if name != template.name:
         template.name = name
@@ -147,10 +156,11 @@ def update_template(*, template: EmailTemplate, subject, html, text, name=None, 
     if not _same_content(current, subject, html, text):
         number = (TemplateVersion.objects.filter(template=template).aggregate(n=Max("number"))["n"] or 0) + 1
         TemplateVersion.objects.create(organization_id=template.organization_id, template=template, number=number,
-                                       subject=subject, html=html, text=text, created_by=actor)
+                                       subject=subject, html=html, text=text, created_by=audit.user_of(actor))
         changed.append("updated_at")
     if changed:
         template.save(update_fields=list(dict.fromkeys([*changed, "updated_at"])))
+        audit.record_save(organization=template.organization_id, actor=actor, obj=template, before=before)
     return template
 
 
@@ -165,13 +175,13 @@ def _in_use_message(template: EmailTemplate) -> str | None:
 
 
 @transaction.atomic
-def delete_template(*, template: EmailTemplate) -> None:
+def delete_template(*, template: EmailTemplate, actor=None) -> None:
     """Delete a template and its versions; refused while a sequence step sends it."""
     message = _in_use_message(template)
     if message:
         raise TemplateRefused({"template": [message]})
     try:
-        with transaction.atomic():
+        with transaction.atomic(), audit.Deletion(template, organization=template.organization_id, actor=actor):
             template.delete()
     except RestrictedError:  # a step added meanwhile
         raise TemplateRefused({"template": [_in_use_message(template) or "A sequence step sends this template."]}

@@ -5,6 +5,7 @@ import re
 from django.db import IntegrityError, transaction
 from django.db.models import RestrictedError
 
+from leadcrm import audit
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
 from leads.conditions import ConditionError
@@ -72,18 +73,24 @@ def clean_rep(profile: RepProfile, data: dict) -> dict:
     return data
 
 
-def update_rep(*, profile: RepProfile, data: dict) -> RepProfile:
+@transaction.atomic
+def update_rep(*, profile: RepProfile, data: dict, actor=None) -> RepProfile:
     data = clean_rep(profile, data)
+    before = audit.stored(profile)
     for name, value in data.items():
         setattr(profile, name, value)
     profile.save()
+    audit.record_save(organization=profile.organization_id, actor=actor, obj=profile, before=before)
     return profile
 
 
-def set_available(*, profile: RepProfile, available: bool) -> RepProfile:
+@transaction.atomic
+def set_available(*, profile: RepProfile, available: bool, actor=None) -> RepProfile:
     """A manager pauses a rep (no new leads) or lets them take leads again."""
+    before = audit.stored(profile)
     profile.available = available
     profile.save(update_fields=["available", "updated_at"])
+    audit.record_save(organization=profile.organization_id, actor=actor, obj=profile, before=before)
     return profile
 
 
@@ -121,22 +128,25 @@ def set_members(team: Team, reps) -> None:
     ])
 
 
-def save_team(*, organization_id, data: dict, instance: Team | None = None) -> Team:
+def save_team(*, organization_id, data: dict, instance: Team | None = None, actor=None) -> Team:
     data = clean_team(organization_id, data, instance)
     members = data.pop("members", None)
     with transaction.atomic():
         team = instance or Team(organization_id=organization_id)
+        before = audit.stored(team)
         for name, value in data.items():
             setattr(team, name, value)
         team.save()
         if members is not None:
             set_members(Team.objects.select_for_update().get(pk=team.pk), members)
+        audit.record_save(organization=organization_id, actor=actor, obj=team, before=before)
     return team
 
 
-def delete_team(*, team: Team) -> None:
+def delete_team(*, team: Team, actor=None) -> None:
     try:
-        team.delete()
+        with transaction.atomic(), audit.Deletion(team, organization=team.organization_id, actor=actor):
+            team.delete()
     except RestrictedError as exc:
         names = sorted({str(rule) for rule in exc.restricted_objects})[:5]
         raise ConfigError({"team": [f"Assignment rules send leads to this team: {', '.join(names)}. "
@@ -197,9 +207,10 @@ def clean_rule(organization_id, data: dict, instance: AssignmentRule | None = No
     return data
 
 
-def save_rule(*, organization_id, data: dict, instance: AssignmentRule | None = None) -> AssignmentRule:
+def save_rule(*, organization_id, data: dict, instance: AssignmentRule | None = None, actor=None) -> AssignmentRule:
     data = clean_rule(organization_id, data, instance)
     rule = instance or AssignmentRule(organization_id=organization_id)
+    before = audit.stored(rule)
     for name, value in data.items():
         setattr(rule, name, value)
     if rule.segment_id:
@@ -207,13 +218,16 @@ def save_rule(*, organization_id, data: dict, instance: AssignmentRule | None = 
     try:
         with transaction.atomic():
             rule.save()
+            audit.record_save(organization=organization_id, actor=actor, obj=rule, before=before)
     except IntegrityError:  # a concurrent save made another fallback first
         raise ConfigError({"is_fallback": ["This organization already has a fallback rule; only one may be."]}) \
             from None
     return rule
 
 
-def delete_rule(*, rule: AssignmentRule) -> None:
-    rule.delete()
+@transaction.atomic
+def delete_rule(*, rule: AssignmentRule, actor=None) -> None:
+    with audit.Deletion(rule, organization=rule.organization_id, actor=actor):
+        rule.delete()
 
 

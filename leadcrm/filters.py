@@ -1,0 +1,34 @@
+from datetime import datetime, time, timedelta
+
+import django_filters
+from django.utils import timezone
+
+from .models import AuditAction, AuditEntry
+
+
+def _day_start(day) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
+
+
+class AuditFilter(django_filters.FilterSet):
+    """Shared by `GET /api/v1/audit-log/` and the `/audit/` page. Dates are whole days in the viewer's zone."""
+
+    object_type = django_filters.CharFilter(field_name="object_type")
+    object_id = django_filters.CharFilter(field_name="object_id")
+    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    actor = django_filters.CharFilter(method="filter_actor", help_text="Part of the actor's email or key name")
+    start = django_filters.DateFilter(method="filter_start", help_text="From this day on")
+    end = django_filters.DateFilter(method="filter_end", help_text="Up to and including this day")
+
+    class Meta:
+        model = AuditEntry
+        fields = []
+
+    def filter_actor(self, queryset, name, value):
+        return queryset.filter(actor_label__icontains=value.strip()) if value.strip() else queryset
+
+    def filter_start(self, queryset, name, value):
+        return queryset.filter(time__gte=_day_start(value))
+
+    def filter_end(self, queryset, name, value):
+        return queryset.filter(time__lt=_day_start(value + timedelta(days=1)))
