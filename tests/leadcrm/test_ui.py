@@ -32,10 +32,11 @@ def test_login_page_and_wrong_password(client, org):
     assert "_auth_user_id" not in client.session
 
 
-def test_login_lands_on_leads_and_honours_next(client, org):
+def test_login_lands_on_the_role_home_and_honours_next(client, org):
     response = client.post("/accounts/login/", {"username": "owner@acme.test", "password": "pw-acme-123"})
-    assert response.status_code == 302 and response["Location"] == "/leads/"
-    assert client.get("/leads/").status_code == 200
+    assert response.status_code == 302 and response["Location"] == "/"
+    assert client.get("/")["Location"] == "/reports/"  # an admin's home: the reports overview
+    assert client.get("/reports/").status_code == 200
     client.logout()
     response = client.post("/accounts/login/", {"username": "owner@acme.test", "password": "pw-acme-123",
                                                 "next": "/settings/api-keys/"})
