@@ -2,13 +2,20 @@
 
 Services emit events after their transaction commits; other apps subscribe in AppConfig.ready(),
 so `leads` never imports the stages built on it. Handlers take ids and usually enqueue a task.
+
+`emit` is durable: the event is written to an outbox table in the emitting transaction, so follow-up work
+(scoring, routing, enrolment…) survives a broker that is down or a process that dies right after the commit.
 """
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +35,15 @@ ORG_CREATED = "organization.created"  # organization_id; delivered inside the cr
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 
+# A fresh row is left to the process that committed it for this long before the beat may deliver it too.
+OUTBOX_GRACE = timedelta(seconds=30)
+RETRY_BACKOFF_MAX = 300  # seconds between attempts of a handler that keeps failing, at most
+OUTBOX_BATCH = 100  # rows one beat run claims per transaction
+
+
+def handler_name(handler: Callable) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
 
 def subscribe(event: str, handler: Callable) -> None:
     if handler not in _handlers[event]:
@@ -41,14 +57,95 @@ def emit_now(event: str, **payload) -> None:
         handler(**payload)
 
 
+def _table() -> str:
+    from .models import OutboxEvent
+
+    return connection.ops.quote_name(OutboxEvent._meta.db_table)
+
+
 def emit(event: str, **payload) -> None:
-    """Deliver to every subscriber once the surrounding transaction commits (at once outside one)."""
+    """Record the event in the outbox inside the caller's transaction (at once outside one) and deliver it to
+    every subscriber once that commits. A handler that fails is retried by the beat (`deliver_due`) until it
+    succeeds, so handlers must be safe to run twice; `event_id` in the payload lets them tell repeats apart."""
+    if not _handlers[event]:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
+            "VALUES (%s, %s, 0, '', now(), now() + %s) RETURNING id",
+            [event, json.dumps(payload, cls=DjangoJSONEncoder), OUTBOX_GRACE],
+        )
+        event_id = cursor.fetchone()[0]
+    payload = {**payload, "event_id": event_id}
+    transaction.on_commit(lambda: _deliver_fresh(event_id, event, payload))
 
-    def deliver():
-        for handler in list(_handlers[event]):
-            try:
+
+def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str]:
+    """Call each handler (each in a savepoint when inside a transaction, so one handler's database error spoils
+    only its own work); return the names of those that failed and the last error."""
+    failed, error = [], ""
+    for handler in handlers:
+        try:
+            if savepoints:
+                with transaction.atomic():
+                    handler(**payload)
+            else:
                 handler(**payload)
-            except Exception:  # one consumer's failure must not break capture or the others
-                logger.exception("handler %r failed for %s", handler, event)
+        except Exception as exc:  # one consumer's failure must not break capture or the others
+            logger.warning("handler %s failed for %s #%s: %r", handler_name(handler), event, payload.get("event_id"),
+                           exc, exc_info=not isinstance(exc, (OSError, ConnectionError)))
+            failed.append(handler_name(handler))
+            error = f"{handler_name(handler)}: {exc.__class__.__name__}: {exc}"[:2000]
+    return failed, error
 
-    transaction.on_commit(deliver)
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(RETRY_BACKOFF_MAX, 5 * 2 ** max(0, attempts - 1)))
+
+
+def _deliver_fresh(event_id: int, event: str, payload: dict) -> None:
+    failed, error = _run(list(_handlers[event]), payload, event)
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Losing this write in a database crash only means the beat delivers the event once more, so it need
+            # not wait for the disk.
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+            if failed:
+                cursor.execute(f"UPDATE {_table()} SET pending = %s, attempts = 1, last_error = %s, "
+                               "next_attempt_at = now() + %s WHERE id = %s",
+                               [json.dumps(failed), error, _backoff(1), event_id])
+            else:
+                cursor.execute(f"DELETE FROM {_table()} WHERE id = %s", [event_id])
+    except DatabaseError:  # the row stays: the beat delivers it again after the grace period
+        logger.warning("could not record the delivery of %s #%s", event, event_id, exc_info=True)
+
+
+def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
+    """Beat: run the handlers still pending on due outbox rows (rows claimed with SKIP LOCKED, so several beats
+    or workers share them); delete a row once nothing is pending, else try again later with a growing backoff."""
+    from .models import OutboxEvent
+
+    totals = {"delivered": 0, "failed": 0}
+    while True:
+        with transaction.atomic():
+            rows = list(OutboxEvent.objects.filter(next_attempt_at__lte=timezone.now()).order_by("next_attempt_at")
+                        .select_for_update(skip_locked=True)[:limit])
+            if not rows:
+                return totals
+            done = []
+            for row in rows:
+                names = None if row.pending is None else set(row.pending)
+                handlers = [h for h in _handlers[row.event] if names is None or handler_name(h) in names]
+                failed, error = _run(handlers, {**row.payload, "event_id": row.pk}, row.event, savepoints=True)
+                if failed:
+                    row.pending, row.last_error = failed, error
+                    row.attempts += 1
+                    row.next_attempt_at = timezone.now() + _backoff(row.attempts)
+                    row.save(update_fields=["pending", "attempts", "last_error", "next_attempt_at"])
+                    totals["failed"] += 1
+                else:
+                    done.append(row.pk)
+                    totals["delivered"] += 1
+            OutboxEvent.objects.filter(pk__in=done).delete()
+        if len(rows) < limit:
+            return totals
