@@ -64,3 +64,4 @@ urlpatterns = [
     path("", include("campaigns.urls")),
     path("reports/", include("reports.urls")),
 ]
+handler500 = "leadcrm.middleware.server_error"  # a broken database connection answers 503, see there
