@@ -67,17 +67,26 @@ def emit(event: str, **payload) -> None:
     """Record the event in the outbox inside the caller's transaction (at once outside one) and deliver it to
     every subscriber once that commits. A handler that fails is retried by the beat (`deliver_due`) until it
     succeeds, so handlers must be safe to run twice; `event_id` in the payload lets them tell repeats apart."""
-    if not _handlers[event]:
+    emit_many([(event, payload)])
+
+
+def emit_many(items: list[tuple[str, dict]]) -> None:
+    """`emit` for several events of one change (a capture's lead and activity): one insert, one delivery."""
+    items = [(event, payload) for event, payload in items if _handlers[event]]
+    if not items:
         return
+    values, params = [], []
+    for event, payload in items:
+        values.append("(%s, %s, 0, '', now(), now() + %s)")
+        params += [event, json.dumps(payload, cls=DjangoJSONEncoder), OUTBOX_GRACE]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
-            "VALUES (%s, %s, 0, '', now(), now() + %s) RETURNING id",
-            [event, json.dumps(payload, cls=DjangoJSONEncoder), OUTBOX_GRACE],
-        )
-        event_id = cursor.fetchone()[0]
-    payload = {**payload, "event_id": event_id}
-    transaction.on_commit(lambda: _deliver_fresh(event_id, event, payload))
+        # PostgreSQL returns the ids of a VALUES list in its order (bulk_create relies on it too).
+        cursor.execute(f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
+                       f"VALUES {', '.join(values)} RETURNING id", params)
+        ids = [row[0] for row in cursor.fetchall()]
+    batch = [(event_id, event, {**payload, "event_id": event_id}) for event_id, (event, payload) in zip(ids, items,
+                                                                                                       strict=True)]
+    transaction.on_commit(lambda: _deliver_fresh(batch))
 
 
 def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str]:
@@ -103,21 +112,28 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(RETRY_BACKOFF_MAX, 5 * 2 ** max(0, attempts - 1)))
 
 
-def _deliver_fresh(event_id: int, event: str, payload: dict) -> None:
-    failed, error = _run(list(_handlers[event]), payload, event)
+def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
+    failures = {}
+    for event_id, event, payload in batch:
+        failed, error = _run(list(_handlers[event]), payload, event)
+        if failed:
+            failures[event_id] = (failed, error)
+    done = [event_id for event_id, _, _ in batch if event_id not in failures]
     try:
-        with transaction.atomic(), connection.cursor() as cursor:
-            # Losing this write in a database crash only means the beat delivers the event once more, so it need
-            # not wait for the disk.
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-            if failed:
+        with connection.cursor() as cursor:
+            if done:
+                # One statement on the capture path. Its commit need not wait for the disk: losing it in a database
+                # crash only means the beat delivers these events once more (set_config(..., true) lasts until the
+                # end of this statement's own transaction).
+                cursor.execute(f"WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                               f"DELETE FROM {_table()} WHERE id = ANY(%s) AND EXISTS (SELECT FROM quick)", [done])
+            for event_id, (failed, error) in failures.items():
                 cursor.execute(f"UPDATE {_table()} SET pending = %s, attempts = 1, last_error = %s, "
                                "next_attempt_at = now() + %s WHERE id = %s",
                                [json.dumps(failed), error, _backoff(1), event_id])
-            else:
-                cursor.execute(f"DELETE FROM {_table()} WHERE id = %s", [event_id])
-    except DatabaseError:  # the row stays: the beat delivers it again after the grace period
-        logger.warning("could not record the delivery of %s #%s", event, event_id, exc_info=True)
+    except DatabaseError:  # the rows stay: the beat delivers them again after the grace period
+        logger.warning("could not record the delivery of events %s", [event_id for event_id, _, _ in batch],
+                       exc_info=True)
 
 
 def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
