@@ -16,6 +16,7 @@ from datetime import timedelta
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,14 @@ ORG_CREATED = "organization.created"  # organization_id; delivered inside the cr
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 
+TRANSIENT_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError)
+
 # A fresh row is left to the process that committed it for this long before the beat may deliver it too.
 OUTBOX_GRACE = timedelta(seconds=30)
 RETRY_BACKOFF_MAX = 300  # seconds between attempts of a handler that keeps failing, at most
+# A broker or network that is down fails in milliseconds and is back any moment: retry those at least this often,
+# so follow-up work drains soon after an outage rather than at the end of a long backoff.
+TRANSIENT_BACKOFF_MAX = 15
 OUTBOX_BATCH = 100  # rows one beat run claims per transaction
 
 
@@ -89,10 +95,11 @@ def emit_many(items: list[tuple[str, dict]]) -> None:
     transaction.on_commit(lambda: _deliver_fresh(batch))
 
 
-def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str]:
+def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str, bool]:
     """Call each handler (each in a savepoint when inside a transaction, so one handler's database error spoils
-    only its own work); return the names of those that failed and the last error."""
-    failed, error = [], ""
+    only its own work); return the names of those that failed, the last error, and whether every failure was a
+    connection that could not be made (a broker down)."""
+    failed, error, transient = [], "", True
     for handler in handlers:
         try:
             if savepoints:
@@ -101,23 +108,27 @@ def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tu
             else:
                 handler(**payload)
         except Exception as exc:  # one consumer's failure must not break capture or the others
+            # A warning, not a traceback per event: while the broker is down every capture gets here; the outbox
+            # row keeps the error and the beat retries.
             logger.warning("handler %s failed for %s #%s: %r", handler_name(handler), event, payload.get("event_id"),
-                           exc, exc_info=not isinstance(exc, (OSError, ConnectionError)))
+                           exc, exc_info=logger.isEnabledFor(logging.DEBUG))
             failed.append(handler_name(handler))
             error = f"{handler_name(handler)}: {exc.__class__.__name__}: {exc}"[:2000]
-    return failed, error
+            transient = transient and isinstance(exc, TRANSIENT_ERRORS)
+    return failed, error, transient
 
 
-def _backoff(attempts: int) -> timedelta:
-    return timedelta(seconds=min(RETRY_BACKOFF_MAX, 5 * 2 ** max(0, attempts - 1)))
+def _backoff(attempts: int, transient: bool = False) -> timedelta:
+    cap = TRANSIENT_BACKOFF_MAX if transient else RETRY_BACKOFF_MAX
+    return timedelta(seconds=min(cap, 5 * 2 ** max(0, attempts - 1)))
 
 
 def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
     failures = {}
     for event_id, event, payload in batch:
-        failed, error = _run(list(_handlers[event]), payload, event)
+        failed, error, transient = _run(list(_handlers[event]), payload, event)
         if failed:
-            failures[event_id] = (failed, error)
+            failures[event_id] = (failed, error, transient)
     done = [event_id for event_id, _, _ in batch if event_id not in failures]
     try:
         with connection.cursor() as cursor:
@@ -127,10 +138,10 @@ def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
                 # end of this statement's own transaction).
                 cursor.execute(f"WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
                                f"DELETE FROM {_table()} WHERE id = ANY(%s) AND EXISTS (SELECT FROM quick)", [done])
-            for event_id, (failed, error) in failures.items():
+            for event_id, (failed, error, transient) in failures.items():
                 cursor.execute(f"UPDATE {_table()} SET pending = %s, attempts = 1, last_error = %s, "
                                "next_attempt_at = now() + %s WHERE id = %s",
-                               [json.dumps(failed), error, _backoff(1), event_id])
+                               [json.dumps(failed), error, _backoff(1, transient), event_id])
     except DatabaseError:  # the rows stay: the beat delivers them again after the grace period
         logger.warning("could not record the delivery of events %s", [event_id for event_id, _, _ in batch],
                        exc_info=True)
@@ -152,11 +163,12 @@ def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
             for row in rows:
                 names = None if row.pending is None else set(row.pending)
                 handlers = [h for h in _handlers[row.event] if names is None or handler_name(h) in names]
-                failed, error = _run(handlers, {**row.payload, "event_id": row.pk}, row.event, savepoints=True)
+                failed, error, transient = _run(handlers, {**row.payload, "event_id": row.pk}, row.event,
+                                                savepoints=True)
                 if failed:
                     row.pending, row.last_error = failed, error
                     row.attempts += 1
-                    row.next_attempt_at = timezone.now() + _backoff(row.attempts)
+                    row.next_attempt_at = timezone.now() + _backoff(row.attempts, transient)
                     row.save(update_fields=["pending", "attempts", "last_error", "next_attempt_at"])
                     totals["failed"] += 1
                 else:

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from leadcrm.models import OutboxEvent
-from leads.models import Lead
+from leads.models import Activity, Lead
 from routing.models import Assignment
 from tests.faults.conftest import wait_for
 
@@ -67,6 +67,7 @@ def test_captures_while_redis_restarts_are_all_scored_and_routed(qualifying_org,
     wait_for(lambda: leads.filter(lifecycle_stage="mql", owner__isnull=False).count() == len(emails)
              or (leads.filter(lifecycle_stage="mql").count(), leads.filter(owner__isnull=False).count()),
              timeout=120, interval=0.5, message=f"all {len(emails)} captures scored and routed")
-    assert leads.filter(score=65).count() == len(emails)  # 50 + the default decision-maker rule
+    promotions = Activity.objects.for_org(qualifying_org).filter(type="stage_change", properties__to="mql")
+    assert promotions.count() == len(emails)  # each promoted once
     assert Assignment.objects.for_org(qualifying_org).count() == len(emails)  # each routed once
     wait_for(lambda: not OutboxEvent.objects.exists(), timeout=30, message="the outbox drained")

@@ -119,7 +119,7 @@ def test_killed_mid_send_no_email_goes_twice_and_those_not_begun_are_sent(org, s
     kill_worker(start_worker, name)
     release.set()
     fault_worker()
-    wait_for(lambda: Message.objects.filter(status="sent").count() == 2, timeout=90,
+    wait_for(lambda: Message.objects.filter(status="sent").count() == 2 and len(received) == 5, timeout=90,
              message="the two emails never begun sent by the new worker")
     assert sorted(received) == sorted(lead.email for lead in leads)  # each lead exactly once
     statuses = sorted(Message.objects.values_list("status", flat=True))
