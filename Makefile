@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-capture-restart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-speed-to-lead: install
 ## Emails rendered and handed to a local SMTP sink per second by one worker process, 50,000 due steps.
 bench-drip: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/drip.py $(ARGS)
+
+bench-capture-restart: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/capture_redis_restart.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

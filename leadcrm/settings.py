@@ -208,10 +208,11 @@ CELERY_TASK_ROUTES = {
     "routing.tasks.*": {"queue": "routing"},
     "nurturing.tasks.*": {"queue": "nurturing"},
 }
-# A task taken by a worker that was killed (SIGKILL, lost host) goes back to the queue after this many seconds.
+# A task taken by a worker that was killed (SIGKILL, lost host) goes back to the queue after this many seconds. It must
+# exceed the longest retry countdown (imports wait up to 300 s), or a waiting retry is delivered again and again.
 # Long tasks delivered twice meanwhile do no double work (imports and re-scoring hold a lock, ticks share rows with
 # SKIP LOCKED); the beat's sweepers also re-enqueue rows whose task never ran, so this is only a backstop.
-CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 300)
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
     "unacked_restore_interval": min(10, CELERY_VISIBILITY_TIMEOUT),

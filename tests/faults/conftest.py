@@ -22,6 +22,9 @@ FAST_RECOVERY = {
     "NURTURE_QUEUED_STALE_SECONDS": "3",
     "ROUTING_SLA_TICK_SECONDS": "3600",
 }
+# Rep notifications kept in memory: with no mail server their retries (countdowns longer than the short visibility
+# timeout above) would come back again and again.
+QUIET_MAIL = {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ from nurturing.models import Message
 from routing.models import Assignment
 from scoring import tasks as scoring_tasks
 from scoring.models import ScoreSnapshot
-from tests.faults.conftest import kill_worker, row_locked, wait_for, waiting_on_lock
+from tests.faults.conftest import QUIET_MAIL, kill_worker, row_locked, wait_for, waiting_on_lock
 from tests.leads.test_imports import csv_bytes, upload
 from tests.nurturing.test_sequences import make_lead, make_sequence, make_template
 
@@ -29,7 +29,7 @@ def director(org, email):
 
 
 def test_killed_mid_scoring_the_lead_is_scored_and_routed_once(qualifying_org, fault_worker, start_worker):
-    name = fault_worker()
+    name = fault_worker(**QUIET_MAIL)
     lead = director(qualifying_org, "mid-scoring@example.com")
     with row_locked("leads_lead", lead.pk):
         scoring_tasks.score_lead.delay(str(qualifying_org.pk), str(lead.pk))
@@ -37,7 +37,7 @@ def test_killed_mid_scoring_the_lead_is_scored_and_routed_once(qualifying_org, f
         kill_worker(start_worker, name)
     lead.refresh_from_db()
     assert lead.score == 0 and lead.owner_id is None  # nothing of the killed task was kept
-    fault_worker()
+    fault_worker(**QUIET_MAIL)
     wait_for(lambda: Lead.objects.filter(pk=lead.pk, owner__isnull=False).exists(), timeout=90,
              message="the lead scored and routed by the new worker")
     lead.refresh_from_db()
@@ -50,7 +50,7 @@ def test_killed_mid_scoring_the_lead_is_scored_and_routed_once(qualifying_org, f
 def test_killed_mid_routing_the_mql_is_routed_once(qualifying_org, fault_worker, start_worker):
     from routing import tasks as routing_tasks
 
-    name = fault_worker()
+    name = fault_worker(**QUIET_MAIL)
     lead = director(qualifying_org, "mid-routing@example.com")
     Lead.objects.filter(pk=lead.pk).update(lifecycle_stage="mql", score=50,
                                            stage_entered_at={"mql": timezone.now().isoformat()})
@@ -58,7 +58,7 @@ def test_killed_mid_routing_the_mql_is_routed_once(qualifying_org, fault_worker,
         routing_tasks.route_leads.delay(str(qualifying_org.pk), [str(lead.pk)])
         wait_for(waiting_on_lock, timeout=60, message="the routing task waiting on the lead")
         kill_worker(start_worker, name)
-    fault_worker()
+    fault_worker(**QUIET_MAIL)
     wait_for(lambda: Lead.objects.filter(pk=lead.pk, owner__isnull=False).exists(), timeout=90,
              message="the lead routed by the new worker")
     assert Assignment.objects.filter(lead=lead).count() == 1
@@ -66,7 +66,7 @@ def test_killed_mid_routing_the_mql_is_routed_once(qualifying_org, fault_worker,
 
 def test_mql_whose_routing_task_was_lost_is_routed_by_the_sweeper(qualifying_org, fault_worker):
     """No task at all (lost with a broker that restarted empty, say): the sweeper finds the unrouted MQL."""
-    fault_worker()
+    fault_worker(**QUIET_MAIL)
     lead = director(qualifying_org, "lost-task@example.com")
     Lead.objects.filter(pk=lead.pk).update(lifecycle_stage="mql", score=50,
                                            stage_entered_at={"mql": timezone.now().isoformat()})
