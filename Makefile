@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-reports bench-webhooks clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,10 @@ bench-reports: install
 ## Webhook deliveries per second by one worker process to a local receiver, beside plain sequential POSTs.
 bench-webhooks: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/webhooks.py $(ARGS)
+
+## Captures over HTTP while Redis is stopped and restarted: accepted = stored = scored = routed.
+bench-capture-restart: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/capture_redis_restart.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

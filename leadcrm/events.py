@@ -2,13 +2,21 @@
 
 Services emit events after their transaction commits; other apps subscribe in AppConfig.ready(),
 so `leads` never imports the stages built on it. Handlers take ids and usually enqueue a task.
+
+`emit` is durable: the event is written to an outbox table in the emitting transaction, so follow-up work
+(scoring, routing, enrolment…) survives a broker that is down or a process that dies right after the commit.
 """
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 
-from django.db import transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +37,20 @@ ORG_CREATED = "organization.created"  # organization_id; delivered inside the cr
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
 
+TRANSIENT_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError)
+
+# A fresh row is left to the process that committed it for this long before the beat may deliver it too.
+OUTBOX_GRACE = timedelta(seconds=30)
+RETRY_BACKOFF_MAX = 300  # seconds between attempts of a handler that keeps failing, at most
+# A broker or network that is down fails in milliseconds and is back any moment: retry those at least this often,
+# so follow-up work drains soon after an outage rather than at the end of a long backoff.
+TRANSIENT_BACKOFF_MAX = 15
+OUTBOX_BATCH = 100  # rows one beat run claims per transaction
+
+
+def handler_name(handler: Callable) -> str:
+    return f"{handler.__module__}.{handler.__qualname__}"
+
 
 def subscribe(event: str, handler: Callable) -> None:
     if handler not in _handlers[event]:
@@ -42,14 +64,117 @@ def emit_now(event: str, **payload) -> None:
         handler(**payload)
 
 
+def _table() -> str:
+    from .models import OutboxEvent
+
+    return connection.ops.quote_name(OutboxEvent._meta.db_table)
+
+
 def emit(event: str, **payload) -> None:
-    """Deliver to every subscriber once the surrounding transaction commits (at once outside one)."""
+    """Record the event in the outbox inside the caller's transaction (at once outside one) and deliver it to
+    every subscriber once that commits. A handler that fails is retried by the beat (`deliver_due`) until it
+    succeeds, so handlers must be safe to run twice; `event_id` in the payload lets them tell repeats apart."""
+    emit_many([(event, payload)])
 
-    def deliver():
-        for handler in list(_handlers[event]):
-            try:
+
+def emit_many(items: list[tuple[str, dict]]) -> None:
+    """`emit` for several events of one change (a capture's lead and activity): one insert, one delivery."""
+    items = [(event, payload) for event, payload in items if _handlers[event]]
+    if not items:
+        return
+    values, params = [], []
+    for event, payload in items:
+        values.append("(%s, %s, 0, '', now(), now() + %s)")
+        params += [event, json.dumps(payload, cls=DjangoJSONEncoder), OUTBOX_GRACE]
+    with connection.cursor() as cursor:
+        # PostgreSQL returns the ids of a VALUES list in its order (bulk_create relies on it too).
+        cursor.execute(f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
+                       f"VALUES {', '.join(values)} RETURNING id", params)
+        ids = [row[0] for row in cursor.fetchall()]
+    batch = [(event_id, event, {**payload, "event_id": event_id}) for event_id, (event, payload) in zip(ids, items,
+                                                                                                       strict=True)]
+    transaction.on_commit(lambda: _deliver_fresh(batch))
+
+
+def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str, bool]:
+    """Call each handler (each in a savepoint when inside a transaction, so one handler's database error spoils
+    only its own work); return the names of those that failed, the last error, and whether every failure was a
+    connection that could not be made (a broker down)."""
+    failed, error, transient = [], "", True
+    for handler in handlers:
+        try:
+            if savepoints:
+                with transaction.atomic():
+                    handler(**payload)
+            else:
                 handler(**payload)
-            except Exception:  # one consumer's failure must not break capture or the others
-                logger.exception("handler %r failed for %s", handler, event)
+        except Exception as exc:  # one consumer's failure must not break capture or the others
+            # A warning, not a traceback per event: while the broker is down every capture gets here; the outbox
+            # row keeps the error and the beat retries.
+            logger.warning("handler %s failed for %s #%s: %r", handler_name(handler), event, payload.get("event_id"),
+                           exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            failed.append(handler_name(handler))
+            error = f"{handler_name(handler)}: {exc.__class__.__name__}: {exc}"[:2000]
+            transient = transient and isinstance(exc, TRANSIENT_ERRORS)
+    return failed, error, transient
 
-    transaction.on_commit(deliver)
+
+def _backoff(attempts: int, transient: bool = False) -> timedelta:
+    cap = TRANSIENT_BACKOFF_MAX if transient else RETRY_BACKOFF_MAX
+    return timedelta(seconds=min(cap, 5 * 2 ** max(0, attempts - 1)))
+
+
+def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
+    failures = {}
+    for event_id, event, payload in batch:
+        failed, error, transient = _run(list(_handlers[event]), payload, event)
+        if failed:
+            failures[event_id] = (failed, error, transient)
+    done = [event_id for event_id, _, _ in batch if event_id not in failures]
+    try:
+        with connection.cursor() as cursor:
+            if done:
+                # One statement on the capture path. Its commit need not wait for the disk: losing it in a database
+                # crash only means the beat delivers these events once more (set_config(..., true) lasts until the
+                # end of this statement's own transaction).
+                cursor.execute(f"WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
+                               f"DELETE FROM {_table()} WHERE id = ANY(%s) AND EXISTS (SELECT FROM quick)", [done])
+            for event_id, (failed, error, transient) in failures.items():
+                cursor.execute(f"UPDATE {_table()} SET pending = %s, attempts = 1, last_error = %s, "
+                               "next_attempt_at = now() + %s WHERE id = %s",
+                               [json.dumps(failed), error, _backoff(1, transient), event_id])
+    except DatabaseError:  # the rows stay: the beat delivers them again after the grace period
+        logger.warning("could not record the delivery of events %s", [event_id for event_id, _, _ in batch],
+                       exc_info=True)
+
+
+def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
+    """Beat: run the handlers still pending on due outbox rows (rows claimed with SKIP LOCKED, so several beats
+    or workers share them); delete a row once nothing is pending, else try again later with a growing backoff."""
+    from .models import OutboxEvent
+
+    totals = {"delivered": 0, "failed": 0}
+    while True:
+        with transaction.atomic():
+            rows = list(OutboxEvent.objects.filter(next_attempt_at__lte=timezone.now()).order_by("next_attempt_at")
+                        .select_for_update(skip_locked=True)[:limit])
+            if not rows:
+                return totals
+            done = []
+            for row in rows:
+                names = None if row.pending is None else set(row.pending)
+                handlers = [h for h in _handlers[row.event] if names is None or handler_name(h) in names]
+                failed, error, transient = _run(handlers, {**row.payload, "event_id": row.pk}, row.event,
+                                                savepoints=True)
+                if failed:
+                    row.pending, row.last_error = failed, error
+                    row.attempts += 1
+                    row.next_attempt_at = timezone.now() + _backoff(row.attempts, transient)
+                    row.save(update_fields=["pending", "attempts", "last_error", "next_attempt_at"])
+                    totals["failed"] += 1
+                else:
+                    done.append(row.pk)
+                    totals["delivered"] += 1
+            OutboxEvent.objects.filter(pk__in=done).delete()
+        if len(rows) < limit:
+            return totals

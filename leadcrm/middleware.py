@@ -1,11 +1,16 @@
+import logging
+import sys
 import zoneinfo
 from urllib.parse import unquote
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 
 from . import tenancy
+
+logger = logging.getLogger(__name__)
 
 
 class BodySizeLimitMiddleware:
@@ -52,3 +57,46 @@ class ViewerTimezoneMiddleware:
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             timezone.deactivate()
         return self.get_response(request)
+
+
+class DatabaseUnavailableMiddleware:
+    """A request whose database connection broke (the server restarted, the backend was terminated, a failover)
+    ends with a clean 503 and `Retry-After`, not a traceback. Its transaction was rolled back by the server, so
+    nothing of it was written; Django drops the broken connection at the end of the request."""
+
+    RETRY_AFTER = "2"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        return database_unavailable(request, exception)
+
+
+def database_unavailable(request, exception) -> HttpResponse:
+    """The 503 answer for a request whose database connection broke."""
+    logger.warning("database unavailable during %s %s: %s", request.method, request.path, exception)
+    if request.path.startswith("/api/"):
+        response = JsonResponse({"detail": "The database is unavailable. Nothing was saved; try again."}, status=503)
+    else:
+        response = HttpResponse(
+            "<!doctype html><title>Try again</title><h1>Try again in a moment</h1>"
+            "<p>LeadCRM could not reach its database. Nothing was saved; please try again.</p>",
+            status=503, content_type="text/html; charset=utf-8")
+    response["Retry-After"] = DatabaseUnavailableMiddleware.RETRY_AFTER
+    return response
+
+
+def server_error(request):
+    """handler500: a database that broke while a middleware used it is a 503 too; anything else a plain 500."""
+    exception = sys.exc_info()[1]
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        return database_unavailable(request, exception)
+    from django.views.defaults import server_error as default_server_error
+
+    return default_server_error(request)

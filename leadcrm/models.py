@@ -125,3 +125,26 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_type} {self.object_label}"
+
+
+class OutboxEvent(models.Model):
+    """A domain event written in the transaction that caused it (the transactional outbox). Its handlers run once
+    that commits; the row goes when every handler succeeded, else `pending` names those left for the beat to retry.
+
+    Not a tenant table: the beat delivers every org's events, and the organization travels in the payload.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    event = models.CharField(max_length=64)
+    payload = models.JSONField(encoder=DjangoJSONEncoder)
+    pending = models.JSONField(null=True, blank=True, help_text="Handlers still to run; null: all of them")
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField()
+    next_attempt_at = models.DateTimeField(help_text="When the beat may (re)deliver it")
+
+    class Meta:
+        indexes = [models.Index(fields=["next_attempt_at"], name="outbox_due")]
+
+    def __str__(self) -> str:
+        return f"{self.event} #{self.pk}"

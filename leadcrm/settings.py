@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "leadcrm.middleware.ActiveOrganizationMiddleware",
     "leadcrm.middleware.ViewerTimezoneMiddleware",
+    "leadcrm.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "leadcrm.urls"
@@ -210,7 +211,22 @@ CELERY_TASK_ROUTES = {
     "nurturing.tasks.*": {"queue": "nurturing"},
     "webhooks.tasks.*": {"queue": "webhooks"},
 }
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A task taken by a worker that was killed (SIGKILL, lost host) goes back to the queue after this many seconds. It must
+# exceed the longest retry countdown (imports wait up to 300 s), or a waiting retry is delivered again and again.
+# Long tasks delivered twice meanwhile do no double work (imports and re-scoring hold a lock, ticks share rows with
+# SKIP LOCKED); the beat's sweepers also re-enqueue rows whose task never ran, so this is only a backstop.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": min(10, CELERY_VISIBILITY_TIMEOUT),
+    # Fail fast when Redis is down: a web request enqueuing work must not hang on it. The work is not lost:
+    # events are in the outbox and the beat retries their handlers.
+    "socket_connect_timeout": 1,
+    "socket_timeout": 5,
+    "max_retries": 1,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     "scoring-decay": {"task": "scoring.tasks.apply_decay", "schedule": crontab(hour=3, minute=15)},
@@ -220,7 +236,16 @@ CELERY_BEAT_SCHEDULE: dict = {
     "nurture-tick": {"task": "nurturing.tasks.tick", "schedule": env_int("NURTURE_TICK_SECONDS", 15)},
     # Webhook retries and deliveries whose task was lost (broker outage, killed worker) are sent from here.
     "webhooks-sweep": {"task": "webhooks.tasks.sweep", "schedule": env_int("WEBHOOKS_SWEEP_SECONDS", 30)},
+    # Event handlers that failed (the broker was down, say) are retried; rows whose task never ran or whose worker
+    # died are re-enqueued (imports, unrouted MQLs, stalled re-scoring).
+    "outbox": {"task": "leadcrm.tasks.deliver_outbox", "schedule": env_int("OUTBOX_TICK_SECONDS", 5)},
+    "sweep-imports": {"task": "leads.tasks.sweep_imports", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
+    "sweep-routing": {"task": "routing.tasks.sweep_unrouted", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
+    "sweep-scoring": {"task": "scoring.tasks.sweep_recalculations", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
 }
+# How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
+# lock, so it is never taken twice).
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 60)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
@@ -237,6 +262,8 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "LeadCRM <no-reply@lea
 # List-Unsubscribe (default: unsubscribe@ the sender's domain).
 NURTURE_RATE_PER_MINUTE = env_int("NURTURE_RATE_PER_MINUTE", 600)
 NURTURE_SENDING_STALE_MINUTES = env_int("NURTURE_SENDING_STALE_MINUTES", 30)
+# A claimed email nobody began to hand over for this long (its worker stopped) is sent by the next tick.
+NURTURE_QUEUED_STALE_SECONDS = env_int("NURTURE_QUEUED_STALE_SECONDS", 60)
 NURTURE_UNSUBSCRIBE_MAILTO = os.environ.get("NURTURE_UNSUBSCRIBE_MAILTO", "")
 
 # Outbound webhooks. Receivers must be public https addresses; WEBHOOKS_ALLOW_PRIVATE (and WEBHOOKS_ALLOW_HTTP) let

@@ -68,3 +68,4 @@ urlpatterns = [
     path("reports/", include("reports.urls")),
     path("settings/webhooks/", include("webhooks.urls")),
 ]
+handler500 = "leadcrm.middleware.server_error"  # a broken database connection answers 503, see there

@@ -21,10 +21,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator, validate_email
 from django.db import OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import events, locks
 from leadcrm.csvutil import csv_response
 
 from . import services
@@ -878,7 +878,27 @@ def _claim(import_id) -> ImportJob | None:
 
 
 def run_import(*, import_id) -> None:
-    """The worker's entry point: idempotent, resumable, safe to deliver twice."""
+    """The worker's entry point: idempotent, resumable, safe to deliver twice. While it runs it holds a lock on the
+    job: a second delivery (the broker's redelivery, a sweeper) leaves a running import alone, and a worker that
+    dies frees it, so the sweeper can hand the job to another."""
+    with locks.try_lock(locks.IMPORT, import_id) as acquired:
+        if not acquired:
+            logger.info("import %s is running elsewhere", import_id)
+            return
+        _claim_and_run(import_id)
+
+
+def abandoned_imports(*, older_than) -> list:
+    """Jobs queued or running for longer than `older_than` (a timedelta) that no worker holds: their task never
+    ran, or its worker died. Running them again resumes from the last committed chunk."""
+    since = timezone.now() - older_than
+    candidates = (ImportJob.objects.filter(status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
+                  .filter(Q(started_at__lt=since) | Q(started_at__isnull=True, created_at__lt=since))
+                  .values_list("pk", flat=True))
+    return [pk for pk in candidates if not locks.is_held(locks.IMPORT, pk)]
+
+
+def _claim_and_run(import_id) -> None:
     job = _claim(import_id)
     if job is None:
         return

@@ -1,6 +1,9 @@
 """Celery tasks of the leads app (thin: the work is in services / imports)."""
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from . import imports
@@ -21,3 +24,13 @@ def run_import(self, import_id):
             imports.fail_import(import_id, "The database was unavailable; the import stopped. Upload it again.")
             raise
         raise self.retry(exc=exc, countdown=min(300, 10 * 2 ** self.request.retries)) from exc
+
+
+@shared_task(name="leads.tasks.sweep_imports", acks_late=True)
+def sweep_imports():
+    """Beat: enqueue again the imports whose task never ran or whose worker died (a running one holds its lock and
+    is left alone)."""
+    abandoned = imports.abandoned_imports(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    for import_id in abandoned:
+        run_import.delay(str(import_id))
+    return len(abandoned)

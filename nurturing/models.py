@@ -171,7 +171,8 @@ class Enrollment(models.Model):
 
 
 class MessageStatus(models.TextChoices):
-    SENDING = "sending", "Sending"
+    QUEUED = "queued", "Queued"  # claimed, not yet handed to the mail server: safe to send after a crash
+    SENDING = "sending", "Sending"  # being handed over: never sent again
     SENT = "sent", "Sent"
     SKIPPED = "skipped", "Skipped"
     FAILED = "failed", "Failed"
@@ -209,6 +210,8 @@ class Message(models.Model):
             models.Index(fields=["organization", "lead", "-created_at"], name="message_org_lead"),
             models.Index(fields=["organization", "template_version"], name="message_org_version"),
             models.Index(fields=["organization", "step"], name="message_org_step"),
+            # The tick's sweeps look across orgs for claims a stopped worker left behind.
+            models.Index(fields=["created_at"], condition=Q(status__in=["queued", "sending"]), name="message_unsent"),
         ]
         constraints = [models.UniqueConstraint(fields=["enrollment", "step"], name="message_once_per_step")]
 

@@ -1,6 +1,7 @@
 """Celery tasks of distribution (thin: the work is in services). Routed to the `routing` queue."""
 
 import smtplib
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -19,6 +20,18 @@ RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff
 def route_leads(organization_id, lead_ids):
     """Route new MQLs. Idempotent: a lead already owned or pooled is left as it is."""
     return services.route_leads(organization_id=organization_id, lead_ids=lead_ids, only_unowned=True)
+
+
+@shared_task(name="routing.tasks.sweep_unrouted", acks_late=True)
+def sweep_unrouted():
+    """Beat: route MQLs whose routing task was lost. A lead routed meanwhile is left as it is (only_unowned)."""
+    from .handlers import ROUTING_BATCH
+
+    found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    for organization_id, lead_ids in found.items():
+        for start in range(0, len(lead_ids), ROUTING_BATCH):
+            route_leads.delay(str(organization_id), [str(pk) for pk in lead_ids[start:start + ROUTING_BATCH]])
+    return sum(map(len, found.values()))
 
 
 @shared_task(name="routing.tasks.check_deadlines", acks_late=True, **RETRY_ON_DATABASE_ERRORS)

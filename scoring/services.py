@@ -2,13 +2,12 @@
 
 import itertools
 import logging
-from contextlib import contextmanager
 
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import audit, events
+from leadcrm import audit, events, locks
 from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
@@ -20,7 +19,6 @@ logger = logging.getLogger(__name__)
 
 RECALC_CHUNK = 10_000  # leads per transaction of a bulk recalculation (and per progress step)
 POINTS_LIMIT = 1000
-LOCK_CLASS = 7301  # advisory lock namespace of "one bulk recalculation per org at a time"
 
 # A new org's starting rule set, meant to be edited (documented in the README).
 DEFAULT_RULES = [
@@ -260,18 +258,9 @@ def score_lead(*, organization_id, lead_id) -> None:
     score_leads(organization_id=organization_id, config=load_config(organization_id), scope={"id": lead_id})
 
 
-@contextmanager
 def _org_lock(organization_id):
-    """A session-level advisory lock: one bulk recalculation per org at a time, freed if the worker dies."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [LOCK_CLASS, str(organization_id)])
-        acquired = cursor.fetchone()[0]
-    try:
-        yield acquired
-    finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [LOCK_CLASS, str(organization_id)])
+    """One bulk recalculation per org at a time; the lock is freed if the worker dies."""
+    return locks.try_lock(locks.RECALCULATION, organization_id)
 
 
 def _chunks(organization_id):
@@ -336,6 +325,14 @@ def recalculate_organization(*, organization_id) -> None:
         settings = get_settings(organization_id)
         if settings.scored_version >= settings.config_version:
             return
+
+
+def stalled_recalculations() -> list:
+    """Orgs whose stored scores are behind their rules while no worker re-scores them: the task was lost (a killed
+    worker, a broker restarted empty). The lock tells a running recalculation from a dead one."""
+    behind = ScoringSettings.objects.filter(scored_version__lt=F("config_version")).values_list("organization_id",
+                                                                                               flat=True)
+    return [organization_id for organization_id in behind if not locks.is_held(locks.RECALCULATION, organization_id)]
 
 
 def apply_decay() -> int:

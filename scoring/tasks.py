@@ -30,3 +30,13 @@ def recalculate(organization_id):
 def apply_decay():
     """Nightly beat task: orgs with a half-life are re-scored, so behaviour points fade."""
     return services.apply_decay()
+
+
+@shared_task(name="scoring.tasks.sweep_recalculations", acks_late=True)
+def sweep_recalculations():
+    """Beat: enqueue again the re-scoring of orgs whose task was lost (a second one queued meanwhile does nothing:
+    it finds the scores current or the lock taken)."""
+    organization_ids = services.stalled_recalculations()
+    for organization_id in organization_ids:
+        recalculate.delay(str(organization_id))
+    return len(organization_ids)

@@ -126,45 +126,52 @@ def _test_database_url() -> str:
 def start_worker():
     """start_worker(purge=True) -> name: a worker process on the test database, consuming every queue, with this
     process's environment as it is at the call (mail server, SITE_URL); stopped after the test. purge=False keeps
-    tasks already queued by this test."""
+    tasks already queued by this test. `env` adds variables (a broker of its own: CELERY_BROKER_URL, which this
+    process's Celery app must use too, to ping it); `beat=True` embeds the beat. `start_worker.processes[name]` is
+    the process (its own process group, so a test can kill it and its children at once)."""
     import os
     import subprocess
     import sys
+    import tempfile
     import time
     import uuid
     from pathlib import Path
 
     from leadcrm.celery import app as celery_app
 
-    processes = []
+    processes = {}
 
-    def start(purge=True):
+    def start(purge=True, *, env=None, beat=False):
         name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
         if purge:
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
-        env = {**os.environ, "DATABASE_URL": _test_database_url()}
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning", "-n", name,
-             "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"],
-            cwd=Path(__file__).resolve().parent.parent, env=env,
-        )
-        processes.append(process)
+        env = {**os.environ, "DATABASE_URL": _test_database_url(), **(env or {})}
+        command = [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning",
+                   "-n", name, "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"]
+        if beat:
+            command += ["-B", "-s", os.path.join(tempfile.mkdtemp(prefix="beat-"), "schedule")]
+        process = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=env,
+                                   start_new_session=True)
+        processes[name] = process
         deadline = time.monotonic() + 60
         while not celery_app.control.ping(destination=[name], timeout=1.0):
             assert process.poll() is None, "the worker exited while starting"
             assert time.monotonic() < deadline, "the worker did not answer a ping within 60 s"
         return name
 
+    start.processes = processes
     try:
         yield start
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
+        for process in processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in processes.values():
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, 9)
+                process.wait()
 
 
 @pytest.fixture

@@ -168,10 +168,12 @@ def capture_lead(
             occurred_at=now,
             properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
         )
-        events.emit(events.LEAD_CAPTURED, organization_id=organization_id, lead_id=lead.pk, created=created,
-                    channel=channel)
-        events.emit(events.ACTIVITY_RECORDED, organization_id=organization_id, lead_id=lead.pk,
-                    activity_id=activity.pk, type=activity.type)
+        events.emit_many([
+            (events.LEAD_CAPTURED, {"organization_id": organization_id, "lead_id": lead.pk, "created": created,
+                                    "channel": channel}),
+            (events.ACTIVITY_RECORDED, {"organization_id": organization_id, "lead_id": lead.pk,
+                                        "activity_id": activity.pk, "type": activity.type}),
+        ])
     return CaptureResult(lead=lead, created=created)
 
 

@@ -1,9 +1,11 @@
 """Running sequences: the beat tick claims due enrolments (SKIP LOCKED), runs their steps, and sends email.
 
-Never twice: an email step first inserts its Message row (unique per enrolment and step) with status `sending`
-and moves the enrolment past the step, all in the claiming transaction; only after that commits is the email
-handed to the mail server, then marked `sent`. A worker that dies in between leaves `sending`, which the sweeper
-turns into `unknown`: such a message is never sent again (at most once, by design).
+Never twice: an email step first inserts its Message row (unique per enrolment and step) with status `queued`
+and moves the enrolment past the step, all in the claiming transaction. After that commits, each email in turn is
+switched `queued` -> `sending` (one committed UPDATE that only one process can win), handed to the mail server,
+and marked `sent`. A worker that dies mid-batch leaves the emails it had not begun `queued`: a later tick sends
+them. The one it was handing over stays `sending`, which the sweeper turns into `unknown`: such a message is never
+sent again (at most once, by design).
 """
 
 import html as html_lib
@@ -275,18 +277,27 @@ def _email(batch: _Batch, enrollment, step) -> str:
         batch.limited.add(enrollment.organization_id)
         return "limited"
     message_id = uuid.uuid4()
-    token = make_token(message_id)
-    unsubscribe_url = site_url(reverse("tracking-unsubscribe", args=[token]))
     try:
-        rendered = render(version, lead, unsubscribe_url=unsubscribe_url, organization=batch.organizations[
-            enrollment.organization_id])
+        email, links = compose(message_id, version, lead, batch.organizations[enrollment.organization_id])
     except TemplateProblem as exc:
         batch.messages.append(Message(id=message_id, status=MessageStatus.FAILED, error=str(exc)[:2000],
                                       **common))
         return "failed"
-    html, links = track_links(rendered.html, token, unsubscribe_url)
-    batch.messages.append(Message(id=message_id, status=MessageStatus.SENDING, subject=rendered.subject, links=links,
+    batch.messages.append(Message(id=message_id, status=MessageStatus.QUEUED, subject=email.subject, links=links,
                                   **common))
+    batch.outgoing.append(Outgoing(message_id=message_id, organization_id=enrollment.organization_id, lead=lead,
+                                   enrollment_id=enrollment.pk, position=step.position, email=email,
+                                   sequence_name=sequence.name))
+    batch.budget[enrollment.organization_id] -= 1
+    return "sent"
+
+
+def compose(message_id, version, lead, organization) -> tuple[EmailMultiAlternatives, list[str]]:
+    """The email of one message (the same every time for the same message and lead) and its tracked links."""
+    token = make_token(message_id)
+    unsubscribe_url = site_url(reverse("tracking-unsubscribe", args=[token]))
+    rendered = render(version, lead, unsubscribe_url=unsubscribe_url, organization=organization)
+    html, links = track_links(rendered.html, token, unsubscribe_url)
     email = EmailMultiAlternatives(
         subject=rendered.subject, body=rendered.text or strip_tags(rendered.html), to=[lead.email],
         headers={
@@ -296,11 +307,7 @@ def _email(batch: _Batch, enrollment, step) -> str:
         },
     )
     email.attach_alternative(html, "text/html")
-    batch.outgoing.append(Outgoing(message_id=message_id, organization_id=enrollment.organization_id, lead=lead,
-                                   enrollment_id=enrollment.pk, position=step.position, email=email,
-                                   sequence_name=sequence.name))
-    batch.budget[enrollment.organization_id] -= 1
-    return "sent"
+    return email, links
 
 
 def track_links(html: str, token: str, unsubscribe_url: str) -> tuple[str, list[str]]:
@@ -434,7 +441,7 @@ def _enqueue_notifications(items) -> None:
 # ----------------------------------------------------------------------------------------------- sending
 
 
-def deliver(outgoing: list[Outgoing], *, now=None) -> dict[str, int]:
+def deliver(outgoing: list[Outgoing], *, now=None, put_back: bool = True) -> dict[str, int]:
     """Hand claimed emails to the mail server over one connection, then mark them sent (or failed) and record
     `email_sent` on each lead's timeline. If the connection cannot even open, nothing was sent: the enrolments go
     back to their email step for a later tick."""
@@ -445,11 +452,17 @@ def deliver(outgoing: list[Outgoing], *, now=None) -> dict[str, int]:
         connection.open()
     except Exception as exc:  # noqa: BLE001 — any failure to connect means nothing left
         logger.warning("Mail server unavailable, %d emails wait for a later tick: %s", len(outgoing), exc)
-        _put_back(outgoing, str(exc))
+        if put_back:
+            _put_back(outgoing, str(exc))
         return {"deferred": len(outgoing)}
     sent, failed = [], {}
     try:
         for item in outgoing:
+            # Committed before the hand-over begins: a worker killed after this never sends it again, one killed
+            # before leaves it `queued` for a later tick.
+            if not Message.objects.filter(pk=item.message_id, status=MessageStatus.QUEUED).update(
+                    status=MessageStatus.SENDING):
+                continue  # another process took it over (see send_abandoned)
             item.email.connection = connection
             try:
                 item.email.send()
@@ -500,9 +513,9 @@ def _put_back(outgoing: list[Outgoing], error: str) -> None:
                                                   position=item.position + 1)
                         .update(position=item.position, next_run_at=retry_at))
             if reverted:
-                Message.objects.filter(pk=item.message_id, status=MessageStatus.SENDING).delete()
+                Message.objects.filter(pk=item.message_id, status=MessageStatus.QUEUED).delete()
             else:
-                Message.objects.filter(pk=item.message_id, status=MessageStatus.SENDING).update(
+                Message.objects.filter(pk=item.message_id, status=MessageStatus.QUEUED).update(
                     status=MessageStatus.FAILED, error=f"Not sent: {error}"[:2000])
 
 
@@ -519,6 +532,33 @@ def sweep_stale(*, now=None) -> int:
         error="The sender stopped between handing the email over and recording it; it is not sent again.")
 
 
+def send_abandoned(*, now=None, limit: int = BATCH) -> dict[str, int]:
+    """Emails a stopped worker claimed but never began to hand over (still `queued` after
+    NURTURE_QUEUED_STALE_SECONDS): build them again from their message row and send them. The switch to `sending`
+    in `deliver` lets only one process send each, should the first worker still be alive after all."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=_setting("NURTURE_QUEUED_STALE_SECONDS", 60))
+    messages = list(Message.objects.filter(status=MessageStatus.QUEUED, created_at__lt=cutoff)
+                    .select_related("lead", "template_version", "enrollment__sequence", "step")
+                    .order_by("created_at")[:limit])
+    organizations = _organizations({message.organization_id for message in messages})
+    outgoing = []
+    for message in messages:
+        try:
+            email, _ = compose(message.pk, message.template_version, message.lead,
+                               organizations[message.organization_id])
+        except (TemplateProblem, AttributeError) as exc:  # the version was deleted meanwhile, say
+            Message.objects.filter(pk=message.pk, status=MessageStatus.QUEUED).update(
+                status=MessageStatus.FAILED, error=f"Not sent: {exc}"[:2000])
+            continue
+        outgoing.append(Outgoing(
+            message_id=message.pk, organization_id=message.organization_id, lead=message.lead,
+            enrollment_id=message.enrollment_id, position=message.step.position if message.step else -1, email=email,
+            sequence_name=message.enrollment.sequence.name if message.enrollment else ""))
+    # Should the mail server be down they stay `queued` for the next tick.
+    return deliver(outgoing, now=now, put_back=False) if outgoing else {}
+
+
 def tick(*, now=None, batch_size: int = BATCH, max_rounds: int = MAX_ROUNDS) -> dict[str, int]:
     """Beat: sweep stale sends, enrol segment entrants, then claim and run due enrolments until none are left
     (orgs over their sending rate wait for the next tick)."""
@@ -527,6 +567,7 @@ def tick(*, now=None, batch_size: int = BATCH, max_rounds: int = MAX_ROUNDS) -> 
     now = now or timezone.now()
     totals = Counter()
     totals["unknown"] += sweep_stale(now=now)
+    totals.update({f"abandoned_{key}": value for key, value in send_abandoned(now=now).items()})
     totals["enrolled"] += enroll_segment_entries(now=now)
     limited: set = set()
     for _ in range(max_rounds):

@@ -405,10 +405,11 @@ def delete_sequence(*, sequence: Sequence, actor=None) -> None:
 
 
 def enroll(*, sequence: Sequence, leads: QuerySet | list | None = None, segment: Segment | None = None,
-           enrolled_by: str = "manual", now=None) -> int:
+           enrolled_by: str = "manual", now=None, unless_enrolled_since=None) -> int:
     """Enrol the org's leads (a queryset or ids, or a segment's leads) in one statement; returns how many were
     enrolled. A lead already running the sequence is left alone; one that ran it before only if the sequence
-    allows re-enrolment."""
+    allows re-enrolment, and not if it was enrolled at or after `unless_enrolled_since` (the moment of the fact
+    that enrols it, so an event handled twice enrols once)."""
     organization_id = sequence.organization_id
     if segment is not None:
         if str(segment.organization_id) != str(organization_id):
@@ -431,6 +432,8 @@ def enroll(*, sequence: Sequence, leads: QuerySet | list | None = None, segment:
     now = now or timezone.now()
     table = Enrollment._meta.db_table
     before = "AND e.status = 'active'" if sequence.allow_reenrollment else ""
+    if sequence.allow_reenrollment and unless_enrolled_since is not None:
+        before = "AND (e.status = 'active' OR e.enrolled_at >= %s)"
     # The chosen ids (already scoped to the org) are read once: joining them back to the lead table made the
     # planner compare every pair of leads while the table had no statistics yet.
     sql = f"""
@@ -441,7 +444,9 @@ def enroll(*, sequence: Sequence, leads: QuerySet | list | None = None, segment:
         ON CONFLICT (sequence_id, lead_id) WHERE status = 'active' DO NOTHING
     """
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, [organization_id, sequence.pk, now, enrolled_by[:32], now, *ids_params, sequence.pk])
+        since = [unless_enrolled_since] if "%s" in before else []
+        cursor.execute(sql, [organization_id, sequence.pk, now, enrolled_by[:32], now, *ids_params, sequence.pk,
+                             *since])
         return cursor.rowcount
 
 
@@ -462,19 +467,21 @@ def enroll_segment_entries(*, now=None) -> int:
     return total
 
 
-def enroll_on_stage(*, organization_id, lead_id, to_stage: str) -> int:
+def enroll_on_stage(*, organization_id, lead_id, to_stage: str, since=None) -> int:
+    """`since`: when the lead reached the stage (an enrolment from then on already answered it)."""
     total = 0
     for sequence in Sequence.objects.for_org(organization_id).filter(active=True, entry_type=EntryType.STAGE,
                                                                        entry_stage=to_stage):
-        total += enroll(sequence=sequence, leads=[lead_id], enrolled_by="stage")
+        total += enroll(sequence=sequence, leads=[lead_id], enrolled_by="stage", unless_enrolled_since=since)
     return total
 
 
-def enroll_on_form(*, organization_id, lead_id, form_id) -> int:
+def enroll_on_form(*, organization_id, lead_id, form_id, since=None) -> int:
+    """`since`: when the form was submitted (an enrolment from then on already answered it)."""
     total = 0
     for sequence in Sequence.objects.for_org(organization_id).filter(active=True, entry_type=EntryType.FORM,
                                                                        entry_form_id=form_id):
-        total += enroll(sequence=sequence, leads=[lead_id], enrolled_by="form")
+        total += enroll(sequence=sequence, leads=[lead_id], enrolled_by="form", unless_enrolled_since=since)
     return total
 
 

@@ -61,7 +61,8 @@ def test_a_move_records_who_when_why_and_fires_the_event(client, member, org, dj
     reason = _reason(org, "recycled")
     seen = []
 
-    def handler(**payload):
+    def handler(*, event_id, **payload):
+        assert isinstance(event_id, int)  # the event's outbox row, for consumers that tell repeats apart
         seen.append(payload)
 
     events.subscribe(events.LEAD_STAGE_CHANGED, handler)

@@ -97,16 +97,26 @@ def test_a_worker_that_died_after_sending_never_sends_again(org, mailoutbox):
     assert mailoutbox == []
 
 
-def test_a_claim_that_was_never_marked_is_not_resent_by_a_later_tick(org, mailoutbox):
-    """The claim committed, the process died before sending or marking: the enrolment has moved on."""
+def test_a_claim_whose_send_never_began_is_sent_once_by_a_later_tick(org, mailoutbox):
+    """The claim committed, the process died before handing the email over: the enrolment has moved on, and the
+    email, `queued`, is sent by a later tick once the claim is stale — once."""
     sequence = _one_email(org)
     lead = make_lead(org)
     services.enroll(sequence=sequence, leads=[lead.pk])
     claimed, batch = services.claim_and_run()
     assert claimed == 1 and len(batch.outgoing) == 1  # ... and the worker dies here
-    run(now=timezone.now() + timedelta(hours=2))
+    message = Message.objects.get(lead=lead)
+    assert message.status == "queued"
+    run(now=timezone.now() + timedelta(seconds=5))  # a live worker may still be sending it
     assert mailoutbox == []
-    assert Message.objects.get(lead=lead).status == "unknown"
+    result = run(now=timezone.now() + timedelta(hours=2))
+    assert result["abandoned_sent"] == 1
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == [lead.email]
+    assert mailoutbox[0].extra_headers["Message-ID"].startswith(f"<{message.pk}@")
+    message.refresh_from_db()
+    assert message.status == "sent"
+    run(now=timezone.now() + timedelta(days=1))
+    assert len(mailoutbox) == 1
 
 
 @pytest.mark.django_db(transaction=True)

@@ -364,7 +364,8 @@ def mql_events():
     """Every lead.mql event delivered while the test runs."""
     received = []
 
-    def recorder(**payload):
+    def recorder(*, event_id, **payload):
+        assert isinstance(event_id, int)  # the event's outbox row, for consumers that tell repeats apart
         received.append(payload)
 
     events.subscribe(events.LEAD_MQL, recorder)

@@ -1,0 +1,12 @@
+"""Celery tasks of the project package (thin: the work is in leadcrm.events)."""
+
+from celery import shared_task
+
+from . import events
+
+
+@shared_task(name="leadcrm.tasks.deliver_outbox", acks_late=True)
+def deliver_outbox():
+    """Beat (every OUTBOX_TICK_SECONDS): run event handlers that failed, or never ran because the process that
+    committed the event stopped first. Overlapping runs share the rows (SKIP LOCKED)."""
+    return events.deliver_due()
