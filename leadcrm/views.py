@@ -6,6 +6,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -133,6 +134,7 @@ class ApiKeySerializer(StrictModelSerializer):
         model = ApiKey
         fields = ["prefix", "name", "created", "last_used_at", "revoked", "expiry_date", "key"]
         read_only_fields = ["prefix", "created", "last_used_at", "revoked", "key"]
+        extra_kwargs = {"name": {"required": True}}  # the model's default of None would let it be left out
 
     def get_key(self, obj) -> str | None:
         return self.context.get("plain_keys", {}).get(obj.prefix)
@@ -171,3 +173,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     @action(detail=True, methods=["post"])
     def revoke(self, request, prefix=None):
         return self.destroy(request, prefix)
+
+
+def not_found(request, exception):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
