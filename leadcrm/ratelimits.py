@@ -59,6 +59,22 @@ def _window(period: int) -> tuple[int, int]:
     return window, max(1, math.ceil((window + 1) * period - now))
 
 
+def _increment(key: str, timeout: int) -> int:
+    redis_client = getattr(getattr(cache, "_cache", None), "get_client", None)
+    if redis_client is not None:
+        # Redis: create the window's counter with its expiry if it is new, then INCR, in one round trip (Django's
+        # cache.incr takes two, plus an add for a new window).
+        full_key = cache.make_and_validate_key(key)
+        pipeline = redis_client(write=True).pipeline(transaction=False)
+        pipeline.set(full_key, 0, ex=timeout, nx=True)
+        pipeline.incr(full_key)
+        return pipeline.execute()[1]
+    try:
+        return cache.incr(key)
+    except ValueError:  # first request of this window
+        return 1 if cache.add(key, 1, timeout=timeout) else cache.incr(key)
+
+
 def hit(scope: str, ident: str, rate: str | None, increment: bool = True) -> int:
     """Counts one request of `ident` against `rate`; returns 0 when it is allowed, else the seconds to wait.
     With increment=False it only looks (a login attempt checks before it knows whether it failed)."""
@@ -70,13 +86,7 @@ def hit(scope: str, ident: str, rate: str | None, increment: bool = True) -> int
     key = _key(scope, ident, period, window)
     try:
         if increment:
-            try:
-                count = cache.incr(key)
-            except ValueError:  # first request of this window
-                if cache.add(key, 1, timeout=period + 1):
-                    count = 1
-                else:
-                    count = cache.incr(key)
+            count = _increment(key, period + 1)
             return left if count > limit else 0
         count = cache.get(key) or 0
         return left if count >= limit else 0
