@@ -3,6 +3,8 @@ org; no answer may be a 5xx, and every answer must be one the schema documents (
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from hypothesis import HealthCheck, settings
 from rest_framework.test import APIClient
 from schemathesis.checks import not_a_server_error
@@ -20,17 +22,17 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES = 5  # generated per operation, after the schema-derived coverage cases: ~125 operations
 
 
+def _keep_connection(keep=True):
+    """As Django's test client does: a WSGI request must not close the connection holding the test's transaction."""
+    for signal in (request_started, request_finished):
+        (signal.disconnect if keep else signal.connect)(close_old_connections)
+
+
 @pytest.fixture(autouse=True)
 def _keep_test_connection():
-    """As Django's test client does: a WSGI request must not close the connection holding the test's transaction."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
+    _keep_connection()
     yield
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
+    _keep_connection(False)
 
 
 def _load_schema():
@@ -83,6 +85,8 @@ def seed(fuzz_key):
         for path, body in calls:
             response = client.post(path, body, format="json")
             assert response.status_code in (200, 201), (path, response.content[:500])
+        _keep_connection()  # the test client reconnects Django's handler when it is done
+
 
     return run
 
