@@ -6,10 +6,10 @@ ids, emails or a segment) and remove members; `…/{id}/costs/` for the cost ent
 
 import uuid
 
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
 from leadcrm.api import OrgScopedViewSet, idempotent

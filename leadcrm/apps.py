@@ -6,4 +6,4 @@ class LeadcrmConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self):
-        from . import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from . import checks, schema  # noqa: F401 - register the deploy checks and the OpenAPI auth extension

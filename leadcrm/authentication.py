@@ -5,6 +5,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from . import ratelimits
 from .models import ApiKey
 
 # last_used_at is refreshed at most this often, so a busy integration does not write on every request.
@@ -22,9 +23,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if scheme != self.keyword:
             return None
         key = key.strip()
+        # An address that keeps sending wrong keys is guessing: it waits before any key of it is looked up.
+        wait = ratelimits.auth_failures_exceeded(request._request)
+        if wait:
+            raise exceptions.Throttled(wait)
         try:
             api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
+            ratelimits.count_auth_failure(request._request)
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
         if api_key.has_expired:
             raise exceptions.AuthenticationFailed("This API key has expired.")

@@ -1,9 +1,11 @@
+import io
 import logging
 import sys
 import zoneinfo
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
@@ -14,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 before reading a body over the limit (CSV uploads have a larger one)."""
+    """Answer 413 before reading a body over the limit (CSV uploads have a larger one), whether the client said
+    its length or sent it chunked; and for form data over what Django keeps in memory."""
 
     UPLOAD_PATHS = ("/api/v1/imports/", "/imports/")
 
@@ -28,8 +31,25 @@ class BodySizeLimitMiddleware:
             length = 0
         limit = settings.MAX_IMPORT_BYTES if request.path.startswith(self.UPLOAD_PATHS) else settings.MAX_BODY_BYTES
         if length > limit:
-            return JsonResponse({"detail": f"Request body is larger than {limit} bytes."}, status=413)
+            return self._too_large(limit)
+        if not request.META.get("CONTENT_LENGTH") and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", ""):
+            # Django reads nothing without a Content-Length (the body would silently vanish): read it here, at
+            # most one byte past the limit, and hand it on with its length.
+            body = request.environ["wsgi.input"].read(limit + 1)
+            if len(body) > limit:
+                return self._too_large(limit)
+            request._stream = io.BytesIO(body)
+            request.META["CONTENT_LENGTH"] = str(len(body))
         return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, RequestDataTooBig):
+            return self._too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        return None
+
+    @staticmethod
+    def _too_large(limit):
+        return JsonResponse({"detail": f"Request body is larger than {limit} bytes."}, status=413)
 
 
 class ActiveOrganizationMiddleware:

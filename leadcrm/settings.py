@@ -5,6 +5,7 @@ from pathlib import Path
 
 import dj_database_url
 from celery.schedules import crontab
+from csp import constants as csp_constants
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -19,7 +20,7 @@ def env_int(name: str, default: int) -> int:
 
 DEBUG = env_bool("DEBUG", False)
 # Production must set SECRET_KEY; the default only serves development and tests.
-SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-set-SECRET_KEY-in-production")
+SECRET_KEY = os.environ.get("SECRET_KEY", "dev-only-insecure-key-set-SECRET_KEY-in-production")  # leadcrm.checks
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver").split(",")]
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "csp",
     "leadcrm",
     "leads",
     "scoring",
@@ -51,6 +53,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "leadcrm.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -143,6 +146,18 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
 # Public form spam defence: submissions per minute from one address to one form.
 FORM_RATE_LIMIT = os.environ.get("FORM_RATE_LIMIT", "30/m")
 RATELIMIT_USE_CACHE = "default"
+
+# Rate limits, counted in Redis per fixed window ("N/m", "N/15m", "N/s"; "off" turns one off). The API's are high
+# enough for bulk and import paths and the benchmarks; one client over them gets 429 with Retry-After.
+API_RATE_PER_KEY = os.environ.get("API_RATE_PER_KEY", "60000/m")
+API_RATE_PER_USER = os.environ.get("API_RATE_PER_USER", "1200/m")  # browser sessions calling the API
+API_RATE_ANONYMOUS = os.environ.get("API_RATE_ANONYMOUS", "120/m")  # per address, no key and no session
+API_RATE_AUTH_FAILURES = os.environ.get("API_RATE_AUTH_FAILURES", "30/m")  # wrong API keys per address
+# Open pixel, click redirect and unsubscribe, per address (mail providers' image proxies fetch for many readers).
+TRACKING_RATE_LIMIT = os.environ.get("TRACKING_RATE_LIMIT", "600/m")
+# Failed logins (browser and admin): per address, and per account whatever the address.
+LOGIN_FAILURES_PER_IP = os.environ.get("LOGIN_FAILURES_PER_IP", "30/15m")
+LOGIN_FAILURES_PER_ACCOUNT = os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5/15m")
 RATELIMIT_VIEW = "leads.views.rate_limited"
 
 REST_FRAMEWORK = {
@@ -161,10 +176,15 @@ REST_FRAMEWORK = {
         "rest_framework.filters.SearchFilter",
         "rest_framework.filters.OrderingFilter",
     ],
+    "DEFAULT_THROTTLE_CLASSES": [
+        "leadcrm.ratelimits.ApiKeyThrottle",
+        "leadcrm.ratelimits.SessionUserThrottle",
+        "leadcrm.ratelimits.AnonymousThrottle",
+    ],
     "DEFAULT_PAGINATION_CLASS": "leadcrm.pagination.CreatedCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "leadcrm.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "leadcrm.schema.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 API_KEY_CUSTOM_HEADER = "HTTP_AUTHORIZATION"
@@ -175,6 +195,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["leadcrm.schema.drop_duplicate_routes"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
@@ -283,11 +304,45 @@ WEBHOOKS_DRAIN_TASKS = env_int("WEBHOOKS_DRAIN_TASKS", 4)
 # A claimed delivery is not taken by another worker for this long: more than one send with its redirects can last.
 WEBHOOKS_LEASE_SECONDS = env_int("WEBHOOKS_LEASE_SECONDS", 120)
 
+# HTTPS (README "Running in production" lists the settings production uses).
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)  # set SECURE_COOKIES=1 behind HTTPS
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SESSION_COOKIE_SAMESITE = "Lax"
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Behind a TLS-terminating proxy that sets e.g. X-Forwarded-Proto: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO.
+# Only set it when the proxy always overwrites that header, or a client could claim HTTPS.
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (os.environ["SECURE_PROXY_SSL_HEADER"], "https")
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)  # browsers remember it: start small, then a year
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# The health check is polled over plain HTTP by load balancers inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
-X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"  # the public form page alone may be framed (leads.views.forms)
+
+# Content Security Policy (django-csp): scripts only from our own static files or inline ones carrying the
+# request's nonce. Styles may be inline: templates use style attributes, and the email preview (an iframe
+# srcdoc, which inherits this policy) shows emails whose styles are inline by necessity. Images may come from
+# any https host for the same reason. Views that differ (the public form, framed by other sites) adjust it.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", csp_constants.NONCE],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "https:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "frame-src": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+        "base-uri": ["'self'"],
+        "object-src": ["'none'"],
+    },
+}
 
 LOGGING = {
     "version": 1,

@@ -1,9 +1,11 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from campaigns import api as campaigns_api
+from leadcrm import login_throttle
 from leadcrm import views as core_views
 from leads import api as leads_api
 from nurturing import api as nurturing_api
@@ -32,13 +34,23 @@ router.register("template-folders", nurturing_api.TemplateFolderViewSet, basenam
 router.register("sequences", nurturing_api.SequenceViewSet, basename="sequence")
 router.register("webhooks", webhooks_api.WebhookViewSet, basename="webhook")
 
+# Both login pages count failed attempts per address and per account (leadcrm.login_throttle).
+admin.site.login_form = login_throttle.ThrottledAdminAuthenticationForm
+
+# Under /api/, a URL that matches no route answers JSON like every other API error.
+handler404 = "leadcrm.views.not_found"
+
 urlpatterns = [
+    path("admin/login/", login_throttle.with_retry_after(admin.site.login)),
     path("admin/", admin.site.urls),
+    path("accounts/login/", login_throttle.with_retry_after(
+        auth_views.LoginView.as_view(authentication_form=login_throttle.ThrottledAuthenticationForm)), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("api/v1/ping/", core_views.ping, name="api-ping"),
     # The error report keeps its file-like name without the router's trailing slash.
-    path("api/v1/imports/<uuid:pk>/errors.csv",
+    # Any id (a malformed one is the view's JSON 404, not a redirect to the router's trailing-slash route).
+    path("api/v1/imports/<str:pk>/errors.csv",
          leads_api.ImportViewSet.as_view({"get": "errors_csv"}, **leads_api.ImportViewSet.errors_csv.kwargs),
          name="import-errors-csv"),
     path("api/v1/leads/<uuid:pk>/score/", scoring_api.LeadScoreView.as_view(), name="lead-score"),
@@ -58,7 +70,8 @@ urlpatterns = [
     path("t/c/<str:token>/<int:index>/", tracking_views.click, name="tracking-click"),
     path("t/u/<str:token>/", tracking_views.unsubscribe, name="tracking-unsubscribe"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves Swagger UI's start-up script as a file, which the Content-Security-Policy allows.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
     path("", include("leadcrm.urls_ui")),
     path("", include("leads.urls")),
     path("scoring/", include("scoring.urls")),

@@ -8,6 +8,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import defaults
 from django.views.decorators.http import require_GET, require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
@@ -144,6 +145,7 @@ class ApiKeySerializer(StrictModelSerializer):
         model = ApiKey
         fields = ["prefix", "name", "created", "last_used_at", "revoked", "expiry_date", "key"]
         read_only_fields = ["prefix", "created", "last_used_at", "revoked", "key"]
+        extra_kwargs = {"name": {"required": True}}  # the model's default of None would let it be left out
 
     def get_key(self, obj) -> str | None:
         return self.context.get("plain_keys", {}).get(obj.prefix)
@@ -258,3 +260,9 @@ def audit_log(request):
         "types": audit.registered_types(), "actions": AuditAction.choices,
         "query": {key: request.GET.get(key, "") for key in ("object_type", "actor", "start", "end", "action")},
     })
+
+
+def not_found(request, exception):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

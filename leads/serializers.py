@@ -11,7 +11,7 @@ from rest_framework.validators import UniqueValidator
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
 from . import selectors, services
-from .models import Activity, ActivityType, ConsentRecord, Form, FormSubmission, ImportJob, Lead
+from .models import Activity, ActivityType, ConsentRecord, Form, FormSubmission, Grade, ImportJob, Lead, Temperature
 
 LEAD_INPUT_FIELDS = [
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size",
@@ -59,6 +59,9 @@ class LeadSerializer(StrictModelSerializer):
     phone = serializers.CharField(required=False, allow_blank=True, max_length=40)
     country = serializers.CharField(required=False, allow_blank=True, max_length=2, min_length=2)
     website = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    # Empty until scoring first runs for the lead (the schema must say so).
+    grade = serializers.ChoiceField(choices=Grade.choices, allow_blank=True, read_only=True)
+    temperature = serializers.ChoiceField(choices=Temperature.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Lead
@@ -121,7 +124,7 @@ class LeadSerializer(StrictModelSerializer):
 
 class ActivitySerializer(serializers.ModelSerializer):
     lead = serializers.UUIDField(source="lead_id", read_only=True)
-    actor = serializers.IntegerField(source="actor_id", read_only=True)
+    actor = serializers.IntegerField(source="actor_id", read_only=True, allow_null=True)
 
     class Meta:
         model = Activity

@@ -10,6 +10,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
+from leadcrm.ratelimits import limit_by_ip
+
 from . import services
 
 # A transparent 1x1 GIF.
@@ -24,6 +26,7 @@ def _message(token):
 
 
 @never_cache
+@limit_by_ip("tracking", "TRACKING_RATE_LIMIT")
 @require_GET
 def open_pixel(request, token):
     services.record_open(_message(token))
@@ -31,6 +34,7 @@ def open_pixel(request, token):
 
 
 @never_cache
+@limit_by_ip("tracking", "TRACKING_RATE_LIMIT")
 @require_GET
 def click(request, token, index):
     url = services.record_click(_message(token), index)
@@ -43,6 +47,7 @@ def click(request, token, index):
 
 @csrf_exempt
 @never_cache
+@limit_by_ip("tracking", "TRACKING_RATE_LIMIT")
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request, token):
     """GET shows a page with a button (link scanners must not unsubscribe anyone); a POST, the button's or a mail

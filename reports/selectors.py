@@ -342,7 +342,8 @@ def sources(organization_id, *, start, end, breakdown="source") -> list[dict]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
-    return [_performance({"key": key, "label": key, "leads": leads, "mqls": mqls, "sqls": sqls, "deals": deals},
+    return [_performance({"key": key, "label": key, "leads": leads, "mqls": mqls, "sqls": sqls,
+                         "deals": int(deals)},  # sum() of counts is numeric in PostgreSQL
                          Decimal("0"), Decimal(won))
             for key, leads, mqls, sqls, deals, won in found]
 

@@ -6,6 +6,7 @@ import logging
 import unicodedata
 from urllib.parse import unquote_to_bytes
 
+from csp.decorators import csp_replace
 from django.conf import settings
 from django.contrib import messages
 from django.db.models import Count, OuterRef, Subquery
@@ -28,6 +29,10 @@ from ..models import Form, FormSubmission
 from ..serializers import FORM_HIDDEN_KEYS, LeadSerializer
 
 logger = logging.getLogger(__name__)
+
+# The public form is framed by the sites that embed it, and after a submission may redirect to any address the
+# marketer chose: those two directives are open on its pages only.
+PUBLIC_FORM_CSP = {"frame-ancestors": ["*"], "form-action": None}
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 REFERRER_PARAM = "referrer"
@@ -195,6 +200,7 @@ def _success(request, form):
 
 @csrf_exempt  # posted from other sites and from inside iframes, by visitors without a session
 @xframe_options_exempt  # other sites frame it (the embed snippets)
+@csp_replace(PUBLIC_FORM_CSP)
 @require_http_methods(["GET", "HEAD", "POST"])
 def public_form(request, slug):
     form = _active_form_or_404(slug)
@@ -255,4 +261,5 @@ def rate_limited(request, exception=None, retry_after: int = 60):
     response = render(request, "leads/form_rate_limited.html", {"retry_after": retry_after}, status=429)
     response["Retry-After"] = str(retry_after)
     response.xframe_options_exempt = True
+    response._csp_replace = PUBLIC_FORM_CSP
     return response

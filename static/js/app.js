@@ -36,3 +36,25 @@ if (window.htmx) {
 } else {
   document.addEventListener("DOMContentLoaded", function () { window.drawCharts(document); });
 }
+
+// Behaviour the templates ask for with data attributes, since the Content-Security-Policy allows no inline
+// event handlers: <select data-autosubmit> submits its form on change; <form data-confirm="question?"> asks
+// first; an element with data-swap-statuses="400 409" lets htmx swap in those error answers (they carry the
+// message to show) instead of ignoring them.
+document.addEventListener("change", function (event) {
+  var target = event.target;
+  if (target.matches && target.matches("[data-autosubmit]") && target.form) target.form.submit();
+});
+document.addEventListener("submit", function (event) {
+  var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) event.preventDefault();
+});
+document.addEventListener("htmx:beforeSwap", function (event) {
+  var holder = event.target.closest && event.target.closest("[data-swap-statuses]");
+  if (!holder) return;
+  var statuses = holder.getAttribute("data-swap-statuses").split(/\s+/);
+  if (statuses.indexOf(String(event.detail.xhr.status)) !== -1) {
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+  }
+});

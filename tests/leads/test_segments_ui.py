@@ -371,7 +371,7 @@ def test_the_builder_in_a_browser_writes_the_json_and_counts_live(live_server, o
     first.locator("[data-key=field]").select_option("country")
     first.locator("[data-key=op]").select_option("eq")
     first.locator("[data-key=value]").fill("US")
-    page.wait_for_function("document.querySelector('#segment-count').textContent.includes('2 leads match')")
+    page.wait_for_function("() => document.querySelector('#segment-count').textContent.includes('2 leads match')")
     page.locator("[data-segment-builder] [data-combinator]").first.select_option("any")
     page.click("[data-segment-builder] > fieldset > .seg-add [data-add=field]")
     second = page.locator("[data-segment-builder] li.seg-row").nth(1)
@@ -380,17 +380,17 @@ def test_the_builder_in_a_browser_writes_the_json_and_counts_live(live_server, o
     assert second.locator("[data-key=op] option[value=gt]").is_disabled()  # no "greater than" for tags
     second.locator("[data-key=op]").select_option("contains")
     second.locator("[data-key=value]").fill("vip")
-    page.wait_for_function("document.querySelector('#segment-count').textContent.includes('3 leads match')")
+    page.wait_for_function("() => document.querySelector('#segment-count').textContent.includes('3 leads match')")
     assert json.loads(page.input_value("#id_definition")) == {"any": [
         {"field": "country", "op": "eq", "value": "US"}, {"field": "tags", "op": "contains", "value": "vip"}]}
 
     second.locator("[data-key=field]").select_option("score")
     second.locator("[data-key=op]").select_option("gt")
     second.locator("[data-key=value]").fill("lots")
-    page.wait_for_function("document.querySelector('#segment-count').textContent.includes('not a number')")
+    page.wait_for_function("() => document.querySelector('#segment-count').textContent.includes('not a number')")
     assert second.locator("[data-key=value]").get_attribute("aria-invalid") == "true"
     second.locator("[data-key=value]").fill("60")
-    page.wait_for_function("document.querySelector('#segment-count').textContent.includes('3 leads match')")
+    page.wait_for_function("() => document.querySelector('#segment-count').textContent.includes('3 leads match')")
     page.click("#segment-form button[type=submit]:not([name])")
     page.wait_for_url(re.compile(r".*/segments/[0-9a-f-]{36}/$"))
     page.close()

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from leadcrm.models import Role
 from leads import services as lead_services
+from leads.models import Lead
 
 from .conftest import FORMULA_SOURCE, RANGE, grow, make_lead
 
@@ -305,3 +306,10 @@ def test_score_calibration_by_rule_counts_the_leads_each_rule_scores(api, org, o
         (str(unused.pk), "Student (fit, -10)", 0, 0, 0, None),
         (str(pricing.pk), "Pricing page (behavior, +5)", 1, 1, 0, 0.0),
     ]
+
+
+def test_the_sources_report_counts_deals_in_whole_numbers(api, org):
+    # The schema says integer; a sum of counts comes back from PostgreSQL as a decimal (found by tests/fuzz).
+    Lead.objects.create(organization=org, email="whole@example.com", source="web")
+    rows = api.get("/api/v1/reports/sources/?start=2000-01-01").json()["rows"]
+    assert rows and all(type(row["deals"]) is int for row in rows)
