@@ -209,6 +209,7 @@ SPECTACULAR_SETTINGS = {
         "ActivityTypeEnum": "leads.models.ActivityType.choices",
         "ScoringRuleKindEnum": "scoring.models.RuleKind.choices",
         "CampaignMemberStatusEnum": "campaigns.models.MemberStatus.choices",
+        "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus.choices",
         "LeadStatusEnum": "leads.models.LeadStatus.choices",
     },
 }

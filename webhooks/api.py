@@ -8,6 +8,7 @@ delivery of the same payload with a new message id), `…/{id}/rotate-secret/`.
 import uuid
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
@@ -106,7 +107,8 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         page = self.paginate_queryset(selectors.deliveries(endpoint, status=status_filter, event=event_filter))
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
-    @extend_schema(request=None, responses={201: DeliveryDetailSerializer})
+    @extend_schema(request=None, responses={201: DeliveryDetailSerializer},
+                   parameters=[OpenApiParameter("delivery_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
     @action(detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[^/.]+)/replay",
             filter_backends=[], pagination_class=None)
     def replay(self, request, pk=None, delivery_id=None):
