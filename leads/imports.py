@@ -492,13 +492,13 @@ def start_import(*, job: ImportJob) -> ImportJob:
             .update(status=ImportStatus.QUEUED)
         if updated:
             job.status = ImportStatus.QUEUED
-            job_id = str(job.pk)
+            job_id, organization_id = str(job.pk), str(job.organization_id)
 
             def enqueue():
                 from .tasks import run_import as task
 
                 try:
-                    task.delay(job_id)
+                    task.delay(job_id, organization_id=organization_id)
                 except Exception:  # broker down: say so on the job rather than leave it queued forever
                     logger.exception("import %s could not be queued", job_id)
                     fail_import(job_id, "The import could not be queued because the task queue is unavailable. "

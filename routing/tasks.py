@@ -9,6 +9,8 @@ from django.db import OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from leadcrm import rls
+
 from . import services
 from .models import Notification
 
@@ -24,14 +26,17 @@ def route_leads(organization_id, lead_ids):
 @shared_task(name="routing.tasks.check_deadlines", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def check_deadlines():
     """Beat: re-assign or escalate leads whose first-touch deadline passed."""
-    return services.check_deadlines()
+    return services.check_deadlines()  # finds due leads in every org, then handles each under its own org
 
 
 @shared_task(name="routing.tasks.email_notification", acks_late=True, autoretry_for=(OSError, smtplib.SMTPException),
              retry_backoff=5, max_retries=6)
-def email_notification(notification_id):
+def email_notification(notification_id, organization_id=None):
     """Email a notification once: the row is locked while sending and stamped when sent."""
-    with transaction.atomic():
+    organization_id = organization_id or rls.organization_of(Notification, notification_id)  # an older release's
+    if organization_id is None:
+        return False
+    with rls.scope(organization_id), transaction.atomic():
         notification = (Notification.objects.select_for_update(of=("self",)).select_related("user", "lead")
                         .filter(pk=notification_id, emailed_at__isnull=True).first())
         if notification is None or not notification.user.email:

@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import events, rls
 from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
@@ -335,9 +335,10 @@ def recalculate_organization(*, organization_id) -> None:
 
 def apply_decay() -> int:
     """Nightly: re-score every org that has decay on, so behaviour points fade. Returns how many orgs."""
-    organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
-                            .values_list("organization_id", flat=True))
+    with rls.unscoped():  # which orgs have decay on; each is then re-scored under its own org
+        organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
+                                .values_list("organization_id", flat=True))
     for organization_id in organization_ids:
-        with transaction.atomic():
+        with rls.scope(organization_id), transaction.atomic():
             request_recalculation(organization_id=organization_id)
     return len(organization_ids)

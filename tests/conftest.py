@@ -124,9 +124,9 @@ def _test_database_url() -> str:
 
 @pytest.fixture
 def start_worker():
-    """start_worker(purge=True) -> name: a worker process on the test database, consuming every queue, with this
-    process's environment as it is at the call (mail server, SITE_URL); stopped after the test. purge=False keeps
-    tasks already queued by this test."""
+    """start_worker(purge=True, include=()) -> name: a worker process on the test database, consuming every queue,
+    with this process's environment as it is at the call (mail server, SITE_URL); stopped after the test.
+    purge=False keeps tasks already queued by this test; `include` names extra task modules (test probes)."""
     import os
     import subprocess
     import sys
@@ -138,14 +138,15 @@ def start_worker():
 
     processes = []
 
-    def start(purge=True):
+    def start(purge=True, include=()):
         name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
         if purge:
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
         env = {**os.environ, "DATABASE_URL": _test_database_url()}
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning", "-n", name,
-             "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"],
+             "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"]
+            + (["-I", ",".join(include)] if include else []),
             cwd=Path(__file__).resolve().parent.parent, env=env,
         )
         processes.append(process)
