@@ -626,6 +626,14 @@ STAGE_DDL = (
 )
 
 
+ERROR_COLUMNS = 'organization_id, job_id, row_number, "values", errors'
+ERROR_STAGE_DDL = (
+    "DROP TABLE IF EXISTS pg_temp.leads_import_error_stage; "
+    "CREATE TEMP TABLE leads_import_error_stage (organization_id uuid NOT NULL, job_id uuid NOT NULL, "
+    "row_number integer NOT NULL, \"values\" jsonb NOT NULL, errors jsonb NOT NULL) ON COMMIT DROP"
+)
+
+
 def _stage_tuple(values: dict) -> tuple:
     get = values.get
     custom = values.get("custom_fields")
@@ -797,12 +805,13 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
             cursor.execute(_merge_sql(), params)
             cursor.execute(_activity_insert_sql(params), params)
         if chunk.errors:
-            table = _q(ImportRowError._meta.db_table)
-            with cursor.cursor.copy(
-                f"COPY {table} (organization_id, job_id, row_number, {_q('values')}, errors) FROM STDIN"
-            ) as copy:
+            # COPY cannot load a table under row-level security: stage the rows, then one INSERT ... SELECT.
+            cursor.execute(ERROR_STAGE_DDL)
+            with cursor.cursor.copy(f"COPY pg_temp.leads_import_error_stage ({ERROR_COLUMNS}) FROM STDIN") as copy:
                 for row_number, cells, errors in chunk.errors:
                     copy.write_row((job.organization_id, job.pk, row_number, json.dumps(cells), json.dumps(errors)))
+            cursor.execute(f"INSERT INTO {_q(ImportRowError._meta.db_table)} ({ERROR_COLUMNS}) "
+                           f"SELECT {ERROR_COLUMNS} FROM pg_temp.leads_import_error_stage")
     # Rows of one email inside the chunk share a staged lead: the first created it, the rest merged.
     created_rows = created
     room = ERROR_PREVIEW - len(preview)
