@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db.backends.base.base import NO_DB_ALIAS
 
 SETTING = "app.organization_id"
 POLICY = "tenant_isolation_v1"
@@ -113,7 +114,7 @@ def on_connection_created(sender, connection, **kwargs) -> None:
     connection.rls_applied = None
     if _before_each_statement not in connection.execute_wrappers:
         connection.execute_wrappers.append(_before_each_statement)
-    if connection.settings_dict.get("NAME") != "postgres":  # the maintenance database (test set-up) has no role
+    if connection.alias != NO_DB_ALIAS:  # the maintenance connection (creating the test database) reads no table
         _apply(connection)
 
 
