@@ -26,10 +26,14 @@ grouped per lead); both are timed and the faster is the bound. Every run checks 
 (same count, same ids in the same order). Prints the median of each, the ratios (goal: ours within 1.5x of the
 bound) and whether the first page meets 200 ms. `--explain` prints EXPLAIN (ANALYZE, BUFFERS) of each statement.
 `--jit off` switches PostgreSQL's JIT compilation off for the run (see bench/README.md for why it matters here).
+The measured statements run as the app does, under row-level security (the app role, the org set); `--rls off`
+runs ours and the bounds as the login role instead, to show what the policy costs (the API request is always
+under it).
 The org is deleted afterwards unless `--keep`; `--org SLUG` re-uses one kept earlier.
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -50,6 +54,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
 from rest_framework.test import APIClient  # noqa: E402
 
+from leadcrm import rls  # noqa: E402
 from leadcrm import services as core_services  # noqa: E402
 from leadcrm.models import Organization  # noqa: E402
 from leads import imports, selectors, services  # noqa: E402
@@ -196,6 +201,8 @@ def main() -> None:
     parser.add_argument("--explain", action="store_true", help="print the plans of ours and of the bounds")
     parser.add_argument("--jit", choices=["server", "on", "off"], default="server",
                         help="PostgreSQL's JIT compilation for every statement of the run (default: as configured)")
+    parser.add_argument("--rls", choices=["on", "off"], default="on",
+                        help="run ours and the bounds under row-level security as the app does (default), or not")
     parser.add_argument("--keep", action="store_true", help="keep the org (to re-use with --org)")
     parser.add_argument("--org", help="the slug of an org a previous --keep run built: skip building")
     args = parser.parse_args()
@@ -208,7 +215,7 @@ def main() -> None:
                        " current_setting('jit'), current_setting('shared_buffers')")
         version, work_mem, jit, shared_buffers = cursor.fetchone()
     print(f"Segment benchmark: PostgreSQL {version} (work_mem {work_mem}, shared_buffers {shared_buffers}, "
-          f"jit {jit}), {os.cpu_count()} CPUs")
+          f"jit {jit}), {os.cpu_count()} CPUs, row-level security {args.rls}")
 
     organization = Organization.objects.get(slug=args.org) if args.org else create_org()
     org = organization.pk
@@ -224,33 +231,35 @@ def main() -> None:
         print(f"org {organization.slug}: {Lead.objects.for_org(org).count():,} leads, "
               f"{Activity.objects.for_org(org).count():,} activities")
 
-        times = {name: [] for name in ("count ours", "count correlated", "count grouped", "page api",
-                                       "page ours", "page correlated", "page grouped")}
-        for round_number in range(args.repeat + 1):  # round 0 warms the caches and is not counted
-            params = {"org": org, "now": timezone.now()}
-            results = {}
-            for name, run in (
-                ("count ours", lambda: ours_count(segment)),
-                ("count correlated", lambda p=params: bound(count_sql("correlated"), p)[0][0]),
-                ("count grouped", lambda p=params: bound(count_sql("grouped"), p)[0][0]),
-                ("page api", lambda: ours_page_api(client, segment)),
-                ("page ours", lambda: ours_page_query(segment)),
-                ("page correlated", lambda p=params: [row[0] for row in bound(page_sql("correlated"), p)]),
-                ("page grouped", lambda p=params: [row[0] for row in bound(page_sql("grouped"), p)]),
-            ):
-                milliseconds, results[name] = timed(run)
-                if round_number:
-                    times[name].append(milliseconds)
-            counts = {results[name] for name in ("count ours", "count correlated", "count grouped")}
-            pages = {tuple(str(pk) for pk in results[name][:PAGE_SIZE])
-                     for name in ("page api", "page ours", "page correlated", "page grouped")}
-            if len(counts) != 1 or len(pages) != 1:
-                raise SystemExit(f"ours and the bounds disagree: counts {counts}, {len(pages)} different pages")
-            if round_number == 0:
-                print(f"the segment holds {results['count ours']:,} leads; first page: "
-                      f"{len(results['page api'])} rows")
-        if args.explain:
-            explain(segment, {"org": org, "now": timezone.now()})
+        # As requests and tasks run: the app role with the org set (or, with --rls off, the login role).
+        with rls.scope(org) if args.rls == "on" else contextlib.nullcontext():
+            times = {name: [] for name in ("count ours", "count correlated", "count grouped", "page api",
+                                           "page ours", "page correlated", "page grouped")}
+            for round_number in range(args.repeat + 1):  # round 0 warms the caches and is not counted
+                params = {"org": org, "now": timezone.now()}
+                results = {}
+                for name, run in (
+                    ("count ours", lambda: ours_count(segment)),
+                    ("count correlated", lambda p=params: bound(count_sql("correlated"), p)[0][0]),
+                    ("count grouped", lambda p=params: bound(count_sql("grouped"), p)[0][0]),
+                    ("page api", lambda: ours_page_api(client, segment)),
+                    ("page ours", lambda: ours_page_query(segment)),
+                    ("page correlated", lambda p=params: [row[0] for row in bound(page_sql("correlated"), p)]),
+                    ("page grouped", lambda p=params: [row[0] for row in bound(page_sql("grouped"), p)]),
+                ):
+                    milliseconds, results[name] = timed(run)
+                    if round_number:
+                        times[name].append(milliseconds)
+                counts = {results[name] for name in ("count ours", "count correlated", "count grouped")}
+                pages = {tuple(str(pk) for pk in results[name][:PAGE_SIZE])
+                         for name in ("page api", "page ours", "page correlated", "page grouped")}
+                if len(counts) != 1 or len(pages) != 1:
+                    raise SystemExit(f"ours and the bounds disagree: counts {counts}, {len(pages)} different pages")
+                if round_number == 0:
+                    print(f"the segment holds {results['count ours']:,} leads; first page: "
+                          f"{len(results['page api'])} rows")
+            if args.explain:
+                explain(segment, {"org": org, "now": timezone.now()})
     finally:
         if args.keep:
             print(f"kept org {organization.slug} (re-use with --org {organization.slug})")

@@ -1,4 +1,6 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
+from django.db.models.signals import post_migrate
 
 
 class LeadcrmConfig(AppConfig):
@@ -6,4 +8,8 @@ class LeadcrmConfig(AppConfig):
     verbose_name = "Organizations and access"
 
     def ready(self):
-        from . import checks, schema  # noqa: F401 - register the deploy checks and the OpenAPI auth extension
+        from . import checks, rls, schema  # noqa: F401 - register the deploy checks and the OpenAPI auth extension
+
+        connection_created.connect(rls.on_connection_created, dispatch_uid="leadcrm.rls.connection")
+        # After every migrate (and test database set-up): tables added by any app get the policy without edits.
+        post_migrate.connect(rls.apply_policies, sender=self, dispatch_uid="leadcrm.rls.policies")

@@ -1,3 +1,4 @@
+import inspect
 import os
 
 from celery import Celery, signals
@@ -19,3 +20,39 @@ def drop_unusable_connections(task=None, **_):
     if task is not None and getattr(task.request, "is_eager", False):
         return
     close_old_connections()
+
+
+@signals.worker_init.connect
+def fail_closed_by_default(**_):
+    """A worker's connections see no tenant's rows outside a task that names its organization."""
+    from . import rls
+
+    rls.set_process_default(rls.NOBODY)
+
+
+@signals.task_prerun.connect
+def enter_organization(task=None, args=(), kwargs=None, **_):
+    """Row-level security for every task: the org of its `organization_id` argument, else none at all (a task that
+    has to find its org, or sweeps every org, says so with rls.unscoped())."""
+    from . import rls
+
+    task.request.rls_depth = rls.enter(task_organization(task, args, kwargs or {}) or rls.NOBODY)
+
+
+@signals.task_postrun.connect
+def leave_organization(task=None, **_):
+    from . import rls
+
+    depth = getattr(task.request, "rls_depth", None)
+    if depth is not None:
+        rls.leave(depth)
+
+
+def task_organization(task, args, kwargs):
+    if "organization_id" in kwargs:
+        return kwargs["organization_id"]
+    try:
+        bound = inspect.signature(task.run).bind_partial(*args, **kwargs)
+    except TypeError:
+        return None
+    return bound.arguments.get("organization_id")

@@ -18,6 +18,8 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
+from . import rls
+
 logger = logging.getLogger(__name__)
 
 LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel
@@ -164,8 +166,10 @@ def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
             for row in rows:
                 names = None if row.pending is None else set(row.pending)
                 handlers = [h for h in _handlers[row.event] if names is None or handler_name(h) in names]
-                failed, error, transient = _run(handlers, {**row.payload, "event_id": row.pk}, row.event,
-                                                savepoints=True)
+                # Handlers run for the event's org, as they did in the request or task that emitted it.
+                with rls.scope(row.payload.get("organization_id") or rls.NOBODY):
+                    failed, error, transient = _run(handlers, {**row.payload, "event_id": row.pk}, row.event,
+                                                    savepoints=True)
                 if failed:
                     row.pending, row.last_error = failed, error
                     row.attempts += 1

@@ -96,6 +96,10 @@ DATABASES = {
 # JIT compilation pays off for long analytical queries only; for this app's short set-based statements it
 # cost more (200–280 ms) than running them (measured with bench/segments.py).
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+# Requests and tasks run as this role, under row-level security (leadcrm/rls.py): NOSUPERUSER NOBYPASSRLS, owns no
+# table. migrate creates it when missing and grants it to the login role; empty = never switch roles (the login
+# role is the app role itself).
+DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE", "leadcrm_app")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

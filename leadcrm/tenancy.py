@@ -4,6 +4,7 @@ import uuid
 
 from django.http import Http404
 
+from . import rls
 from .models import Membership, Organization, Role
 
 SESSION_KEY = "active_organization_id"
@@ -32,9 +33,11 @@ def switch_organization(request, organization_id) -> Organization:
         organization_id = uuid.UUID(str(organization_id))
     except ValueError:
         raise Http404("No such organization") from None
-    membership = memberships_of(request.user).filter(organization_id=organization_id).first()
+    with rls.unscoped():  # the membership is in the org being switched to, not the current one
+        membership = memberships_of(request.user).filter(organization_id=organization_id).first()
     if membership is None:
         raise Http404("No such organization")
+    rls.set_organization(membership.organization_id)
     request.session[SESSION_KEY] = str(membership.organization_id)
     return membership.organization
 

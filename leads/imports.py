@@ -513,13 +513,13 @@ def start_import(*, job: ImportJob) -> ImportJob:
             .update(status=ImportStatus.QUEUED)
         if updated:
             job.status = ImportStatus.QUEUED
-            job_id = str(job.pk)
+            job_id, organization_id = str(job.pk), str(job.organization_id)
 
             def enqueue():
                 from .tasks import run_import as task
 
                 try:
-                    task.delay(job_id)
+                    task.delay(job_id, organization_id=organization_id)
                 except Exception:  # broker down: say so on the job rather than leave it queued forever
                     logger.exception("import %s could not be queued", job_id)
                     fail_import(job_id, "The import could not be queued because the task queue is unavailable. "
@@ -647,6 +647,14 @@ STAGE_DDL = (
     " custom_fields jsonb NOT NULL, consent boolean NOT NULL,"
     " new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
     " created boolean NOT NULL DEFAULT false) ON COMMIT DROP"
+)
+
+
+ERROR_COLUMNS = 'organization_id, job_id, row_number, "values", errors'
+ERROR_STAGE_DDL = (
+    "DROP TABLE IF EXISTS pg_temp.leads_import_error_stage; "
+    "CREATE TEMP TABLE leads_import_error_stage (organization_id uuid NOT NULL, job_id uuid NOT NULL, "
+    "row_number integer NOT NULL, \"values\" jsonb NOT NULL, errors jsonb NOT NULL) ON COMMIT DROP"
 )
 
 
@@ -841,12 +849,13 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
             cursor.execute(_activity_insert_sql(params), params)
             cursor.execute(_consent_insert_sql(params), params)
         if chunk.errors:
-            table = _q(ImportRowError._meta.db_table)
-            with cursor.cursor.copy(
-                f"COPY {table} (organization_id, job_id, row_number, {_q('values')}, errors) FROM STDIN"
-            ) as copy:
+            # COPY cannot load a table under row-level security: stage the rows, then one INSERT ... SELECT.
+            cursor.execute(ERROR_STAGE_DDL)
+            with cursor.cursor.copy(f"COPY pg_temp.leads_import_error_stage ({ERROR_COLUMNS}) FROM STDIN") as copy:
                 for row_number, cells, errors in chunk.errors:
                     copy.write_row((job.organization_id, job.pk, row_number, json.dumps(cells), json.dumps(errors)))
+            cursor.execute(f"INSERT INTO {_q(ImportRowError._meta.db_table)} ({ERROR_COLUMNS}) "
+                           f"SELECT {ERROR_COLUMNS} FROM pg_temp.leads_import_error_stage")
     # Rows of one email inside the chunk share a staged lead: the first created it, the rest merged.
     created_rows = created
     room = ERROR_PREVIEW - len(preview)
@@ -894,8 +903,8 @@ def abandoned_imports(*, older_than) -> list:
     since = timezone.now() - older_than
     candidates = (ImportJob.objects.filter(status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
                   .filter(Q(started_at__lt=since) | Q(started_at__isnull=True, created_at__lt=since))
-                  .values_list("pk", flat=True))
-    return [pk for pk in candidates if not locks.is_held(locks.IMPORT, pk)]
+                  .values_list("pk", "organization_id"))
+    return [(pk, organization_id) for pk, organization_id in candidates if not locks.is_held(locks.IMPORT, pk)]
 
 
 def _claim_and_run(import_id) -> None:

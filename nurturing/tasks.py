@@ -18,7 +18,7 @@ RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff
 def tick():
     """Beat (every NURTURE_TICK_SECONDS): run due sequence steps and send their email. Overlapping ticks share
     the work (SKIP LOCKED) and never send a message twice."""
-    return services.tick()
+    return services.tick()  # finds due work in every org, then runs each org's under its own org
 
 
 @shared_task(name="nurturing.tasks.notify_owner", acks_late=True, **RETRY_ON_DATABASE_ERRORS)

@@ -10,6 +10,8 @@ from django.db import OperationalError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from leadcrm import rls
+
 from . import services
 from .models import Notification
 
@@ -27,7 +29,8 @@ def sweep_unrouted():
     """Beat: route MQLs whose routing task was lost. A lead routed meanwhile is left as it is (only_unowned)."""
     from .handlers import ROUTING_BATCH
 
-    found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    with rls.unscoped():  # a sweep over every org; each batch is then routed under its own org
+        found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
     for organization_id, lead_ids in found.items():
         for start in range(0, len(lead_ids), ROUTING_BATCH):
             route_leads.delay(str(organization_id), [str(pk) for pk in lead_ids[start:start + ROUTING_BATCH]])
@@ -37,14 +40,17 @@ def sweep_unrouted():
 @shared_task(name="routing.tasks.check_deadlines", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def check_deadlines():
     """Beat: re-assign or escalate leads whose first-touch deadline passed."""
-    return services.check_deadlines()
+    return services.check_deadlines()  # finds due leads in every org, then handles each under its own org
 
 
 @shared_task(name="routing.tasks.email_notification", acks_late=True, autoretry_for=(OSError, smtplib.SMTPException),
              retry_backoff=5, max_retries=6)
-def email_notification(notification_id):
+def email_notification(notification_id, organization_id=None):
     """Email a notification once: the row is locked while sending and stamped when sent."""
-    with transaction.atomic():
+    organization_id = organization_id or rls.organization_of(Notification, notification_id)  # an older release's
+    if organization_id is None:
+        return False
+    with rls.scope(organization_id), transaction.atomic():
         notification = (Notification.objects.select_for_update(of=("self",)).select_related("user", "lead")
                         .filter(pk=notification_id, emailed_at__isnull=True).first())
         if notification is None or not notification.user.email:

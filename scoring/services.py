@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import audit, events, locks
+from leadcrm import audit, events, locks, rls
 from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
@@ -330,16 +330,18 @@ def recalculate_organization(*, organization_id) -> None:
 def stalled_recalculations() -> list:
     """Orgs whose stored scores are behind their rules while no worker re-scores them: the task was lost (a killed
     worker, a broker restarted empty). The lock tells a running recalculation from a dead one."""
-    behind = ScoringSettings.objects.filter(scored_version__lt=F("config_version")).values_list("organization_id",
-                                                                                               flat=True)
+    with rls.unscoped():  # a sweep over every org
+        behind = list(ScoringSettings.objects.filter(scored_version__lt=F("config_version"))
+                      .values_list("organization_id", flat=True))
     return [organization_id for organization_id in behind if not locks.is_held(locks.RECALCULATION, organization_id)]
 
 
 def apply_decay() -> int:
     """Nightly: re-score every org that has decay on, so behaviour points fade. Returns how many orgs."""
-    organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
-                            .values_list("organization_id", flat=True))
+    with rls.unscoped():  # which orgs have decay on; each is then re-scored under its own org
+        organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
+                                .values_list("organization_id", flat=True))
     for organization_id in organization_ids:
-        with transaction.atomic():
+        with rls.scope(organization_id), transaction.atomic():
             request_recalculation(organization_id=organization_id)
     return len(organization_ids)

@@ -29,7 +29,7 @@ def recalculate(organization_id):
 @shared_task(name="scoring.tasks.apply_decay")
 def apply_decay():
     """Nightly beat task: orgs with a half-life are re-scored, so behaviour points fade."""
-    return services.apply_decay()
+    return services.apply_decay()  # finds the orgs with decay on, then re-scores each under its own org
 
 
 @shared_task(name="scoring.tasks.sweep_recalculations", acks_late=True)

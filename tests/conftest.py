@@ -127,8 +127,9 @@ def start_worker():
     """start_worker(purge=True) -> name: a worker process on the test database, consuming every queue, with this
     process's environment as it is at the call (mail server, SITE_URL); stopped after the test. purge=False keeps
     tasks already queued by this test. `env` adds variables (a broker of its own: CELERY_BROKER_URL, which this
-    process's Celery app must use too, to ping it); `beat=True` embeds the beat. `start_worker.processes[name]` is
-    the process (its own process group, so a test can kill it and its children at once)."""
+    process's Celery app must use too, to ping it); `beat=True` embeds the beat; `include` names extra task modules
+    (test probes). `start_worker.processes[name]` is the process (its own process group, so a test can kill it and
+    its children at once)."""
     import os
     import subprocess
     import sys
@@ -141,13 +142,15 @@ def start_worker():
 
     processes = {}
 
-    def start(purge=True, *, env=None, beat=False):
+    def start(purge=True, include=(), *, env=None, beat=False):
         name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
         if purge:
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
         env = {**os.environ, "DATABASE_URL": _test_database_url(), **(env or {})}
         command = [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning",
                    "-n", name, "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"]
+        if include:
+            command += ["-I", ",".join(include)]
         if beat:
             command += ["-B", "-s", os.path.join(tempfile.mkdtemp(prefix="beat-"), "schedule")]
         process = subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, env=env,

@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 from django_ratelimit.core import get_usage
 
+from leadcrm import rls
 from leadcrm.paging import keyset_page
 from leadcrm.tenancy import ORG_WIDE_ROLES
 from leadcrm.views import role_required
@@ -95,9 +96,11 @@ def form_detail(request, pk):
 
 def _active_form_or_404(slug: str) -> Form:
     # Public and unauthenticated: the slug (unique across tenants) is what picks the organization.
-    form = Form.objects.filter(slug=slug, is_active=True).select_related("organization").first()
+    with rls.unscoped():
+        form = Form.objects.filter(slug=slug, is_active=True).select_related("organization").first()
     if form is None:
         raise Http404("No such form.")
+    rls.set_organization(form.organization_id)
     return form
 
 

@@ -26,7 +26,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from leadcrm import events
+from leadcrm import events, rls
 from leads.conditions import ConditionError
 from leads.models import Activity, ActivityType, Lead, Segment
 from leads.segments import definition_q
@@ -387,15 +387,20 @@ def _advance(batch: _Batch, enrollment, counts: Counter) -> None:
     enrollment.next_run_at = now + RETRY_AFTER
 
 
-def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=()) -> tuple[int, _Batch | None]:
-    """One claim: lock up to `batch_size` due enrolments others do not hold, run them, and commit. Returns how
-    many were claimed and the batch (its `outgoing` emails are for `deliver`)."""
+def _due(now):
+    return Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now, sequence__active=True)
+
+
+def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=(),
+                  organization_id=None) -> tuple[int, _Batch | None]:
+    """One claim: lock up to `batch_size` due enrolments others do not hold (of one org, when given), run them,
+    and commit. Returns how many were claimed and the batch (its `outgoing` emails are for `deliver`)."""
     now = now or timezone.now()
     counts = Counter()
+    due = _due(now) if organization_id is None else _due(now).for_org(organization_id)
     with transaction.atomic():
         enrollments = list(
-            Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now, sequence__active=True)
-            .exclude(organization_id__in=list(skip_organizations))
+            due.exclude(organization_id__in=list(skip_organizations))
             .select_related("sequence", "lead", "lead__owner")
             .order_by("next_run_at").select_for_update(of=("self",), skip_locked=True)[:batch_size]
         )
@@ -566,17 +571,22 @@ def tick(*, now=None, batch_size: int = BATCH, max_rounds: int = MAX_ROUNDS) -> 
 
     now = now or timezone.now()
     totals = Counter()
-    totals["unknown"] += sweep_stale(now=now)
-    totals.update({f"abandoned_{key}": value for key, value in send_abandoned(now=now).items()})
+    with rls.unscoped():  # set-based recovery sweeps over every org's stale and abandoned sends
+        totals["unknown"] += sweep_stale(now=now)
+        totals.update({f"abandoned_{key}": value for key, value in send_abandoned(now=now).items()})
     totals["enrolled"] += enroll_segment_entries(now=now)
-    limited: set = set()
-    for _ in range(max_rounds):
-        claimed, batch = claim_and_run(now=now, batch_size=batch_size, skip_organizations=limited)
-        if not claimed:
-            break
-        totals["claimed"] += claimed
-        totals.update(batch.counts)
-        totals.update(deliver(batch.outgoing))
-        limited |= batch.limited
+    with rls.unscoped():  # which orgs have due steps; each is then run under its own org
+        organization_ids = list(_due(now).order_by().values_list("organization_id", flat=True).distinct())
+    for organization_id in organization_ids:
+        with rls.scope(organization_id):
+            for _ in range(max_rounds):
+                claimed, batch = claim_and_run(now=now, batch_size=batch_size, organization_id=organization_id)
+                if not claimed:
+                    break
+                totals["claimed"] += claimed
+                totals.update(batch.counts)
+                totals.update(deliver(batch.outgoing))
+                if batch.limited:  # over its sending rate: the rest waits for the next tick
+                    break
     return {key: value for key, value in totals.items() if value}
 

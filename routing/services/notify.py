@@ -20,7 +20,7 @@ def notify(lead, *, user_id, kind: str, team=None) -> Notification:
     def send():
         from ..tasks import email_notification  # tasks import these services
 
-        email_notification.delay(notification.pk)
+        email_notification.delay(notification.pk, organization_id=str(notification.organization_id))
 
     transaction.on_commit(send)
     return notification

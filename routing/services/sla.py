@@ -3,6 +3,7 @@
 from django.db import transaction
 from django.utils import timezone
 
+from leadcrm import rls
 from leadcrm.models import Membership, Role
 from leads.models import Activity, Lead
 
@@ -68,10 +69,11 @@ def check_deadlines(*, now=None, limit=BATCH) -> dict[str, int]:
     are skipped (SKIP LOCKED), so overlapping ticks on several hosts share the work instead of doubling it."""
     now = now or timezone.now()
     outcomes: dict[str, int] = {}
-    due = list(LeadRouting.objects.filter(sla_due_at__lte=now).order_by("sla_due_at")
-               .values_list("organization_id", "lead_id")[:limit])
+    with rls.unscoped():  # which leads, in every org, are due; each is then handled under its own org
+        due = list(LeadRouting.objects.filter(sla_due_at__lte=now).order_by("sla_due_at")
+                   .values_list("organization_id", "lead_id")[:limit])
     for organization_id, lead_id in due:
-        with transaction.atomic():
+        with rls.scope(organization_id), transaction.atomic():
             lead = (Lead.objects.for_org(organization_id).filter(pk=lead_id, routing__sla_due_at__lte=now)
                     .select_for_update(of=("self",), skip_locked=True).first())
             if lead is None:  # another worker has it, or it was touched meanwhile

@@ -1,0 +1,205 @@
+"""Row-level security: the database itself keeps tenants apart, even from a query that forgets its org."""
+
+import json
+import time
+import uuid
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.utils import timezone
+
+from leadcrm import rls
+from leadcrm.models import ApiKey, Membership, Organization
+from leads.models import Activity, ActivityType, Lead, Segment
+from scoring.models import ScoringRule
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def leads(org, other_org):
+    """Two leads of `org` (each with an activity) and one of `other_org`."""
+    mine = [Lead.objects.create(organization=org, email=f"mine{i}@acme.test") for i in range(2)]
+    theirs = Lead.objects.create(organization=other_org, email="theirs@rival.test")
+    for lead in [*mine, theirs]:
+        Activity.objects.create(organization_id=lead.organization_id, lead=lead, type=ActivityType.NOTE,
+                                occurred_at=timezone.now())
+    Segment.objects.create(organization=org, name="Mine")
+    Segment.objects.create(organization=other_org, name="Theirs")
+    return mine, theirs
+
+
+def emails(queryset):
+    return sorted(queryset.values_list("email", flat=True))
+
+
+def test_an_unscoped_queryset_sees_only_the_current_orgs_rows(org, other_org, leads):
+    with rls.scope(org):
+        assert emails(Lead.objects.all()) == ["mine0@acme.test", "mine1@acme.test"]
+        assert Lead.objects.count() == 2
+        assert {a.organization_id for a in Activity.objects.all()} == {org.pk}
+        assert list(Segment.objects.values_list("name", flat=True)) == ["Mine"]
+        assert ScoringRule.objects.exists()
+        assert set(ScoringRule.objects.values_list("organization_id", flat=True)) == {org.pk}
+        assert list(Organization.objects.values_list("slug", flat=True)) == ["acme"]
+        assert set(Membership.objects.values_list("organization_id", flat=True)) == {org.pk}
+        # Joins are filtered too: the other org's lead cannot be reached through its activity.
+        assert Activity.objects.filter(lead__email="theirs@rival.test").count() == 0
+    with rls.scope(other_org):
+        assert emails(Lead.objects.all()) == ["theirs@rival.test"]
+
+
+def test_raw_sql_sees_and_touches_only_the_current_org(org, other_org, leads):
+    mine, theirs = leads
+    with rls.scope(org), connection.cursor() as cursor:
+        cursor.execute("SELECT email FROM leads_lead ORDER BY email")
+        assert [row[0] for row in cursor.fetchall()] == ["mine0@acme.test", "mine1@acme.test"]
+        cursor.execute("SELECT count(*) FROM leads_activity")
+        assert cursor.fetchone()[0] == 2
+        cursor.execute("UPDATE leads_lead SET first_name = 'Mallory'")
+        assert cursor.rowcount == 2
+        cursor.execute("DELETE FROM leads_activity WHERE lead_id = %s", [theirs.pk])
+        assert cursor.rowcount == 0
+    theirs.refresh_from_db()
+    assert theirs.first_name == "" and Activity.objects.filter(lead=theirs).count() == 1
+
+
+def test_writes_to_another_org_are_refused(org, other_org, leads):
+    mine, theirs = leads
+    with rls.scope(org):
+        assert Lead.objects.filter(pk=theirs.pk).update(first_name="Mallory") == 0
+        assert Lead.objects.filter(pk=theirs.pk).delete()[0] == 0
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            Lead.objects.create(organization=other_org, email="planted@rival.test")
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            Lead.objects.filter(pk=mine[0].pk).update(organization=other_org)  # moving a row out is a write too
+    assert Lead.objects.filter(pk=theirs.pk, first_name="").exists()
+    assert not Lead.objects.filter(email="planted@rival.test").exists()
+    assert Lead.objects.get(pk=mine[0].pk).organization_id == org.pk
+
+
+def test_no_org_means_nothing_is_visible(org, leads):
+    with rls.scope(rls.NOBODY):
+        assert Lead.objects.count() == 0
+        assert not Organization.objects.exists()
+        assert not ApiKey.objects.exists()
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            Lead.objects.create(organization=org, email="new@acme.test")
+
+
+def test_unscoped_is_every_org_and_ends_with_its_block(org, other_org, leads):
+    with rls.scope(org):
+        with rls.unscoped():
+            assert Lead.objects.count() == 3
+        assert Lead.objects.count() == 2
+
+
+def test_the_app_role_cannot_bypass_the_policies(org, leads):
+    role = rls.app_role()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role])
+        assert cursor.fetchone() == (False, False)
+        cursor.execute("SELECT count(*) FROM pg_tables WHERE tableowner = %s", [role])
+        assert cursor.fetchone()[0] == 0
+    with rls.scope(org), connection.cursor() as cursor:
+        cursor.execute("SELECT current_user")
+        assert cursor.fetchone()[0] == role
+        for statement in ("ALTER TABLE leads_lead DISABLE ROW LEVEL SECURITY",
+                          "ALTER TABLE leads_lead NO FORCE ROW LEVEL SECURITY",
+                          "DROP POLICY tenant_isolation_v1 ON leads_lead",
+                          "SET row_security = off; SELECT count(*) FROM leads_lead",
+                          "TRUNCATE leads_activity"):
+            with pytest.raises(DatabaseError), transaction.atomic():
+                cursor.execute(statement)
+        cursor.execute("SELECT count(*) FROM leads_lead")
+        assert cursor.fetchone()[0] == 2
+
+
+def test_every_table_with_an_organization_has_the_policy():
+    """Any new tenant table (any app, any branch) is caught here if migrate did not cover it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, "
+            "EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s) "
+            "FROM pg_class c JOIN information_schema.columns col ON col.table_name = c.relname "
+            "AND col.table_schema = current_schema() AND col.column_name = 'organization_id' "
+            "WHERE c.relkind = 'r' AND c.relnamespace = current_schema()::regnamespace",
+            [rls.POLICY],
+        )
+        rows = cursor.fetchall()
+    assert len(rows) >= 30
+    assert [name for name, enabled, forced, policy in rows if not (enabled and forced and policy)] == []
+    from django.apps import apps
+
+    for model in apps.get_models():
+        if any(field.name == "organization" for field in model._meta.concrete_fields):
+            assert model._meta.db_table in {row[0] for row in rows}, model
+
+
+def test_migrate_again_changes_nothing():
+    assert rls.apply_policies() == []
+
+
+# ----------------------------------------------------------------------------------------------- HTTP
+
+
+@pytest.fixture
+def probe_urls(settings):
+    settings.ROOT_URLCONF = "tests.rls_probe"
+
+
+def test_an_unscoped_view_answers_only_the_requesters_org(probe_urls, browser, api, other_api, leads):
+    assert browser.get("/rls-probe/").json()["emails"] == ["mine0@acme.test", "mine1@acme.test"]
+    assert api.get("/api/v1/rls-probe/").json()["emails"] == ["mine0@acme.test", "mine1@acme.test"]
+    assert other_api.get("/api/v1/rls-probe/").json()["emails"] == ["theirs@rival.test"]
+
+
+def test_an_unscoped_view_answers_nothing_without_an_org(probe_urls, client, leads):
+    assert client.get("/rls-probe/").json()["emails"] == []
+
+
+def test_a_request_leaves_the_connection_as_it_found_it(probe_urls, browser, leads):
+    before = rls.current()
+    browser.get("/rls-probe/")
+    assert rls.current() == before
+    assert Lead.objects.count() == 3  # the test process's own scope: every org
+
+
+def test_the_org_switcher_scopes_the_database_to_the_new_org(probe_urls, browser, member, other_org, leads):
+    from leadcrm import services
+
+    user = Membership.objects.get(organization__slug="acme", role="marketer").user
+    services.add_member(organization=other_org, email=user.email, password=None, role="marketer")
+    response = browser.post("/org/switch/", {"organization": str(other_org.pk)})
+    assert response.status_code == 302
+    assert browser.get("/rls-probe/").json()["emails"] == ["theirs@rival.test"]
+
+
+# ----------------------------------------------------------------------------------------------- Celery
+
+
+def _wait_for(client, key, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = client.get(key)
+        if value is not None:
+            return json.loads(value)
+        time.sleep(0.1)
+    raise AssertionError(f"the worker did not report {key} within {timeout} s")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_on_a_real_worker_sees_only_its_org(start_worker, org, other_org, leads):
+    from tests.rls_probe import report_visible_leads
+
+    start_worker(include=["tests.rls_probe"])
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = {name: f"rls-probe-{uuid.uuid4().hex}" for name in ("mine", "theirs", "none")}
+    report_visible_leads.delay(keys["mine"], organization_id=str(org.pk))
+    report_visible_leads.delay(keys["theirs"], str(other_org.pk))  # positional works too
+    report_visible_leads.delay(keys["none"])
+    assert _wait_for(client, keys["mine"]) == ["mine0@acme.test", "mine1@acme.test"]
+    assert _wait_for(client, keys["theirs"]) == ["theirs@rival.test"]
+    assert _wait_for(client, keys["none"]) == []  # a task that names no org sees nothing
