@@ -36,7 +36,9 @@ def _keep_test_connection():
 
 
 def _load_schema():
-    from leadcrm.wsgi import application
+    from django.core.wsgi import get_wsgi_application  # not leadcrm.wsgi: that makes this a web process (leadcrm.rls)
+
+    application = get_wsgi_application()
 
     # Fetched from the app itself at collection (schema generation reads no rows), one test per operation.
     return schemathesis.openapi.from_wsgi("/api/schema/", application)

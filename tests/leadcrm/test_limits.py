@@ -165,9 +165,10 @@ def _wsgi_call(path: str, body: bytes, headers: dict) -> tuple[int, bytes]:
     """Call the WSGI app as a server passing a chunked body would: wsgi.input holds the de-chunked bytes and
     there is no CONTENT_LENGTH."""
     from django.core.signals import request_finished, request_started
+    from django.core.wsgi import get_wsgi_application  # not leadcrm.wsgi: that makes this a web process (leadcrm.rls)
     from django.db import close_old_connections
 
-    from leadcrm.wsgi import application
+    application = get_wsgi_application()
 
     environ = {
         "REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "testserver", "SERVER_PORT": "80",
