@@ -30,7 +30,7 @@ def terminate_on(transactional_db):
                         PERFORM pg_terminate_backend(pg_backend_pid());
                     END IF;
                     RETURN NEW;
-                END $$ LANGUAGE plpgsql""")
+                END $$ LANGUAGE plpgsql SECURITY DEFINER""")  # requests run as the app role (leadcrm.rls)
             cursor.execute("CREATE TRIGGER faults_terminate BEFORE INSERT ON leads_activity FOR EACH ROW "
                            "EXECUTE FUNCTION faults_terminate()")
         created.append(True)
