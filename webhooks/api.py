@@ -14,6 +14,7 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from leadcrm import audit
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 
@@ -61,7 +62,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         serializer = EndpointSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            endpoint = services.create_endpoint(organization_id=self.organization.pk,
+            endpoint = services.create_endpoint(organization_id=self.organization.pk, actor=audit.actor_of(request),
                                                 data=dict(serializer.validated_data))
         except services.EndpointError as exc:
             raise exceptions.ValidationError(exc.errors) from None
@@ -72,20 +73,21 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         serializer = EndpointSerializer(endpoint, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data))
+            endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data),
+                                                actor=audit.actor_of(request))
         except services.EndpointError as exc:
             raise exceptions.ValidationError(exc.errors) from None
         return Response(EndpointSerializer(endpoint).data)
 
     def destroy(self, request, pk=None):
-        services.delete_endpoint(endpoint=self._endpoint(pk))
+        services.delete_endpoint(endpoint=self._endpoint(pk), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses=SecretSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret", filter_backends=[], pagination_class=None)
     def rotate_secret(self, request, pk=None):
         """A new signing secret, effective at once for every send (also retries); shown only in this answer."""
-        endpoint = services.rotate_secret(endpoint=self._endpoint(pk))
+        endpoint = services.rotate_secret(endpoint=self._endpoint(pk), actor=audit.actor_of(request))
         return Response({"id": str(endpoint.pk), "secret": endpoint.secret})
 
     @extend_schema(responses=DeliverySerializer(many=True), parameters=[

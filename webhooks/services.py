@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from leadcrm import audit
 from leads.models import Activity, ActivityType, Deal, Lead
 
 from . import net, signing
@@ -54,39 +55,48 @@ def clean_endpoint(data: dict) -> dict:
     return data
 
 
-def create_endpoint(*, organization_id, data: dict) -> Endpoint:
+@transaction.atomic
+def create_endpoint(*, organization_id, data: dict, actor=None) -> Endpoint:
     data = clean_endpoint({key: data[key] for key in ENDPOINT_FIELDS if key in data})
     for required in ("url", "events"):
         if required not in data:
             raise EndpointError({required: ["This field is required."]})
-    return Endpoint.objects.create(organization_id=organization_id, secret=signing.new_secret(), **data)
-
-
-def update_endpoint(*, endpoint: Endpoint, data: dict) -> Endpoint:
-    data = clean_endpoint({key: data[key] for key in ENDPOINT_FIELDS if key in data})
-    for field, value in data.items():
-        setattr(endpoint, field, value)
-    endpoint.save(update_fields=[*data, "updated_at"])
+    endpoint = Endpoint.objects.create(organization_id=organization_id, secret=signing.new_secret(), **data)
+    audit.record_save(organization=organization_id, actor=actor, obj=endpoint, before=None)
     return endpoint
 
 
-def set_active(*, endpoint: Endpoint, active: bool) -> Endpoint:
+@transaction.atomic
+def _save(endpoint: Endpoint, changes: dict, actor) -> Endpoint:
+    """Apply `changes` to the endpoint and record them in the audit log (the secret only as "changed")."""
+    before = audit.stored(endpoint)
+    for field, value in changes.items():
+        setattr(endpoint, field, value)
+    endpoint.save(update_fields=[*changes, "updated_at"])
+    audit.record_save(organization=endpoint.organization_id, actor=actor, obj=endpoint, before=before)
+    return endpoint
+
+
+def update_endpoint(*, endpoint: Endpoint, data: dict, actor=None) -> Endpoint:
+    return _save(endpoint, clean_endpoint({key: data[key] for key in ENDPOINT_FIELDS if key in data}), actor)
+
+
+def set_active(*, endpoint: Endpoint, active: bool, actor=None) -> Endpoint:
     """A disabled endpoint gets no new deliveries, and its pending ones wait until it is enabled again."""
-    endpoint.active = active
-    endpoint.save(update_fields=["active", "updated_at"])
+    _save(endpoint, {"active": active}, actor)
     if active:
         transaction.on_commit(lambda: _enqueue_drain(1))
     return endpoint
 
 
-def rotate_secret(*, endpoint: Endpoint) -> Endpoint:
-    endpoint.secret = signing.new_secret()
-    endpoint.save(update_fields=["secret", "updated_at"])
-    return endpoint
+def rotate_secret(*, endpoint: Endpoint, actor=None) -> Endpoint:
+    return _save(endpoint, {"secret": signing.new_secret()}, actor)
 
 
-def delete_endpoint(*, endpoint: Endpoint) -> None:
-    endpoint.delete()
+@transaction.atomic
+def delete_endpoint(*, endpoint: Endpoint, actor=None) -> None:
+    with audit.Deletion(endpoint, organization=endpoint.organization_id, actor=actor):
+        endpoint.delete()
 
 
 # ------------------------------------------------------------------------------------------ creating deliveries

@@ -43,7 +43,8 @@ def endpoint_create(request):
         form = EndpointForm(request.POST)
         if form.is_valid():
             try:
-                endpoint = services.create_endpoint(organization_id=request.organization.pk, data=form.cleaned_data)
+                endpoint = services.create_endpoint(organization_id=request.organization.pk, data=form.cleaned_data,
+                                                   actor=request.user)
             except services.EndpointError as exc:
                 _apply_errors(form, exc)
             else:
@@ -81,7 +82,7 @@ def endpoint_edit(request, pk):
         form = EndpointForm(request.POST)
         if form.is_valid():
             try:
-                services.update_endpoint(endpoint=endpoint, data=form.cleaned_data)
+                services.update_endpoint(endpoint=endpoint, data=form.cleaned_data, actor=request.user)
             except services.EndpointError as exc:
                 _apply_errors(form, exc)
             else:
@@ -96,7 +97,8 @@ def endpoint_edit(request, pk):
 @admins
 @require_POST
 def endpoint_active(request, pk):
-    endpoint = services.set_active(endpoint=_endpoint(request, pk), active=request.POST.get("active") == "1")
+    endpoint = services.set_active(endpoint=_endpoint(request, pk), active=request.POST.get("active") == "1",
+                                   actor=request.user)
     messages.success(request, "Endpoint enabled." if endpoint.active else
                      "Endpoint disabled: no new deliveries, and pending ones wait until it is enabled.")
     return redirect("webhooks:detail", pk=endpoint.pk)
@@ -105,7 +107,7 @@ def endpoint_active(request, pk):
 @admins
 @require_POST
 def endpoint_rotate(request, pk):
-    endpoint = services.rotate_secret(endpoint=_endpoint(request, pk))
+    endpoint = services.rotate_secret(endpoint=_endpoint(request, pk), actor=request.user)
     return _detail(request, endpoint, secret=endpoint.secret)
 
 
@@ -122,7 +124,7 @@ def endpoint_test(request, pk):
 def endpoint_delete(request, pk):
     endpoint = _endpoint(request, pk)
     if request.method == "POST":
-        services.delete_endpoint(endpoint=endpoint)
+        services.delete_endpoint(endpoint=endpoint, actor=request.user)
         messages.success(request, f"Deleted the endpoint {endpoint.url}.")
         return redirect("webhooks:list")
     return render(request, "webhooks/endpoint_delete.html", {"endpoint": endpoint})
