@@ -94,10 +94,11 @@ WITH routed AS (
     SELECT *, mql_at + a * interval '10 minutes' AS assigned_at FROM routed
 ), routing AS (
     INSERT INTO routing_leadrouting (organization_id, lead_id, team_id, pooled, mql_at, first_assigned_at,
-                                     assigned_at, first_touch_at, sla_due_at, reassignments, updated_at)
+                                     assigned_at, first_touch_at, sla_due_at, first_sla_due_at, reassignments,
+                                     updated_at)
     SELECT organization_id, id, team_id, false, mql_at, assigned_at, assigned_at,
            CASE WHEN b < 0.8 THEN assigned_at + b * b * interval '75 minutes' END,
-           assigned_at + interval '30 minutes', 0, assigned_at
+           assigned_at + interval '30 minutes', assigned_at + interval '30 minutes', 0, assigned_at
     FROM timed
 )
 INSERT INTO routing_assignment (id, organization_id, lead_id, rep_id, team_id, rule_name, strategy, reason,

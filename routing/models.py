@@ -150,6 +150,8 @@ class LeadRouting(models.Model):
     assigned_at = models.DateTimeField(null=True, blank=True)
     first_touch_at = models.DateTimeField(null=True, blank=True)
     sla_due_at = models.DateTimeField(null=True, blank=True)
+    # The deadline of the lead's first assignment, kept for the speed-to-lead report's share within SLA.
+    first_sla_due_at = models.DateTimeField(null=True, blank=True)
     reassignments = models.PositiveSmallIntegerField(default=0)
     escalated_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

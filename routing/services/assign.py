@@ -227,6 +227,8 @@ def record(lead, *, rep_id, reason, pick: Pick | None = None, actor=None, now=No
             hours = pick.hours if pick else RepProfile.objects.for_org(lead.organization_id).filter(
                 user_id=rep_id).values_list("working_hours", flat=True).first() or {}
             routing.sla_due_at = add_working_minutes(hours, now, sla_rule.sla_minutes)
+    if routing.pk is None:  # its first assignment: every assignment of a lead is recorded here
+        routing.first_sla_due_at = routing.sla_due_at
     if counts_as_reassignment:
         routing.reassignments += 1
     routing.save()

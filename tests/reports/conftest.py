@@ -41,8 +41,12 @@ def make_lead(org, created, *, stages=None, **fields):
 
 
 def assign(org, lead, rep, at, sla=None):
+    """An assignment made at `at`; the lead's first one also sets its routing state's first deadline, as routing
+    does."""
     item = Assignment.objects.create(organization=org, lead=lead, rep=rep, reason="rule", sla_due_at=sla)
     Assignment.objects.filter(pk=item.pk).update(created_at=at)
+    if Assignment.objects.filter(lead=lead).count() == 1:
+        LeadRouting.objects.filter(lead=lead).update(first_sla_due_at=sla)
     return item
 
 

@@ -76,6 +76,7 @@ def test_a_missed_deadline_reassigns_to_the_next_rep(org, member):
     routing = LeadRouting.objects.get(lead=lead)
     assert routing.reassignments == 1
     assert routing.sla_due_at == start + timedelta(minutes=31)
+    assert routing.first_sla_due_at == start + timedelta(minutes=15)  # the first deadline stays, for the reports
     last = Assignment.objects.filter(lead=lead).latest("created_at")
     assert (last.reason, last.previous_rep_id) == (AssignmentReason.SLA, reps[0].user_id)
 

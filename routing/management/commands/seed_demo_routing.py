@@ -52,7 +52,8 @@ def _routing_history(organization, team, rule):
         due = assigned_at + timedelta(minutes=rule.sla_minutes or 15)
         touched = assigned_at + timedelta(minutes=(4, 9, 22, 35, 12, 70)[number % 6])
         LeadRouting.objects.create(organization=organization, lead=lead, rule=rule, team=team, mql_at=mql_at,
-                                   first_assigned_at=assigned_at, assigned_at=assigned_at, first_touch_at=touched)
+                                   first_assigned_at=assigned_at, assigned_at=assigned_at, first_touch_at=touched,
+                                   first_sla_due_at=due)
         assignment = Assignment.objects.create(
             organization=organization, lead=lead, rep_id=lead.owner_id, team=team, rule=rule, rule_name=rule.name,
             strategy=rule.strategy, reason=AssignmentReason.RULE, sla_due_at=due)
