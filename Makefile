@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-scoring-instant: install
 ## Count and first page of a 5-condition segment over a 1,000,000-lead org (builds it first); ARGS="--leads 20000".
 bench-segments: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/segments.py $(ARGS)
+
+bench-search: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/search.py $(ARGS)
 
 ## p50/p95 from POST /api/v1/leads/ to scored, routed and in the rep's queue at 20 captures/s, one Celery worker.
 bench-speed-to-lead: install

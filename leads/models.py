@@ -85,7 +85,7 @@ class Temperature(models.TextChoices):
 
 
 def lead_search_text():
-    """The text `?search=` looks in; a trigram GIN index on the same expression keeps it fast."""
+    """The text `?search=` looks in (Lead.search_text)."""
     return Upper(Concat("first_name", Value(" "), "last_name", Value(" "), "email", Value(" "), "company"))
 
 
@@ -143,6 +143,10 @@ class Lead(models.Model):
     # kept by PostgreSQL, for reports: the furthest funnel stage reached (FUNNEL_RANK)
     reached_rank = models.GeneratedField(expression=_reached_rank(), output_field=models.SmallIntegerField(),
                                          db_persist=True)
+    # kept by PostgreSQL, for `?search=`: a plain column, so the search's only function is LIKE, which row-level
+    # security lets the trigram index serve (see rls.LEAKPROOF_FUNCTIONS)
+    search_text = models.GeneratedField(expression=lead_search_text(), output_field=models.TextField(),
+                                        db_persist=True)
     # the ids of the scoring rules that add to or take from the score, so reports can tell which rules' leads convert
     score_rules = ArrayField(models.UUIDField(), default=list, blank=True, editable=False)
     stage_reason = models.CharField(max_length=200, blank=True, default="",
@@ -194,7 +198,7 @@ class Lead(models.Model):
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),
             models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),
             GinIndex(fields=["tags"], name="lead_tags"),
-            GinIndex(F("organization"), OpClass(lead_search_text(), name="gin_trgm_ops"), name="lead_org_search"),
+            GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"), name="lead_org_search"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,7 @@ import itertools
 from django.db import connection
 from django.utils.text import slugify
 
-from .models import Form, Lead, SegmentKind, SegmentMember, lead_search_text
+from .models import Form, Lead, SegmentKind, SegmentMember
 from .segments import definition_q
 
 
@@ -16,7 +16,7 @@ def search_leads(queryset, term: str):
     term = term.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL; no lead contains one
     if not term:
         return queryset
-    return queryset.alias(search_text=lead_search_text()).filter(search_text__contains=term.upper())
+    return queryset.filter(search_text__contains=term.upper())
 
 
 def free_form_slug(name: str) -> str:

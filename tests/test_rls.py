@@ -142,6 +142,44 @@ def test_migrate_again_changes_nothing():
     assert rls.apply_policies() == []
 
 
+def index_conditions(plan: dict) -> list[tuple[str, str]]:
+    """(index name, index condition) of every index scan in an EXPLAIN (FORMAT JSON) plan."""
+    found = [(plan["Index Name"], plan.get("Index Cond", ""))] if "Index Name" in plan else []
+    for child in plan.get("Plans", []):
+        found += index_conditions(child)
+    return found
+
+
+def test_search_reads_its_trigram_index_under_the_policy(org, other_org):
+    """The policy's own conditions run first; the search's LIKE can still be served by the index only because
+    it is leakproof (rls.LEAKPROOF_FUNCTIONS), which migrate marks as the superuser the tests run as."""
+    from leads import imports, selectors
+
+    Lead.objects.create(organization=other_org, email="person1234@rival.test", company="Firm 1234")
+    with connection.cursor() as cursor:
+        assert rls.leaky_functions(cursor) == []
+        # enough leads that reading the whole org costs the planner more than the index
+        params = {"org": org.pk}
+        columns, select = imports._insert_sql(Lead, {
+            "id": "gen_random_uuid()", "organization_id": "%(org)s", "email": "'person' || i || '@acme.test'",
+            "company": "'Firm ' || i", "created_at": "now()", "updated_at": "now()"}, params)
+        cursor.execute(f"INSERT INTO leads_lead ({columns}) SELECT {select} FROM generate_series(1, 20000) i", params)
+        # as autovacuum leaves them: statistics taken, the index's list of pending entries merged
+        cursor.execute("ANALYZE leads_lead")
+        cursor.execute("SELECT gin_clean_pending_list('lead_org_search'::regclass)")
+    with rls.scope(org):
+        found = selectors.search_leads(Lead.objects.for_org(org), "Person1234@")
+        assert sorted(found.values_list("email", flat=True)) == ["person1234@acme.test"]
+        with connection.cursor() as cursor:
+            cursor.execute("SET enable_seqscan = off")
+            sql, params = found.query.sql_with_params()
+            cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+            plan = cursor.fetchone()[0][0]["Plan"]
+            cursor.execute("RESET enable_seqscan")
+    assert any(name == "lead_org_search" and "search_text ~~" in condition
+               for name, condition in index_conditions(plan)), index_conditions(plan)
+
+
 # ----------------------------------------------------------------------------------------------- HTTP
 
 
@@ -203,3 +241,13 @@ def test_a_task_on_a_real_worker_sees_only_its_org(start_worker, org, other_org,
     assert _wait_for(client, keys["mine"]) == ["mine0@acme.test", "mine1@acme.test"]
     assert _wait_for(client, keys["theirs"]) == ["theirs@rival.test"]
     assert _wait_for(client, keys["none"]) == []  # a task that names no org sees nothing
+
+
+def test_check_warns_when_search_cannot_use_its_index():
+    from leadcrm.checks import search_index_usable
+
+    assert search_index_usable(None, databases=["default"]) == []
+    with connection.cursor() as cursor:  # undone with the test's transaction
+        cursor.execute("ALTER FUNCTION pg_catalog.textlike(text, text) NOT LEAKPROOF")
+    [warning] = search_index_usable(None, databases=["default"])
+    assert warning.id == "leadcrm.W001" and "scans every lead" in warning.msg
