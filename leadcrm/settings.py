@@ -262,6 +262,7 @@ CELERY_BEAT_SCHEDULE: dict = {
     "nurture-tick": {"task": "nurturing.tasks.tick", "schedule": env_int("NURTURE_TICK_SECONDS", 15)},
     # Webhook retries and deliveries whose task was lost (broker outage, killed worker) are sent from here.
     "webhooks-sweep": {"task": "webhooks.tasks.sweep", "schedule": env_int("WEBHOOKS_SWEEP_SECONDS", 30)},
+    "webhooks-purge": {"task": "webhooks.tasks.purge", "schedule": crontab(hour=3, minute=45)},
     # Event handlers that failed (the broker was down, say) are retried; rows whose task never ran or whose worker
     # died are re-enqueued (imports, unrouted MQLs, stalled re-scoring).
     "outbox": {"task": "leadcrm.tasks.deliver_outbox", "schedule": env_int("OUTBOX_TICK_SECONDS", 5)},
@@ -308,6 +309,8 @@ WEBHOOKS_DRAIN_SECONDS = env_int("WEBHOOKS_DRAIN_SECONDS", 60)
 WEBHOOKS_DRAIN_TASKS = env_int("WEBHOOKS_DRAIN_TASKS", 4)
 # A claimed delivery is not taken by another worker for this long: more than one send with its redirects can last.
 WEBHOOKS_LEASE_SECONDS = env_int("WEBHOOKS_LEASE_SECONDS", 120)
+# Delivered and failed deliveries (with their attempts and bodies) are deleted this many days after they were made.
+WEBHOOKS_RETENTION_DAYS = env_int("WEBHOOKS_RETENTION_DAYS", 30)
 
 # HTTPS (README "Running in production" lists the settings production uses).
 SESSION_COOKIE_HTTPONLY = True

@@ -84,6 +84,9 @@ class Delivery(models.Model):
                          name="whdelivery_org_status"),
             models.Index(fields=["organization", "endpoint", "event_type", "-created_at", "-id"],
                          name="whdelivery_org_event"),
+            # a lead's deliveries, for its privacy export and erasure
+            models.Index(fields=["organization", "lead_id"], condition=Q(lead_id__isnull=False),
+                         name="whdelivery_org_lead"),
             # The sweeper looks across organizations for due rows; only pending rows are in it.
             models.Index(fields=["next_attempt_at"], condition=Q(status="pending"), name="whdelivery_due"),
         ]

@@ -390,3 +390,38 @@ def send_due(*, budget_seconds: float | None = None, batch: int | None = None) -
 def due_count() -> int:
     return Delivery.objects.filter(status=DeliveryStatus.PENDING, next_attempt_at__lte=timezone.now(),
                                    endpoint__active=True).count()
+
+
+# ----------------------------------------------------------------------------------------------- retention
+
+PURGE_BATCH = 5000
+
+
+def purge_old_deliveries(*, now=None) -> int:
+    """Delivered and failed deliveries created more than WEBHOOKS_RETENTION_DAYS ago go, with their attempts;
+    pending ones stay whatever their age. Endpoint by endpoint, so each batch reads an (org, endpoint, created)
+    index. Returns how many deliveries went."""
+    cutoff = (now or timezone.now()) - timedelta(days=settings.WEBHOOKS_RETENTION_DAYS)
+    delivery, attempt = Delivery._meta.db_table, Attempt._meta.db_table
+    sql = f"""
+        WITH old AS (
+            SELECT id FROM {delivery} WHERE organization_id = %(org)s AND endpoint_id = %(endpoint)s
+            AND created_at < %(cutoff)s AND status <> %(pending)s LIMIT {PURGE_BATCH}
+        ), unlinked AS (  -- a newer replay keeps its body and only forgets what it replayed
+            UPDATE {delivery} SET replay_of_id = NULL
+            WHERE replay_of_id IN (SELECT id FROM old) AND id NOT IN (SELECT id FROM old)
+        ), attempts AS (
+            DELETE FROM {attempt} WHERE organization_id = %(org)s AND delivery_id IN (SELECT id FROM old)
+        )
+        DELETE FROM {delivery} WHERE id IN (SELECT id FROM old)
+    """
+    purged = 0
+    for org, endpoint in Endpoint.objects.values_list("organization_id", "pk"):
+        params = {"org": org, "endpoint": endpoint, "cutoff": cutoff, "pending": DeliveryStatus.PENDING}
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                purged += cursor.rowcount
+            if cursor.rowcount < PURGE_BATCH:
+                break
+    return purged

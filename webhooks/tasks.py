@@ -37,3 +37,10 @@ def sweep():
         backlog = services.due_count()
     if backlog:
         services._enqueue_drain(backlog)
+
+
+@shared_task(acks_late=True)
+def purge():
+    """From beat, daily: old finished deliveries go (WEBHOOKS_RETENTION_DAYS), in every org."""
+    with rls.unscoped():
+        services.purge_old_deliveries()

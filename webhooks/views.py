@@ -3,6 +3,7 @@ enable/disable, rotate the secret, send a test event, delete), an endpoint's del
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -64,6 +65,7 @@ def _detail(request, endpoint, *, secret=None, status=200):
     context = {"endpoint": endpoint, "secret": secret, "deliveries": deliveries, "next_url": next_url,
                "previous_url": previous_url, "status_filter": status_filter, "event_filter": event_filter,
                "statuses": DeliveryStatus.choices, "event_choices": selectors.EVENT_FILTERS,
+               "retention_days": settings.WEBHOOKS_RETENTION_DAYS,
                "event_labels": dict(EventType.choices)}
     template = "webhooks/_deliveries.html" if request.htmx and not secret else "webhooks/endpoint_detail.html"
     return render(request, template, context, status=status)
