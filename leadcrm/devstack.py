@@ -125,9 +125,20 @@ def run() -> int:
     return 0
 
 
+# Tests that start Celery workers, browsers or servers of their own, or stop and restart Redis: they run one at a
+# time, after the rest has run on every core.
+SERIAL_TESTS = ["tests/e2e", "tests/test_worker_e2e.py", "tests/faults", "tests/webhooks/test_worker.py"]
+
+
 def test(args: list[str]) -> int:
     services = ensure_services()  # noqa: F841
-    return subprocess.call([sys.executable, "-m", "pytest", *args], cwd=BASE_DIR)
+    pytest = [sys.executable, "-m", "pytest"]
+    if args:  # the caller chose what to run, and how
+        return subprocess.call([*pytest, *args], cwd=BASE_DIR)
+    parallel = subprocess.call([*pytest, "-n", str(min(os.cpu_count() or 1, 4)),
+                                *(f"--ignore={path}" for path in SERIAL_TESTS)], cwd=BASE_DIR)
+    serial = subprocess.call([*pytest, *SERIAL_TESTS], cwd=BASE_DIR)
+    return parallel or serial
 
 
 def shell_env() -> int:
