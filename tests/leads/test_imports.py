@@ -485,3 +485,19 @@ def test_a_broker_outage_fails_the_job_with_a_message(api, monkeypatch, django_c
     assert response.status_code == 202
     job = api.get(f"/api/v1/imports/{response.json()['id']}/").json()
     assert job["status"] == "failed" and "queue is unavailable" in job["error_message"]
+
+
+def test_an_import_that_outgrows_the_lead_statistics_takes_them_again(api, org):
+    """Statistics that call the lead table empty make PostgreSQL check each new activity's lead through the wrong
+    index (a walk of the whole index per row); the import refreshes them, as the app role, through the owner's
+    function."""
+    from leadcrm import rls
+
+    with connection.cursor() as cursor:  # as a new database has them; undone with the test's transaction
+        cursor.execute("UPDATE pg_class SET reltuples = -1 WHERE oid = 'leads_lead'::regclass")
+    job = import_now(api, csv_bytes([["Email"]] + [[f"fresh{i}@example.com"] for i in range(40)]))
+    assert job["created_count"] == 40
+    with rls.scope(org), connection.cursor() as cursor:
+        cursor.execute("SELECT current_user, reltuples FROM pg_class WHERE oid = 'leads_lead'::regclass")
+        user, reltuples = cursor.fetchone()
+    assert user == rls.app_role() and reltuples >= 40
