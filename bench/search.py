@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -71,12 +70,6 @@ def bound(organization, term: str) -> list:
         return ours_query(organization, term)
 
 
-def timed(run):
-    started = time.perf_counter()
-    result = run()
-    return (time.perf_counter() - started) * 1000, result
-
-
 def explain(organization, term: str) -> None:
     with rls.scope(organization.pk), connection.execute_wrapper(segments.Explainer(f"ours: {term!r}")):
         ours_query(organization, term)
@@ -118,9 +111,9 @@ def main() -> None:
         for round_number in range(args.repeat + 1):  # round 0 warms the caches and is not counted
             for label, term in TERMS.items():
                 with rls.scope(organization.pk):
-                    query_ms, query_ids = timed(lambda t=term: ours_query(organization, t))
-                    api_ms, api_ids = timed(lambda t=term: ours_api(client, t))
-                bound_ms, bound_ids = timed(lambda t=term: bound(organization, t))
+                    query_ms, query_ids = segments.timed(lambda t=term: ours_query(organization, t))
+                    api_ms, api_ids = segments.timed(lambda t=term: ours_api(client, t))
+                bound_ms, bound_ids = segments.timed(lambda t=term: bound(organization, t))
                 if [str(pk) for pk in query_ids[:PAGE_SIZE]] != api_ids or query_ids != bound_ids:
                     raise SystemExit(f"ours and the bound disagree for {term!r}")
                 if round_number == 0:
