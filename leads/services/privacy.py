@@ -53,7 +53,7 @@ def _kept(properties: dict) -> dict:
 def _row(obj, exclude=("organization",)) -> dict:
     data = {}
     for field in obj._meta.concrete_fields:
-        if field.name in exclude:
+        if field.name in exclude or field.generated:  # derived by PostgreSQL from the fields that are exported
             continue
         data[field.name] = getattr(obj, field.attname)
     return data
