@@ -4,7 +4,9 @@ from . import services
 from .models import MemberSource
 
 
-def joined_on_capture(*, organization_id, lead_id, channel=None, **_):
+def joined_on_capture(*, organization_id, lead_id, channel=None, utm_campaign=None, **_):
+    if utm_campaign == "":  # the lead names no campaign: nothing to join (None: an event that did not say)
+        return
     source = MemberSource.FORM if channel == "form" else MemberSource.UTM
     services.join_by_utm(organization_id=organization_id, lead_id=lead_id, source=source)
 

@@ -76,7 +76,17 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
         if template is None:
             template = super().get_fields()
             type(self)._fields_template = template
-        return copy.deepcopy(template)
+        return {name: _copy_field(field) for name, field in template.items()}
+
+
+def _copy_field(field):
+    """A copy an instance may bind. Binding sets only the copy's own attributes, so a shallow copy will do, and
+    costs a fraction of a deep one (which runs the field's __init__ again); a field with fields inside (a nested
+    serializer, a list or dict of fields) is copied deep, so those bind to the copy and reach its context."""
+    if isinstance(field, (serializers.BaseSerializer, serializers.ListField, serializers.DictField,
+                          serializers.ManyRelatedField)):
+        return copy.deepcopy(field)
+    return copy.copy(field)
 
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"

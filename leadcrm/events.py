@@ -22,7 +22,7 @@ from . import rls
 
 logger = logging.getLogger(__name__)
 
-LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel
+LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel, utm_campaign (the lead's)
 LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)

@@ -137,7 +137,9 @@ def create_lead_deliveries(*, organization_id, event_type: str, leads_sql: str, 
 
 
 def _insert(sql: str, params: list, returning: bool):
-    with transaction.atomic(), connection.cursor() as cursor:
+    # One statement, atomic by itself: no transaction of its own (and no COMMIT round trip on the capture path).
+    # Inside the caller's transaction, the deliveries are sent once that commits.
+    with connection.cursor() as cursor:
         if returning:
             cursor.execute(sql + " RETURNING id", params)
             ids = [row[0] for row in cursor.fetchall()]

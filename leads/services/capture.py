@@ -170,7 +170,7 @@ def capture_lead(
         )
         events.emit_many([
             (events.LEAD_CAPTURED, {"organization_id": organization_id, "lead_id": lead.pk, "created": created,
-                                    "channel": channel}),
+                                    "channel": channel, "utm_campaign": lead.utm_campaign}),
             (events.ACTIVITY_RECORDED, {"organization_id": organization_id, "lead_id": lead.pk,
                                         "activity_id": activity.pk, "type": activity.type}),
         ])

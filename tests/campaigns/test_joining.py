@@ -6,6 +6,8 @@ import io
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from campaigns import services
 from campaigns.models import CampaignMember
@@ -37,6 +39,18 @@ def test_a_lead_captured_with_a_campaigns_utm_joins_it_as_responded(org, other_o
     assert members_of(spring) == {("ann@example.test", "responded", "utm")}
     assert not CampaignMember.objects.filter(campaign=rival).exists()  # the same utm in another org
     assert CampaignMember.objects.count() == 1
+
+
+def test_a_capture_naming_no_campaign_spends_no_statement_on_campaigns(org, django_capture_on_commit_callbacks):
+    spring = make_campaign(org, "Spring sale", utm_campaign="spring")
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=True):
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "dee@example.test"})
+    assert not [query for query in queries if CampaignMember._meta.db_table in query["sql"]]
+
+    with django_capture_on_commit_callbacks(execute=True):  # the lead keeps the tag a later capture gives it
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "dee@example.test", "utm_campaign": "spring"})
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "dee@example.test"})
+    assert members_of(spring) == {("dee@example.test", "responded", "utm")}
 
 
 def test_capturing_again_keeps_the_first_join_and_upgrades_a_target_to_responded(
