@@ -14,6 +14,7 @@ from leadcrm.models import AuditAction, IdempotencyRecord
 
 from ..models import (
     Activity,
+    ActivityType,
     ConsentRecord,
     Deal,
     FormSubmission,
@@ -114,6 +115,7 @@ def erase_lead(*, lead: Lead, actor=None) -> bool:
         lead.save()
         parts = privacy.erase(organization_id=lead.organization_id, lead_id=lead.pk)
         _forget_in_replays(lead.organization_id, identifiers)
+        _forget_in_merges(lead.organization_id, lead.pk, email, identifiers)
         _erase_from_imports(lead.organization_id, email)
         audit.record(organization=lead.organization_id, actor=actor, action=AuditAction.ERASED,
                      obj=audit.Ref("leads.lead", str(lead.pk), "Erased lead"), changes={"parts": parts})
@@ -127,6 +129,28 @@ def _forget_in_replays(organization_id, identifiers) -> None:
     for value in identifiers:
         match |= Q(text__contains=value)
     IdempotencyRecord.objects.for_org(organization_id).annotate(text=text).filter(match).delete()
+
+
+def _forget_in_merges(organization_id, lead_id, email: str, identifiers) -> None:
+    """Another lead's merge activity lists the duplicates merged into it by email, name and phone: one of them may
+    have been this person. Those entries keep only their id, so the merge still counts them."""
+    match = Q()
+    for value in identifiers:
+        match |= Q(text__contains=value)
+    merges = (Activity.objects.for_org(organization_id).filter(type=ActivityType.MERGE).exclude(lead_id=lead_id)
+              .annotate(text=Cast("properties", TextField())).filter(match))
+    for activity in merges:
+        entries = activity.properties.get("merged") or []
+        anonymous = [{"id": entry.get("id")} if _names_person(entry, email, identifiers) else entry
+                     for entry in entries]
+        if anonymous != entries:
+            Activity.objects.filter(pk=activity.pk).update(properties={**activity.properties, "merged": anonymous})
+
+
+def _names_person(entry, email: str, identifiers) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    return (email and str(entry.get("email", "")).lower() == email.lower()) or entry.get("phone") in identifiers
 
 
 def _erase_own(organization_id, lead_id) -> None:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from campaigns import services as campaign_services
 from leadcrm.models import AuditEntry, Membership, Role
 from leads import services
-from leads.models import Account, ConsentRecord, Deal, Form, Lead
+from leads.models import Account, Activity, ConsentRecord, Deal, Form, Lead
 from leads.tasks import run_import
 from nurturing import services as nurturing_services
 from nurturing.models import Message
@@ -215,6 +215,25 @@ def test_erase_removes_every_personal_string_and_keeps_report_counts(org, api, p
     entry = AuditEntry.objects.get(organization=org, action="erased")
     assert (entry.object_id, entry.actor_label) == (str(lead.pk), "API key test")
     assert not any(value.lower() in repr(entry.changes).lower() + entry.object_label.lower() for value in PERSONAL)
+
+
+def test_erase_also_forgets_the_person_in_another_leads_merge_record(org, api):
+    """A duplicate with the person's email was merged into another lead, and the person came back later."""
+    kept = Lead.objects.create(organization=org, email="kept@example.com", stage_entered_at={})
+    duplicate = Lead.objects.create(organization=org, email=EMAIL, phone=PHONE, first_name=FIRST, last_name=LAST,
+                                    stage_entered_at={})
+    bystander = Lead.objects.create(organization=org, email="bystander@example.com", stage_entered_at={})
+    services.merge_leads(organization_id=org.pk, keep_id=kept.pk, merge_ids=[duplicate.pk, bystander.pk])
+    back = api.post("/api/v1/leads/", {"email": EMAIL}, format="json")
+    assert back.status_code == 201  # the kept lead kept its own email: the person is a new lead again
+    returned = back.json()["id"]
+
+    assert api.post(f"/api/v1/leads/{returned}/erase/").status_code == 200
+
+    merged = Activity.objects.get(lead=kept, type="merge").properties["merged"]
+    assert {"id": str(duplicate.pk)} in merged  # still counted, no longer named
+    assert not any(value in json.dumps(merged) for value in (EMAIL, PHONE, FIRST, LAST))
+    assert "bystander@example.com" in json.dumps(merged)
 
 
 def test_erasing_twice_is_fine_and_an_erased_lead_stays_erased(org, api, person):
