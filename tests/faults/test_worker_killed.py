@@ -8,6 +8,7 @@ import threading
 import pytest
 from django.utils import timezone
 
+from leads import services as lead_services
 from leads.models import Activity, ImportJob, Lead
 from nurturing import services as nurturing
 from nurturing.models import Message
@@ -17,6 +18,9 @@ from scoring.models import ScoreSnapshot
 from tests.faults.conftest import QUIET_MAIL, kill_worker, row_locked, wait_for, waiting_on_lock
 from tests.leads.test_imports import csv_bytes, upload
 from tests.nurturing.test_sequences import make_lead, make_sequence, make_template
+from tests.webhooks.conftest import Receiver
+from webhooks import services as webhooks
+from webhooks.models import Attempt, Delivery
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -127,3 +131,37 @@ def test_killed_mid_send_no_email_goes_twice_and_those_not_begun_are_sent(org, s
     assert sorted(received) == sorted(lead.email for lead in leads)  # each lead exactly once
     statuses = sorted(Message.objects.values_list("status", flat=True))
     assert statuses == ["sending"] * 3 + ["sent"] * 2  # the three handed over become `unknown` later, never resent
+
+
+def test_killed_mid_webhook_the_delivery_is_sent_again_under_its_id_and_recorded_once(org, fault_worker, start_worker,
+                                                                                     settings):
+    """The worker is killed while the receiver holds its POST: the delivery's lease runs out, the sweeper of the
+    next worker sends it again with the same webhook-id (receivers dedupe on it), and it is recorded delivered once."""
+    receiver, held = Receiver(), threading.Event()
+
+    def respond(path):
+        if len(receiver.requests) == 1:  # the first POST waits until its worker is gone
+            held.wait(timeout=60)
+        return 200, b"ok", {}
+
+    receiver.respond = respond
+    settings.WEBHOOKS_ALLOW_PRIVATE = settings.WEBHOOKS_ALLOW_HTTP = True  # this process checks the URL at creation
+    env = {"WEBHOOKS_ALLOW_PRIVATE": "1", "WEBHOOKS_ALLOW_HTTP": "1", "WEBHOOKS_LEASE_SECONDS": "3",
+           "WEBHOOKS_SWEEP_SECONDS": "2", **QUIET_MAIL}
+    try:
+        name = fault_worker(WEBHOOKS_READ_TIMEOUT="120", **env)  # the POST waits for the kill however slow the test
+        webhooks.create_endpoint(organization_id=org.pk, data={"url": receiver.url(), "events": ["lead.created"]})
+        lead_services.capture_lead(organization_id=org.pk, data={"email": "hooked@example.com"})
+        assert receiver.wait_for(1, timeout=60), "the worker never posted the delivery"
+        kill_worker(start_worker, name)
+        held.set()
+        fault_worker(**env)
+        wait_for(lambda: Delivery.objects.filter(status="delivered").exists(), timeout=90,
+                 message="the delivery sent by the new worker")
+    finally:
+        held.set()
+        receiver.close()
+    delivery = Delivery.objects.get()  # one delivery for the one event
+    assert len(receiver.requests) == 2
+    assert {request["headers"]["webhook-id"] for request in receiver.requests} == {delivery.message_id}
+    assert list(Attempt.objects.filter(delivery=delivery).values_list("status_code", flat=True)) == [200]
