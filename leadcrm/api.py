@@ -78,6 +78,15 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
             type(self)._fields_template = template
         return {name: _copy_field(field) for name, field in template.items()}
 
+    def get_validators(self):
+        # Likewise derived from the model's constraints on every instantiation; the validators keep no state
+        # (they are handed the serializer when called), so the class's list serves every instance.
+        validators = type(self).__dict__.get("_validators_template")
+        if validators is None:
+            validators = super().get_validators()
+            type(self)._validators_template = validators
+        return list(validators)
+
 
 def _copy_field(field):
     """A copy an instance may bind. Binding sets only the copy's own attributes, so a shallow copy will do, and

@@ -109,28 +109,33 @@ def _new_lead(organization_id, data: dict, touch: dict) -> Lead:
     return lead
 
 
+def _insert(instance, suffix: str = "") -> bool:
+    """INSERT a new instance as one plain statement, its values prepared by the model's own fields as save() would
+    prepare them. On the capture path the ORM's compiling of each query cost more than the database's work.
+    `suffix` follows the VALUES list (a conflict clause with RETURNING); True unless that returned no row."""
+    model = type(instance)
+    fields = [field for field in model._meta.concrete_fields if not field.generated]  # Lead.reached_rank: PostgreSQL's
+    values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
+    quote = connection.ops.quote_name
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))}) {suffix}")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        inserted = cursor.fetchone() is not None if suffix else True
+    if inserted:  # now it is a saved instance, as after save()
+        instance._state.adding = False
+        instance._state.db = connection.alias
+    return inserted
+
+
 def _insert_unless_email_taken(lead: Lead) -> bool:
     """INSERT the new lead unless its org already has a lead with its email; True if it was inserted.
 
     `ON CONFLICT ... DO NOTHING` on the per-org email index (`lead_unique_email_per_org`, a partial index,
     which the ORM's conflict options cannot name) decides in one statement, with no savepoint and no failed
-    insert left behind for a merge. Values are prepared by the model's own fields, as save() would.
+    insert left behind for a merge.
     """
-    fields = [field for field in Lead._meta.concrete_fields if not field.generated]  # reached_rank: PostgreSQL's
-    values = [field.get_db_prep_save(field.pre_save(lead, add=True), connection) for field in fields]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(Lead._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING 1"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        inserted = cursor.fetchone() is not None
-    if inserted:  # now it is a saved instance, as after save()
-        lead._state.adding = False
-        lead._state.db = connection.alias
-    return inserted
+    return _insert(lead, "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING 1")
 
 
 def capture_lead(
@@ -192,10 +197,9 @@ def record_activity(
     emit_event: bool = True,
 ) -> Activity:
     occurred_at = occurred_at or timezone.now()
-    activity = Activity.objects.create(
-        organization_id=organization_id, lead=lead, type=type, properties=properties or {},
-        occurred_at=occurred_at, actor=actor,
-    )
+    activity = Activity(organization_id=organization_id, lead=lead, type=type, properties=properties or {},
+                        occurred_at=occurred_at, actor=actor)
+    _insert(activity)
     # last_activity_at only moves forward, so a value already this recent in memory is one in the row too.
     if lead.last_activity_at is None or lead.last_activity_at < occurred_at:
         Lead.objects.filter(pk=lead.pk).exclude(last_activity_at__gte=occurred_at).update(

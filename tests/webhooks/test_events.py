@@ -147,3 +147,24 @@ def test_lists_of_leads_are_one_statement(org, endpoints, django_assert_max_num_
     with django_assert_max_num_queries(4):
         services.deliveries_for_leads(organization_id=org.pk, event_type="lead.mql", lead_ids=[x.pk for x in leads])
     assert Delivery.objects.filter(event_type="lead.mql").count() == 250
+
+
+def test_an_event_no_active_endpoint_takes_costs_only_a_probe(org, other_org, api, commit):
+    """Most orgs have no endpoint: a capture then spends one indexed probe on webhooks, never the delivery INSERT.
+    An endpoint that takes other events, a disabled one, or another org's does not count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    make = Endpoint.objects.create
+    make(organization=org, url="https://mql.example/", events=["lead.mql"], secret="whsec_YQ==")
+    make(organization=org, url="https://off.example/", events=["lead.created"], active=False, secret="whsec_YQ==")
+    make(organization=other_org, url="https://rival.example/", events=["lead.created"], secret="whsec_YQ==")
+    with CaptureQueriesContext(connection) as queries:
+        assert commit.new(lambda: api.post("/api/v1/leads/", {"email": "quiet@example.com"}, format="json")) == []
+    statements = [q["sql"] for q in queries]
+    assert sum(sql.startswith("SELECT EXISTS (SELECT FROM webhooks_endpoint") for sql in statements) == 1
+    assert not [sql for sql in statements if sql.startswith("INSERT INTO webhooks_delivery")]
+
+    taker = make(organization=org, url="https://b.example/", events=["lead.created"], secret="whsec_YQ==")
+    made = commit.new(lambda: api.post("/api/v1/leads/", {"email": "heard@example.com"}, format="json"))
+    assert [(d.endpoint_id, d.event_type) for d in made] == [(taker.pk, "lead.created")]
