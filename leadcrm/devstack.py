@@ -92,6 +92,7 @@ def run() -> int:
     commands = {
         "web": [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         "worker": [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "-l", "info",
+                   "--without-gossip", "--without-mingle",  # see the Procfile note in the README
                    "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default", "--concurrency", "2"],
         "beat": [sys.executable, "-m", "celery", "-A", "leadcrm", "beat", "-l", "info",
                  "--schedule", str(DATA_DIR / "celerybeat-schedule")],

@@ -148,6 +148,7 @@ def start_worker():
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
         env = {**os.environ, "DATABASE_URL": _test_database_url(), **(env or {})}
         command = [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning",
+                   "--without-gossip", "--without-mingle",
                    "-n", name, "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"]
         if include:
             command += ["-I", ",".join(include)]
