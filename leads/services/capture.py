@@ -111,7 +111,7 @@ def _new_lead(organization_id, data: dict, touch: dict) -> Lead:
 
 def _insert(instance, suffix: str = "") -> bool:
     """INSERT a new instance as one plain statement, its values prepared by the model's own fields as save() would
-    prepare them. On the capture path the ORM's compiling of each query cost more than the database's work.
+    prepare them, without the ORM compiling a query on every call (the lead and the activity of each capture).
     `suffix` follows the VALUES list (a conflict clause with RETURNING); True unless that returned no row."""
     model = type(instance)
     fields = [field for field in model._meta.concrete_fields if not field.generated]  # Lead.reached_rank: PostgreSQL's
