@@ -1,44 +1,68 @@
 """PostgreSQL row-level security: the second wall between tenants (DESIGN §3).
 
-Every table with an `organization_id` column (and the organization table itself) has RLS enabled and forced,
-with one policy: a row is visible and writable only when its organization is the connection's current one, held
-in the `app.organization_id` setting. The setting is a UUID (that org), empty (nothing: the fail-closed state of
-a request or task whose org is not known yet) or `*` (every org: the explicit unscoped context).
+Every table with an `organization_id` column (and the organization table itself) has RLS enabled and forced, with
+two policies:
 
-Web requests and Celery tasks run as the application role (DATABASE_APP_ROLE, NOSUPERUSER NOBYPASSRLS, owns no
-table), which cannot switch the policies off. A scope is kept per connection and applied to the session
-(`SET ROLE` + `set_config`) when it changes, and again on a new connection:
+- `tenant_isolation_v2`, for every role: a row is visible and writable only when its organization is the one named
+  by the connection's `app.organization_id` setting. The setting is `<org id>:<signature>`, signed with a key held
+  in a table the app role cannot read (`leadcrm_scope_key`, written by migrate from DATABASE_SCOPE_KEY or
+  SECRET_KEY) and checked by `leadcrm_current_organization()`. Anything else (empty, `*`, an org id alone, a forged
+  signature) is no org at all. So a statement injected into the app role's session can set the setting, but not to
+  another org: it does not know the key.
+- `owner_access_v1`, for the table's owner only: every row (migrations, management commands, the test process's
+  fixtures, and the SECURITY DEFINER functions below). A superuser owner bypasses RLS anyway.
 
-- OWNER — the login role as it is, every org: migrations, management commands, the test process's fixtures;
+Web and worker processes log in as the app role itself (DATABASE_URL; NOSUPERUSER NOBYPASSRLS, owns nothing, member
+of no other role), so `RESET ROLE` or `SET ROLE` gains nothing. manage.py commands and the test process log in as the
+owner (DATABASE_OWNER_URL) and switch to the app role for request and task code with `SET ROLE`.
+
+A scope is kept per connection and applied to the session when it changes, and again on a new connection:
+
+- OWNER — the login role as it is: every org for the owner; nothing for a process logged in as the app role;
 - NOBODY — the app role, no org: a request or task until its org is known (so a forgotten org shows nothing);
-- an organization id — the app role, that org;
-- ALL — the app role, every org: `unscoped()`, for the few lookups that must find the org first (an API key by
-  its prefix, a user's memberships, a public form by slug, a tracking token) and the beat sweeps that discover
-  due work across orgs. Grep for `rls.unscoped(` to list them all.
+- an organization id — the app role, that org.
 
-The session setting outlives transactions (the request is not one transaction), so the org is set when it
-becomes known and put back when the request or task ends.
+There is no "every org" scope for the app role. The few lookups that must cross orgs to find one (an API key by its
+prefix, a user's memberships, a public form by slug, a tracking token, the beat sweeps' due work) call narrow
+SECURITY DEFINER functions (`definer_function()` in each app's migrations) that return only org ids or what picks
+the org; the work itself then runs under that org. `grep -rn "rls.lookup("` lists the callers.
+
+The session setting outlives transactions (the request is not one transaction), so the org is set when it becomes
+known and put back when the request or task ends.
 """
 
+import hashlib
 import re
 import uuid
 from contextlib import contextmanager
+from functools import lru_cache
 
+import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, migrations, transaction
 from django.db.backends.base.base import NO_DB_ALIAS
+from django.utils.crypto import salted_hmac
 
 SETTING = "app.organization_id"
-POLICY = "tenant_isolation_v1"
+POLICY = "tenant_isolation_v2"
+OWNER_POLICY = "owner_access_v1"
+KEY_TABLE = "leadcrm_scope_key"
+CURRENT_ORGANIZATION = "leadcrm_current_organization"
 OWNER = "owner"
 NOBODY = ""
-ALL = "*"
 
 # The organization column compared with the current org: every match on it can use the org-leading indexes, and
-# the setting is read once per statement (an init plan), not once per row.
-_CURRENT = f"current_setting('{SETTING}', true)"
-_PREDICATE = f"((SELECT {_CURRENT} = '*') OR {{column}} = (SELECT NULLIF(NULLIF({_CURRENT}, ''), '*')::uuid))"
+# the function runs once per statement (an init plan), not once per row.
+_PREDICATE = f"({{column}} = (SELECT {CURRENT_ORGANIZATION}()))"
+
+# Verifies the signed setting; the key table is readable by the owner only, so the check runs as the owner.
+_CURRENT_FUNCTION = f"""
+SELECT split_part(s, ':', 1)::uuid FROM {KEY_TABLE} k, current_setting('{SETTING}', true) s
+WHERE s ~ '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12}}:[0-9a-f]{{64}}$'
+  AND encode(sha256(k.key || sha256(k.key || convert_to(split_part(s, ':', 1), 'UTF8'))), 'hex')
+      = split_part(s, ':', 2)
+"""
 
 # A query's own conditions run after the policy's, and so cannot be served by an index, unless every function in
 # them is LEAKPROOF. Comparisons, ranges and IN are; LIKE is not, which would leave `?search=` scanning every lead
@@ -58,6 +82,24 @@ def app_role() -> str:
     return role
 
 
+def scope_key() -> bytes:
+    """The key that signs the org setting: DATABASE_SCOPE_KEY, else derived from SECRET_KEY. migrate stores it in the
+    database; web and worker processes must run with the same one."""
+    secret = getattr(settings, "DATABASE_SCOPE_KEY", "") or settings.SECRET_KEY
+    return salted_hmac("leadcrm.rls.scope", "key", secret=secret, algorithm="sha256").digest()
+
+
+@lru_cache(maxsize=4096)
+def _signed(organization_id: str, key: bytes) -> str:
+    inner = hashlib.sha256(key + organization_id.encode()).digest()
+    return f"{organization_id}:{hashlib.sha256(key + inner).hexdigest()}"
+
+
+def signed(organization_id: str) -> str:
+    """The setting's value that scopes a session to this org."""
+    return _signed(str(uuid.UUID(str(organization_id))), scope_key())
+
+
 def set_process_default(scope: str) -> None:
     """Web and worker processes start each connection fail-closed (NOBODY); other processes keep OWNER."""
     global _process_default
@@ -67,7 +109,7 @@ def set_process_default(scope: str) -> None:
 
 
 def _normalise(scope) -> str:
-    if scope in (OWNER, NOBODY, ALL):
+    if scope in (OWNER, NOBODY):
         return scope
     return str(uuid.UUID(str(getattr(scope, "pk", scope))))  # raises on anything that is not an org id
 
@@ -83,13 +125,13 @@ def current(using=DEFAULT_DB_ALIAS) -> str:
     return stack[-1] if stack else _process_default
 
 
-def _statement(scope: str, role: str) -> str:
-    if scope == OWNER or not role:
-        switch = "RESET ROLE"
-    else:
-        switch = f'SET ROLE "{role}"'
-    value = ALL if scope == OWNER else scope  # a login role that is itself the app role still works as OWNER
-    return f"{switch}; SELECT set_config('{SETTING}', '{value}', false)"
+def _statement(scope: str, role: str) -> tuple[str, list]:
+    """One statement switching role and org. `role` as a setting is SET ROLE (`none` is RESET ROLE)."""
+    value = "" if scope in (OWNER, NOBODY) else signed(scope)
+    if not role:
+        return "SELECT set_config(%s, %s, false)", [SETTING, value]
+    return ("SELECT set_config('role', %s, false), set_config(%s, %s, false)",
+            ["none" if scope == OWNER else role, SETTING, value])
 
 
 def _apply(connection) -> None:
@@ -102,9 +144,10 @@ def _apply(connection) -> None:
         connection.rls_applied = None  # applied before the next statement, after the rollback
         return
     # The raw connection: these statements are the wall's bookkeeping, not the view's queries (query-count
-    # assertions stay about the view).
-    with raw.cursor() as cursor:
-        cursor.execute(_statement(wanted, app_role()))
+    # assertions stay about the view). Server-side parameters: the signed value never appears in the statement's
+    # text, which other sessions of the same role can read in pg_stat_activity.
+    with psycopg.Cursor(raw) as cursor:
+        cursor.execute(*_statement(wanted, app_role()))
     connection.rls_applied = wanted
 
 
@@ -127,7 +170,7 @@ def on_connection_created(sender, connection, **kwargs) -> None:
 
 @contextmanager
 def scope(organization, using=DEFAULT_DB_ALIAS):
-    """Run the block with the given scope (an org, NOBODY, ALL or OWNER), then restore the previous one."""
+    """Run the block with the given scope (an org, NOBODY or OWNER), then restore the previous one."""
     depth = enter(organization, using=using)
     try:
         yield
@@ -150,18 +193,6 @@ def leave(depth: int, using=DEFAULT_DB_ALIAS) -> None:
     _apply(connections[using])
 
 
-def unscoped(using=DEFAULT_DB_ALIAS):
-    """Every org's rows, still as the app role. Only for lookups that find the org (or sweeps that find due work
-    in every org): keep the block to that lookup."""
-    return scope(ALL, using=using)
-
-
-def organization_of(model, pk, using=DEFAULT_DB_ALIAS):
-    """The org of one row, found across orgs: for a task queued with only the row's id."""
-    with unscoped(using=using):
-        return model._default_manager.filter(pk=pk).values_list("organization_id", flat=True).first()
-
-
 def set_organization(organization, using=DEFAULT_DB_ALIAS) -> None:
     """The org became known inside a request or task scope: the rest of that scope acts for it."""
     connection = connections[using]
@@ -170,6 +201,47 @@ def set_organization(organization, using=DEFAULT_DB_ALIAS) -> None:
         raise RuntimeError("set_organization() needs an enclosing rls.scope() (a request or a task)")
     stack[-1] = _normalise(organization)
     _apply(connection)
+
+
+def lookup(function: str, *args, using=DEFAULT_DB_ALIAS) -> list[tuple]:
+    """The rows of one of the SECURITY DEFINER functions that find an org across orgs (see definer_function)."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", function):
+        raise ValueError(function)
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {function}({', '.join(['%s'] * len(args))})", list(args))
+        return cursor.fetchall()
+
+
+def lookup_ids(function: str, *args, using=DEFAULT_DB_ALIAS) -> list:
+    """The first column of lookup(): the org ids a sweep has due work in, say."""
+    return [row[0] for row in lookup(function, *args, using=using) if row[0] is not None]
+
+
+def definer_function(name: str, arguments: str, returns: str, body: str) -> migrations.RunPython:
+    """A migration operation: a SQL function that runs as its owner (every org's rows), for the app role to find an
+    org by something that is not one. Keep it narrow: return org ids (or what picks the org), never a tenant's data;
+    the search path is fixed, with pg_temp last, so no caller's object can stand in for a table."""
+
+    def create(apps, schema_editor):
+        connection = schema_editor.connection
+        if connection.vendor != "postgresql":
+            return
+        with connection.cursor() as cursor:
+            schema = connection.ops.quote_name(_schema(cursor))
+            cursor.execute(
+                f"CREATE OR REPLACE FUNCTION {name}({arguments}) RETURNS {returns} LANGUAGE sql STABLE "
+                f"SECURITY DEFINER SET search_path = {schema}, pg_temp AS $body${body}$body$")
+            cursor.execute(f"REVOKE ALL ON FUNCTION {name}({arguments}) FROM PUBLIC")
+            role = app_role()
+            if role:
+                _ensure_role(cursor, role)
+                cursor.execute(f'GRANT EXECUTE ON FUNCTION {name}({arguments}) TO "{role}"')
+
+    def drop(apps, schema_editor):
+        if schema_editor.connection.vendor == "postgresql":
+            schema_editor.execute(f"DROP FUNCTION IF EXISTS {name}({arguments})")
+
+    return migrations.RunPython(create, drop, elidable=False)
 
 
 # ----------------------------------------------------------------------------------------------- schema
@@ -188,65 +260,134 @@ def tenant_tables(cursor) -> list[tuple[str, str]]:
     return [(Organization._meta.db_table, "id")] + [(name, "organization_id") for (name,) in cursor.fetchall()]
 
 
+def _quiet(cursor, statement: str) -> None:
+    """A statement on the cluster's shared role, which a concurrent migrate of another database may run at the same
+    moment (`tuple concurrently updated`): the outcome is checked afterwards."""
+    try:
+        with transaction.atomic(using=cursor.db.alias):
+            cursor.execute(statement)
+    except DatabaseError:
+        pass
+
+
 def _ensure_role(cursor, role: str) -> None:
-    cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role])
+    """The app role as web and worker processes log in with it: LOGIN (with DATABASE_APP_PASSWORD when set; local
+    trust otherwise), NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE, and member of no role (so it cannot take the
+    owner's policy). The owner may SET ROLE to it (the test process and management commands do)."""
+    cursor.execute("SELECT rolsuper, rolbypassrls, rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = %s",
+                   [role])
+    row = cursor.fetchone()
+    if row is None:  # roles are shared by the cluster's databases: a concurrent migrate may create it first
+        _quiet(cursor, f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
+    elif not row[3]:
+        _quiet(cursor, f'ALTER ROLE "{role}" LOGIN')
+    cursor.execute("SELECT rolsuper, rolbypassrls, rolcreaterole, rolcanlogin FROM pg_roles WHERE rolname = %s",
+                   [role])
     row = cursor.fetchone()
     if row is None:
-        try:  # roles are shared by the cluster's databases: a concurrent migrate may create it first
-            with transaction.atomic(using=cursor.db.alias):
-                cursor.execute(f'CREATE ROLE "{role}" NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE')
-        except DatabaseError:
-            pass  # checked again just below
-        cursor.execute("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = %s", [role])
-        row = cursor.fetchone()
-        if row is None:
-            raise ImproperlyConfigured(f"The database role {role} is missing and could not be created.")
-    if row[0] or row[1]:
-        raise ImproperlyConfigured(f"The database role {role} must be NOSUPERUSER NOBYPASSRLS.")
+        raise ImproperlyConfigured(f"The database role {role} is missing and could not be created.")
+    if row[0] or row[1] or row[2]:
+        raise ImproperlyConfigured(f"The database role {role} must be NOSUPERUSER NOBYPASSRLS NOCREATEROLE.")
+    password = getattr(settings, "DATABASE_APP_PASSWORD", "")
+    if password:
+        cursor.execute("SELECT current_user = %s", [role])
+        if not cursor.fetchone()[0]:
+            literal = "'" + password.replace("'", "''") + "'"
+            _quiet(cursor, f'ALTER ROLE "{role}" PASSWORD {literal}')
+    cursor.execute("SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                   "WHERE m.member = (SELECT oid FROM pg_roles WHERE rolname = %s)", [role])
+    granted = [name for (name,) in cursor.fetchall()]
+    if granted:
+        raise ImproperlyConfigured(f"The database role {role} must be a member of no role (it is of "
+                                   f"{', '.join(granted)}).")
     cursor.execute("SELECT pg_has_role(current_user, %s, 'MEMBER'), current_user = %s", [role, role])
     member, same = cursor.fetchone()
     if not member and not same:
         cursor.execute(f'GRANT "{role}" TO CURRENT_USER')
 
 
+def _ensure_scope_check(cursor, quote) -> None:
+    """The key table (the owner's alone) with this deployment's key, and the function the policy asks for the
+    current org."""
+    cursor.execute(f"CREATE TABLE IF NOT EXISTS {KEY_TABLE} (id boolean PRIMARY KEY DEFAULT true CHECK (id), "
+                   "key bytea NOT NULL)")
+    cursor.execute(f"REVOKE ALL ON {KEY_TABLE} FROM PUBLIC")
+    key = scope_key()
+    cursor.execute(f"SELECT key FROM {KEY_TABLE}")
+    stored = cursor.fetchone()
+    if stored is None or bytes(stored[0]) != key:
+        cursor.execute(f"INSERT INTO {KEY_TABLE} (id, key) VALUES (true, %s) ON CONFLICT (id) DO UPDATE "
+                       "SET key = EXCLUDED.key", [key])
+    cursor.execute("SELECT prosrc FROM pg_proc WHERE proname = %s AND pronamespace = current_schema()::regnamespace",
+                   [CURRENT_ORGANIZATION])
+    found = cursor.fetchone()
+    if found is None or found[0] != _CURRENT_FUNCTION:
+        cursor.execute(
+            f"CREATE OR REPLACE FUNCTION {CURRENT_ORGANIZATION}() RETURNS uuid LANGUAGE sql STABLE SECURITY DEFINER "
+            f"SET search_path = {quote(_schema(cursor))}, pg_temp AS $body${_CURRENT_FUNCTION}$body$")
+    cursor.execute(f"REVOKE ALL ON FUNCTION {CURRENT_ORGANIZATION}() FROM PUBLIC")
+
+
 def apply_policies(using=DEFAULT_DB_ALIAS, **_) -> list[str]:
-    """Idempotent: enable + force RLS and create the policy on every tenant table that lacks them, and grant the
-    app role its DML. Returns the tables it changed."""
+    """Idempotent: enable + force RLS and create the policies on every tenant table that lacks them, and grant the
+    app role its DML and its definer functions. Returns the tables it changed."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return []
     role = app_role()
+    quote = connection.ops.quote_name
     changed = []
     with scope(OWNER, using=using), transaction.atomic(using=using), connection.cursor() as cursor:
+        _ensure_scope_check(cursor, quote)
         cursor.execute(
-            "SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity, "
-            "EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = %s), "
-            "ARRAY(SELECT polname FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname <> %s) "
+            "SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity, c.relowner::regrole::text, "
+            "ARRAY(SELECT polname FROM pg_policy p WHERE p.polrelid = c.oid), "
+            "(SELECT array_agg(r::regrole::text) FROM pg_policy p, unnest(p.polroles) r "
+            " WHERE p.polrelid = c.oid AND p.polname = %s) "
             "FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'",
-            [POLICY, POLICY],
+            [OWNER_POLICY],
         )
-        state = {name: (forced, has_policy, others) for name, forced, has_policy, others in cursor.fetchall()}
+        state = {name: (forced, owner, policies, owner_roles)
+                 for name, forced, owner, policies, owner_roles in cursor.fetchall()}
         for table, column in tenant_tables(cursor):
-            forced, has_policy, others = state.get(table, (False, False, []))
-            quoted = connection.ops.quote_name(table)
+            forced, owner, policies, owner_roles = state.get(table, (False, None, [], None))
+            quoted = quote(table)
+            touched = False
             if not forced:
                 cursor.execute(f"ALTER TABLE {quoted} ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY")
-            for old in others:
-                if old.startswith("tenant_isolation"):  # an earlier version of this policy
-                    cursor.execute(f"DROP POLICY {connection.ops.quote_name(old)} ON {quoted}")
-            if not has_policy:
-                predicate = _PREDICATE.format(column=connection.ops.quote_name(column))
+                touched = True
+            for old in policies:
+                if old.startswith("tenant_isolation") and old != POLICY:  # an earlier version of this policy
+                    cursor.execute(f"DROP POLICY {quote(old)} ON {quoted}")
+                    touched = True
+            if POLICY not in policies:
+                predicate = _PREDICATE.format(column=quote(column))
                 cursor.execute(f"CREATE POLICY {POLICY} ON {quoted} USING {predicate} WITH CHECK {predicate}")
-            if not (forced and has_policy):
+                touched = True
+            if OWNER_POLICY not in policies:
+                cursor.execute(f"CREATE POLICY {OWNER_POLICY} ON {quoted} TO CURRENT_USER USING (true) "
+                               "WITH CHECK (true)")
+                touched = True
+            elif owner and owner_roles != [owner]:  # the tables changed hands: the policy follows their owner
+                cursor.execute(f"ALTER POLICY {OWNER_POLICY} ON {quoted} TO {owner}")
+                touched = True
+            if touched:
                 changed.append(table)
         _mark_leakproof(cursor)
         if role:
             _ensure_role(cursor, role)
-            cursor.execute(f'GRANT USAGE ON SCHEMA {connection.ops.quote_name(_schema(cursor))} TO "{role}"')
-            cursor.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA '
-                           f'{connection.ops.quote_name(_schema(cursor))} TO "{role}"')
-            cursor.execute(f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA '
-                           f'{connection.ops.quote_name(_schema(cursor))} TO "{role}"')
+            schema = quote(_schema(cursor))
+            cursor.execute(f'GRANT USAGE ON SCHEMA {schema} TO "{role}"')
+            cursor.execute(f'REVOKE CREATE ON SCHEMA {schema} FROM PUBLIC, "{role}"')
+            cursor.execute(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO "{role}"')
+            cursor.execute(f'REVOKE ALL ON {KEY_TABLE} FROM "{role}"')
+            cursor.execute(f'GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {schema} TO "{role}"')
+            # The definer functions this schema's migrations made (the role may have been renamed since).
+            cursor.execute("SELECT oid::regprocedure::text FROM pg_proc WHERE prosecdef "
+                           "AND pronamespace = current_schema()::regnamespace "
+                           "AND proowner = (SELECT oid FROM pg_roles WHERE rolname = current_user)")
+            for (function,) in cursor.fetchall():
+                cursor.execute(f'GRANT EXECUTE ON FUNCTION {function} TO "{role}"')
     return changed
 
 

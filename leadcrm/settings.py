@@ -1,6 +1,7 @@
 """Settings, configured only from environment variables with safe development defaults."""
 
 import os
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -86,9 +87,18 @@ TEMPLATES = [
     },
 ]
 
+# Two logins (leadcrm/rls.py). DATABASE_URL is what web and worker processes log in as: the app role, held by
+# row-level security to one org at a time. DATABASE_OWNER_URL is the role that owns the tables: manage.py commands
+# (but runserver) and the test process use it; migrate creates the app role from DATABASE_URL's user and password.
+# With DATABASE_URL alone, that one login is both: it must then be the owner, and switches to DATABASE_APP_ROLE
+# (leadcrm_app) for requests and tasks with SET ROLE (`make run` derives a real app login from it instead).
+DATABASE_OWNER_URL = os.environ.get("DATABASE_OWNER_URL", "")
+_DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leadcrm")
+_app_login = dj_database_url.parse(_DATABASE_URL)
+_owner_login = os.environ.get("DATABASE_LOGIN") == "owner" or "pytest" in sys.modules
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/leadcrm"),
+        DATABASE_OWNER_URL if DATABASE_OWNER_URL and _owner_login else _DATABASE_URL,
         conn_max_age=env_int("DB_CONN_MAX_AGE", 60),
         conn_health_checks=True,
     )
@@ -96,10 +106,15 @@ DATABASES = {
 # JIT compilation pays off for long analytical queries only; for this app's short set-based statements it
 # cost more (200–280 ms) than running them (measured with bench/segments.py).
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
-# Requests and tasks run as this role, under row-level security (leadcrm/rls.py): NOSUPERUSER NOBYPASSRLS, owns no
-# table. migrate creates it when missing and grants it to the login role; empty = never switch roles (the login
-# role is the app role itself).
-DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE", "leadcrm_app")
+# Requests and tasks run as this role: NOSUPERUSER NOBYPASSRLS NOCREATEROLE, owns nothing (leadcrm/rls.py).
+DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE") or (
+    _app_login["USER"] if DATABASE_OWNER_URL else "leadcrm_app")
+# Its password, set by migrate: DATABASE_URL's when that logs in as the app role; empty = local trust only.
+DATABASE_APP_PASSWORD = os.environ.get("DATABASE_APP_PASSWORD") or (
+    _app_login["PASSWORD"] if _app_login["USER"] == DATABASE_APP_ROLE else "")
+# Signs the org setting row-level security trusts (rls.signed); empty = derived from SECRET_KEY. migrate stores it in
+# the database: web and workers must run with the same value as the last migrate.
+DATABASE_SCOPE_KEY = os.environ.get("DATABASE_SCOPE_KEY", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
