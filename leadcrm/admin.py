@@ -19,7 +19,8 @@ def admin_organization(request):
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
-    """Superusers see every org; an org admin only their active org, in lists, choices and saves."""
+    """An org admin sees only their active org, in lists, choices and saves. A superuser any org, one at a time:
+    row-level security holds the app role to the org picked in the switcher."""
 
     org_field = "organization"
 
@@ -117,7 +118,7 @@ class OrganizationAdmin(OrgScopedAdmin):
         admin.ModelAdmin.save_model(self, request, obj, form, change)
 
     def has_add_permission(self, request):
-        return request.user.is_superuser
+        return False  # a new org is outside every org's scope: `manage.py create_org` makes it, as the owner
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser

@@ -5,7 +5,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from . import ratelimits, rls
+from . import ratelimits, rls, tenancy
 from .models import ApiKey
 
 # last_used_at is refreshed at most this often, so a busy integration does not write on every request.
@@ -28,12 +28,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if wait:
             raise exceptions.Throttled(wait)
         try:
-            with rls.unscoped():  # the key's prefix is what tells its organization
-                api_key = ApiKey.objects.get_from_key(key)
+            # The prefix tells the org; the key itself is then checked under that org alone.
+            organization_id = tenancy.organization_of_api_key(key)
+            if organization_id is None:
+                raise ApiKey.DoesNotExist
+            rls.set_organization(organization_id)
+            api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
             ratelimits.count_auth_failure(request._request)
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.") from None
-        rls.set_organization(api_key.organization_id)
         if api_key.has_expired:
             raise exceptions.AuthenticationFailed("This API key has expired.")
         now = timezone.now()

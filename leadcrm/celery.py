@@ -33,7 +33,7 @@ def fail_closed_by_default(**_):
 @signals.task_prerun.connect
 def enter_organization(task=None, args=(), kwargs=None, **_):
     """Row-level security for every task: the org of its `organization_id` argument, else none at all (a task that
-    has to find its org, or sweeps every org, says so with rls.unscoped())."""
+    has to find its org, or sweeps every org, finds them through a definer function: rls.lookup)."""
     from . import rls
 
     task.request.rls_depth = rls.enter(task_organization(task, args, kwargs or {}) or rls.NOBODY)

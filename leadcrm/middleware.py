@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
-from django.urls import reverse
 from django.utils import timezone
 
 from . import rls, tenancy
@@ -56,20 +55,16 @@ class BodySizeLimitMiddleware:
 class ActiveOrganizationMiddleware:
     """Sets request.membership / request.organization for session users (API keys set them in DRF), and the
     database's current org for row-level security: nothing is visible until the org is known, and the
-    connection is put back when the request ends (it serves other requests next)."""
+    connection is put back when the request ends (it serves other requests next).
+
+    Superusers too act for one org at a time, in the admin as elsewhere: the switcher offers them every org."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
         with rls.scope(rls.NOBODY):
-            with rls.unscoped():  # the user's memberships in every org: the switcher lists them
-                request.membership, request.memberships = tenancy.resolve_membership(request)
-            request.organization = request.membership.organization if request.membership else None
-            if request.user.is_superuser and request.path.startswith(reverse("admin:index")):
-                rls.set_organization(rls.ALL)  # only superusers see every org in the admin (DESIGN §3)
-            elif request.organization is not None:
-                rls.set_organization(request.organization)
+            request.membership, request.organization, request.memberships = tenancy.resolve_membership(request)
             response = self.get_response(request)
             if response.streaming:  # the body (CSV exports) is read after this returns: keep the org for it
                 response.streaming_content = _scoped(response.streaming_content, rls.current())

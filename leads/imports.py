@@ -24,10 +24,10 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import events, locks
+from leadcrm import events, locks, rls
 from leadcrm.csvutil import csv_response
 
-from . import services
+from . import selectors, services
 from .models import (
     Activity,
     ActivityType,
@@ -912,10 +912,14 @@ def abandoned_imports(*, older_than) -> list:
     """Jobs queued or running for longer than `older_than` (a timedelta) that no worker holds: their task never
     ran, or its worker died. Running them again resumes from the last committed chunk."""
     since = timezone.now() - older_than
-    candidates = (ImportJob.objects.filter(status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
-                  .filter(Q(started_at__lt=since) | Q(started_at__isnull=True, created_at__lt=since))
-                  .values_list("pk", "organization_id"))
-    return [(pk, organization_id) for pk, organization_id in candidates if not locks.is_held(locks.IMPORT, pk)]
+    found = []
+    for organization_id in selectors.organizations_with_stale_imports(since):  # then each org under its own scope
+        with rls.scope(organization_id):
+            found += (ImportJob.objects.for_org(organization_id)
+                      .filter(status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
+                      .filter(Q(started_at__lt=since) | Q(started_at__isnull=True, created_at__lt=since))
+                      .values_list("pk", "organization_id"))
+    return [(pk, organization_id) for pk, organization_id in found if not locks.is_held(locks.IMPORT, pk)]
 
 
 def _claim_and_run(import_id) -> None:

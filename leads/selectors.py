@@ -3,6 +3,8 @@ import itertools
 from django.db import connection
 from django.utils.text import slugify
 
+from leadcrm import rls
+
 from .models import Form, Lead, SegmentKind, SegmentMember
 from .segments import definition_q
 
@@ -73,3 +75,23 @@ def duplicate_groups(organization_id, *, after: str = "", limit: int = DUPLICATE
     return [{"reason": reason, "key": key,
              "leads": sorted((leads[pk] for pk in group if pk in leads), key=lambda lead: lead.created_at)}
             for reason, key, group in rows]
+
+
+# ----------------------------------------------------------------------------------------------- finding the org
+# The app role sees one org at a time: these ask the SECURITY DEFINER functions of migration 0014 (leadcrm/rls.py).
+
+
+def organization_of_form(slug: str):
+    """The org of an active public form."""
+    found = rls.lookup_ids("leads_form_organization", slug)
+    return found[0] if found else None
+
+
+def organization_of_import(import_id):
+    found = rls.lookup_ids("leads_import_organization", str(import_id))
+    return found[0] if found else None
+
+
+def organizations_with_stale_imports(since) -> list:
+    """Orgs with an import queued or running since before `since`."""
+    return rls.lookup_ids("leads_organizations_with_stale_imports", since)

@@ -8,8 +8,7 @@ from django.db import OperationalError
 
 from leadcrm import rls
 
-from . import imports
-from .models import ImportJob
+from . import imports, selectors
 
 IMPORT_RETRIES = 5
 
@@ -20,7 +19,7 @@ def run_import(self, import_id, organization_id=None):
 
     Safe to run twice and after a worker was killed: it resumes from the last committed chunk.
     """
-    organization_id = organization_id or rls.organization_of(ImportJob, import_id)  # queued by an older release
+    organization_id = organization_id or selectors.organization_of_import(import_id)  # queued by an older release
     if organization_id is None:
         return
     with rls.scope(organization_id):
@@ -37,8 +36,7 @@ def run_import(self, import_id, organization_id=None):
 def sweep_imports():
     """Beat: enqueue again the imports whose task never ran or whose worker died (a running one holds its lock and
     is left alone)."""
-    with rls.unscoped():  # due work in every org, each import then runs under its own
-        abandoned = imports.abandoned_imports(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    abandoned = imports.abandoned_imports(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
     for import_id, organization_id in abandoned:
         run_import.delay(str(import_id), str(organization_id))
     return len(abandoned)

@@ -4,6 +4,7 @@ import uuid
 
 from django.db.models import Count, Max, OuterRef, Q, Subquery
 
+from leadcrm import rls
 from leads.models import Lead
 
 from .models import EmailTemplate, SequenceStep, TemplateFolder, TemplateVersion
@@ -213,3 +214,26 @@ def sequence_steps(sequence) -> list:
     """The steps in order, as the audit log shows a sequence."""
     return [{"type": step.type, "template": step.template.name if step.template else None, "config": step.config}
             for step in SequenceStep.objects.filter(sequence=sequence).select_related("template").order_by("position")]
+
+
+# ----------------------------------------------------------------------------------------------- finding the org
+# The app role sees one org at a time: these ask the SECURITY DEFINER functions of migration 0003 (leadcrm/rls.py).
+
+
+def organization_of_message(message_id):
+    found = rls.lookup_ids("nurturing_message_organization", str(message_id))
+    return found[0] if found else None
+
+
+def organizations_with_unsent(before) -> list:
+    """Orgs with a message still queued or being sent, created before `before`."""
+    return rls.lookup_ids("nurturing_organizations_with_unsent", before)
+
+
+def organizations_with_due_steps(now) -> list:
+    return rls.lookup_ids("nurturing_organizations_with_due_steps", now)
+
+
+def organizations_with_segment_entry() -> list:
+    """Orgs with an active sequence that segment entrants join."""
+    return rls.lookup_ids("nurturing_organizations_with_segment_entry")

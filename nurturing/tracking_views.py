@@ -13,18 +13,21 @@ from django.views.decorators.http import require_GET, require_http_methods
 from leadcrm import rls
 from leadcrm.ratelimits import limit_by_ip
 
-from . import services
+from . import selectors, services
 
 # A transparent 1x1 GIF.
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 
 
 def _message(token):
-    with rls.unscoped():  # the signed token names the message, and so its organization
-        message = services.message_for(token)
+    message_id = services.read_token(token)  # the signed token names the message, and so its organization
+    organization_id = selectors.organization_of_message(message_id) if message_id else None
+    if organization_id is None:
+        raise Http404("No such message")
+    rls.set_organization(organization_id)
+    message = services.message_for(token)
     if message is None:
         raise Http404("No such message")
-    rls.set_organization(message.organization_id)
     return message
 
 

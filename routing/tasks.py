@@ -29,8 +29,7 @@ def sweep_unrouted():
     """Beat: route MQLs whose routing task was lost. A lead routed meanwhile is left as it is (only_unowned)."""
     from .handlers import ROUTING_BATCH
 
-    with rls.unscoped():  # a sweep over every org; each batch is then routed under its own org
-        found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))  # each org in turn
     for organization_id, lead_ids in found.items():
         for start in range(0, len(lead_ids), ROUTING_BATCH):
             route_leads.delay(str(organization_id), [str(pk) for pk in lead_ids[start:start + ROUTING_BATCH]])
@@ -47,9 +46,11 @@ def check_deadlines():
              retry_backoff=5, max_retries=6)
 def email_notification(notification_id, organization_id=None):
     """Email a notification once: the row is locked while sending and stamped when sent."""
-    organization_id = organization_id or rls.organization_of(Notification, notification_id)  # an older release's
-    if organization_id is None:
-        return False
+    if organization_id is None:  # queued by an older release
+        found = rls.lookup_ids("routing_notification_organization", int(notification_id))
+        if not found:
+            return False
+        organization_id = found[0]
     with rls.scope(organization_id), transaction.atomic():
         notification = (Notification.objects.select_for_update(of=("self",)).select_related("user", "lead")
                         .filter(pk=notification_id, emailed_at__isnull=True).first())

@@ -2,6 +2,7 @@
 
 from django.db import connection, transaction
 
+from leadcrm import rls
 from leads.services import MQL_FROM_STAGES
 
 from .calculation import PLAN_FOR_SETS, Config, contributions_sql, scored_leads_sql
@@ -70,3 +71,16 @@ def preview(organization_id, config: Config) -> dict:
         "new_mqls": new_mqls,
         "histogram": {"labels": HISTOGRAM_LABELS, "before": before, "after": after},
     }
+
+
+# ----------------------------------------------------------------------------------------------- finding the org
+# The beat's sweeps, through the SECURITY DEFINER functions of migration 0002 (leadcrm/rls.py).
+
+
+def organizations_behind() -> list:
+    """Orgs whose stored scores are behind their rules."""
+    return rls.lookup_ids("scoring_organizations_behind")
+
+
+def organizations_with_decay() -> list:
+    return rls.lookup_ids("scoring_organizations_with_decay")

@@ -12,6 +12,7 @@ from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_con
 from leads.models import Grade, Lead
 from leads.services import promote_to_mql
 
+from . import selectors
 from .calculation import PLAN_AS_USUAL, PLAN_FOR_SETS, Config, Rule, scored_leads_sql
 from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
 
@@ -330,17 +331,13 @@ def recalculate_organization(*, organization_id) -> None:
 def stalled_recalculations() -> list:
     """Orgs whose stored scores are behind their rules while no worker re-scores them: the task was lost (a killed
     worker, a broker restarted empty). The lock tells a running recalculation from a dead one."""
-    with rls.unscoped():  # a sweep over every org
-        behind = list(ScoringSettings.objects.filter(scored_version__lt=F("config_version"))
-                      .values_list("organization_id", flat=True))
-    return [organization_id for organization_id in behind if not locks.is_held(locks.RECALCULATION, organization_id)]
+    return [organization_id for organization_id in selectors.organizations_behind()
+            if not locks.is_held(locks.RECALCULATION, organization_id)]
 
 
 def apply_decay() -> int:
     """Nightly: re-score every org that has decay on, so behaviour points fade. Returns how many orgs."""
-    with rls.unscoped():  # which orgs have decay on; each is then re-scored under its own org
-        organization_ids = list(ScoringSettings.objects.filter(decay_half_life_days__isnull=False)
-                                .values_list("organization_id", flat=True))
+    organization_ids = selectors.organizations_with_decay()  # each is then re-scored under its own org
     for organization_id in organization_ids:
         with rls.scope(organization_id), transaction.atomic():
             request_recalculation(organization_id=organization_id)

@@ -111,15 +111,19 @@ def smtp_server(settings, monkeypatch):
 
 
 def _test_database_url() -> str:
+    """The test database as web and worker processes log in to it: as the app role (leadcrm/rls.py), which migrate
+    made a LOGIN role with DATABASE_APP_PASSWORD (none: local trust)."""
     from urllib.parse import quote
 
+    from django.conf import settings
     from django.db import connection
 
     db = connection.settings_dict
     host = quote(db["HOST"] or "127.0.0.1", safe="")
     port = f":{db['PORT']}" if db["PORT"] else ""
-    password = f":{quote(db['PASSWORD'], safe='')}" if db["PASSWORD"] else ""
-    return f"postgres://{quote(db['USER'], safe='')}{password}@{host}{port}/{db['NAME']}"
+    password = settings.DATABASE_APP_PASSWORD
+    password = f":{quote(password, safe='')}" if password else ""
+    return f"postgres://{quote(settings.DATABASE_APP_ROLE, safe='')}{password}@{host}{port}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -147,6 +151,8 @@ def start_worker():
         if purge:
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
         env = {**os.environ, "DATABASE_URL": _test_database_url(), **(env or {})}
+        for owner_only in ("DATABASE_OWNER_URL", "DATABASE_LOGIN"):  # a worker has the app role's login alone
+            env.pop(owner_only, None)
         command = [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning",
                    "--without-gossip", "--without-mingle",
                    "-n", name, "-Q", "capture,scoring,routing,nurturing,webhooks,imports,default"]

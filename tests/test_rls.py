@@ -89,13 +89,6 @@ def test_no_org_means_nothing_is_visible(org, leads):
             Lead.objects.create(organization=org, email="new@acme.test")
 
 
-def test_unscoped_is_every_org_and_ends_with_its_block(org, other_org, leads):
-    with rls.scope(org):
-        with rls.unscoped():
-            assert Lead.objects.count() == 3
-        assert Lead.objects.count() == 2
-
-
 def test_the_app_role_cannot_bypass_the_policies(org, leads):
     role = rls.app_role()
     with connection.cursor() as cursor:
@@ -108,7 +101,7 @@ def test_the_app_role_cannot_bypass_the_policies(org, leads):
         assert cursor.fetchone()[0] == role
         for statement in ("ALTER TABLE leads_lead DISABLE ROW LEVEL SECURITY",
                           "ALTER TABLE leads_lead NO FORCE ROW LEVEL SECURITY",
-                          "DROP POLICY tenant_isolation_v1 ON leads_lead",
+                          f"DROP POLICY {rls.POLICY} ON leads_lead",
                           "SET row_security = off; SELECT count(*) FROM leads_lead",
                           "TRUNCATE leads_activity"):
             with pytest.raises(DatabaseError), transaction.atomic():
@@ -253,3 +246,127 @@ def test_check_warns_when_search_cannot_use_its_index():
     with rls.scope(rls.NOBODY):  # a role that cannot
         [warning] = search_index_usable(None, databases=["default"])
     assert warning.id == "leadcrm.W001" and "scans every lead" in warning.msg
+
+
+# ----------------------------------------------------------------------------------------------- injected SQL
+
+
+def app_login(**kwargs):
+    """A connection of its own, logged in as web and worker processes are: the app role itself."""
+    import psycopg
+
+    db = connection.settings_dict
+    return psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
+                           user=settings.DATABASE_APP_ROLE, password=settings.DATABASE_APP_PASSWORD or None,
+                           autocommit=True, **kwargs)
+
+
+def visible(conn) -> list[str]:
+    return sorted(row[0] for row in conn.execute("SELECT email FROM leads_lead").fetchall())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_injected_into_the_app_roles_session_sees_no_other_org(org, other_org, leads):
+    import psycopg
+
+    with app_login() as conn:
+        assert conn.execute("SELECT current_user, session_user").fetchone() == (rls.app_role(), rls.app_role())
+        conn.execute("SELECT set_config(%s, %s, false)", [rls.SETTING, rls.signed(org.pk)])
+        assert visible(conn) == ["mine0@acme.test", "mine1@acme.test"]  # the app's own path: its org only
+
+        conn.execute("RESET ROLE")  # the login role is the app role: nothing to go back to
+        assert visible(conn) == ["mine0@acme.test", "mine1@acme.test"]
+        for role in ("postgres", connection.settings_dict["USER"]):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f'SET ROLE "{role}"')
+        for forged in ("*", str(other_org.pk), f"{other_org.pk}:{'0' * 64}",
+                       rls.signed(org.pk).replace(str(org.pk), str(other_org.pk)), ""):
+            conn.execute("SELECT set_config(%s, %s, false)", [rls.SETTING, forged])
+            assert visible(conn) == [], forged
+            assert conn.execute("SELECT count(*) FROM leads_activity").fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM leadcrm_organization").fetchone()[0] == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # the key that signs the setting
+            conn.execute(f"SELECT key FROM {rls.KEY_TABLE}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_app_role_cannot_change_the_wall(org, leads):
+    import psycopg
+
+    statements = [
+        "CREATE FUNCTION public.leak() RETURNS bigint LANGUAGE sql SECURITY DEFINER "
+        "AS 'SELECT count(*) FROM leads_lead'",
+        f"CREATE OR REPLACE FUNCTION {rls.CURRENT_ORGANIZATION}() RETURNS uuid LANGUAGE sql AS 'SELECT NULL::uuid'",
+        f"ALTER POLICY {rls.POLICY} ON leads_lead USING (true)",
+        "CREATE POLICY everything ON leads_lead USING (true)",
+        f"DROP POLICY {rls.OWNER_POLICY} ON leads_lead",
+        "ALTER TABLE leads_lead NO FORCE ROW LEVEL SECURITY",
+        f"UPDATE {rls.KEY_TABLE} SET key = 'x'",
+        "CREATE TABLE public.mine (id int)",
+        "ALTER ROLE CURRENT_USER BYPASSRLS",
+        "SET SESSION AUTHORIZATION postgres",
+    ]
+    with app_login() as conn:
+        for statement in statements:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+        # Only the owner's policy names a role, and the app role is a member of none.
+        assert conn.execute("SELECT count(*) FROM pg_auth_members WHERE member = current_user::regrole"
+                            ).fetchone()[0] == 0
+
+
+def test_the_signed_setting_never_shows_in_pg_stat_activity(org):
+    """Sessions of the app role may read each other's last statement: the value is a bound parameter."""
+    import psycopg
+
+    db = connection.settings_dict
+    connection.ensure_connection()
+    with rls.scope(org):  # applied at once: the wall's statement is this session's last one
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
+                             user=db["USER"], autocommit=True) as watcher:
+            query = watcher.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]
+    assert "set_config" in query and rls.signed(org.pk).split(":")[1] not in query
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_definer_functions_find_an_org_and_tell_nothing_else(org, other_org, leads):
+    from leads.models import Form
+    from nurturing.models import Message
+
+    key, plain = ApiKey.objects.create_key(organization=org, name="found")
+    revoked, _ = ApiKey.objects.create_key(organization=other_org, name="revoked")
+    ApiKey.objects.filter(pk=revoked.pk).update(revoked=True)
+    lead = leads[0][0]
+    Form.objects.create(organization=other_org, name="Contact", slug="rival-contact", fields=["email"])
+    with app_login() as conn:
+        def one(sql, *params):
+            return conn.execute(sql, params).fetchall()
+
+        assert one("SELECT leadcrm_api_key_organization(%s)", key.prefix) == [(org.pk,)]
+        for prefix in (revoked.prefix, "nosuchpx", "' OR true --", "%", ""):
+            assert one("SELECT leadcrm_api_key_organization(%s)", prefix) == [(None,)], prefix
+        assert one("SELECT leads_form_organization(%s)", "rival-contact") == [(other_org.pk,)]
+        assert one("SELECT leads_form_organization(%s)", "%") == [(None,)]
+        assert one("SELECT nurturing_message_organization(%s)", str(uuid.uuid4())) == [(None,)]
+        # A lead's id is not a message's: the lookup reads its own table only.
+        assert one("SELECT nurturing_message_organization(%s)", str(lead.pk)) == [(None,)]
+        assert not Message.objects.filter(pk=lead.pk).exists()
+        # A user's memberships: org ids, names and roles of that user alone.
+        owner = Membership.objects.get(organization=org, role="admin").user
+        rows = one("SELECT organization_id, name, role FROM leadcrm_organizations_of(%s)", owner.pk)
+        assert rows == [(org.pk, "Acme", "admin")]
+        # Every definer function returns org ids (or what picks the org), none of them a tenant's data, and the app
+        # role still sees nothing with them: an org id is not a scope.
+        conn.execute("SELECT set_config(%s, %s, false)", [rls.SETTING, str(other_org.pk)])
+        assert visible(conn) == []
+        functions = conn.execute(
+            "SELECT p.oid::regprocedure::text, pg_get_function_result(p.oid) FROM pg_proc p "
+            "WHERE p.prosecdef AND p.pronamespace = current_schema()::regnamespace "
+            "AND has_function_privilege(current_user, p.oid, 'EXECUTE')").fetchall()
+        names = {name.split("(")[0] for name, _ in functions}
+        assert {"leadcrm_api_key_organization", "leadcrm_organizations_of", "leads_form_organization",
+                "nurturing_message_organization", "webhooks_organizations_with_due",
+                "routing_organizations_with_missed_deadlines", rls.CURRENT_ORGANIZATION} <= names
+        for name, result in functions:
+            assert result in ("uuid", "SETOF uuid", "void") or name.startswith("leadcrm_organizations_of"), name

@@ -1,3 +1,5 @@
+from leadcrm import rls
+
 from .models import TEST_EVENT, Delivery, DeliveryStatus, Endpoint, EventType
 
 
@@ -18,3 +20,21 @@ def deliveries(endpoint: Endpoint, *, status: str = "", event: str = ""):
 
 STATUS_FILTERS = DeliveryStatus.values
 EVENT_FILTERS = [*EventType.values, TEST_EVENT]
+
+
+# ----------------------------------------------------------------------------------------------- finding the org
+# The app role sees one org at a time: these ask the SECURITY DEFINER functions of migration 0003 (leadcrm/rls.py).
+
+
+def organization_of_delivery(delivery_id):
+    found = rls.lookup_ids("webhooks_delivery_organization", str(delivery_id))
+    return found[0] if found else None
+
+
+def organizations_with_due(now) -> list:
+    """Orgs with a pending delivery due by `now` to an active endpoint."""
+    return rls.lookup_ids("webhooks_organizations_with_due", now)
+
+
+def organizations_with_endpoints() -> list:
+    return rls.lookup_ids("webhooks_organizations_with_endpoints")

@@ -3,6 +3,7 @@ with retries, replays."""
 
 import json
 import logging
+import random
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import timedelta
@@ -11,10 +12,10 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import audit
+from leadcrm import audit, rls
 from leads.models import Activity, ActivityType, Deal, Lead
 
-from . import net, signing
+from . import net, selectors, signing
 from .models import TEST_EVENT, Attempt, Delivery, DeliveryStatus, Endpoint, EventType
 
 logger = logging.getLogger(__name__)
@@ -371,9 +372,13 @@ def _retry_later(delivery_id, seconds: int) -> None:
 
 
 def send_delivery(*, delivery_id) -> Attempt | None:
-    """Send one delivery if it is due and nobody else is sending it (safe to run twice)."""
-    claimed = _claim(delivery_id=delivery_id)
-    return attempt(claimed[0]) if claimed else None
+    """Send one delivery if it is due and nobody else is sending it (safe to run twice), under its org."""
+    organization_id = selectors.organization_of_delivery(delivery_id)
+    if organization_id is None:
+        return None
+    with rls.scope(organization_id):
+        claimed = _claim(delivery_id=delivery_id)
+        return attempt(claimed[0]) if claimed else None
 
 
 def send_due(*, budget_seconds: float | None = None, batch: int | None = None) -> int:
@@ -405,6 +410,23 @@ def due_count() -> int:
                                    endpoint__active=True).count()
 
 
+def send_due_in_every_org(*, budget_seconds: float | None = None) -> tuple[int, int]:
+    """send_due for each org with due deliveries, under its own org, within one time budget; in a random order, so
+    one org's backlog does not always go first. Returns (attempted, still due)."""
+    budget = settings.WEBHOOKS_DRAIN_SECONDS if budget_seconds is None else budget_seconds
+    deadline = time.monotonic() + budget
+    sent = backlog = 0
+    organization_ids = selectors.organizations_with_due(timezone.now())
+    random.shuffle(organization_ids)
+    for organization_id in organization_ids:
+        with rls.scope(organization_id):
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                sent += send_due(budget_seconds=remaining)
+            backlog += due_count()
+    return sent, backlog
+
+
 # ----------------------------------------------------------------------------------------------- retention
 
 PURGE_BATCH = 5000
@@ -429,12 +451,14 @@ def purge_old_deliveries(*, now=None) -> int:
         DELETE FROM {delivery} WHERE id IN (SELECT id FROM old)
     """
     purged = 0
-    for org, endpoint in Endpoint.objects.values_list("organization_id", "pk"):
-        params = {"org": org, "endpoint": endpoint, "cutoff": cutoff, "pending": DeliveryStatus.PENDING}
-        while True:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(sql, params)
-                purged += cursor.rowcount
-            if cursor.rowcount < PURGE_BATCH:
-                break
+    for organization_id in selectors.organizations_with_endpoints():
+        with rls.scope(organization_id):
+            for org, endpoint in Endpoint.objects.for_org(organization_id).values_list("organization_id", "pk"):
+                params = {"org": org, "endpoint": endpoint, "cutoff": cutoff, "pending": DeliveryStatus.PENDING}
+                while True:
+                    with transaction.atomic(), connection.cursor() as cursor:
+                        cursor.execute(sql, params)
+                        purged += cursor.rowcount
+                    if cursor.rowcount < PURGE_BATCH:
+                        break
     return purged

@@ -24,7 +24,7 @@ from leadcrm.paging import keyset_page
 from leadcrm.tenancy import ORG_WIDE_ROLES
 from leadcrm.views import role_required
 
-from .. import services
+from .. import selectors, services
 from ..forms import HONEYPOT_FIELD, FormSettingsForm, PublicLeadForm
 from ..models import Form, FormSubmission
 from ..serializers import FORM_HIDDEN_KEYS, LeadSerializer
@@ -96,11 +96,13 @@ def form_detail(request, pk):
 
 def _active_form_or_404(slug: str) -> Form:
     # Public and unauthenticated: the slug (unique across tenants) is what picks the organization.
-    with rls.unscoped():
-        form = Form.objects.filter(slug=slug, is_active=True).select_related("organization").first()
-    if form is None:
+    organization_id = selectors.organization_of_form(slug)
+    if organization_id is None:
         raise Http404("No such form.")
-    rls.set_organization(form.organization_id)
+    rls.set_organization(organization_id)
+    form = Form.objects.filter(slug=slug, is_active=True).select_related("organization").first()
+    if form is None:  # deactivated meanwhile
+        raise Http404("No such form.")
     return form
 
 

@@ -32,6 +32,7 @@ from leads.models import Activity, ActivityType, Lead, Segment
 from leads.segments import definition_q
 from leads.services import StageMoveRefused, move_stage, segment_q, update_lead
 
+from .. import selectors
 from ..models import (
     Enrollment,
     EnrollmentStatus,
@@ -571,13 +572,15 @@ def tick(*, now=None, batch_size: int = BATCH, max_rounds: int = MAX_ROUNDS) -> 
 
     now = now or timezone.now()
     totals = Counter()
-    with rls.unscoped():  # set-based recovery sweeps over every org's stale and abandoned sends
-        totals["unknown"] += sweep_stale(now=now)
-        totals.update({f"abandoned_{key}": value for key, value in send_abandoned(now=now).items()})
+    # Recovery sweeps, set-based within each org that has an unsent message old enough for either of them.
+    queued_cutoff = now - timedelta(seconds=_setting("NURTURE_QUEUED_STALE_SECONDS", 60))
+    sending_cutoff = now - timedelta(minutes=_setting("NURTURE_SENDING_STALE_MINUTES", 30))
+    for organization_id in selectors.organizations_with_unsent(max(queued_cutoff, sending_cutoff)):
+        with rls.scope(organization_id):
+            totals["unknown"] += sweep_stale(now=now)
+            totals.update({f"abandoned_{key}": value for key, value in send_abandoned(now=now).items()})
     totals["enrolled"] += enroll_segment_entries(now=now)
-    with rls.unscoped():  # which orgs have due steps; each is then run under its own org
-        organization_ids = list(_due(now).order_by().values_list("organization_id", flat=True).distinct())
-    for organization_id in organization_ids:
+    for organization_id in selectors.organizations_with_due_steps(now):  # each then claimed under its own org
         with rls.scope(organization_id):
             for _ in range(max_rounds):
                 claimed, batch = claim_and_run(now=now, batch_size=batch_size, organization_id=organization_id)

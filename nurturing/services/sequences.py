@@ -13,6 +13,7 @@ from leads.conditions import ConditionError
 from leads.models import Form, Lead, LeadStatus, LifecycleStage, Segment, Temperature
 from leads.services import clean_definition, segment_q
 
+from .. import selectors
 from ..models import (
     EmailTemplate,
     Enrollment,
@@ -459,13 +460,13 @@ def enroll_segment_entries(*, now=None) -> int:
     """Beat: enrol the leads now in the entry segment of each active segment-entered sequence that never ran it
     (a segment cannot tell a lead that left and came back from one that stayed, so it enrols each lead once)."""
     total = 0
-    with rls.unscoped():  # the sequences to run, in every org; each runs under its own org
-        sequences = list(Sequence.objects.filter(active=True, entry_type=EntryType.SEGMENT,
-                                                 entry_segment__isnull=False).select_related("entry_segment"))
-    for sequence in sequences:
-        sequence.allow_reenrollment = False  # once per lead, see above
-        with rls.scope(sequence.organization_id):
-            total += enroll(sequence=sequence, segment=sequence.entry_segment, enrolled_by="segment", now=now)
+    for organization_id in selectors.organizations_with_segment_entry():
+        with rls.scope(organization_id):
+            sequences = list(Sequence.objects.for_org(organization_id).filter(
+                active=True, entry_type=EntryType.SEGMENT, entry_segment__isnull=False).select_related("entry_segment"))
+            for sequence in sequences:
+                sequence.allow_reenrollment = False  # once per lead, see above
+                total += enroll(sequence=sequence, segment=sequence.entry_segment, enrolled_by="segment", now=now)
     return total
 
 

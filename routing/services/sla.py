@@ -69,10 +69,12 @@ def check_deadlines(*, now=None, limit=BATCH) -> dict[str, int]:
     are skipped (SKIP LOCKED), so overlapping ticks on several hosts share the work instead of doubling it."""
     now = now or timezone.now()
     outcomes: dict[str, int] = {}
-    with rls.unscoped():  # which leads, in every org, are due; each is then handled under its own org
-        due = list(LeadRouting.objects.filter(sla_due_at__lte=now).order_by("sla_due_at")
-                   .values_list("organization_id", "lead_id")[:limit])
-    for organization_id, lead_id in due:
+    due = []  # the orgs with a missed deadline (a definer function: leadcrm/rls.py), then each org's leads
+    for organization_id in rls.lookup_ids("routing_organizations_with_missed_deadlines", now):
+        with rls.scope(organization_id):
+            due += LeadRouting.objects.for_org(organization_id).filter(sla_due_at__lte=now).values_list(
+                "sla_due_at", "organization_id", "lead_id").order_by("sla_due_at")[:limit]
+    for _, organization_id, lead_id in sorted(due)[:limit]:  # the most overdue first, across orgs as before
         with rls.scope(organization_id), transaction.atomic():
             lead = (Lead.objects.for_org(organization_id).filter(pk=lead_id, routing__sla_due_at__lte=now)
                     .select_for_update(of=("self",), skip_locked=True).first())

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from leadcrm.models import Organization
+from leadcrm import rls
 from leads.models import Lead, LifecycleStage
 
 SWEEP_WINDOW = timedelta(days=1)  # an MQL no rule could place is tried again for this long, then left to people
@@ -23,10 +23,11 @@ def unrouted_mqls(*, older_than: timedelta, now=None) -> dict:
     now = now or timezone.now()
     earliest, latest = now - SWEEP_WINDOW, now - older_than
     found = {}
-    for organization_id in Organization.objects.order_by().values_list("pk", flat=True):
-        rows = (Lead.objects.for_org(organization_id)
-                .filter(lifecycle_stage=LifecycleStage.MQL, owner__isnull=True, updated_at__gte=earliest)
-                .exclude(routing__pooled=True).values_list("pk", "stage_entered_at"))
+    for organization_id in rls.lookup_ids("leadcrm_organization_ids"):  # every org; each read under its own scope
+        with rls.scope(organization_id):
+            rows = list(Lead.objects.for_org(organization_id)
+                        .filter(lifecycle_stage=LifecycleStage.MQL, owner__isnull=True, updated_at__gte=earliest)
+                        .exclude(routing__pooled=True).values_list("pk", "stage_entered_at"))
         lead_ids = [pk for pk, entered in rows if (at := _mql_at(entered)) and earliest <= at <= latest]
         if lead_ids:
             found[organization_id] = lead_ids

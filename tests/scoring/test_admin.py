@@ -105,11 +105,12 @@ def test_other_roles_cannot_use_the_scoring_admin(client, member, two_orgs, role
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 
 
-def test_a_superuser_sees_every_org_and_picks_the_org_of_a_new_rule(client, org, other_org, two_orgs):
+def test_a_superuser_works_in_the_org_picked_in_the_switcher(client, org, other_org, two_orgs):
     root = get_user_model().objects.create_superuser("root@x.test", "root@x.test", "pw-root-1234")
     client.force_login(root)
+    client.post("/org/switch/", {"organization": str(other_org.pk)})
     html = client.get(RULES).content.decode()
-    assert "Acme industry rule" in html and "Rival country rule" in html
+    assert "Rival country rule" in html and "Acme industry rule" not in html
     before = version(other_org)
     response = client.post(f"{RULES}add/", rule_form(organization=str(other_org.pk)))
     assert response.status_code == 302
@@ -120,6 +121,11 @@ def test_a_superuser_sees_every_org_and_picks_the_org_of_a_new_rule(client, org,
     client.post(f"{RULES}{rule.pk}/change/", rule_form(name="Renamed", organization=str(org.pk)))
     rule.refresh_from_db()
     assert (rule.name, rule.organization) == ("Renamed", other_org)
+    # the other org's rules are out of reach until the superuser switches to it
+    acme_rule = two_orgs["acme"][0]
+    assert client.get(f"{RULES}{acme_rule.pk}/change/").status_code == 302
+    client.post("/org/switch/", {"organization": str(org.pk)})
+    assert client.get(f"{RULES}{acme_rule.pk}/change/").status_code == 200
 
 
 # --- checks and saves through the services --------------------------------------------------------------------
