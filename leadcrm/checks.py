@@ -37,3 +37,31 @@ def search_index_usable(app_configs, databases=None, **kwargs):
                      + "; ".join(f"ALTER FUNCTION {name} LEAKPROOF" for name in leaky),
                 id="leadcrm.W001"))
     return warnings
+
+
+@checks.register(checks.Tags.database)
+def scope_key_matches(app_configs, databases=None, **kwargs):
+    # A process whose DATABASE_SCOPE_KEY (or SECRET_KEY) differs from the last migrate's sees no org's rows at all.
+    import uuid
+
+    from django.db import DatabaseError, transaction
+
+    warnings = []
+    for alias in databases or ():
+        connection = connections[alias]
+        if connection.vendor != "postgresql":
+            continue
+        probe = uuid.uuid4()
+        try:
+            with transaction.atomic(using=alias), connection.cursor() as cursor:
+                cursor.execute("SELECT set_config(%s, %s, true)", [rls.SETTING, rls.signed(probe)])
+                cursor.execute(f"SELECT {rls.CURRENT_ORGANIZATION}()")
+                found = cursor.fetchone()[0]
+        except DatabaseError:  # not migrated yet
+            continue
+        if found != probe:
+            warnings.append(checks.Warning(
+                f"Database {alias!r} holds another scope key than this process: every org's rows are invisible.",
+                hint="Run web, workers and migrate with the same DATABASE_SCOPE_KEY (or SECRET_KEY), then migrate.",
+                id="leadcrm.W002"))
+    return warnings

@@ -370,3 +370,14 @@ def test_the_definer_functions_find_an_org_and_tell_nothing_else(org, other_org,
                 "routing_organizations_with_missed_deadlines", rls.CURRENT_ORGANIZATION} <= names
         for name, result in functions:
             assert result in ("uuid", "SETOF uuid", "void") or name.startswith("leadcrm_organizations_of"), name
+
+
+def test_check_warns_when_the_scope_key_differs_from_the_databases(settings, org, leads):
+    from leadcrm.checks import scope_key_matches
+
+    assert scope_key_matches(None, databases=["default"]) == []
+    settings.DATABASE_SCOPE_KEY = "not the key migrate stored"
+    [warning] = scope_key_matches(None, databases=["default"])
+    assert warning.id == "leadcrm.W002"
+    with rls.scope(org):  # what such a process would see
+        assert Lead.objects.count() == 0
