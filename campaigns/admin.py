@@ -3,6 +3,7 @@
 from django import forms
 from django.contrib import admin
 
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
 
 from . import services
@@ -41,6 +42,7 @@ class CostInline(admin.TabularInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.CAMPAIGNS
     form = CampaignForm
     list_display = ["name", "channel", "status", "start", "end", "budget", "currency", "utm_campaign"]
     list_filter = ["channel", "status"]
@@ -60,6 +62,7 @@ class CampaignAdmin(OrgScopedAdmin):
 
 @admin.register(CampaignMember)
 class CampaignMemberAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.CAMPAIGNS
     list_display = ["campaign", "lead", "status", "source", "joined_at"]
     list_filter = ["status", "source"]
     search_fields = ["campaign__name", "lead__email"]

@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 from leads import selectors as lead_selectors
 from leads import services as lead_services
 from leads.models import Lead
@@ -56,6 +57,7 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Campaigns with their cost, members, MQLs, SQLs, deals, won revenue, ROI and the attribution of won revenue
     (first touch, last touch, linear)."""
 
+    policy_action = Action.CAMPAIGNS
     serializer_class = CampaignSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name", "utm_campaign"]

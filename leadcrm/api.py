@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .models import IdempotencyRecord
-from .permissions import IsOrgWideMember
+from .policy import Allowed
 
 
 def exception_handler(exc, context):
@@ -164,9 +164,10 @@ def idempotent(handler):
 
 
 class OrgScopedViewSet(viewsets.GenericViewSet):
-    """Every queryset starts from the request's organization: another org's object is a 404."""
+    """Every queryset starts from the request's organization: another org's object is a 404. Subclasses name the
+    policy action they need (`policy_action`, and `policy_actions` per viewset action where they differ)."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
     filterset_class = None
     search_fields: list[str] = []
     ordering_fields = ["created_at"]

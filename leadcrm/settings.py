@@ -169,7 +169,7 @@ REST_FRAMEWORK = {
         "leadcrm.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["leadcrm.permissions.HasOrganization"],
+    "DEFAULT_PERMISSION_CLASSES": ["leadcrm.policy.Allowed"],
     "DEFAULT_PARSER_CLASSES": ["leadcrm.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

@@ -5,7 +5,7 @@ import uuid
 from django.http import Http404
 
 from . import rls
-from .models import Membership, Organization, Role
+from .models import Membership, Organization
 
 SESSION_KEY = "active_organization_id"
 
@@ -40,11 +40,3 @@ def switch_organization(request, organization_id) -> Organization:
     rls.set_organization(membership.organization_id)
     request.session[SESSION_KEY] = str(membership.organization_id)
     return membership.organization
-
-
-def has_role(request, *roles: str) -> bool:
-    membership = getattr(request, "membership", None)
-    return membership is not None and membership.role in roles
-
-
-ORG_WIDE_ROLES = (Role.ADMIN, Role.MANAGER, Role.MARKETER)

@@ -8,4 +8,5 @@ urlpatterns = [
     path("settings/api-keys/", views.api_keys, name="api-keys"),
     path("settings/api-keys/<str:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
     path("audit/", views.audit_log, name="audit-log"),
+    path("settings/roles/", views.roles, name="roles"),
 ]

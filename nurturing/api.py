@@ -8,9 +8,10 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit
+from leadcrm import audit, policy
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action, Allowed
 
 from . import rendering, selectors, services
 from .models import EmailTemplate, TemplateFolder
@@ -65,6 +66,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     `{{ owner.signature }}`, `{{ unsubscribe_url }}`…), checked by the sandbox when saved. Each change of content
     saves a new version; `version` is the current one."""
 
+    policy_action = Action.NURTURE
     serializer_class = TemplateSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name"]
@@ -164,6 +166,7 @@ class FolderCursorPagination(CreatedCursorPagination):
 class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Folders that group templates. Deleting one keeps its templates, outside any folder."""
 
+    policy_action = Action.NURTURE
     serializer_class = TemplateFolderSerializer
     pagination_class = FolderCursorPagination
     search_fields = ["name"]
@@ -211,7 +214,6 @@ from django.shortcuts import get_object_or_404  # noqa: E402
 from rest_framework import generics  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
-from leadcrm.permissions import IsOrgWideMember  # noqa: E402
 from leads.models import Lead, Segment  # noqa: E402
 from leads.services import UnknownLeads, leads_by_ids  # noqa: E402
 
@@ -240,6 +242,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Drip sequences: ordered steps (email, wait, branch, update, notify the owner), how leads enter (a segment,
     a form, a stage, or by hand) and leave (stages, a condition; unsubscribing and bouncing always)."""
 
+    policy_action = Action.NURTURE
     serializer_class = SequenceSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name"]
@@ -355,23 +358,25 @@ class MessageCursorPagination(CreatedCursorPagination):
 class LeadMessagesView(generics.ListAPIView):
     """`GET /api/v1/leads/{id}/messages/`: the emails of a lead with their status and tracking times."""
 
+    policy_action = Action.WORK_LEADS
     serializer_class = MessageSerializer
     pagination_class = MessageCursorPagination
     filter_backends = []
-
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
-        lead = get_object_or_404(Lead.objects.for_org(self.request.organization), pk=self.kwargs["pk"])
+        leads = policy.visible(policy.principal_of(self.request), Lead.objects.for_org(self.request.organization))
+        lead = get_object_or_404(leads, pk=self.kwargs["pk"])
         return selectors.lead_messages(self.request.organization.pk, lead)
 
 
 class EmailEventView(APIView):
     """`POST /api/v1/email-events/`: the mail provider reports a bounce or a complaint."""
 
-    permission_classes = [IsOrgWideMember]
+    policy_action = Action.NURTURE
+    permission_classes = [Allowed]
 
     @extend_schema(request=EmailEventSerializer, responses={200: inline_serializer("EmailEventResult", {
         "lead": serializers.UUIDField(), "event": serializers.CharField()})})

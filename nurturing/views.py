@@ -6,14 +6,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from . import rendering, selectors, services
 from .forms import PreviewForm, TemplateForm
 from .views_sequences import with_percents
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.NURTURE)
 
 # ----------------------------------------------------------------------------------------------- templates
 

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from leadcrm import audit
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from . import selectors, services
 from .models import Delivery, Endpoint
@@ -41,6 +42,7 @@ def _uuid_or_404(value):
 class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
     """Endpoints that receive signed deliveries of the events they choose."""
 
+    policy_action = Action.WEBHOOKS
     serializer_class = EndpointSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["url", "description"]

@@ -8,15 +8,14 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from leadcrm.models import Role
 from leadcrm.paging import keyset_page
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from . import selectors, services
 from .forms import EndpointForm
 from .models import Delivery, DeliveryStatus, Endpoint, EventType
 
-admins = role_required(Role.ADMIN)
+admins = allowed(Action.WEBHOOKS)
 DELIVERIES_PAGE = 50
 
 

@@ -7,16 +7,14 @@ from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from leadcrm import audit
 from leadcrm.api import Conflict, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from .. import selectors, services
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
-
-
-def _user(request):
-    return request.user if request.user.is_authenticated else None
 
 
 class OrgMemberField(serializers.PrimaryKeyRelatedField):
@@ -111,7 +109,7 @@ class LifecycleActions:
         serializer.is_valid(raise_exception=True)
         try:
             lead = services.move_stage(lead=lead, to_stage=serializer.validated_data["stage"],
-                                       reason=serializer.validated_data["reason"], actor=_user(request))
+                                       reason=serializer.validated_data["reason"], actor=audit.actor_of(request))
         except services.StageMoveRefused as exc:
             raise Conflict(str(exc)) from None
         return Response(self.get_serializer(lead).data)
@@ -127,7 +125,7 @@ class LifecycleActions:
         data = serializer.validated_data
         try:
             account, deal = services.convert_lead(lead=lead, deal=data["deal"], account=data.get("account"),
-                                                  account_id=data.get("account_id"), actor=_user(request))
+                                                  account_id=data.get("account_id"), actor=audit.actor_of(request))
         except Account.DoesNotExist:
             raise exceptions.ValidationError({"account_id": ["No such account."]}) from None
         except services.StageMoveRefused as exc:
@@ -143,7 +141,7 @@ class LifecycleActions:
         serializer = MergeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            lead = services.merge_leads(organization_id=self.organization.pk, actor=_user(request),
+            lead = services.merge_leads(organization_id=self.organization.pk, actor=audit.actor_of(request),
                                         keep_id=serializer.validated_data["keep"],
                                         merge_ids=serializer.validated_data["merge"])
         except services.MergeRefused as exc:
@@ -189,6 +187,7 @@ class LifecycleActions:
 
 
 class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+    policy_action = Action.MANAGE_LEADS
     serializer_class = AccountSerializer
     search_fields = ["name"]
     ordering_fields = ["created_at", "name"]
@@ -198,6 +197,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
 
 
 class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    policy_action = Action.MANAGE_LEADS
     serializer_class = DealSerializer
     pagination_class = CreatedCursorPagination
     ordering_fields = ["created_at", "closed_at", "amount"]
@@ -225,9 +225,9 @@ class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVie
                 if data:
                     services.update_deal(deal=deal, data=data)
                 if new_status == DealStatus.WON and deal.status == DealStatus.OPEN:
-                    deal = services.win_deal(deal=deal, actor=_user(request))
+                    deal = services.win_deal(deal=deal, actor=audit.actor_of(request))
                 elif new_status == DealStatus.LOST and deal.status == DealStatus.OPEN:
-                    deal = services.lose_deal(deal=deal, reason=lost_reason, actor=_user(request))
+                    deal = services.lose_deal(deal=deal, reason=lost_reason, actor=audit.actor_of(request))
                 elif new_status != deal.status:
                     raise services.DealClosed(f"This deal is already {deal.status}.")
         except services.DealClosed as exc:

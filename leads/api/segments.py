@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from .. import selectors, services
 from ..conditions import ConditionError
@@ -82,6 +83,7 @@ MembersResultSerializer = inline_serializer("SegmentMembersResult", {
 
 
 class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    policy_action = Action.SEGMENTS
     serializer_class = SegmentSerializer
     pagination_class = CreatedCursorPagination
     ordering_fields = ["created_at", "updated_at"]

@@ -6,7 +6,7 @@ import phonenumbers
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
 
 from ..models import Activity, ActivityType, ConsentChannel, ConsentRecord, Form, FormSubmission, Lead
 
@@ -198,7 +198,7 @@ def record_activity(
 ) -> Activity:
     occurred_at = occurred_at or timezone.now()
     activity = Activity(organization_id=organization_id, lead=lead, type=type, properties=properties or {},
-                        occurred_at=occurred_at, actor=actor)
+                        occurred_at=occurred_at, **audit.actor_fields(actor))
     _insert(activity)
     # last_activity_at only moves forward, so a value already this recent in memory is one in the row too.
     if lead.last_activity_at is None or lead.last_activity_at < occurred_at:
@@ -252,7 +252,8 @@ def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
             setattr(lead, field, data[field])
         lead.save(update_fields=[*changed, "updated_at"])
         events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed,
-                    actor_id=getattr(actor, "pk", None))
+                    actor_id=getattr(audit.user_of(actor), "pk", None),
+                    api_key=audit.actor_label(actor) if audit.user_of(actor) is None and actor else "")
     return lead
 
 

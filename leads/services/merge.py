@@ -4,7 +4,7 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
 
 from ..models import Activity, ActivityType, Deal, FormSubmission, Lead, LifecycleStage, SegmentMember
 from .capture import MERGEABLE_FIELDS, is_empty
@@ -93,7 +93,8 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
         keep.email = email
         keep.save()
         Activity.objects.create(
-            organization_id=organization_id, lead=keep, type=ActivityType.MERGE, actor=actor,
+            organization_id=organization_id, lead=keep, type=ActivityType.MERGE,
+            **audit.actor_fields(actor),
             occurred_at=timezone.now(),
             properties={"merged": [{"id": str(o.pk), "email": o.email, "name": o.full_name, "phone": o.phone}
                                    for o in others]},

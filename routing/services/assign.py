@@ -14,7 +14,7 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from leadcrm import events
+from leadcrm import audit, events
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
 from leads.conditions import as_boolean
@@ -235,7 +235,7 @@ def record(lead, *, rep_id, reason, pick: Pick | None = None, actor=None, now=No
     assignment = Assignment.objects.create(
         organization_id=lead.organization_id, lead=lead, rep_id=rep_id, previous_rep_id=previous_id,
         team=team, rule=rule, rule_name=rule.name if rule else "", strategy=rule.strategy if rule else "",
-        reason=reason, sla_due_at=routing.sla_due_at, actor=actor,
+        reason=reason, sla_due_at=routing.sla_due_at, **audit.actor_fields(actor),
     )
     if rep_id is not None:
         notify(lead, user_id=rep_id, kind=notification_kind)
@@ -325,7 +325,7 @@ def claim(*, organization_id, lead_id, user, now=None) -> Assignment:
         return record(lead, rep_id=user.pk, reason=AssignmentReason.CLAIM, pick=choice, actor=user, now=now)
 
 
-def record_manual_owner_change(*, organization_id, lead_id, actor_id=None) -> None:
+def record_manual_owner_change(*, organization_id, lead_id, actor_id=None, api_key="") -> None:
     """An owner set by editing the lead (API PATCH, admin): keep the history and routing state in step."""
     with transaction.atomic():
         lead = _locked_lead(organization_id, lead_id)
@@ -336,7 +336,7 @@ def record_manual_owner_change(*, organization_id, lead_id, actor_id=None) -> No
         new_owner_id = lead.owner_id
         if last == new_owner_id or (last is None and new_owner_id is None):
             return
-        actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+        actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else (api_key or None)
         lead.owner_id = last  # the history's previous owner: the edit already changed the row
         record(lead, rep_id=new_owner_id, reason=AssignmentReason.MANUAL, actor=actor)
 
