@@ -5,9 +5,11 @@ from .models import Role
 
 
 class ApiKeyForm(forms.Form):
+    NAME_HELP = "Give the key a name of at most 50 characters."
     name = forms.CharField(max_length=50, strip=True, label="Key name",
-                           widget=forms.TextInput(attrs={"placeholder": "Key name, e.g. Website backend"}))
-    role = forms.ChoiceField(label="Role", help_text="The key acts exactly like a member of this role.")
+                           error_messages={"required": NAME_HELP, "max_length": NAME_HELP})
+    role = forms.ChoiceField(label="Role", required=False,
+                             help_text="The key acts exactly like a member of this role.")
 
     def __init__(self, *args, grantor_role, **kwargs):
         super().__init__(*args, **kwargs)
@@ -17,7 +19,7 @@ class ApiKeyForm(forms.Form):
         self.fields["role"].initial = grantor_role
 
     def clean_role(self):
-        role = self.cleaned_data["role"]
+        role = self.cleaned_data["role"] or self.grantor_role  # left out: the creator's own role
         problem = policy.grant_problem(role, self.grantor_role)
         if problem:
             raise forms.ValidationError(problem)

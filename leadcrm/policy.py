@@ -52,7 +52,7 @@ ALLOWED: dict[Action, frozenset] = {
     Action.MANAGE_LEADS: _ORG_WIDE,
     Action.ROUTE_LEADS: _ORG_WIDE,
     Action.REASSIGN: frozenset({Role.ADMIN, Role.MANAGER}),
-    Action.CLAIM: frozenset({Role.MANAGER, Role.REP}),
+    Action.CLAIM: frozenset({Role.ADMIN, Role.MANAGER, Role.REP}),
     Action.TEAM_QUEUES: frozenset({Role.ADMIN, Role.MANAGER}),
     Action.ALL_QUEUES: frozenset({Role.ADMIN}),
     Action.FORMS: _ORG_WIDE,
@@ -72,6 +72,7 @@ ALLOWED: dict[Action, frozenset] = {
     Action.ADMIN_SITE: frozenset({Role.ADMIN}),
 }
 assert set(ALLOWED) == set(Action), "every action has a row"
+assert all(Role.ADMIN in roles for roles in ALLOWED.values()), "admins may do everything, and so grant every role"
 
 # Actions a principal does as a person, which an API key cannot: claiming makes a lead *someone's*.
 SESSION_ONLY = frozenset({Action.CLAIM})
