@@ -16,7 +16,7 @@ from rest_framework import exceptions, generics, mixins, serializers, status, vi
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm import audit
+from leadcrm import audit, urlids
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.models import Role
 from leadcrm.pagination import CreatedCursorPagination
@@ -101,7 +101,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     pagination_class = RepCursorPagination
     lookup_field = "user_id"
     lookup_url_kwarg = "pk"
-    lookup_value_regex = r"[0-9]+"
+    lookup_value_regex = urlids.INT
     search_fields = ["user__email"]
     ordering_fields = ["created_at"]
 
@@ -134,6 +134,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
 
     serializer_class = TeamSerializer
     pagination_class = CreatedCursorPagination
+    lookup_value_regex = urlids.INT  # teams have integer ids
     search_fields = ["name"]
     ordering_fields = ["created_at", "name"]
 
@@ -189,6 +190,7 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
 
     serializer_class = RuleSerializer
     pagination_class = RuleCursorPagination
+    lookup_value_regex = urlids.INT  # rules have integer ids
     search_fields = ["name"]
     ordering_fields = ["order", "created_at", "name"]
 
