@@ -44,6 +44,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttle.with_retry_after(
         auth_views.LoginView.as_view(authentication_form=login_throttle.ThrottledAuthenticationForm)), name="login"),
+    path("accounts/password_reset/", login_throttle.with_retry_after(
+        login_throttle.ThrottledPasswordResetView.as_view()), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("api/v1/ping/", core_views.ping, name="api-ping"),
