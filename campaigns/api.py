@@ -4,14 +4,13 @@
 ids, emails or a segment) and remove members; `…/{id}/costs/` for the cost entries.
 """
 
-import uuid
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from leadcrm import urlids
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action
@@ -160,12 +159,12 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return Response({"removed": removed, "members": selectors.members(campaign).count()})
 
     @extend_schema(request=None, responses={204: None})
-    @action(detail=True, methods=["delete"], url_path=r"members/(?P<lead_id>[0-9a-fA-F-]+)", filter_backends=[],
+    @action(detail=True, methods=["delete"], url_path=rf"members/(?P<lead_id>{urlids.UUID})", filter_backends=[],
             pagination_class=None)
     def remove_member(self, request, pk=None, lead_id=None):
         """Remove one member; a lead that is not a member is a 404."""
         campaign = self._campaign(pk)
-        member = get_object_or_404(selectors.members(campaign), lead_id=_uuid_or_404(lead_id))
+        member = get_object_or_404(selectors.members(campaign), lead_id=lead_id)
         services.remove_members(campaign=campaign, leads=Lead.objects.for_org(self.organization).filter(
             pk=member.lead_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -196,18 +195,12 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return Response(CostSerializer(cost).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
-    @action(detail=True, methods=["delete"], url_path=r"costs/(?P<cost_id>[0-9a-zA-Z-]+)", filter_backends=[],
+    @action(detail=True, methods=["delete"], url_path=rf"costs/(?P<cost_id>{urlids.UUID})", filter_backends=[],
             pagination_class=None)
     def delete_cost(self, request, pk=None, cost_id=None):
         campaign = self._campaign(pk)
         cost = get_object_or_404(CampaignCost.objects.for_org(self.organization).filter(campaign=campaign),
-                                 pk=_uuid_or_404(cost_id))
+                                 pk=cost_id)
         services.delete_cost(cost=cost)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-
-def _uuid_or_404(value):
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise exceptions.NotFound() from None

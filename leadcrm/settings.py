@@ -162,6 +162,8 @@ TRACKING_RATE_LIMIT = os.environ.get("TRACKING_RATE_LIMIT", "600/m")
 # Failed logins (browser and admin): per address, and per account whatever the address.
 LOGIN_FAILURES_PER_IP = os.environ.get("LOGIN_FAILURES_PER_IP", "30/15m")
 LOGIN_FAILURES_PER_ACCOUNT = os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5/15m")
+PASSWORD_RESET_PER_IP = os.environ.get("PASSWORD_RESET_PER_IP", "10/h")  # reset requests, known email or not
+PASSWORD_RESET_PER_ACCOUNT = os.environ.get("PASSWORD_RESET_PER_ACCOUNT", "3/h")
 RATELIMIT_VIEW = "leads.views.rate_limited"
 
 REST_FRAMEWORK = {

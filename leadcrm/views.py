@@ -15,7 +15,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import audit, policy, services, tenancy
+from . import audit, policy, services, tenancy, urlids
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .filters import AuditFilter
@@ -165,6 +165,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Cre
     serializer_class = ApiKeySerializer
     pagination_class = ApiKeyPagination
     lookup_field = "prefix"
+    lookup_value_regex = urlids.KEY_PREFIX
     ordering_fields = ["created"]
     search_fields = ["name"]
 

@@ -2,6 +2,7 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.html import format_html
 
@@ -37,6 +38,22 @@ class LeadAdmin(OrgScopedAdmin):
     show_full_result_count = False
     readonly_fields = ["fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score",
                        "score", "grade", "temperature", "created_at", "updated_at"]
+
+    def has_change_permission(self, request, obj=None):
+        # An erased lead is kept, anonymous, for reports: it can be viewed, not changed (the API answers 409).
+        # Without change permission the page is read-only, a POST to it is refused, and so are its inlines.
+        if obj is not None and obj.erased_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:  # the same rule as every other way of changing a lead (e.g. a lead erased while the form was open)
+            stored = Lead.objects.get(pk=obj.pk)
+            try:
+                services.check_changeable(stored, form.changed_data)
+            except services.LeadErased as exc:
+                raise PermissionDenied(str(exc)) from None
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Activity)

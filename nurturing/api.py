@@ -8,7 +8,7 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit, policy
+from leadcrm import audit, policy, urlids
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action, Allowed
@@ -169,6 +169,7 @@ class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     policy_action = Action.NURTURE
     serializer_class = TemplateFolderSerializer
     pagination_class = FolderCursorPagination
+    lookup_value_regex = urlids.INT  # folders have integer ids
     search_fields = ["name"]
     ordering_fields = ["name"]
 
@@ -330,7 +331,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return self.get_paginated_response(EnrollmentSerializer(page, many=True).data)
 
     @extend_schema(request=ExitSerializer, responses={200: EnrollmentSerializer, 409: CONFLICT_RESPONSE})
-    @action(detail=True, methods=["post"], url_path=r"enrollments/(?P<enrollment_id>[0-9a-fA-F-]+)/exit",
+    @action(detail=True, methods=["post"], url_path=rf"enrollments/(?P<enrollment_id>{urlids.UUID})/exit",
             url_name="enrollment-exit", filter_backends=[], pagination_class=None)
     def exit_enrollment(self, request, pk=None, enrollment_id=None):
         """Take one lead out of the sequence by hand, e.g. because they replied (`reason`, default "replied")."""

@@ -14,6 +14,8 @@ from django.template import Context, Engine, Library, TemplateSyntaxError, defau
 from django.template.base import Lexer, Node, TextNode, TokenType, Variable, VariableNode
 from django.template.defaulttags import CommentNode, IfNode, TemplateLiteral
 
+from leadcrm.mailheaders import header_text
+
 PARTS = ("subject", "html", "text")
 MAX_SUBJECT = 300
 MAX_BODY = 200_000
@@ -257,7 +259,7 @@ def _render_parts(templates: dict, context: Mapping) -> Rendered:
     except Exception as exc:  # a filter that chokes on a value; reported, never a crash of the caller
         raise TemplateProblem({"html": [f"The template fails to render: {exc.__class__.__name__}: {exc}"]}) from exc
     # A subject is one header line: newlines from a merge field or the template must not start another header.
-    subject = " ".join(subject.split())[:MAX_SUBJECT]
+    subject = header_text(subject, MAX_SUBJECT)
     # Plain strings, not the engine's "safe" ones: shown in a page of the app, an email's HTML must be escaped.
     return Rendered(subject=subject, html=str.__str__(html), text=str.__str__(text))
 

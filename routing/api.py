@@ -15,7 +15,7 @@ from rest_framework import exceptions, generics, mixins, serializers, status, vi
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm import audit, policy
+from leadcrm import audit, policy, urlids
 from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action, Allowed
@@ -71,7 +71,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     pagination_class = RepCursorPagination
     lookup_field = "user_id"
     lookup_url_kwarg = "pk"
-    lookup_value_regex = r"[0-9]+"
+    lookup_value_regex = urlids.INT
     search_fields = ["user__email"]
     ordering_fields = ["created_at"]
 
@@ -105,6 +105,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     policy_action = Action.ROUTING
     serializer_class = TeamSerializer
     pagination_class = CreatedCursorPagination
+    lookup_value_regex = urlids.INT  # teams have integer ids
     search_fields = ["name"]
     ordering_fields = ["created_at", "name"]
 
@@ -161,6 +162,7 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     policy_action = Action.ROUTING
     serializer_class = RuleSerializer
     pagination_class = RuleCursorPagination
+    lookup_value_regex = urlids.INT  # rules have integer ids
     search_fields = ["name"]
     ordering_fields = ["order", "created_at", "name"]
 

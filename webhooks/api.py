@@ -5,8 +5,6 @@
 delivery of the same payload with a new message id), `…/{id}/rotate-secret/`.
 """
 
-import uuid
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,7 +12,7 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit
+from leadcrm import audit, urlids
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action
@@ -32,13 +30,6 @@ from .serializers import (
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
 
-def _uuid_or_404(value):
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise exceptions.NotFound() from None
-
-
 class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
     """Endpoints that receive signed deliveries of the events they choose."""
 
@@ -54,7 +45,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         return selectors.endpoints(self.organization)
 
     def _endpoint(self, pk) -> Endpoint:
-        return get_object_or_404(selectors.endpoints(self.organization), pk=_uuid_or_404(pk))
+        return get_object_or_404(selectors.endpoints(self.organization), pk=pk)
 
     @extend_schema(request=EndpointSerializer, responses={201: EndpointCreatedSerializer},
                    parameters=[IDEMPOTENCY_PARAMETER])
@@ -113,13 +104,13 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
 
     @extend_schema(request=None, responses={201: DeliveryDetailSerializer},
                    parameters=[OpenApiParameter("delivery_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
-    @action(detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[^/.]+)/replay",
+    @action(detail=True, methods=["post"], url_path=rf"deliveries/(?P<delivery_id>{urlids.UUID})/replay",
             filter_backends=[], pagination_class=None)
     def replay(self, request, pk=None, delivery_id=None):
         """Send a delivery's payload again now, as a new delivery with a new `webhook-id` and its own retries
         (the original keeps its history; `replay_of` names it)."""
         endpoint = self._endpoint(pk)
         delivery = get_object_or_404(Delivery.objects.for_org(self.organization).filter(endpoint=endpoint),
-                                     pk=_uuid_or_404(delivery_id))
+                                     pk=delivery_id)
         copy = services.replay(delivery=delivery)
         return Response(DeliveryDetailSerializer(copy).data, status=status.HTTP_201_CREATED)

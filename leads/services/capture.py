@@ -237,11 +237,9 @@ def track_activity(
 
 def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
     """Apply a partial update; emits lead.updated with the changed field names."""
-    # An erased lead keeps only its opt-outs moving (an unsubscribe link in an old email still works).
-    if lead.erased_at is not None and set(data) - {"unsubscribed", "do_not_contact", "bounced"}:
-        from .privacy import LeadErased
+    from .privacy import check_changeable  # privacy's erasure runs the apps' erasers, which may import capture
 
-        raise LeadErased("This lead was erased on request; it cannot be changed.")
+    check_changeable(lead, data)
     if "email" in data:
         data = {**data, "email": normalize_email(data["email"])}
     changed = [field for field, value in data.items() if getattr(lead, field) != value]
