@@ -10,6 +10,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from leadcrm import audit, privacy
+from leadcrm.errors import Conflict
 from leadcrm.models import AuditAction, IdempotencyRecord
 
 from ..models import (
@@ -36,8 +37,10 @@ KEPT_PROPERTIES = frozenset({
 KEPT_TOUCH = frozenset({"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source", "at"})
 
 
-class LeadErased(ValueError):
+class LeadErased(Conflict):
     """The lead was erased: it cannot be changed or merged."""
+
+    default_code = "lead_erased"
 
 
 def _kept(properties: dict) -> dict:
