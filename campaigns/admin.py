@@ -5,6 +5,7 @@ from django.contrib import admin
 
 from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
+from leadcrm.errors import add_to_form
 
 from . import services
 from .models import Campaign, CampaignCost, CampaignMember
@@ -29,8 +30,7 @@ class CampaignForm(forms.ModelForm):
             data.update(services.clean_campaign(organization_id, values,
                                                 self.instance if self.instance.pk else None))
         except services.CampaignError as exc:
-            for field, problems in exc.errors.items():
-                self.add_error(field if field in self.fields else None, problems)
+            add_to_form(self, exc)
         return data
 
 

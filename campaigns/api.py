@@ -5,7 +5,7 @@ ids, emails or a segment) and remove members; `…/{id}/costs/` for the cost ent
 """
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
@@ -44,14 +44,6 @@ class CostCursorPagination(CreatedCursorPagination):
     ordering = "-date"
 
 
-def _errors(exc: services.CampaignError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
-
-
-def _unknown(field: str, exc: lead_services.UnknownLeads) -> exceptions.ValidationError:
-    return exceptions.ValidationError({field: [str(exc)]})
-
-
 class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Campaigns with their cost, members, MQLs, SQLs, deals, won revenue, ROI and the attribution of won revenue
     (first touch, last touch, linear)."""
@@ -86,11 +78,8 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return self._answer(self.get_object().pk)
 
     def _save(self, serializer, instance=None):
-        try:
-            return services.save_campaign(organization_id=self.organization.pk,
-                                          data=dict(serializer.validated_data), instance=instance)
-        except services.CampaignError as exc:
-            raise _errors(exc) from None
+        return services.save_campaign(organization_id=self.organization.pk,
+                                      data=dict(serializer.validated_data), instance=instance)
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
@@ -127,15 +116,12 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         data = serializer.validated_data
         organization_id = self.organization.pk
         source = MemberSource.MANUAL
-        try:
-            if "leads" in data:
-                leads = lead_services.leads_by_ids(organization_id, data["leads"])
-            elif "emails" in data:
-                leads = lead_services.leads_by_emails(organization_id, data["emails"])
-            else:
-                leads, source = lead_selectors.segment_leads(data["segment"]), MemberSource.SEGMENT
-        except lead_services.UnknownLeads as exc:
-            raise _unknown("leads" if "leads" in data else "emails", exc) from None
+        if "leads" in data:
+            leads = lead_services.leads_by_ids(organization_id, data["leads"])
+        elif "emails" in data:
+            leads = lead_services.leads_by_emails(organization_id, data["emails"])
+        else:
+            leads, source = lead_selectors.segment_leads(data["segment"]), MemberSource.SEGMENT
         added = services.add_members(campaign=campaign, leads=leads, status=data["status"], source=source)
         return Response({"added": added, "members": selectors.members(campaign).count()})
 
@@ -148,13 +134,10 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer = RemoveMembersSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            if "leads" in data:
-                leads = lead_services.leads_by_ids(self.organization.pk, data["leads"])
-            else:
-                leads = lead_services.leads_by_emails(self.organization.pk, data["emails"])
-        except lead_services.UnknownLeads as exc:
-            raise _unknown("leads" if "leads" in data else "emails", exc) from None
+        if "leads" in data:
+            leads = lead_services.leads_by_ids(self.organization.pk, data["leads"])
+        else:
+            leads = lead_services.leads_by_emails(self.organization.pk, data["emails"])
         removed = services.remove_members(campaign=campaign, leads=leads)
         return Response({"removed": removed, "members": selectors.members(campaign).count()})
 
@@ -188,10 +171,7 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def _add_cost(self, request, campaign):
         serializer = CostSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            cost = services.add_cost(campaign=campaign, **serializer.validated_data)
-        except services.CampaignError as exc:
-            raise _errors(exc) from None
+        cost = services.add_cost(campaign=campaign, **serializer.validated_data)
         return Response(CostSerializer(cost).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})

@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from leadcrm import policy
+from leadcrm.errors import add_to_form
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 from leads import selectors as lead_selectors
@@ -66,8 +67,7 @@ def campaign_edit(request, pk=None):
                 campaign = services.save_campaign(organization_id=request.organization.pk, data=form.cleaned_data,
                                                   instance=campaign)
             except services.CampaignError as exc:
-                for field, problems in exc.errors.items():
-                    form.add_error(field if field in form.fields else None, problems)
+                add_to_form(form, exc)
             else:
                 messages.success(request, f"Saved the campaign “{campaign.name}”.")
                 return redirect("campaigns:detail", pk=campaign.pk)
@@ -96,8 +96,7 @@ def cost_add(request, pk):
         try:
             services.add_cost(campaign=campaign, **form.cleaned_data)
         except services.CampaignError as exc:
-            for field, problems in exc.errors.items():
-                form.add_error(field if field in form.fields else None, problems)
+            add_to_form(form, exc)
         else:
             messages.success(request, "Cost entry added.")
             return redirect("campaigns:detail", pk=campaign.pk)

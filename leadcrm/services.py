@@ -5,11 +5,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import audit, events, policy
+from .errors import Conflict, Invalid
 from .models import ApiKey, AuditAction, Membership, Organization, Role
 
 
-class OrganizationExists(ValueError):
-    pass
+class OrganizationExists(Conflict):
+    default_code = "organization_exists"
 
 
 def get_or_create_user(*, email: str, password: str | None = None):
@@ -30,7 +31,7 @@ def get_or_create_user(*, email: str, password: str | None = None):
 def add_member(*, organization: Organization, email: str, password: str | None, role: str,
                actor=None) -> Membership:
     if role not in Role.values:
-        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+        raise Invalid(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", code="unknown_role")
     user = get_or_create_user(email=email, password=password)
     if role == Role.ADMIN and not user.is_staff:
         user.is_staff = True  # org admins manage their org in Django admin

@@ -64,6 +64,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "leadcrm.middleware.ActiveOrganizationMiddleware",
     "leadcrm.middleware.ViewerTimezoneMiddleware",
+    "leadcrm.middleware.DomainErrorMiddleware",
     "leadcrm.middleware.DatabaseUnavailableMiddleware",
 ]
 

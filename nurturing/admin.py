@@ -54,8 +54,8 @@ class EmailTemplateAdmin(OrgScopedAdmin):
     def delete_model(self, request, obj):
         try:
             services.delete_template(template=obj, actor=request.user)
-        except services.TemplateRefused as exc:
-            messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+        except services.TemplateInUse as exc:
+            messages.error(request, str(exc))
 
     def delete_queryset(self, request, queryset):
         for template in queryset:

@@ -14,6 +14,7 @@ from django.template import Context, Engine, Library, TemplateSyntaxError, defau
 from django.template.base import Lexer, Node, TextNode, TokenType, Variable, VariableNode
 from django.template.defaulttags import CommentNode, IfNode, TemplateLiteral
 
+from leadcrm.errors import Invalid
 from leadcrm.mailheaders import header_text
 
 PARTS = ("subject", "html", "text")
@@ -70,12 +71,13 @@ class SandboxEngine(Engine):
 ENGINE = SandboxEngine(loaders=[], libraries={}, builtins=[], autoescape=True, debug=False, string_if_invalid="")
 
 
-class TemplateProblem(ValueError):
+class TemplateProblem(Invalid):
     """A template that cannot be saved or rendered; `errors` maps a part (subject, html, text) to messages."""
 
+    default_code = "invalid_template"
+
     def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{part}: {' '.join(messages)}" for part, messages in errors.items()))
+        super().__init__(errors=errors)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadcrm import audit, policy, urlids
-from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.errors import Conflict
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action, Allowed
 from leads import services as lead_services
@@ -40,8 +41,6 @@ from .serializers import (
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
 
-def _config_errors(exc: services.ConfigError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
 
 
 # ----------------------------------------------------------------------------------------------- reps
@@ -89,10 +88,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
         data = dict(serializer.validated_data)
         if "working_hours" in data and data["working_hours"] is None:
             data["working_hours"] = {}
-        try:
-            services.update_rep(profile=profile, data=data, actor=audit.actor_of(request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
+        services.update_rep(profile=profile, data=data, actor=audit.actor_of(request))
         return Response(self.get_serializer(self.get_object()).data)
 
 
@@ -116,8 +112,6 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         try:
             team = services.save_team(organization_id=self.organization.pk, data=dict(serializer.validated_data),
                                       instance=instance, actor=audit.actor_of(self.request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
         except IntegrityError:  # a concurrent request took the name after the check
             raise exceptions.ValidationError({"name": ["Another team has this name."]}) from None
         return self.get_queryset().get(pk=team.pk)
@@ -141,10 +135,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a team; one that assignment rules still send leads to is a 409 naming them."""
-        try:
-            services.delete_team(team=self.get_object(), actor=audit.actor_of(request))
-        except services.ConfigError as exc:
-            raise Conflict(" ".join(message for messages in exc.errors.values() for message in messages)) from None
+        services.delete_team(team=self.get_object(), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -170,11 +161,8 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return AssignmentRule.objects.for_org(self.organization).select_related("rep")
 
     def _save(self, serializer, instance=None):
-        try:
-            rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
-                                      instance=instance, actor=audit.actor_of(self.request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
+        rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
+                                  instance=instance, actor=audit.actor_of(self.request))
         return self.get_queryset().get(pk=rule.pk)
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
@@ -220,8 +208,10 @@ class LeadRouteView(APIView):
             lead.refresh_from_db(fields=["lifecycle_stage"])
             if lead.lifecycle_stage not in services.OPEN_STAGES:
                 stage = LifecycleStage(lead.lifecycle_stage).label
-                raise Conflict(f"This lead is {stage}: only open leads (subscriber to SQL) are routed.")
-            raise Conflict("No active assignment rule places this lead: add a rule that matches it, or a fallback.")
+                raise Conflict(f"This lead is {stage}: only open leads (subscriber to SQL) are routed.",
+                               code="lead_not_open")
+            raise Conflict("No active assignment rule places this lead: add a rule that matches it, or a fallback.",
+                           code="no_matching_rule")
         return Response(AssignmentSerializer(assignment).data)
 
 
@@ -253,10 +243,7 @@ class LeadClaimView(APIView):
         organization = request.organization
         your_teams = TeamMember.objects.for_org(organization).filter(rep__user=request.user).values("team_id")
         lead = get_object_or_404(Lead.objects.for_org(organization).filter(routing__team_id__in=your_teams), pk=pk)
-        try:
-            assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
-        except services.ClaimRefused as exc:
-            raise Conflict(str(exc)) from None
+        assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
         return Response(AssignmentSerializer(assignment).data)
 
 

@@ -54,22 +54,16 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         """Register an endpoint; the answer carries its signing `secret`, shown only here."""
         serializer = EndpointSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            endpoint = services.create_endpoint(organization_id=self.organization.pk, actor=audit.actor_of(request),
-                                                data=dict(serializer.validated_data))
-        except services.EndpointError as exc:
-            raise exceptions.ValidationError(exc.errors) from None
+        endpoint = services.create_endpoint(organization_id=self.organization.pk, actor=audit.actor_of(request),
+                                            data=dict(serializer.validated_data))
         return Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
         endpoint = self._endpoint(pk)
         serializer = EndpointSerializer(endpoint, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        try:
-            endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data),
-                                                actor=audit.actor_of(request))
-        except services.EndpointError as exc:
-            raise exceptions.ValidationError(exc.errors) from None
+        endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data),
+                                            actor=audit.actor_of(request))
         return Response(EndpointSerializer(endpoint).data)
 
     def destroy(self, request, pk=None):

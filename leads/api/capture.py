@@ -16,7 +16,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from leadcrm import audit, policy
-from leadcrm.api import Conflict, OrgScopedViewSet, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
 from leadcrm.policy import Action
@@ -72,16 +72,15 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
         serializer.instance = result.lead  # as after save(): .data now represents the stored lead
         return Response(serializer.data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
+    @extend_schema(responses={200: LeadSerializer, 409: CONFLICT_RESPONSE})
     def partial_update(self, request, pk=None):
         lead = self.get_object()
-        if lead.erased_at is not None:
-            raise Conflict("This lead was erased on request; it cannot be changed.")
+        if lead.erased_at is not None:  # refused before its input is checked: no change of it could be made
+            raise services.LeadErased("This lead was erased on request; it cannot be changed.")
         serializer = self.get_serializer(lead, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
             services.update_lead(lead=lead, data=serializer.validated_data, actor=audit.actor_of(request))
-        except services.LeadErased as exc:
-            raise Conflict(str(exc)) from None
         except IntegrityError:  # another request took the email after validation passed
             raise ValidationError({"email": ["Another lead already has this email address."]}) from None
         return Response(self.get_serializer(lead).data)
@@ -268,15 +267,12 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationError({"file": ["Attach a CSV file as 'file' (multipart/form-data)."]})
-        try:
-            with transaction.atomic():
-                job = imports.create_import(
-                    organization_id=self.organization.pk, upload=upload, created_by=_user(request),
-                    mapping=request.data.get("mapping"),
-                )
-                imports.start_import(job=job)
-        except imports.ImportRejected as rejected:
-            return Response({"errors": rejected.errors}, status=rejected.status)
+        with transaction.atomic():
+            job = imports.create_import(
+                organization_id=self.organization.pk, upload=upload, created_by=_user(request),
+                mapping=request.data.get("mapping"),
+            )
+            imports.start_import(job=job)
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})

@@ -7,6 +7,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from leadcrm import audit, events
+from leadcrm.errors import Invalid
 
 from ..models import Activity, ActivityType, ConsentChannel, ConsentRecord, Form, FormSubmission, Lead
 
@@ -18,8 +19,13 @@ MERGEABLE_FIELDS = (
 )
 
 
-class PhoneNumberInvalid(ValueError):
-    pass
+class PhoneNumberInvalid(Invalid):
+    default_code = "invalid_phone"
+
+    def __init__(self, value: str):
+        message = "Enter a valid phone number, with its country code (e.g. +14155550123)."
+        super().__init__(message, errors={"phone": [message]})
+        self.value = value
 
 
 def normalize_email(value: str) -> str:

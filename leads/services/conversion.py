@@ -5,6 +5,7 @@ from django.db.models.functions import Upper
 from django.utils import timezone
 
 from leadcrm import audit, events
+from leadcrm.errors import Conflict
 
 from ..models import Account, Activity, ActivityType, Deal, DealStatus, Lead, LifecycleStage
 from .lifecycle import StageMoveRefused, apply_move
@@ -14,8 +15,10 @@ ACCOUNT_FIELDS_FROM_LEAD = {"name": "company", "website": "website", "industry":
                             "company_size": "company_size", "country": "country"}
 
 
-class DealClosed(ValueError):
+class DealClosed(Conflict):
     """The deal is already won or lost."""
+
+    default_code = "deal_closed"
 
 
 def _account_for(lead: Lead, *, account_id=None, data: dict | None = None, owner=None) -> Account:

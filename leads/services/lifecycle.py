@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from leadcrm import audit, events
+from leadcrm.errors import Conflict
 
 from ..models import (
     ALLOWED_MOVES,
@@ -29,8 +30,10 @@ DEFAULT_REASONS = {
 }
 
 
-class StageMoveRefused(ValueError):
+class StageMoveRefused(Conflict):
     """A move the lifecycle does not allow, or one missing what it needs; the message says which."""
+
+    default_code = "stage_not_allowed"
 
 
 def set_up_organization(*, organization_id) -> None:

@@ -14,6 +14,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from leadcrm import audit, privacy
+from leadcrm.errors import Conflict
 from leadcrm.models import AuditAction, IdempotencyRecord
 
 from ..models import (
@@ -51,8 +52,10 @@ def check_changeable(lead: Lead, fields) -> None:
         raise LeadErased("This lead was erased on request; it cannot be changed.")
 
 
-class LeadErased(ValueError):
+class LeadErased(Conflict):
     """The lead was erased: it cannot be changed or merged."""
+
+    default_code = "lead_erased"
 
 
 def _kept(properties: dict) -> dict:

@@ -82,13 +82,8 @@ def lead_convert(request, pk):
 @require_POST
 def deal_win(request, pk):
     deal = get_object_or_404(visible_deals(request), pk=pk)
-    try:
-        deal = services.win_deal(deal=deal, actor=request.user)
-    except services.DealClosed as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Deal “{deal.name}” won." + (" The lead is now a customer." if deal.lead_id
-                                                                 else ""))
+    deal = services.win_deal(deal=deal, actor=request.user)  # a closed deal: DomainErrorMiddleware says so
+    messages.success(request, f"Deal “{deal.name}” won." + (" The lead is now a customer." if deal.lead_id else ""))
     return redirect(_back(request, deal))
 
 

@@ -7,6 +7,7 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from leadcrm.errors import DomainError
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
@@ -51,9 +52,8 @@ def import_upload(request):
                     created_by=request.user, mapping=None,
                 )
             except imports.ImportRejected as rejected:
-                for messages_ in rejected.errors.values():
-                    for message in messages_:
-                        form.add_error("file", message)
+                for message in rejected.messages:
+                    form.add_error("file", message)
             else:
                 return redirect("leads:import-detail", pk=job.pk)
         status = 400
@@ -92,9 +92,9 @@ def import_detail(request, pk):
             with transaction.atomic():
                 imports.set_mapping(job=job, mapping=chosen)
                 imports.start_import(job=job)
-        except imports.ImportRejected as rejected:
-            errors = [message for values in rejected.errors.values() for message in values]
-            status = 400
+        except DomainError as rejected:  # a mapping refused, or the import started meanwhile
+            errors = rejected.messages
+            status = rejected.status
         else:
             messages.success(request, f"Importing {job.total_rows} rows from “{job.filename}”.")
             return redirect("leads:import-detail", pk=job.pk)

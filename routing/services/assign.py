@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from leadcrm import audit, events
+from leadcrm.errors import Conflict
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
 from leads.conditions import as_boolean
@@ -44,8 +45,10 @@ TOUCHED_STAGES = (_S.SAL, _S.SQL, _S.OPPORTUNITY, _S.CUSTOMER, _S.DISQUALIFIED, 
 REP_ROLES = (Role.REP, Role.MANAGER)  # the members who get a routing profile and may be given leads
 
 
-class ClaimRefused(Exception):
+class ClaimRefused(Conflict):
     """The lead is not (or no longer) in a pool this rep may claim from; the message says why."""
+
+    default_code = "claim_refused"
 
 
 @dataclass
@@ -318,7 +321,9 @@ def claim(*, organization_id, lead_id, user, now=None) -> Assignment:
             raise ClaimRefused("This lead is in the pool of a team you are not in.")
         if not routing.pooled or lead.owner_id is not None:
             owner = get_user_model().objects.filter(pk=lead.owner_id).values_list("email", flat=True).first()
-            raise ClaimRefused(f"Already claimed by {owner}." if owner else "This lead is no longer in the pool.")
+            if owner:
+                raise ClaimRefused(f"Already claimed by {owner}.", code="already_claimed")
+            raise ClaimRefused("This lead is no longer in the pool.")
         choice = Pick(rule=routing.rule, reason=AssignmentReason.CLAIM, rep_id=user.pk, team=routing.team,
                       hours=RepProfile.objects.for_org(organization_id).filter(user=user)
                       .values_list("working_hours", flat=True).first() or {}) if routing.rule else None
