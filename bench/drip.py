@@ -208,9 +208,9 @@ def render_bound(organization, version) -> tuple[float, int]:
     """Seconds spent in `render` alone over every lead of the org (loading them is not timed)."""
     from django.urls import reverse
 
+    from leadcrm.links import site_url
     from leads.models import Lead
     from nurturing.rendering import render
-    from nurturing.services.dispatch import site_url
     from nurturing.services.tracking import make_token
 
     unsubscribe_url = site_url(reverse("tracking-unsubscribe", args=[make_token(uuid.uuid4())]))

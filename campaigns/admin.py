@@ -3,7 +3,9 @@
 from django import forms
 from django.contrib import admin
 
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
+from leadcrm.errors import add_to_form
 
 from . import services
 from .models import Campaign, CampaignCost, CampaignMember
@@ -28,8 +30,7 @@ class CampaignForm(forms.ModelForm):
             data.update(services.clean_campaign(organization_id, values,
                                                 self.instance if self.instance.pk else None))
         except services.CampaignError as exc:
-            for field, problems in exc.errors.items():
-                self.add_error(field if field in self.fields else None, problems)
+            add_to_form(self, exc)
         return data
 
 
@@ -41,6 +42,7 @@ class CostInline(admin.TabularInline):
 
 @admin.register(Campaign)
 class CampaignAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.CAMPAIGNS
     form = CampaignForm
     list_display = ["name", "channel", "status", "start", "end", "budget", "currency", "utm_campaign"]
     list_filter = ["channel", "status"]
@@ -60,6 +62,7 @@ class CampaignAdmin(OrgScopedAdmin):
 
 @admin.register(CampaignMember)
 class CampaignMemberAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.CAMPAIGNS
     list_display = ["campaign", "lead", "status", "source", "joined_at"]
     list_filter = ["status", "source"]
     search_fields = ["campaign__name", "lead__email"]

@@ -4,16 +4,16 @@
 ids, emails or a segment) and remove members; `…/{id}/costs/` for the cost entries.
 """
 
-import uuid
-
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from leadcrm import urlids
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 from leads import selectors as lead_selectors
 from leads import services as lead_services
 from leads.models import Lead
@@ -44,18 +44,11 @@ class CostCursorPagination(CreatedCursorPagination):
     ordering = "-date"
 
 
-def _errors(exc: services.CampaignError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
-
-
-def _unknown(field: str, exc: lead_services.UnknownLeads) -> exceptions.ValidationError:
-    return exceptions.ValidationError({field: [str(exc)]})
-
-
 class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Campaigns with their cost, members, MQLs, SQLs, deals, won revenue, ROI and the attribution of won revenue
     (first touch, last touch, linear)."""
 
+    policy_action = Action.CAMPAIGNS
     serializer_class = CampaignSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name", "utm_campaign"]
@@ -85,11 +78,8 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return self._answer(self.get_object().pk)
 
     def _save(self, serializer, instance=None):
-        try:
-            return services.save_campaign(organization_id=self.organization.pk,
-                                          data=dict(serializer.validated_data), instance=instance)
-        except services.CampaignError as exc:
-            raise _errors(exc) from None
+        return services.save_campaign(organization_id=self.organization.pk,
+                                      data=dict(serializer.validated_data), instance=instance)
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
@@ -126,15 +116,12 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         data = serializer.validated_data
         organization_id = self.organization.pk
         source = MemberSource.MANUAL
-        try:
-            if "leads" in data:
-                leads = lead_services.leads_by_ids(organization_id, data["leads"])
-            elif "emails" in data:
-                leads = lead_services.leads_by_emails(organization_id, data["emails"])
-            else:
-                leads, source = lead_selectors.segment_leads(data["segment"]), MemberSource.SEGMENT
-        except lead_services.UnknownLeads as exc:
-            raise _unknown("leads" if "leads" in data else "emails", exc) from None
+        if "leads" in data:
+            leads = lead_services.leads_by_ids(organization_id, data["leads"])
+        elif "emails" in data:
+            leads = lead_services.leads_by_emails(organization_id, data["emails"])
+        else:
+            leads, source = lead_selectors.segment_leads(data["segment"]), MemberSource.SEGMENT
         added = services.add_members(campaign=campaign, leads=leads, status=data["status"], source=source)
         return Response({"added": added, "members": selectors.members(campaign).count()})
 
@@ -147,23 +134,20 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer = RemoveMembersSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            if "leads" in data:
-                leads = lead_services.leads_by_ids(self.organization.pk, data["leads"])
-            else:
-                leads = lead_services.leads_by_emails(self.organization.pk, data["emails"])
-        except lead_services.UnknownLeads as exc:
-            raise _unknown("leads" if "leads" in data else "emails", exc) from None
+        if "leads" in data:
+            leads = lead_services.leads_by_ids(self.organization.pk, data["leads"])
+        else:
+            leads = lead_services.leads_by_emails(self.organization.pk, data["emails"])
         removed = services.remove_members(campaign=campaign, leads=leads)
         return Response({"removed": removed, "members": selectors.members(campaign).count()})
 
     @extend_schema(request=None, responses={204: None})
-    @action(detail=True, methods=["delete"], url_path=r"members/(?P<lead_id>[0-9a-fA-F-]+)", filter_backends=[],
+    @action(detail=True, methods=["delete"], url_path=rf"members/(?P<lead_id>{urlids.UUID})", filter_backends=[],
             pagination_class=None)
     def remove_member(self, request, pk=None, lead_id=None):
         """Remove one member; a lead that is not a member is a 404."""
         campaign = self._campaign(pk)
-        member = get_object_or_404(selectors.members(campaign), lead_id=_uuid_or_404(lead_id))
+        member = get_object_or_404(selectors.members(campaign), lead_id=lead_id)
         services.remove_members(campaign=campaign, leads=Lead.objects.for_org(self.organization).filter(
             pk=member.lead_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -187,25 +171,16 @@ class CampaignViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def _add_cost(self, request, campaign):
         serializer = CostSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            cost = services.add_cost(campaign=campaign, **serializer.validated_data)
-        except services.CampaignError as exc:
-            raise _errors(exc) from None
+        cost = services.add_cost(campaign=campaign, **serializer.validated_data)
         return Response(CostSerializer(cost).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None})
-    @action(detail=True, methods=["delete"], url_path=r"costs/(?P<cost_id>[0-9a-zA-Z-]+)", filter_backends=[],
+    @action(detail=True, methods=["delete"], url_path=rf"costs/(?P<cost_id>{urlids.UUID})", filter_backends=[],
             pagination_class=None)
     def delete_cost(self, request, pk=None, cost_id=None):
         campaign = self._campaign(pk)
         cost = get_object_or_404(CampaignCost.objects.for_org(self.organization).filter(campaign=campaign),
-                                 pk=_uuid_or_404(cost_id))
+                                 pk=cost_id)
         services.delete_cost(cost=cost)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-
-def _uuid_or_404(value):
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise exceptions.NotFound() from None

@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from leadcrm.errors import Invalid
 from leads.models import Activity, ActivityType, Lead
 
 from .models import Campaign, CampaignCost, CampaignMember, MemberSource, MemberStatus
@@ -19,12 +20,13 @@ CAMPAIGN_FIELDS = ("name", "channel", "status", "start", "end", "budget", "curre
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
-class CampaignError(ValueError):
+class CampaignError(Invalid):
     """Settings that make no sense; `errors` maps each field to its messages."""
 
+    default_code = "invalid_campaign"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 # ------------------------------------------------------------------------------------------- campaigns

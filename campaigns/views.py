@@ -5,10 +5,10 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from leadcrm.models import Role
+from leadcrm import policy
+from leadcrm.errors import add_to_form
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required, role_required
+from leadcrm.policy import Action, allowed
 from leads import selectors as lead_selectors
 from leads import services as lead_services
 
@@ -16,7 +16,7 @@ from . import selectors, services
 from .forms import AddMembersForm, CampaignForm, CostForm
 from .models import Campaign, CampaignCost, MemberSource
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.CAMPAIGNS)
 MEMBERS_PAGE = 50
 
 
@@ -67,8 +67,7 @@ def campaign_edit(request, pk=None):
                 campaign = services.save_campaign(organization_id=request.organization.pk, data=form.cleaned_data,
                                                   instance=campaign)
             except services.CampaignError as exc:
-                for field, problems in exc.errors.items():
-                    form.add_error(field if field in form.fields else None, problems)
+                add_to_form(form, exc)
             else:
                 messages.success(request, f"Saved the campaign “{campaign.name}”.")
                 return redirect("campaigns:detail", pk=campaign.pk)
@@ -97,8 +96,7 @@ def cost_add(request, pk):
         try:
             services.add_cost(campaign=campaign, **form.cleaned_data)
         except services.CampaignError as exc:
-            for field, problems in exc.errors.items():
-                form.add_error(field if field in form.fields else None, problems)
+            add_to_form(form, exc)
         else:
             messages.success(request, "Cost entry added.")
             return redirect("campaigns:detail", pk=campaign.pk)
@@ -149,15 +147,12 @@ def member_remove(request, pk, lead_id):
     return redirect("campaigns:detail", pk=campaign.pk)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def lead_card(request, pk):
     """The lead page's Campaigns card: the campaigns the lead joined, when, how and with what status."""
-    queryset = lead_selectors.leads_for(request.organization)
-    if request.membership.role == Role.REP:
-        queryset = queryset.filter(owner=request.user)  # as on the lead page: a rep sees their own leads
-    lead = get_object_or_404(queryset, pk=pk)
+    lead = get_object_or_404(policy.visible_to(request, lead_selectors.leads_for(request.organization)), pk=pk)
     context = {"lead": lead, "memberships": list(selectors.campaigns_of_lead(request.organization.pk, lead.pk)),
-               "can_open": request.membership.role in ORG_WIDE_ROLES}
+               "can_open": policy.can(request, Action.CAMPAIGNS)}
     template = "campaigns/_lead_card.html" if request.htmx else "campaigns/lead_campaigns.html"
     return render(request, template, context)

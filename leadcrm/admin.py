@@ -4,28 +4,32 @@ from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
-from . import audit
-from .models import ApiKey, AuditAction, AuditEntry, Membership, Organization, Role
+from . import audit, policy
+from .models import ApiKey, AuditAction, AuditEntry, Membership, Organization
 
 admin.site.site_header = "LeadCRM administration"
 admin.site.unregister(APIKey)  # the library's own concrete model is unused; ours carries the organization
 
 
 def admin_organization(request):
+    """The org a staff member administers here: their active org, if their role may use the admin."""
     membership = getattr(request, "membership", None)
-    if membership is not None and membership.role == Role.ADMIN:
+    if membership is not None and policy.can(request, policy.Action.ADMIN_SITE):
         return membership.organization
     return None
 
 
 class OrgScopedAdmin(admin.ModelAdmin):
     """An org admin sees only their active org, in lists, choices and saves. A superuser any org, one at a time:
-    row-level security holds the app role to the org picked in the switcher."""
+    row-level security holds the app role to the org picked in the switcher. Each page names the policy action it
+    manages (`policy_action`): a role the policy refuses it sees no such page."""
 
     org_field = "organization"
+    policy_action = policy.Action.ADMIN_SITE
 
     def _is_org_admin(self, request):
-        return request.user.is_active and request.user.is_staff and admin_organization(request) is not None
+        return (request.user.is_active and request.user.is_staff and admin_organization(request) is not None
+                and policy.can(request, self.policy_action))
 
     def has_module_permission(self, request):
         return request.user.is_superuser or self._is_org_admin(request)
@@ -126,6 +130,7 @@ class OrganizationAdmin(OrgScopedAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedAdminMixin, OrgScopedAdmin):
+    policy_action = policy.Action.MEMBERS
     list_display = ["user", "role", "organization", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email"]
@@ -134,6 +139,7 @@ class MembershipAdmin(AuditedAdminMixin, OrgScopedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(AuditedAdminMixin, OrgScopedAdmin, APIKeyModelAdmin):
+    policy_action = policy.Action.API_KEYS
     list_display = ["name", "prefix", "organization", "created", "last_used_at", "revoked"]
     search_fields = ["name", "prefix"]
 
@@ -147,6 +153,7 @@ class ApiKeyAdmin(AuditedAdminMixin, OrgScopedAdmin, APIKeyModelAdmin):
 class AuditEntryAdmin(OrgScopedAdmin):
     """Read-only: the log is a record of what happened."""
 
+    policy_action = policy.Action.AUDIT_LOG
     list_display = ["time", "actor_label", "action", "object_type", "object_label"]
     list_filter = ["action", "object_type"]
     search_fields = ["actor_label", "object_label", "object_id"]

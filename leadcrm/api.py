@@ -10,13 +10,19 @@ from drf_spectacular.utils import OpenApiResponse, inline_serializer
 from rest_framework import exceptions, serializers, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
+from .errors import DomainError, Invalid
 from .models import IdempotencyRecord
-from .permissions import IsOrgWideMember
+from .policy import Allowed
 
 
 def exception_handler(exc, context):
-    """Validation errors as {"errors": {field: [messages]}}; everything else as {"detail": ...}."""
+    """Every error answer carries a stable `code` beside the human text: invalid input as
+    {"errors": {field: [messages]}, "code": …}, anything else as {"detail": …, "code": …}."""
+    if isinstance(exc, DomainError):
+        set_rollback()  # as DRF does for its own errors: an atomic request keeps nothing of a refused one
+        return Response(error_body(exc), status=exc.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
@@ -26,8 +32,21 @@ def exception_handler(exc, context):
         data = exc.detail
         if isinstance(data, list):
             data = {"non_field_errors": data}
-        response.data = {"errors": data}
+        response.data = {"errors": data, "code": Invalid.default_code}
+    else:
+        codes = exc.get_codes()
+        # Only validation errors carry a dict of codes; any other error has the one its detail was made with.
+        code = codes if isinstance(codes, str) else exc.default_code
+        detail = response.data.get("detail") if isinstance(response.data, dict) else response.data
+        response.data = {"detail": detail, "code": code}
     return response
+
+
+def error_body(exc: DomainError) -> dict:
+    """The JSON answer to a refused service call. Invalid input keeps the field-by-field shape clients read."""
+    if isinstance(exc, Invalid):
+        return {"errors": exc.errors or {"non_field_errors": [exc.message]}, "code": exc.code}
+    return {"detail": exc.message, "code": exc.code}
 
 
 MAX_JSON_DEPTH = 10
@@ -101,21 +120,16 @@ def _copy_field(field):
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
 
 
-class Conflict(exceptions.APIException):
-    """409: the request is well formed, but the state of things refuses it (`detail` says why)."""
-
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
-
-
-# How a 409 looks in the OpenAPI schema.
-CONFLICT_RESPONSE = OpenApiResponse(inline_serializer("Conflict", {"detail": serializers.CharField()}),
-                                    description="Refused; `detail` says why.")
+# How an error answer looks in the OpenAPI schema.
+CONFLICT_RESPONSE = OpenApiResponse(
+    inline_serializer("Conflict", {"detail": serializers.CharField(), "code": serializers.CharField()}),
+    description="Refused; `detail` says why, `code` (e.g. `conflict`, `stage_not_allowed`) says it to programs.")
 
 
 class IdempotencyConflict(exceptions.APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_detail = "This Idempotency-Key was already used with a different request."
+    default_code = "idempotency_key_reused"
 
 
 def idempotent(handler):
@@ -164,9 +178,10 @@ def idempotent(handler):
 
 
 class OrgScopedViewSet(viewsets.GenericViewSet):
-    """Every queryset starts from the request's organization: another org's object is a 404."""
+    """Every queryset starts from the request's organization: another org's object is a 404. Subclasses name the
+    policy action they need (`policy_action`, and `policy_actions` per viewset action where they differ)."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
     filterset_class = None
     search_fields: list[str] = []
     ordering_fields = ["created_at"]

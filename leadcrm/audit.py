@@ -147,6 +147,16 @@ def user_of(actor):
     return None if actor is None or isinstance(actor, ApiKey) else actor
 
 
+def actor_fields(actor) -> dict:
+    """The columns that name who did a recorded change (an activity, an assignment): the user, or — a key being
+    no user — the key by name (`actor` may also be that name already, as events carry it)."""
+    if isinstance(actor, ApiKey):
+        return {"actor": None, "actor_label": actor_label(actor)}
+    if isinstance(actor, str):
+        return {"actor": None, "actor_label": actor}
+    return {"actor": actor, "actor_label": ""}
+
+
 def actor_label(actor) -> str:
     if actor is None:
         return "system"

@@ -5,12 +5,16 @@ import zoneinfo
 from urllib.parse import unquote
 
 from django.conf import settings
+from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from . import rls, tenancy
+from .errors import DomainError, Forbidden, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +53,8 @@ class BodySizeLimitMiddleware:
 
     @staticmethod
     def _too_large(limit):
-        return JsonResponse({"detail": f"Request body is larger than {limit} bytes."}, status=413)
+        return JsonResponse({"detail": f"Request body is larger than {limit} bytes.", "code": "too_large"},
+                            status=413)
 
 
 class ActiveOrganizationMiddleware:
@@ -110,11 +115,52 @@ class DatabaseUnavailableMiddleware:
         return database_unavailable(request, exception)
 
 
+class DomainErrorMiddleware:
+    """Browser answers to a refused service call, so views need not catch what they cannot do better.
+
+    A view that has a form to show the errors in still catches them itself; everything else ends here. The API
+    is DRF's (`leadcrm.api.exception_handler`) and is left alone."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, DomainError) or request.path.startswith("/api/"):
+            return None
+        if isinstance(exception, NotFound):
+            raise Http404(exception.message)
+        if isinstance(exception, Forbidden) or request.method in ("GET", "HEAD"):
+            # A refusal is a 403 here as in the API (leadcrm/policy.py); a GET has no page to go back to.
+            return render(request, "domain_error.html", {"error": exception}, status=exception.status)
+        for message in exception.messages:
+            messages.error(request, message)
+        back = _back_url(request)
+        if request.htmx:  # htmx would swap the redirected page into a fragment: have it load the page instead
+            response = HttpResponse(status=exception.status)
+            response["HX-Redirect"] = back
+            return response
+        return redirect(back)
+
+
+def _back_url(request) -> str:
+    """Where the form asked to return to (`next`), else the page it was posted from, when either is one of ours;
+    else the start page."""
+    for target in (request.POST.get("next", ""), request.META.get("HTTP_REFERER", "")):
+        if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                      require_https=request.is_secure()):
+            return target
+    return "/"
+
+
 def database_unavailable(request, exception) -> HttpResponse:
     """The 503 answer for a request whose database connection broke."""
     logger.warning("database unavailable during %s %s: %s", request.method, request.path, exception)
     if request.path.startswith("/api/"):
-        response = JsonResponse({"detail": "The database is unavailable. Nothing was saved; try again."}, status=503)
+        response = JsonResponse({"detail": "The database is unavailable. Nothing was saved; try again.",
+                                 "code": "database_unavailable"}, status=503)
     else:
         response = HttpResponse(
             "<!doctype html><title>Try again</title><h1>Try again in a moment</h1>"

@@ -65,6 +65,9 @@ class ApiKey(AbstractAPIKey):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The key acts exactly like a member of this role (leadcrm/policy.py); never above its creator's. Keys made
+    # before keys had roles acted for the whole org, and stay admin keys.
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.ADMIN)
 
     objects = ApiKeyManager()
 

@@ -4,12 +4,13 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from . import audit, events
+from . import audit, events, policy
+from .errors import Conflict, Invalid
 from .models import ApiKey, AuditAction, Membership, Organization, Role
 
 
-class OrganizationExists(ValueError):
-    pass
+class OrganizationExists(Conflict):
+    default_code = "organization_exists"
 
 
 def get_or_create_user(*, email: str, password: str | None = None):
@@ -30,7 +31,7 @@ def get_or_create_user(*, email: str, password: str | None = None):
 def add_member(*, organization: Organization, email: str, password: str | None, role: str,
                actor=None) -> Membership:
     if role not in Role.values:
-        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+        raise Invalid(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.", code="unknown_role")
     user = get_or_create_user(email=email, password=password)
     if role == Role.ADMIN and not user.is_staff:
         user.is_staff = True  # org admins manage their org in Django admin
@@ -46,6 +47,27 @@ def add_member(*, organization: Organization, email: str, password: str | None, 
 
 
 @transaction.atomic
+def change_role(*, membership: Membership, role: str, actor=None) -> Membership:
+    """Give a member another role (audited). The org keeps at least one admin."""
+    if role not in Role.values:
+        raise ValueError(f"Unknown role {role!r}; use one of {', '.join(Role.values)}.")
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    if membership.role == Role.ADMIN and not Membership.objects.for_org(membership.organization_id).filter(
+            role=Role.ADMIN).exclude(pk=membership.pk).exists():
+        raise ValueError("The organization needs at least one admin: make someone else admin first.")
+    before = audit.snapshot(membership)
+    membership.role = role
+    membership.save(update_fields=["role"])
+    if role == Role.ADMIN and not membership.user.is_staff:
+        membership.user.is_staff = True  # as add_member: org admins work in Django admin too
+        membership.user.save(update_fields=["is_staff"])
+    audit.record_save(organization=membership.organization, actor=actor, obj=membership, before=before)
+    return membership
+
+
+@transaction.atomic
 def create_organization(*, slug: str, name: str, owner_email: str, owner_password: str | None) -> Organization:
     if Organization.objects.filter(slug=slug).exists():
         raise OrganizationExists(f"An organization with slug {slug!r} already exists.")
@@ -56,10 +78,16 @@ def create_organization(*, slug: str, name: str, owner_email: str, owner_passwor
 
 
 @transaction.atomic
-def create_api_key(*, organization: Organization, name: str, created_by=None, actor=None) -> tuple[ApiKey, str]:
+def create_api_key(*, organization: Organization, name: str, role: str = Role.ADMIN, created_by=None, actor=None,
+                   grantor_role: str | None = None) -> tuple[ApiKey, str]:
     """Returns the key row and the plain key, which is shown once and never stored. `actor` defaults to
-    `created_by` (an API key may create another: then it is the actor)."""
-    api_key, plain = ApiKey.objects.create_key(organization=organization, name=name, created_by=created_by)
+    `created_by` (an API key may create another: then it is the actor). A key made for a member or a key
+    (`grantor_role`) can do nothing that role cannot; commands and seeding pass none."""
+    problem = policy.grant_problem(role, grantor_role)
+    if problem:
+        raise ValueError(problem)
+    api_key, plain = ApiKey.objects.create_key(organization=organization, name=name, created_by=created_by,
+                                               role=role)
     audit.record_save(organization=organization, actor=actor or created_by, obj=api_key, before=None)
     return api_key, plain
 

@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "leadcrm.middleware.ActiveOrganizationMiddleware",
     "leadcrm.middleware.ViewerTimezoneMiddleware",
+    "leadcrm.middleware.DomainErrorMiddleware",
     "leadcrm.middleware.DatabaseUnavailableMiddleware",
 ]
 
@@ -177,6 +178,8 @@ TRACKING_RATE_LIMIT = os.environ.get("TRACKING_RATE_LIMIT", "600/m")
 # Failed logins (browser and admin): per address, and per account whatever the address.
 LOGIN_FAILURES_PER_IP = os.environ.get("LOGIN_FAILURES_PER_IP", "30/15m")
 LOGIN_FAILURES_PER_ACCOUNT = os.environ.get("LOGIN_FAILURES_PER_ACCOUNT", "5/15m")
+PASSWORD_RESET_PER_IP = os.environ.get("PASSWORD_RESET_PER_IP", "10/h")  # reset requests, known email or not
+PASSWORD_RESET_PER_ACCOUNT = os.environ.get("PASSWORD_RESET_PER_ACCOUNT", "3/h")
 RATELIMIT_VIEW = "leads.views.rate_limited"
 
 REST_FRAMEWORK = {
@@ -184,7 +187,7 @@ REST_FRAMEWORK = {
         "leadcrm.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["leadcrm.permissions.HasOrganization"],
+    "DEFAULT_PERMISSION_CLASSES": ["leadcrm.policy.Allowed"],
     "DEFAULT_PARSER_CLASSES": ["leadcrm.parsers.JSONParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",

@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.http import Http404
 
 from . import rls
-from .models import Membership, Organization, Role
+from .models import Membership, Organization
 
 SESSION_KEY = "active_organization_id"
 
@@ -75,11 +75,3 @@ def switch_organization(request, organization_id) -> Organization:
     rls.set_organization(choice.organization_id)
     request.session[SESSION_KEY] = str(choice.organization_id)
     return choice.organization
-
-
-def has_role(request, *roles: str) -> bool:
-    membership = getattr(request, "membership", None)
-    return membership is not None and membership.role in roles
-
-
-ORG_WIDE_ROLES = (Role.ADMIN, Role.MANAGER, Role.MARKETER)

@@ -1,11 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
 
 from campaigns import api as campaigns_api
-from leadcrm import login_throttle
+from leadcrm import login_throttle, urlids
 from leadcrm import views as core_views
 from leads import api as leads_api
 from nurturing import api as nurturing_api
@@ -14,7 +13,7 @@ from routing import api as routing_api
 from scoring import api as scoring_api
 from webhooks import api as webhooks_api
 
-router = DefaultRouter()
+router = urlids.Router()
 router.register("leads", leads_api.LeadViewSet, basename="lead")
 router.register("activities", leads_api.ActivityViewSet, basename="activity")
 router.register("forms", leads_api.FormViewSet, basename="form")
@@ -45,12 +44,13 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", login_throttle.with_retry_after(
         auth_views.LoginView.as_view(authentication_form=login_throttle.ThrottledAuthenticationForm)), name="login"),
+    path("accounts/password_reset/", login_throttle.with_retry_after(
+        login_throttle.ThrottledPasswordResetView.as_view()), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("api/v1/ping/", core_views.ping, name="api-ping"),
     # The error report keeps its file-like name without the router's trailing slash.
-    # Any id (a malformed one is the view's JSON 404, not a redirect to the router's trailing-slash route).
-    path("api/v1/imports/<str:pk>/errors.csv",
+    re_path(rf"^api/v1/imports/(?P<pk>{urlids.UUID})/errors\.csv$",
          leads_api.ImportViewSet.as_view({"get": "errors_csv"}, **leads_api.ImportViewSet.errors_csv.kwargs),
          name="import-errors-csv"),
     path("api/v1/leads/<uuid:pk>/score/", scoring_api.LeadScoreView.as_view(), name="lead-score"),

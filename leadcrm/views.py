@@ -15,41 +15,15 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import audit, services, tenancy
+from . import audit, policy, services, tenancy, urlids
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .filters import AuditFilter
-from .models import ApiKey, AuditAction, AuditEntry, Role
+from .forms import ApiKeyForm, RoleForm
+from .models import ApiKey, AuditAction, AuditEntry, Membership, Role
 from .pagination import CreatedCursorPagination
 from .paging import keyset_page
-from .permissions import HasOrganization, IsOrgAdmin
-
-
-def org_member_required(view):
-    """Browser views: signed in, with an active organization (else a page that says what to do)."""
-
-    @login_required
-    def wrapper(request, *args, **kwargs):
-        if request.organization is None:
-            return render(request, "no_organization.html", status=403)
-        return view(request, *args, **kwargs)
-
-    wrapper.__name__ = view.__name__
-    return wrapper
-
-
-def role_required(*roles):
-    def decorator(view):
-        @org_member_required
-        def wrapper(request, *args, **kwargs):
-            if request.membership.role not in roles:
-                raise Http404()
-            return view(request, *args, **kwargs)
-
-        wrapper.__name__ = view.__name__
-        return wrapper
-
-    return decorator
+from .policy import Action, Allowed, allowed
 
 
 @require_GET
@@ -84,11 +58,14 @@ def healthz(request):
 @extend_schema(responses=inline_serializer("Ping", {"ok": serializers.BooleanField(),
                                                   "organization": serializers.CharField()}))
 @api_view(["GET"])
-@permission_classes([HasOrganization])
+@permission_classes([Allowed])
 def ping(request):
     """Check a key: answers which organization it acts for. Also the trivial endpoint the capture
     benchmark measures against, so keep it free of work beyond authentication."""
     return Response({"ok": True, "organization": request.organization.slug})
+
+
+ping.cls.policy_action = Action.WORK_LEADS  # any member or key of the org
 
 
 # URL names only: leadcrm knows nothing of the apps that serve these pages.
@@ -115,24 +92,36 @@ def switch_org(request):
     return redirect(target)
 
 
-@role_required(Role.ADMIN, Role.MANAGER, Role.MARKETER)
+def keys_of(principal, organization):
+    """The keys a principal sees and may revoke: every key of the org for those who manage members, else the
+    ones they created."""
+    keys = ApiKey.objects.for_org(organization).select_related("created_by")
+    if principal.can(Action.MEMBERS):
+        return keys
+    return keys.filter(created_by=principal.user) if principal.user is not None else keys.none()
+
+
+@allowed(Action.API_KEYS)
 def api_keys(request):
+    principal = policy.principal_of(request)
     new_key = None
-    if request.method == "POST":
-        name = request.POST.get("name", "").strip()
-        if not name or len(name) > 50:
-            messages.error(request, "Give the key a name of at most 50 characters.")
-        else:
-            _, new_key = services.create_api_key(organization=request.organization, name=name,
-                                                 created_by=request.user)
-    keys = ApiKey.objects.for_org(request.organization).select_related("created_by").order_by("-created")
-    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key})
+    form = ApiKeyForm(request.POST or None, grantor_role=principal.role)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        api_key, new_key = services.create_api_key(organization=request.organization, name=data["name"],
+                                                   role=data["role"], created_by=request.user,
+                                                   grantor_role=principal.role)
+        messages.success(request, f"Key “{api_key.name}” created with the role {api_key.get_role_display()}.")
+        form = ApiKeyForm(grantor_role=principal.role)
+    keys = keys_of(principal, request.organization).order_by("-created")
+    return render(request, "api_keys.html", {"keys": keys, "new_key": new_key, "form": form},
+                  status=400 if form.errors else 200)
 
 
-@role_required(Role.ADMIN, Role.MANAGER, Role.MARKETER)
+@allowed(Action.API_KEYS)
 @require_POST
 def revoke_api_key(request, prefix):
-    api_key = get_object_or_404(ApiKey.objects.for_org(request.organization), prefix=prefix)
+    api_key = get_object_or_404(keys_of(policy.principal_of(request), request.organization), prefix=prefix)
     services.revoke_api_key(api_key=api_key, actor=request.user)
     messages.success(request, f"Key “{api_key.name}” revoked.")
     return redirect("api-keys")
@@ -143,9 +132,23 @@ class ApiKeySerializer(StrictModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["prefix", "name", "created", "last_used_at", "revoked", "expiry_date", "key"]
-        read_only_fields = ["prefix", "created", "last_used_at", "revoked", "key"]
-        extra_kwargs = {"name": {"required": True}}  # the model's default of None would let it be left out
+        fields = ["prefix", "name", "role", "created_by", "created", "last_used_at", "revoked", "expiry_date", "key"]
+        read_only_fields = ["prefix", "created_by", "created", "last_used_at", "revoked", "key"]
+        extra_kwargs = {"name": {"required": True},  # the model's default of None would let it be left out
+                        "role": {"required": False, "help_text": "What the key may do (leadcrm/policy.py); at "
+                                 "most its creator's role, which is the default."}}
+
+    created_by = serializers.SerializerMethodField(help_text="Email of the member who created the key")
+
+    def get_created_by(self, obj) -> str | None:
+        return obj.created_by.email if obj.created_by else None
+
+    def validate(self, attrs):
+        cap = self.context["principal"].role
+        problem = policy.grant_problem(attrs.setdefault("role", cap), cap)
+        if problem:
+            raise serializers.ValidationError({"role": [problem]})
+        return attrs
 
     def get_key(self, obj) -> str | None:
         return self.context.get("plain_keys", {}).get(obj.prefix)
@@ -158,21 +161,30 @@ class ApiKeyPagination(CreatedCursorPagination):
 class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin, OrgScopedViewSet):
     """API keys of the organization; DELETE revokes."""
 
+    policy_action = Action.API_KEYS
     serializer_class = ApiKeySerializer
     pagination_class = ApiKeyPagination
     lookup_field = "prefix"
+    lookup_value_regex = urlids.KEY_PREFIX
     ordering_fields = ["created"]
     search_fields = ["name"]
 
     def get_queryset(self):
-        return ApiKey.objects.for_org(self.organization)
+        if self.organization is None:
+            return ApiKey.objects.none()
+        return keys_of(policy.principal_of(self.request), self.organization)
+
+    def get_serializer_context(self):
+        return {**super().get_serializer_context(), "principal": policy.principal_of(self.request)}
 
     def create(self, request):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        principal = policy.principal_of(request)
         api_key, plain = services.create_api_key(
             organization=request.organization, name=serializer.validated_data["name"],
-            created_by=request.user if request.user.is_authenticated else None, actor=audit.actor_of(request),
+            role=serializer.validated_data["role"], created_by=principal.user, actor=audit.actor_of(request),
+            grantor_role=principal.role,
         )
         data = ApiKeySerializer(api_key, context={"plain_keys": {api_key.prefix: plain}}).data
         return Response(data, status=status.HTTP_201_CREATED)
@@ -214,9 +226,9 @@ class AuditLogViewSet(mixins.ListModelMixin, OrgScopedViewSet):
     """Who changed scoring, routing, sequences, templates, API keys and memberships, with before/after
     (`changes`: `{field: [before, after]}`; a secret as `"changed"`). Org admins and API keys."""
 
+    policy_action = Action.AUDIT_LOG
     serializer_class = AuditEntrySerializer
     pagination_class = AuditPagination
-    permission_classes = [IsOrgAdmin]
     filterset_class = AuditFilter
     ordering_fields: list[str] = []
 
@@ -247,7 +259,7 @@ def change_rows(changes: dict) -> list[tuple[str, str, str]]:
     return rows
 
 
-@role_required(Role.ADMIN)
+@allowed(Action.AUDIT_LOG)
 def audit_log(request):
     filters = AuditFilter(request.GET, queryset=audit_entries(request.organization))
     queryset = filters.qs if filters.is_valid() else audit_entries(request.organization).none()
@@ -264,5 +276,32 @@ def audit_log(request):
 
 def not_found(request, exception):
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
     return defaults.page_not_found(request, exception)
+
+
+@allowed(Action.MEMBERS)
+def roles(request):
+    """The access policy, read-only, and each member's role, which an admin may change (audited)."""
+    memberships = (Membership.objects.for_org(request.organization).select_related("user")
+                   .order_by("user__email"))
+    errors = {}
+    if request.method == "POST":
+        raw = request.POST.get("membership", "")
+        membership = memberships.filter(pk=raw).first() if raw.isdigit() else None
+        if membership is None:
+            raise Http404()
+        form = RoleForm(request.POST)
+        if form.is_valid():
+            try:
+                services.change_role(membership=membership, role=form.cleaned_data["role"], actor=request.user)
+            except ValueError as exc:
+                errors[membership.pk] = str(exc)
+            else:
+                messages.success(request, f"{membership.user.email} is now {Role(form.cleaned_data['role']).label}.")
+                return redirect("roles")
+        else:
+            errors[membership.pk] = " ".join(form.errors.get("role", ["Choose a role."]))
+    return render(request, "roles.html", {
+        "memberships": memberships, "roles": Role.choices, "table": policy.table(), "errors": errors,
+    }, status=400 if errors else 200)

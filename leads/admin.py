@@ -2,9 +2,11 @@ import json
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.html import format_html
 
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
 
 from . import services
@@ -27,6 +29,7 @@ from .models import (
 
 @admin.register(Lead)
 class LeadAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.MANAGE_LEADS
     list_display = ["email", "first_name", "last_name", "company", "lifecycle_stage", "score", "grade", "owner",
                     "created_at"]
     list_filter = ["lifecycle_stage", "grade", "source_type"]
@@ -36,9 +39,26 @@ class LeadAdmin(OrgScopedAdmin):
     readonly_fields = ["fit_gained", "fit_lost", "behavior_gained", "behavior_lost", "fit_score", "behavior_score",
                        "score", "grade", "temperature", "created_at", "updated_at"]
 
+    def has_change_permission(self, request, obj=None):
+        # An erased lead is kept, anonymous, for reports: it can be viewed, not changed (the API answers 409).
+        # Without change permission the page is read-only, a POST to it is refused, and so are its inlines.
+        if obj is not None and obj.erased_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        if change:  # the same rule as every other way of changing a lead (e.g. a lead erased while the form was open)
+            stored = Lead.objects.get(pk=obj.pk)
+            try:
+                services.check_changeable(stored, form.changed_data)
+            except services.LeadErased as exc:
+                raise PermissionDenied(str(exc)) from None
+        super().save_model(request, obj, form, change)
+
 
 @admin.register(Activity)
 class ActivityAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.MANAGE_LEADS
     list_display = ["type", "lead", "occurred_at"]
     list_filter = ["type"]
     list_select_related = ["lead"]
@@ -51,11 +71,13 @@ class ActivityAdmin(OrgScopedAdmin):
 
 @admin.register(Form)
 class FormAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.FORMS
     list_display = ["name", "slug", "is_active", "created_at"]
 
 
 @admin.register(ImportJob)
 class ImportJobAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.IMPORTS
     list_display = ["filename", "status", "total_rows", "created_count", "merged_count", "failed_count",
                     "created_at"]
     exclude = ["content"]
@@ -179,6 +201,7 @@ class AccountAdminForm(forms.ModelForm):
 
 @admin.register(Account)
 class AccountAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.MANAGE_LEADS
     form = AccountAdminForm
     list_display = ["name", "industry", "country", "owner", "created_at"]
     list_select_related = ["owner"]
@@ -227,6 +250,7 @@ class DealAdminForm(forms.ModelForm):
 class DealAdmin(OrgScopedAdmin):
     """Deals are opened by converting a lead; here their terms change while open, and they can be closed."""
 
+    policy_action = policy.Action.MANAGE_LEADS
     form = DealAdminForm
     list_display = ["name", "account", "lead", "amount", "currency", "status", "expected_close", "closed_at"]
     list_filter = ["status", "currency"]
@@ -272,6 +296,7 @@ class SegmentAdminForm(forms.ModelForm):
 class SegmentAdmin(OrgScopedAdmin):
     """Names and descriptions; the conditions are built in the browser (or the API) and shown here as JSON."""
 
+    policy_action = policy.Action.SEGMENTS
     form = SegmentAdminForm
     list_display = ["name", "kind", "created_by", "updated_at"]
     list_filter = ["kind"]

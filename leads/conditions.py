@@ -36,6 +36,8 @@ from django.db.models.lookups import (
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from leadcrm.errors import Invalid
+
 from .models import ActivityType, Grade, LeadStatus, LifecycleStage, SourceType, Temperature
 
 TEXT, CHOICE, NUMBER, BOOL, DATE = "text", "choice", "number", "bool", "date"
@@ -87,12 +89,13 @@ CUSTOM_PREFIX = "custom_fields."
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 
 
-class ConditionError(ValueError):
+class ConditionError(Invalid):
     """A condition that cannot be used; `errors` maps a key of the condition to messages."""
 
+    default_code = "invalid_condition"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 class JsonNumber(Func):

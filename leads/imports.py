@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from leadcrm import events, locks, rls
 from leadcrm.csvutil import csv_response
+from leadcrm.errors import Conflict, Invalid, TooLarge
 
 from . import selectors, services
 from .models import (
@@ -341,17 +342,21 @@ def _split_name(value: str) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------------------
 
 
-class ImportRejected(Exception):
+class ImportRejected(Invalid):
     """The upload or mapping cannot be used; `errors` is {field: [messages]} for the user."""
 
-    def __init__(self, errors: dict, status: int = 400):
-        super().__init__(errors)
-        self.errors = errors
-        self.status = status
+    default_code = "invalid_import"
+
+    def __init__(self, errors: dict):
+        super().__init__(errors=errors)
 
 
-def _reject(message: str, field: str = "file", status: int = 400):
-    raise ImportRejected({field: [message]}, status=status)
+class ImportTooLarge(ImportRejected, TooLarge):
+    default_code = "file_too_large"
+
+
+def _reject(message: str, field: str = "file"):
+    raise ImportRejected({field: [message]})
 
 
 def decode(data: bytes) -> tuple[str, str]:
@@ -478,11 +483,13 @@ def create_import(*, organization_id, upload, created_by, mapping) -> ImportJob:
     """Check and store an uploaded CSV. With `mapping` (dict or JSON) it is validated and kept; without,
     the guessed mapping is stored for the user to review. The job waits in `mapping` until started."""
     limit = settings.MAX_IMPORT_BYTES
+    too_large = ImportTooLarge({"file": [f"The file is larger than {limit // (1024 * 1024)} MB; split it into "
+                                         "smaller files."]})
     if upload.size is not None and upload.size > limit:
-        _reject(f"The file is larger than {limit // (1024 * 1024)} MB; split it into smaller files.", status=413)
+        raise too_large
     data = upload.read(limit + 1)
     if len(data) > limit:
-        _reject(f"The file is larger than {limit // (1024 * 1024)} MB; split it into smaller files.", status=413)
+        raise too_large
     info = inspect_csv(data)
     headers = info["headers"]
     clean = guess_mapping(headers) if mapping in (None, "", {}) else validate_mapping(headers, mapping)
@@ -499,8 +506,8 @@ def set_mapping(*, job: ImportJob, mapping) -> ImportJob:
     updated = ImportJob.objects.for_org(job.organization_id).filter(pk=job.pk, status=ImportStatus.MAPPING)\
         .update(mapping=clean)
     if not updated:
-        _reject("This import has already started; its mapping can no longer change.", field="mapping",
-                status=409)
+        message = "This import has already started; its mapping can no longer change."
+        raise Conflict(message, errors={"mapping": [message]}, code="import_started")
     job.mapping = clean
     return job
 

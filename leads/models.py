@@ -276,6 +276,9 @@ class Activity(models.Model):
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # "API key <name>" when a key did it (a key is no user); empty for people and the system. The database
+    # default lets the set-based inserts (capture, import, sends) leave it out.
+    actor_label = models.CharField(max_length=300, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = OrgQuerySet.as_manager()

@@ -128,7 +128,7 @@ class ActivitySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Activity
-        fields = ["id", "lead", "type", "properties", "occurred_at", "actor", "created_at"]
+        fields = ["id", "lead", "type", "properties", "occurred_at", "actor", "actor_label", "created_at"]
 
 
 class ActivityInputSerializer(StrictSerializer):

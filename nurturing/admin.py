@@ -6,6 +6,7 @@ admin shows them and their versions, and deletes them through the service (refus
 
 from django.contrib import admin, messages
 
+from leadcrm import policy
 from leadcrm.admin import AuditedAdminMixin, OrgScopedAdmin
 
 from . import services
@@ -31,6 +32,7 @@ class TemplateVersionInline(admin.TabularInline):
 
 @admin.register(EmailTemplate)
 class EmailTemplateAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.NURTURE
     list_display = ["name", "folder", "organization", "updated_at"]
     search_fields = ["name"]
     readonly_fields = ["name", "folder", "created_at", "updated_at"]
@@ -52,8 +54,8 @@ class EmailTemplateAdmin(OrgScopedAdmin):
     def delete_model(self, request, obj):
         try:
             services.delete_template(template=obj, actor=request.user)
-        except services.TemplateRefused as exc:
-            messages.error(request, " ".join(m for ms in exc.errors.values() for m in ms))
+        except services.TemplateInUse as exc:
+            messages.error(request, str(exc))
 
     def delete_queryset(self, request, queryset):
         for template in queryset:
@@ -62,6 +64,7 @@ class EmailTemplateAdmin(OrgScopedAdmin):
 
 @admin.register(TemplateFolder)
 class TemplateFolderAdmin(AuditedAdminMixin, OrgScopedAdmin):
+    policy_action = policy.Action.NURTURE
     list_display = ["name", "organization"]
     search_fields = ["name"]
 

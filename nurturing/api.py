@@ -8,9 +8,11 @@ from rest_framework import exceptions, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit
-from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
+from leadcrm import audit, policy, urlids
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.errors import Conflict
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action, Allowed
 
 from . import rendering, selectors, services
 from .models import EmailTemplate, TemplateFolder
@@ -23,14 +25,6 @@ from .serializers import (
 )
 
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
-
-
-def _refused(exc) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
-
-
-def _conflict(exc) -> Conflict:
-    return Conflict(" ".join(message for messages in exc.errors.values() for message in messages))
 
 
 # ----------------------------------------------------------------------------------------------- templates
@@ -54,10 +48,7 @@ def render_preview(organization, data: dict, version=None) -> rendering.Rendered
     """Render posted content (parts not posted come from `version`) for the posted lead, or the sample lead."""
     lead = preview_lead(organization, data.get("lead"))
     parts = {part: data.get(part, getattr(version, part, "")) for part in rendering.PARTS}
-    try:
-        return rendering.preview(parts["subject"], parts["html"], parts["text"], lead=lead, organization=organization)
-    except rendering.TemplateProblem as exc:
-        raise _refused(exc) from None
+    return rendering.preview(parts["subject"], parts["html"], parts["text"], lead=lead, organization=organization)
 
 
 class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
@@ -65,6 +56,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     `{{ owner.signature }}`, `{{ unsubscribe_url }}`…), checked by the sandbox when saved. Each change of content
     saves a new version; `version` is the current one."""
 
+    policy_action = Action.NURTURE
     serializer_class = TemplateSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name"]
@@ -92,12 +84,9 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        try:
-            template = services.create_template(
-                organization_id=self.organization.pk, name=data["name"], subject=data["subject"], html=data["html"],
-                text=data["text"], folder=data.get("folder"), actor=audit.actor_of(request))
-        except (rendering.TemplateProblem, services.TemplateRefused) as exc:
-            raise _refused(exc) from None
+        template = services.create_template(
+            organization_id=self.organization.pk, name=data["name"], subject=data["subject"], html=data["html"],
+            text=data["text"], folder=data.get("folder"), actor=audit.actor_of(request))
         return self._answer(template, status.HTTP_201_CREATED)
 
     def update(self, request, *args, **kwargs):
@@ -107,12 +96,9 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         content = {part: data.get(part, getattr(template, f"current_{part}") or "") for part in rendering.PARTS}
-        try:
-            services.update_template(template=template, name=data.get("name"),
-                                     folder=data["folder"] if "folder" in data else services.UNCHANGED,
-                                     actor=audit.actor_of(request), **content)
-        except (rendering.TemplateProblem, services.TemplateRefused) as exc:
-            raise _refused(exc) from None
+        services.update_template(template=template, name=data.get("name"),
+                                 folder=data["folder"] if "folder" in data else services.UNCHANGED,
+                                 actor=audit.actor_of(request), **content)
         return self._answer(template)
 
     def partial_update(self, request, *args, **kwargs):
@@ -121,10 +107,7 @@ class TemplateViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScope
     @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a template and its versions; one that a sequence step sends is a 409 naming the sequences."""
-        try:
-            services.delete_template(template=self.get_object(), actor=audit.actor_of(request))
-        except services.TemplateRefused as exc:
-            raise _conflict(exc) from None
+        services.delete_template(template=self.get_object(), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=TemplateVersionSerializer(many=True))
@@ -164,8 +147,10 @@ class FolderCursorPagination(CreatedCursorPagination):
 class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Folders that group templates. Deleting one keeps its templates, outside any folder."""
 
+    policy_action = Action.NURTURE
     serializer_class = TemplateFolderSerializer
     pagination_class = FolderCursorPagination
+    lookup_value_regex = urlids.INT  # folders have integer ids
     search_fields = ["name"]
     ordering_fields = ["name"]
 
@@ -179,11 +164,8 @@ class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            folder = services.create_folder(organization_id=self.organization.pk,
-                                            name=serializer.validated_data["name"], actor=audit.actor_of(request))
-        except services.TemplateRefused as exc:
-            raise _refused(exc) from None
+        folder = services.create_folder(organization_id=self.organization.pk,
+                                        name=serializer.validated_data["name"], actor=audit.actor_of(request))
         return Response(self.get_serializer(self.get_queryset().get(pk=folder.pk)).data,
                         status=status.HTTP_201_CREATED)
 
@@ -192,11 +174,8 @@ class TemplateFolderViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer = self.get_serializer(data=request.data, partial=kwargs.get("partial", False))
         serializer.is_valid(raise_exception=True)
         if "name" in serializer.validated_data:
-            try:
-                services.rename_folder(folder=folder, name=serializer.validated_data["name"],
-                                       actor=audit.actor_of(request))
-            except services.TemplateRefused as exc:
-                raise _refused(exc) from None
+            services.rename_folder(folder=folder, name=serializer.validated_data["name"],
+                                   actor=audit.actor_of(request))
         return Response(self.get_serializer(self.get_queryset().get(pk=folder.pk)).data)
 
     def perform_destroy(self, instance):
@@ -211,9 +190,8 @@ from django.shortcuts import get_object_or_404  # noqa: E402
 from rest_framework import generics  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
 
-from leadcrm.permissions import IsOrgWideMember  # noqa: E402
 from leads.models import Lead, Segment  # noqa: E402
-from leads.services import UnknownLeads, leads_by_ids  # noqa: E402
+from leads.services import leads_by_ids  # noqa: E402
 
 from .models import Message, Sequence  # noqa: E402
 from .serializers import (  # noqa: E402
@@ -232,14 +210,11 @@ class EnrollmentCursorPagination(CreatedCursorPagination):
     ordering = "-enrolled_at"
 
 
-def _sequence_errors(exc: services.SequenceError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
-
-
 class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Drip sequences: ordered steps (email, wait, branch, update, notify the owner), how leads enter (a segment,
     a form, a stage, or by hand) and leave (stages, a condition; unsubscribing and bouncing always)."""
 
+    policy_action = Action.NURTURE
     serializer_class = SequenceSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["name"]
@@ -256,11 +231,8 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         data = {key: value for key, value in request.data.items() if key in serializer.validated_data}
         data.update({key: serializer.validated_data[key] for key in ("name", "active", "allow_reenrollment")
                      if key in serializer.validated_data})
-        try:
-            sequence = services.save_sequence(organization_id=self.organization.pk, data=data, instance=instance,
-                                              actor=audit.actor_of(request))
-        except services.SequenceError as exc:
-            raise _sequence_errors(exc) from None
+        sequence = services.save_sequence(organization_id=self.organization.pk, data=data, instance=instance,
+                                          actor=audit.actor_of(request))
         return self.get_serializer(self.get_queryset().get(pk=sequence.pk)).data
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
@@ -283,7 +255,8 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         """Delete a sequence that never sent email; one that did is a 409 (deactivate it: its history stays)."""
         sequence = self.get_object()
         if Message.objects.for_org(self.organization).filter(enrollment__sequence=sequence).exists():
-            raise Conflict("This sequence has sent email; deactivate it instead so its results stay.")
+            raise Conflict("This sequence has sent email; deactivate it instead so its results stay.",
+                           code="sequence_has_sent")
         services.delete_sequence(sequence=sequence, actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -305,10 +278,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
                 raise exceptions.ValidationError({"segment": ["No such segment in this organization."]})
             enrolled = services.enroll(sequence=sequence, segment=segment, enrolled_by=by)
         else:
-            try:
-                leads = leads_by_ids(self.organization.pk, data["leads"])
-            except UnknownLeads as exc:
-                raise exceptions.ValidationError({"leads": [str(exc)]}) from None
+            leads = leads_by_ids(self.organization.pk, data["leads"])
             enrolled = services.enroll(sequence=sequence, leads=leads, enrolled_by=by)
         return Response({"enrolled": enrolled})
 
@@ -327,7 +297,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return self.get_paginated_response(EnrollmentSerializer(page, many=True).data)
 
     @extend_schema(request=ExitSerializer, responses={200: EnrollmentSerializer, 409: CONFLICT_RESPONSE})
-    @action(detail=True, methods=["post"], url_path=r"enrollments/(?P<enrollment_id>[0-9a-fA-F-]+)/exit",
+    @action(detail=True, methods=["post"], url_path=rf"enrollments/(?P<enrollment_id>{urlids.UUID})/exit",
             url_name="enrollment-exit", filter_backends=[], pagination_class=None)
     def exit_enrollment(self, request, pk=None, enrollment_id=None):
         """Take one lead out of the sequence by hand, e.g. because they replied (`reason`, default "replied")."""
@@ -336,7 +306,7 @@ class SequenceViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         serializer = ExitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         if not services.exit_enrollment(enrollment=enrollment, reason=serializer.validated_data["reason"]):
-            raise Conflict(f"This enrolment already ended ({enrollment.status}).")
+            raise Conflict(f"This enrolment already ended ({enrollment.status}).", code="enrollment_ended")
         enrollment.refresh_from_db()
         return Response(EnrollmentSerializer(enrollment).data)
 
@@ -355,23 +325,25 @@ class MessageCursorPagination(CreatedCursorPagination):
 class LeadMessagesView(generics.ListAPIView):
     """`GET /api/v1/leads/{id}/messages/`: the emails of a lead with their status and tracking times."""
 
+    policy_action = Action.WORK_LEADS
     serializer_class = MessageSerializer
     pagination_class = MessageCursorPagination
     filter_backends = []
-
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Message.objects.none()
-        lead = get_object_or_404(Lead.objects.for_org(self.request.organization), pk=self.kwargs["pk"])
+        leads = policy.visible(policy.principal_of(self.request), Lead.objects.for_org(self.request.organization))
+        lead = get_object_or_404(leads, pk=self.kwargs["pk"])
         return selectors.lead_messages(self.request.organization.pk, lead)
 
 
 class EmailEventView(APIView):
     """`POST /api/v1/email-events/`: the mail provider reports a bounce or a complaint."""
 
-    permission_classes = [IsOrgWideMember]
+    policy_action = Action.NURTURE
+    permission_classes = [Allowed]
 
     @extend_schema(request=EmailEventSerializer, responses={200: inline_serializer("EmailEventResult", {
         "lead": serializers.UUIDField(), "event": serializers.CharField()})})
@@ -386,11 +358,8 @@ class EmailEventView(APIView):
             message_id = _message_id(data["message_id"])
             if message_id is None:
                 raise exceptions.NotFound("No such message.")
-        try:
-            lead = services.record_email_event(organization_id=request.organization.pk, event=data["event"],
-                                               message_id=message_id, email=data.get("email", ""))
-        except services.UnknownRecipient as exc:
-            raise exceptions.NotFound(str(exc)) from None
+        lead = services.record_email_event(organization_id=request.organization.pk, event=data["event"],
+                                           message_id=message_id, email=data.get("email", ""))
         return Response({"lead": str(lead.pk), "event": data["event"]})
 
 

@@ -14,6 +14,9 @@ from django.template import Context, Engine, Library, TemplateSyntaxError, defau
 from django.template.base import Lexer, Node, TextNode, TokenType, Variable, VariableNode
 from django.template.defaulttags import CommentNode, IfNode, TemplateLiteral
 
+from leadcrm.errors import Invalid
+from leadcrm.mailheaders import header_text
+
 PARTS = ("subject", "html", "text")
 MAX_SUBJECT = 300
 MAX_BODY = 200_000
@@ -68,12 +71,13 @@ class SandboxEngine(Engine):
 ENGINE = SandboxEngine(loaders=[], libraries={}, builtins=[], autoescape=True, debug=False, string_if_invalid="")
 
 
-class TemplateProblem(ValueError):
+class TemplateProblem(Invalid):
     """A template that cannot be saved or rendered; `errors` maps a part (subject, html, text) to messages."""
 
+    default_code = "invalid_template"
+
     def __init__(self, errors: dict[str, list[str]]):
-        self.errors = errors
-        super().__init__("; ".join(f"{part}: {' '.join(messages)}" for part, messages in errors.items()))
+        super().__init__(errors=errors)
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ def _render_parts(templates: dict, context: Mapping) -> Rendered:
     except Exception as exc:  # a filter that chokes on a value; reported, never a crash of the caller
         raise TemplateProblem({"html": [f"The template fails to render: {exc.__class__.__name__}: {exc}"]}) from exc
     # A subject is one header line: newlines from a merge field or the template must not start another header.
-    subject = " ".join(subject.split())[:MAX_SUBJECT]
+    subject = header_text(subject, MAX_SUBJECT)
     # Plain strings, not the engine's "safe" ones: shown in a page of the app, an email's HTML must be escaped.
     return Rendered(subject=subject, html=str.__str__(html), text=str.__str__(text))
 

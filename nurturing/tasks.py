@@ -1,11 +1,12 @@
 """Celery tasks of nurturing (thin: the work is in services). Routed to the `nurturing` queue."""
 
 from celery import shared_task
-from django.conf import settings
 from django.core.mail import send_mail
 from django.db import OperationalError
 from django.urls import reverse
 
+from leadcrm.links import site_url
+from leadcrm.mailheaders import header_text
 from leads.models import Lead
 
 from . import services
@@ -28,8 +29,8 @@ def notify_owner(organization_id, lead_id, sequence_id, message=""):
     sequence = Sequence.objects.for_org(organization_id).filter(pk=sequence_id).first()
     if lead is None or sequence is None or lead.owner is None or not lead.owner.email:
         return False
-    link = settings.SITE_URL.rstrip("/") + reverse("leads:detail", args=[lead.pk])
+    link = site_url(reverse("leads:detail", args=[lead.pk]))
     text = message or f"{lead} reached a step of the sequence “{sequence.name}” that asks you to follow up."
-    send_mail(subject=f"Follow up: {lead}"[:150], message=f"{text}\n\nOpen the lead: {link}\n", from_email=None,
-              recipient_list=[lead.owner.email])
+    send_mail(subject=header_text(f"Follow up: {lead}", 150), message=f"{text}\n\nOpen the lead: {link}\n",
+              from_email=None, recipient_list=[lead.owner.email])
     return True

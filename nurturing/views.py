@@ -6,14 +6,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from . import rendering, selectors, services
 from .forms import PreviewForm, TemplateForm
 from .views_sequences import with_percents
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.NURTURE)
 
 # ----------------------------------------------------------------------------------------------- templates
 
@@ -143,10 +142,9 @@ def template_delete(request, pk):
     if request.method == "POST":
         try:
             services.delete_template(template=template, actor=request.user)
-        except services.TemplateRefused as exc:
-            problems = [message for messages_ in exc.errors.values() for message in messages_]
+        except services.TemplateInUse as exc:
             return render(request, "nurturing/template_confirm_delete.html",
-                          {"template": template, "problems": problems}, status=409)
+                          {"template": template, "problems": exc.messages}, status=409)
         messages.success(request, f"Template “{template.name}” deleted.")
         return redirect("nurturing:templates")
     return render(request, "nurturing/template_confirm_delete.html", {"template": template})
@@ -164,8 +162,7 @@ def folder_edit(request, pk):
     try:
         services.rename_folder(folder=folder, name=request.POST.get("name", ""), actor=request.user)
     except services.TemplateRefused as exc:
-        messages.error(request, f"Folder “{folder.name}” not renamed: "
-                                + " ".join(m for ms in exc.errors.values() for m in ms))
+        messages.error(request, f"Folder “{folder.name}” not renamed: " + " ".join(exc.messages))
     else:
         messages.success(request, f"Folder renamed to “{folder.name}”.")
     return redirect("nurturing:templates")

@@ -5,10 +5,9 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from leadcrm.models import Role
+from leadcrm import policy
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required, role_required
+from leadcrm.policy import Action, allowed
 from leads import selectors as lead_selectors
 from leads import services as lead_services
 from leads.models import LifecycleStage, Segment
@@ -29,7 +28,7 @@ from .forms_sequences import (
 )
 from .models import EmailTemplate, EnrollmentStatus, Sequence, StepType
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.NURTURE)
 LEAD_CARD_MESSAGES = 20
 RATES = ("open", "click", "bounce", "unsubscribe")
 
@@ -205,15 +204,12 @@ def enrollment_exit(request, pk, enrollment_id):
 
 
 def _visible_lead(request, pk):
-    queryset = lead_selectors.leads_for(request.organization)
-    if request.membership.role == Role.REP:
-        queryset = queryset.filter(owner=request.user)  # as on the lead page: a rep sees their own leads
-    return get_object_or_404(queryset, pk=pk)
+    return get_object_or_404(policy.visible_to(request, lead_selectors.leads_for(request.organization)), pk=pk)
 
 
 def _lead_card(request, lead, *, problem="", status=200):
     organization_id = request.organization.pk
-    can_manage = request.membership.role in ORG_WIDE_ROLES
+    can_manage = policy.can(request, Action.NURTURE)
     context = {
         "lead": lead, "can_manage": can_manage, "problem": problem,
         "lead_messages": list(selectors.lead_messages(organization_id, lead).order_by("-created_at", "-id")
@@ -225,7 +221,7 @@ def _lead_card(request, lead, *, problem="", status=200):
     return render(request, template, context, status=status)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def lead_card(request, pk):
     """The lead page's Emails card: the emails sent to the lead with what it did with them, and its sequences."""

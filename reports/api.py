@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm.permissions import IsOrgWideMember
+from leadcrm.policy import Action, Allowed
 from leads.models import Segment
 
 from . import selectors
@@ -76,7 +76,8 @@ def _breakdown(choices, default=None):
 class ReportView(APIView):
     """A report: validates the query, runs the selector, answers JSON or CSV."""
 
-    permission_classes = [IsOrgWideMember]
+    policy_action = Action.REPORTS
+    permission_classes = [Allowed]
     renderer_classes = [JSONRenderer, CSVRenderer]
     name = ""
     columns: list = []

@@ -15,13 +15,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from rest_framework import serializers
 
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 from leads.models import Segment
 
 from . import api, selectors
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.REPORTS)
 
 # name -> (title, what it shows, API view)
 REPORTS = {

@@ -6,6 +6,7 @@ Tenant-scoped through OrgScopedAdmin; forms are checked by the same services as 
 from django import forms
 from django.contrib import admin
 
+from leadcrm import policy
 from leadcrm.admin import AuditedAdminMixin, OrgScopedAdmin, admin_organization
 
 from . import services
@@ -34,6 +35,7 @@ class OrgForm(forms.ModelForm):
 
 
 class OrgFormAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.ROUTING
     def get_form(self, request, obj=None, **kwargs):
         form = super().get_form(request, obj, **kwargs)
         organization = admin_organization(request)

@@ -4,7 +4,6 @@ Configuration (reps, teams, assignment rules) is for API keys and org-wide membe
 leads from their teams' pools and log touches. A rep is named by their user id everywhere.
 """
 
-from django.contrib.auth import get_user_model
 from django.db import IntegrityError
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
@@ -16,12 +15,11 @@ from rest_framework import exceptions, generics, mixins, serializers, status, vi
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm import audit
-from leadcrm.api import CONFLICT_RESPONSE, Conflict, OrgScopedViewSet, idempotent
-from leadcrm.models import Role
+from leadcrm import audit, policy, urlids
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.errors import Conflict
 from leadcrm.pagination import CreatedCursorPagination
-from leadcrm.permissions import HasOrganization, IsOrgWideMember
-from leadcrm.tenancy import ORG_WIDE_ROLES
+from leadcrm.policy import Action, Allowed
 from leads import services as lead_services
 from leads.models import Lead, LifecycleStage
 from leads.serializers import ActivitySerializer
@@ -43,36 +41,6 @@ from .serializers import (
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
 
-class IsMemberSession(HasOrganization):
-    """A signed-in member acting as themselves: claiming a lead makes it *theirs*, which an API key has no self
-    to be."""
-
-    message = "Claim as a signed-in rep; an API key cannot claim leads."
-
-    def has_permission(self, request, view):
-        return super().has_permission(request, view) and request.auth is None
-
-
-class CanReassign(HasOrganization):
-    """API keys, admins and managers: the people who hand leads from one rep to another."""
-
-    def has_permission(self, request, view):
-        if not super().has_permission(request, view):
-            return False
-        return request.auth is not None or request.membership.role in (Role.ADMIN, Role.MANAGER)
-
-
-def _user(request):
-    return request.user if request.user.is_authenticated else None
-
-
-def _is_rep_session(request) -> bool:
-    """A session of a member whose role limits them to their own leads."""
-    return request.auth is None and request.membership.role not in ORG_WIDE_ROLES
-
-
-def _config_errors(exc: services.ConfigError) -> exceptions.ValidationError:
-    return exceptions.ValidationError(exc.errors)
 
 
 # ----------------------------------------------------------------------------------------------- reps
@@ -97,11 +65,12 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     """The routing profiles of the org's reps and managers, one per member (made when they join). The id is the
     rep's user id: the one a lead's `owner` and a rule's `action.rep` name."""
 
+    policy_action = Action.ROUTING
     serializer_class = RepSerializer
     pagination_class = RepCursorPagination
     lookup_field = "user_id"
     lookup_url_kwarg = "pk"
-    lookup_value_regex = r"[0-9]+"
+    lookup_value_regex = urlids.INT
     search_fields = ["user__email"]
     ordering_fields = ["created_at"]
 
@@ -119,10 +88,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
         data = dict(serializer.validated_data)
         if "working_hours" in data and data["working_hours"] is None:
             data["working_hours"] = {}
-        try:
-            services.update_rep(profile=profile, data=data, actor=audit.actor_of(request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
+        services.update_rep(profile=profile, data=data, actor=audit.actor_of(request))
         return Response(self.get_serializer(self.get_object()).data)
 
 
@@ -132,8 +98,10 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
 class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Teams of reps with a manager: what round robin, weighted, least-loaded and pool rules share leads in."""
 
+    policy_action = Action.ROUTING
     serializer_class = TeamSerializer
     pagination_class = CreatedCursorPagination
+    lookup_value_regex = urlids.INT  # teams have integer ids
     search_fields = ["name"]
     ordering_fields = ["created_at", "name"]
 
@@ -144,8 +112,6 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         try:
             team = services.save_team(organization_id=self.organization.pk, data=dict(serializer.validated_data),
                                       instance=instance, actor=audit.actor_of(self.request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
         except IntegrityError:  # a concurrent request took the name after the check
             raise exceptions.ValidationError({"name": ["Another team has this name."]}) from None
         return self.get_queryset().get(pk=team.pk)
@@ -169,10 +135,7 @@ class TeamViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, *args, **kwargs):
         """Delete a team; one that assignment rules still send leads to is a 409 naming them."""
-        try:
-            services.delete_team(team=self.get_object(), actor=audit.actor_of(request))
-        except services.ConfigError as exc:
-            raise Conflict(" ".join(message for messages in exc.errors.values() for message in messages)) from None
+        services.delete_team(team=self.get_object(), actor=audit.actor_of(request))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -187,8 +150,10 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     """Assignment rules, tried in `order` (the fallback last) when a lead is routed: the first whose condition or
     segment matches places the lead by its action."""
 
+    policy_action = Action.ROUTING
     serializer_class = RuleSerializer
     pagination_class = RuleCursorPagination
+    lookup_value_regex = urlids.INT  # rules have integer ids
     search_fields = ["name"]
     ordering_fields = ["order", "created_at", "name"]
 
@@ -196,11 +161,8 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return AssignmentRule.objects.for_org(self.organization).select_related("rep")
 
     def _save(self, serializer, instance=None):
-        try:
-            rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
-                                      instance=instance, actor=audit.actor_of(self.request))
-        except services.ConfigError as exc:
-            raise _config_errors(exc) from None
+        rule = services.save_rule(organization_id=self.organization.pk, data=dict(serializer.validated_data),
+                                  instance=instance, actor=audit.actor_of(self.request))
         return self.get_queryset().get(pk=rule.pk)
 
     @extend_schema(parameters=[IDEMPOTENCY_PARAMETER])
@@ -224,13 +186,16 @@ class AssignmentRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
 
 
 def _lead(request, pk, queryset=None) -> Lead:
-    return get_object_or_404(queryset if queryset is not None else Lead.objects.for_org(request.organization), pk=pk)
+    """A lead the request's principal may see (policy.visible), of `queryset` (default: the org's)."""
+    leads = queryset if queryset is not None else Lead.objects.for_org(request.organization)
+    return get_object_or_404(policy.visible(policy.principal_of(request), leads), pk=pk)
 
 
 class LeadRouteView(APIView):
     """`POST /api/v1/leads/{id}/route/`: route the lead now by the org's rules."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
+    policy_action = Action.ROUTE_LEADS
 
     @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT_RESPONSE})
     def post(self, request, pk):
@@ -238,20 +203,23 @@ class LeadRouteView(APIView):
         pool. A 409 when no rule can place it, or when the lead is past the open stages."""
         lead = _lead(request, pk)
         assignment = services.route_lead(organization_id=request.organization.pk, lead_id=lead.pk,
-                                         reason=AssignmentReason.ROUTE_NOW, actor=_user(request))
+                                         reason=AssignmentReason.ROUTE_NOW, actor=audit.actor_of(request))
         if assignment is None:
             lead.refresh_from_db(fields=["lifecycle_stage"])
             if lead.lifecycle_stage not in services.OPEN_STAGES:
                 stage = LifecycleStage(lead.lifecycle_stage).label
-                raise Conflict(f"This lead is {stage}: only open leads (subscriber to SQL) are routed.")
-            raise Conflict("No active assignment rule places this lead: add a rule that matches it, or a fallback.")
+                raise Conflict(f"This lead is {stage}: only open leads (subscriber to SQL) are routed.",
+                               code="lead_not_open")
+            raise Conflict("No active assignment rule places this lead: add a rule that matches it, or a fallback.",
+                           code="no_matching_rule")
         return Response(AssignmentSerializer(assignment).data)
 
 
 class LeadAssignmentsView(generics.ListAPIView):
     """`GET /api/v1/leads/{id}/assignments/`: every assignment, re-assignment, pooling and claim, newest first."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
+    policy_action = Action.WORK_LEADS
     serializer_class = AssignmentSerializer
     pagination_class = CreatedCursorPagination
     filter_backends = []
@@ -265,7 +233,8 @@ class LeadAssignmentsView(generics.ListAPIView):
 class LeadClaimView(APIView):
     """`POST /api/v1/leads/{id}/claim/`: a rep takes a lead waiting in one of their teams' pools."""
 
-    permission_classes = [IsMemberSession]
+    permission_classes = [Allowed]
+    policy_action = Action.CLAIM  # a person's act: claiming makes the lead theirs, which a key has no self to be
 
     @extend_schema(request=None, responses={200: AssignmentSerializer, 409: CONFLICT_RESPONSE})
     def post(self, request, pk):
@@ -273,33 +242,28 @@ class LeadClaimView(APIView):
         has it. A lead outside your teams' pools is a 404."""
         organization = request.organization
         your_teams = TeamMember.objects.for_org(organization).filter(rep__user=request.user).values("team_id")
-        lead = _lead(request, pk, Lead.objects.for_org(organization).filter(routing__team_id__in=your_teams))
-        try:
-            assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
-        except services.ClaimRefused as exc:
-            raise Conflict(str(exc)) from None
+        lead = get_object_or_404(Lead.objects.for_org(organization).filter(routing__team_id__in=your_teams), pk=pk)
+        assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
         return Response(AssignmentSerializer(assignment).data)
 
 
 class LeadTouchView(APIView):
     """`POST /api/v1/leads/{id}/touch/`: log a call, email, meeting or note; the first one stops the SLA clock."""
 
-    permission_classes = [HasOrganization]
+    permission_classes = [Allowed]
+    policy_action = Action.WORK_LEADS
 
     @extend_schema(request=TouchSerializer, responses={201: ActivitySerializer}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request, pk):
         """Log what was done with the lead, on its timeline. Reps may log only on leads they own."""
-        leads = Lead.objects.for_org(request.organization)
-        if _is_rep_session(request):
-            leads = leads.filter(owner=request.user)
-        lead = _lead(request, pk, leads)
+        lead = _lead(request, pk)
         serializer = TouchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         activity = lead_services.record_activity(
             organization_id=request.organization.pk, lead=lead, type=TOUCH_TYPES[data["type"]],
-            properties={"note": data["note"]}, actor=_user(request))
+            properties={"note": data["note"]}, actor=audit.actor_of(request))
         return Response(ActivitySerializer(activity).data, status=status.HTTP_201_CREATED)
 
 
@@ -315,7 +279,8 @@ ReassignResultSerializer = inline_serializer("ReassignResult", {
 class ReassignView(APIView):
     """`POST /api/v1/leads/reassign/`: hand leads to another rep (or to nobody) by hand."""
 
-    permission_classes = [CanReassign]
+    permission_classes = [Allowed]
+    policy_action = Action.REASSIGN
 
     @extend_schema(request=ReassignSerializer, responses=ReassignResultSerializer)
     def post(self, request):
@@ -334,7 +299,7 @@ class ReassignView(APIView):
         for lead_id in lead_ids:
             try:
                 assignment = services.reassign(organization_id=organization.pk, lead_id=lead_id,
-                                               rep_id=rep.user_id if rep else None, actor=_user(request))
+                                               rep_id=rep.user_id if rep else None, actor=audit.actor_of(request))
             except Lead.DoesNotExist:  # deleted meanwhile
                 results.append({"lead": lead_id, "status": 404, "detail": "No such lead."})
                 continue
@@ -348,7 +313,7 @@ class ReassignView(APIView):
 
 
 def _queue_owner(request):
-    """Whose queue the request reads: `?rep=` for API keys and org-wide members, always one's own for a rep."""
+    """Whose queue the request reads: one's own, or `?rep=` as selectors.queue_owner allows (as in the browser)."""
     raw = request.query_params.get("rep", "").strip()
     if not raw:
         if request.auth is not None:
@@ -356,11 +321,7 @@ def _queue_owner(request):
         return request.user
     if not raw.isdigit() or len(raw) > 18:
         raise exceptions.ValidationError({"rep": ["A rep's user id (a number)."]})
-    if _is_rep_session(request):
-        if int(raw) != request.user.pk:
-            raise exceptions.NotFound()
-        return request.user
-    user = get_user_model().objects.filter(pk=int(raw), memberships__organization=request.organization).first()
+    user = selectors.queue_owner(request.organization.pk, policy.principal_of(request), int(raw))
     if user is None:
         raise exceptions.NotFound()
     return user
@@ -369,7 +330,8 @@ def _queue_owner(request):
 class QueueView(APIView):
     """`GET /api/v1/queue/`: a rep's open leads, most overdue first, then hottest."""
 
-    permission_classes = [HasOrganization]
+    permission_classes = [Allowed]
+    policy_action = Action.WORK_LEADS
 
     @extend_schema(responses={200: QueueSerializer}, parameters=[OpenApiParameter(
         "rep", OpenApiTypes.INT, description="The rep's user id. Required with an API key; a rep signed in always "

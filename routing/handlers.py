@@ -23,9 +23,10 @@ def touch_on_stage(*, organization_id, lead_id, to_stage, **_):
         services.record_touch(organization_id=organization_id, lead_id=lead_id)
 
 
-def owner_edited(*, organization_id, lead_id, fields, actor_id=None, **_):
+def owner_edited(*, organization_id, lead_id, fields, actor_id=None, api_key="", **_):
     if "owner" in fields:
-        services.record_manual_owner_change(organization_id=organization_id, lead_id=lead_id, actor_id=actor_id)
+        services.record_manual_owner_change(organization_id=organization_id, lead_id=lead_id, actor_id=actor_id,
+                                            api_key=api_key)
 
 
 def profile_for_member(*, organization_id, role, **_):

@@ -8,6 +8,8 @@ from datetime import datetime, time, timedelta
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
+from leadcrm.errors import Invalid
+
 MAX_DAYS_AHEAD = 14  # a deadline further away than two weeks of one's own working days is not a deadline
 
 
@@ -16,10 +18,11 @@ def _timezone_names() -> frozenset[str]:
     return frozenset(available_timezones())  # reads the tz database from disk: once per process
 
 
-class HoursError(ValueError):
+class HoursError(Invalid):
+    default_code = "invalid_working_hours"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 def _parse_time(value, key: str) -> time:

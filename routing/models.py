@@ -198,6 +198,8 @@ class Assignment(models.Model):
     sla_due_at = models.DateTimeField(null=True, blank=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
+    actor_label = models.CharField(max_length=300, blank=True, default="", db_default="",
+                                   help_text='"API key <name>" when a key did it')
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = OrgQuerySet.as_manager()

@@ -1,9 +1,10 @@
 """Reads for distribution: the rep's queue, team pools, team load, and a lead's assignment history."""
 
+from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, F, IntegerField, Q, Value, When
 from django.utils import timezone
 
-from leadcrm.models import Role
+from leadcrm.policy import Action
 from leads.models import Lead, Temperature
 
 from .models import Assignment, AssignmentRule, Notification, RepProfile, Team, TeamMember
@@ -51,12 +52,29 @@ def notifications(organization_id, user, *, limit=20):
             .order_by("-created_at")[:limit])
 
 
-def teams_for(organization_id, user, role):
-    """The teams a member oversees: admins all of them, managers the ones they manage."""
+def teams_for(organization_id, principal):
+    """The teams a principal oversees: every team with ALL_QUEUES, those they manage with TEAM_QUEUES."""
     teams = Team.objects.for_org(organization_id).select_related("manager")
-    if role != Role.ADMIN:
-        teams = teams.filter(manager=user)
-    return teams
+    if principal.can(Action.ALL_QUEUES):
+        return teams
+    if not principal.can(Action.TEAM_QUEUES) or principal.user is None:
+        return teams.none()
+    return teams.filter(manager=principal.user)
+
+
+def queue_owner(organization_id, principal, user_id):
+    """The member whose queue `principal` asks for, if they may read it, else None — the one rule of the API and
+    the browser: one's own; with ALL_QUEUES any member's; with TEAM_QUEUES those of the teams one manages."""
+    own = principal.user if principal.user is not None and principal.user.pk == user_id else None
+    if own is not None and principal.can(Action.WORK_LEADS):
+        return own
+    members = get_user_model().objects.filter(pk=user_id, memberships__organization_id=organization_id)
+    if principal.can(Action.ALL_QUEUES):
+        return members.first()
+    if principal.can(Action.TEAM_QUEUES) and principal.user is not None:
+        overseen = TeamMember.objects.for_org(organization_id).filter(team__manager=principal.user)
+        return members.filter(pk__in=overseen.values("rep__user_id")).first()
+    return None
 
 
 def team_load(organization_id, teams, *, now=None) -> list[dict]:

@@ -219,7 +219,7 @@ class AssignmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Assignment
         fields = ["id", "lead", "rep", "rep_email", "previous_rep", "team", "rule", "rule_name", "strategy", "reason",
-                  "sla_due_at", "pooled", "actor", "created_at"]
+                  "sla_due_at", "pooled", "actor", "actor_label", "created_at"]
         read_only_fields = fields
 
     def get_rep_email(self, assignment) -> str | None:

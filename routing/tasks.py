@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from leadcrm import rls
+from leadcrm.links import site_url
+from leadcrm.mailheaders import header_text
 
 from . import services
 from .models import Notification
@@ -56,10 +58,12 @@ def email_notification(notification_id, organization_id=None):
                         .filter(pk=notification_id, emailed_at__isnull=True).first())
         if notification is None or not notification.user.email:
             return False
-        link = settings.SITE_URL.rstrip("/") + (
+        link = site_url(
             reverse("leads:detail", args=[notification.lead_id]) if notification.lead_id else reverse("queue"))
-        send_mail(subject=notification.message[:150], message=f"{notification.message}\n\nOpen it: {link}\n",
-                  from_email=None, recipient_list=[notification.user.email])
+        # The message names the lead, whose name may hold a line break: the subject takes it as one line.
+        send_mail(subject=header_text(notification.message, 150),
+                  message=f"{notification.message}\n\nOpen it: {link}\n", from_email=None,
+                  recipient_list=[notification.user.email])
         notification.emailed_at = timezone.now()
         notification.save(update_fields=["emailed_at"])
     return True

@@ -10,9 +10,8 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
-from leadcrm.models import Membership, Role
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required, role_required
+from leadcrm import policy
+from leadcrm.policy import Action, allowed
 from leads import services as lead_services
 from leads.models import ALLOWED_MOVES, STAGES_WITH_REASON, Lead, LifecycleStage
 from leads.selectors import leads_for
@@ -23,7 +22,6 @@ from .forms import QUEUE_MOVES, TOUCH_CHOICES, BulkForm, RepChoiceForm, StageFor
 from .models import AssignmentReason, LeadRouting, TeamMember
 from .services.notify import mark_read
 
-MANAGING_ROLES = (Role.ADMIN, Role.MANAGER)
 POOL_LIMIT = 200
 HISTORY_LIMIT = 50
 # Sent with every answer that changes someone's queue, so the badge in the navigation asks for news at once.
@@ -31,15 +29,9 @@ QUEUE_EVENT = "queue-changed"
 # htmx's answer code that stops a poll: the badge of a signed-out page stops asking.
 STOP_POLLING = 286
 
-managing = role_required(*MANAGING_ROLES)
-
-
 def _visible_leads(request):
-    """As on the lead pages: reps work on their own leads, the other roles on the whole org's."""
-    queryset = leads_for(request.organization)
-    if request.membership.role == Role.REP:
-        queryset = queryset.filter(owner=request.user)
-    return queryset
+    """As on the lead pages (policy.visible): reps work on their own leads, the other roles on the whole org's."""
+    return policy.visible_to(request, leads_for(request.organization))
 
 
 def _first_error(form) -> str:
@@ -57,28 +49,18 @@ def _safe_next(request, default: str) -> str:
 
 
 def _queue_owner(request, value):
-    """Whose queue is shown: the member's own, or (`?rep=<user id>`) a rep's, for that rep's manager or an admin.
-    Anyone else asking for another member's queue gets a 404, as for a lead of another org."""
+    """Whose queue is shown: the member's own, or (`?rep=<user id>`) another's as selectors.queue_owner allows —
+    the same rule as the API's. Anyone else's is a 404, as for a lead of another org."""
     if value in (None, ""):
         return request.user
     try:
         user_id = int(value)
     except (TypeError, ValueError):
         raise Http404() from None
-    if user_id == request.user.pk:
-        return request.user
-    organization_id = request.organization.pk
-    role = request.membership.role
-    if role == Role.ADMIN:
-        allowed = Membership.objects.filter(organization_id=organization_id, user_id=user_id)
-    elif role == Role.MANAGER:
-        allowed = TeamMember.objects.for_org(organization_id).filter(team__manager=request.user,
-                                                                      rep__user_id=user_id)
-    else:
+    owner = selectors.queue_owner(request.organization.pk, policy.principal_of(request), user_id)
+    if owner is None:
         raise Http404()
-    if not allowed.exists():
-        raise Http404()
-    return get_object_or_404(get_user_model(), pk=user_id)
+    return owner
 
 
 def _queue_url(owner_id=None) -> str:
@@ -108,7 +90,7 @@ def _row_context(request, owner) -> dict:
     other = owner.pk != request.user.pk
     return {
         "touch_choices": TOUCH_CHOICES, "queue_rep": owner.pk if other else None,
-        "can_reassign": request.membership.role in MANAGING_ROLES,
+        "can_reassign": policy.can(request, Action.REASSIGN),
     }
 
 
@@ -129,7 +111,7 @@ def _queue_page(request, owner, *, row_errors=None, status=200):
     return render(request, "routing/queue.html", context, status=status)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def queue(request):
     return _queue_page(request, _queue_owner(request, request.GET.get("rep")))
@@ -157,7 +139,7 @@ def _queue_row(request, lead, *, error="", notice="", status=200):
     return response
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_POST
 def lead_touch(request, pk):
     """Log a call, email, meeting or note from the queue: the first one stops the lead's SLA clock."""
@@ -171,7 +153,7 @@ def lead_touch(request, pk):
     return _queue_row(request, lead, notice=f"{dict(TOUCH_CHOICES)[kind]} logged for {lead}.")
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_POST
 def lead_stage(request, pk):
     """Accept (SAL), qualify (SQL), disqualify or recycle from the queue; a refused move says why in the row."""
@@ -201,7 +183,7 @@ def badge(request):
     return render(request, "routing/_badge.html", {"counts": counts})
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def notifications(request):
     """The member's latest notifications; the ones shown are read from now on (the badge stops saying new)."""
@@ -215,19 +197,19 @@ def notifications(request):
 
 def _pool_user(request):
     """Admins oversee every pool; reps and managers see the pools of their own teams."""
-    return None if request.membership.role == Role.ADMIN else request.user
+    return None if policy.can(request, Action.ALL_QUEUES) else request.user
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def pool(request):
     leads = list(selectors.pool(request.organization.pk, _pool_user(request))[:POOL_LIMIT])
     return render(request, "routing/pool.html", {
-        "leads": leads, "limit": POOL_LIMIT, "can_claim": request.membership.role in services.REP_ROLES,
+        "leads": leads, "limit": POOL_LIMIT, "can_claim": policy.can(request, Action.CLAIM),
     })
 
 
-@org_member_required
+@allowed(Action.CLAIM)
 @require_POST
 def claim(request, pk):
     """Take a lead from a pool. Of two reps clicking at once one gets it; the other is told who did (409)."""
@@ -252,23 +234,23 @@ def claim(request, pk):
 
 def _team_context(request) -> dict:
     organization_id = request.organization.pk
-    teams = list(selectors.teams_for(organization_id, request.user, request.membership.role))
+    teams = list(selectors.teams_for(organization_id, policy.principal_of(request)))
     rows = selectors.team_load(organization_id, teams)
     groups = [{"team": team, "rows": [row for row in rows if row["team"].pk == team.pk]} for team in teams]
-    return {"groups": groups, "is_admin": request.membership.role == Role.ADMIN}
+    return {"groups": groups, "is_admin": policy.can(request, Action.ALL_QUEUES)}
 
 
-@managing
+@allowed(Action.TEAM_QUEUES)
 @require_GET
 def team(request):
     return render(request, "routing/team.html", _team_context(request))
 
 
-@managing
+@allowed(Action.TEAM_QUEUES)
 @require_POST
 def rep_availability(request, user_id):
     """Pause a rep (no new leads) or let them take leads again."""
-    teams = selectors.teams_for(request.organization.pk, request.user, request.membership.role)
+    teams = selectors.teams_for(request.organization.pk, policy.principal_of(request))
     member = (TeamMember.objects.for_org(request.organization.pk).filter(team__in=teams, rep__user_id=user_id)
               .select_related("rep__user").first())
     if member is None:
@@ -285,7 +267,7 @@ def rep_availability(request, user_id):
 # --------------------------------------------------------------------------------------------- bulk actions
 
 
-@managing
+@allowed(Action.REASSIGN)
 @require_POST
 def bulk(request):
     """Leads ticked in a list (the lead list, a rep's queue): route them by the rules now, or re-assign them.
@@ -358,12 +340,11 @@ def _card_context(request, lead) -> dict:
     organization_id = request.organization.pk
     routing = (LeadRouting.objects.for_org(organization_id).filter(lead=lead).select_related("team", "rule")
                .first())
-    role = request.membership.role
     context = {
         "lead": lead, "routing": routing, "speed": speed_to_lead(lead, routing),
         "history": list(selectors.history(organization_id, lead)[:HISTORY_LIMIT]),
-        "can_route": role in ORG_WIDE_ROLES and lead.lifecycle_stage in services.OPEN_STAGES,
-        "can_reassign": role in MANAGING_ROLES, "now": timezone.now(),
+        "can_route": policy.can(request, Action.ROUTE_LEADS) and lead.lifecycle_stage in services.OPEN_STAGES,
+        "can_reassign": policy.can(request, Action.REASSIGN), "now": timezone.now(),
     }
     if context["can_reassign"]:
         context["reassign_form"] = RepChoiceForm(reps=selectors.assignable_reps(organization_id),
@@ -387,7 +368,7 @@ def _card_lead(request, pk, queryset=None):
     return get_object_or_404(queryset.select_related("owner"), pk=pk)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def lead_card(request, pk):
     """The lead page's Distribution card: owner, pool, SLA, speed to lead and the assignment history."""
@@ -401,7 +382,7 @@ def _after_card_action(request, lead, notice):
     return redirect("leads:detail", pk=lead.pk)
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.ROUTE_LEADS)
 @require_POST
 def lead_route(request, pk):
     lead = _card_lead(request, pk)
@@ -422,7 +403,7 @@ def lead_route(request, pk):
     return _after_card_action(request, lead, f"Routed: {lead} goes to {owner}.")
 
 
-@managing
+@allowed(Action.REASSIGN)
 @require_POST
 def lead_reassign(request, pk):
     lead = _card_lead(request, pk)

@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
 
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
 from leads.conditions import ALL_OPS, ConditionError
 from leads.models import ActivityType
@@ -58,6 +59,7 @@ class ScoringRuleAdminForm(forms.ModelForm):
 
 @admin.register(ScoringRule)
 class ScoringRuleAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.SCORING
     form = ScoringRuleAdminForm
     change_form_template = "admin/scoring/scoringrule/change_form.html"
     list_display = ["name", "kind", "points", "condition_text", "active", "organization"]
@@ -178,6 +180,7 @@ RECALCULATION_FIELDS = ("progress", "recalc_status", "recalc_done", "recalc_tota
 
 @admin.register(ScoringSettings)
 class ScoringSettingsAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.SCORING
     form = ScoringSettingsAdminForm
     list_display = ["__str__", "mql_score", "mql_min_grade", "decay_half_life_days", "recalc_status"]
     list_select_related = ["organization"]

@@ -7,9 +7,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from leadcrm import audit
+from leadcrm import audit, policy
 from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
-from leadcrm.permissions import IsOrgWideMember
+from leadcrm.policy import Action, Allowed
 from leads.conditions import ConditionError
 from leads.models import Lead
 
@@ -76,6 +76,7 @@ def draft_preview(organization_id, data: dict, replaces=None) -> dict:
 
 
 class ScoringRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    policy_action = Action.SCORING
     serializer_class = ScoringRuleSerializer
     ordering_fields = ["created_at", "name", "points"]
     search_fields = ["name"]
@@ -138,7 +139,8 @@ class ScoringSettingsSerializer(StrictModelSerializer):
 class ScoringSettingsView(APIView):
     """The org's bands, MQL threshold and decay. Changing them re-scores every lead in the background."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
 
     @extend_schema(responses=ScoringSettingsSerializer)
     def get(self, request):
@@ -186,10 +188,12 @@ def lead_score(lead) -> dict:
 class LeadScoreView(APIView):
     """`GET /api/v1/leads/{id}/score/`: why this lead has its score."""
 
-    permission_classes = [IsOrgWideMember]
+    permission_classes = [Allowed]
+    policy_action = Action.WORK_LEADS
 
     @extend_schema(responses=LeadScoreSerializer)
     def get(self, request, pk):
-        lead = get_object_or_404(Lead.objects.for_org(request.organization), pk=pk)
+        lead = get_object_or_404(
+            policy.visible(policy.principal_of(request), Lead.objects.for_org(request.organization)), pk=pk)
         return Response(lead_score(lead))
 

@@ -7,9 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from leadcrm.models import Role
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required, role_required
+from leadcrm import policy
+from leadcrm.policy import Action, allowed
 from leads.conditions import OPS_BY_KIND, ConditionError
 from leads.selectors import leads_for
 
@@ -22,7 +21,7 @@ POLL_SECONDS = 1
 # Sent with answers that queued a recalculation, so the progress bar on the page wakes up.
 RECALC_EVENT = "recalc-changed"
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.SCORING)
 
 
 def _rules(request):
@@ -211,14 +210,11 @@ def recalculation_status(request):
 # --------------------------------------------------------------------------------------------- lead page
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_GET
 def lead_panel(request, pk):
     """The lead page's Score panel: the numbers, each rule that contributed, and the score over time."""
-    queryset = leads_for(request.organization)
-    if request.membership.role == Role.REP:
-        queryset = queryset.filter(owner=request.user)  # as on the lead page: a rep sees their own leads
-    lead = get_object_or_404(queryset, pk=pk)
+    lead = get_object_or_404(policy.visible_to(request, leads_for(request.organization)), pk=pk)
     contributions = selectors.score_explanation(lead, services.load_config(request.organization.pk))
     history = selectors.score_history(lead)
     labels = [timezone.localtime(point["recorded_at"]).strftime("%Y-%m-%d %H:%M") for point in history]
@@ -230,7 +226,7 @@ def lead_panel(request, pk):
     context = {
         "lead": lead, "contributions": contributions, "history": history, "history_chart": chart,
         "history_chart_id": f"score-history-{lead.pk}",
-        "can_edit_rules": request.membership.role in ORG_WIDE_ROLES,
+        "can_edit_rules": policy.can(request, Action.SCORING),
     }
     template = "scoring/_lead_panel.html" if request.htmx else "scoring/lead_score.html"
     return render(request, template, context)

@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin
 
 from .models import Delivery, Endpoint
@@ -9,6 +10,7 @@ from .models import Delivery, Endpoint
 
 @admin.register(Endpoint)
 class EndpointAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.WEBHOOKS
     list_display = ["url", "events", "active", "created_at"]
     fields = ["url", "description", "events", "active"]
     readonly_fields = fields
@@ -19,6 +21,7 @@ class EndpointAdmin(OrgScopedAdmin):
 
 @admin.register(Delivery)
 class DeliveryAdmin(OrgScopedAdmin):
+    policy_action = policy.Action.WEBHOOKS
     list_display = ["message_id", "event_type", "status", "attempt_count", "next_attempt_at", "created_at"]
     list_filter = ["status", "event_type"]
     readonly_fields = ["endpoint", "message_id", "event_type", "lead_id", "payload", "status", "attempt_count",

@@ -5,8 +5,6 @@
 delivery of the same payload with a new message id), `…/{id}/rotate-secret/`.
 """
 
-import uuid
-
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -14,9 +12,10 @@ from rest_framework import exceptions, mixins, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit
+from leadcrm import audit, urlids
 from leadcrm.api import OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from . import selectors, services
 from .models import Delivery, Endpoint
@@ -31,16 +30,10 @@ from .serializers import (
 IDEMPOTENCY_PARAMETER = OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER)
 
 
-def _uuid_or_404(value):
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        raise exceptions.NotFound() from None
-
-
 class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
     """Endpoints that receive signed deliveries of the events they choose."""
 
+    policy_action = Action.WEBHOOKS
     serializer_class = EndpointSerializer
     pagination_class = CreatedCursorPagination
     search_fields = ["url", "description"]
@@ -52,7 +45,7 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         return selectors.endpoints(self.organization)
 
     def _endpoint(self, pk) -> Endpoint:
-        return get_object_or_404(selectors.endpoints(self.organization), pk=_uuid_or_404(pk))
+        return get_object_or_404(selectors.endpoints(self.organization), pk=pk)
 
     @extend_schema(request=EndpointSerializer, responses={201: EndpointCreatedSerializer},
                    parameters=[IDEMPOTENCY_PARAMETER])
@@ -61,22 +54,16 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
         """Register an endpoint; the answer carries its signing `secret`, shown only here."""
         serializer = EndpointSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            endpoint = services.create_endpoint(organization_id=self.organization.pk, actor=audit.actor_of(request),
-                                                data=dict(serializer.validated_data))
-        except services.EndpointError as exc:
-            raise exceptions.ValidationError(exc.errors) from None
+        endpoint = services.create_endpoint(organization_id=self.organization.pk, actor=audit.actor_of(request),
+                                            data=dict(serializer.validated_data))
         return Response(EndpointCreatedSerializer(endpoint).data, status=status.HTTP_201_CREATED)
 
     def partial_update(self, request, pk=None):
         endpoint = self._endpoint(pk)
         serializer = EndpointSerializer(endpoint, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        try:
-            endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data),
-                                                actor=audit.actor_of(request))
-        except services.EndpointError as exc:
-            raise exceptions.ValidationError(exc.errors) from None
+        endpoint = services.update_endpoint(endpoint=endpoint, data=dict(serializer.validated_data),
+                                            actor=audit.actor_of(request))
         return Response(EndpointSerializer(endpoint).data)
 
     def destroy(self, request, pk=None):
@@ -111,13 +98,13 @@ class WebhookViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScoped
 
     @extend_schema(request=None, responses={201: DeliveryDetailSerializer},
                    parameters=[OpenApiParameter("delivery_id", OpenApiTypes.UUID, OpenApiParameter.PATH)])
-    @action(detail=True, methods=["post"], url_path=r"deliveries/(?P<delivery_id>[^/.]+)/replay",
+    @action(detail=True, methods=["post"], url_path=rf"deliveries/(?P<delivery_id>{urlids.UUID})/replay",
             filter_backends=[], pagination_class=None)
     def replay(self, request, pk=None, delivery_id=None):
         """Send a delivery's payload again now, as a new delivery with a new `webhook-id` and its own retries
         (the original keeps its history; `replay_of` names it)."""
         endpoint = self._endpoint(pk)
         delivery = get_object_or_404(Delivery.objects.for_org(self.organization).filter(endpoint=endpoint),
-                                     pk=_uuid_or_404(delivery_id))
+                                     pk=delivery_id)
         copy = services.replay(delivery=delivery)
         return Response(DeliveryDetailSerializer(copy).data, status=status.HTTP_201_CREATED)

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from leadcrm import audit, rls
+from leadcrm.errors import Invalid
 from leads.models import Activity, ActivityType, Deal, Lead
 
 from . import net, selectors, signing
@@ -23,10 +24,11 @@ logger = logging.getLogger(__name__)
 ENDPOINT_FIELDS = ("url", "description", "events", "active")
 
 
-class EndpointError(Exception):
+class EndpointError(Invalid):
+    default_code = "invalid_endpoint"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__(errors)
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 def clean_endpoint(data: dict) -> dict:

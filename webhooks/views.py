@@ -8,25 +8,20 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from leadcrm.models import Role
+from leadcrm.errors import add_to_form
 from leadcrm.paging import keyset_page
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from . import selectors, services
 from .forms import EndpointForm
 from .models import Delivery, DeliveryStatus, Endpoint, EventType
 
-admins = role_required(Role.ADMIN)
+admins = allowed(Action.WEBHOOKS)
 DELIVERIES_PAGE = 50
 
 
 def _endpoint(request, pk) -> Endpoint:
     return get_object_or_404(selectors.endpoints(request.organization), pk=pk)
-
-
-def _apply_errors(form, exc: services.EndpointError):
-    for field, problems in exc.errors.items():
-        form.add_error(field if field in form.fields else None, problems)
 
 
 @admins
@@ -47,7 +42,7 @@ def endpoint_create(request):
                 endpoint = services.create_endpoint(organization_id=request.organization.pk, data=form.cleaned_data,
                                                    actor=request.user)
             except services.EndpointError as exc:
-                _apply_errors(form, exc)
+                add_to_form(form, exc)
             else:
                 return _detail(request, endpoint, secret=endpoint.secret, status=201)
         return render(request, "webhooks/endpoint_form.html", {"form": form}, status=400)
@@ -86,7 +81,7 @@ def endpoint_edit(request, pk):
             try:
                 services.update_endpoint(endpoint=endpoint, data=form.cleaned_data, actor=request.user)
             except services.EndpointError as exc:
-                _apply_errors(form, exc)
+                add_to_form(form, exc)
             else:
                 messages.success(request, "Saved the endpoint.")
                 return redirect("webhooks:detail", pk=endpoint.pk)

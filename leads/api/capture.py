@@ -8,18 +8,18 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
-from leadcrm import audit
-from leadcrm.api import Conflict, OrgScopedViewSet, idempotent
-from leadcrm.models import Role
+from leadcrm import audit, policy
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
+from leadcrm.policy import Action
 
 from .. import imports, selectors, services
 from ..filters import LeadFilter, LeadSearchFilter
@@ -43,6 +43,11 @@ class ActivityCursorPagination(CreatedCursorPagination):
 
 
 class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
+    """Reps read and work the leads they own (policy.visible); changing leads at large is org-wide work."""
+
+    policy_action = Action.MANAGE_LEADS
+    policy_actions = {name: Action.WORK_LEADS for name in ("list", "retrieve", "activities", "stage", "convert")} | {
+        "export": Action.EXPORT, "erase": Action.ERASE}
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
     filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]
@@ -50,7 +55,7 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
     ordering = ["-created_at"]
 
     def get_queryset(self):
-        return selectors.leads_for(self.organization)
+        return policy.visible(policy.principal_of(self.request), selectors.leads_for(self.organization))
 
     def get_serializer_class(self):
         return LeadDetailSerializer if self.action == "retrieve" else super().get_serializer_class()
@@ -67,16 +72,15 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
         serializer.instance = result.lead  # as after save(): .data now represents the stored lead
         return Response(serializer.data, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
+    @extend_schema(responses={200: LeadSerializer, 409: CONFLICT_RESPONSE})
     def partial_update(self, request, pk=None):
         lead = self.get_object()
-        if lead.erased_at is not None:
-            raise Conflict("This lead was erased on request; it cannot be changed.")
+        if lead.erased_at is not None:  # refused before its input is checked: no change of it could be made
+            raise services.LeadErased("This lead was erased on request; it cannot be changed.")
         serializer = self.get_serializer(lead, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         try:
-            services.update_lead(lead=lead, data=serializer.validated_data, actor=_user(request))
-        except services.LeadErased as exc:
-            raise Conflict(str(exc)) from None
+            services.update_lead(lead=lead, data=serializer.validated_data, actor=audit.actor_of(request))
         except IntegrityError:  # another request took the email after validation passed
             raise ValidationError({"email": ["Another lead already has this email address."]}) from None
         return Response(self.get_serializer(lead).data)
@@ -120,16 +124,14 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
     def export(self, request, pk=None):
         """Everything held about the lead as JSON: its fields, consents, activities, form submissions, deals,
         and each app's part (score history, emails and enrolments, assignments, campaign memberships…).
-        API keys, admins and marketers."""
-        _require_role(request, Role.ADMIN, Role.MARKETER)
+        Admins and marketers (and keys of those roles)."""
         return Response(services.export_lead(lead=self.get_object()))
 
     @extend_schema(request=None, responses={200: LeadSerializer})
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)
     def erase(self, request, pk=None):
         """Erase the person's data (lead fields, activity details, form answers, emails and every app's part);
-        the anonymous row stays for reports. Erasing again changes nothing. API keys and admins."""
-        _require_role(request, Role.ADMIN)
+        the anonymous row stays for reports. Erasing again changes nothing. Admins (and admin keys)."""
         lead = self.get_object()
         services.erase_lead(lead=lead, actor=audit.actor_of(request))
         lead.refresh_from_db()
@@ -154,13 +156,8 @@ def _api_consent(request) -> dict:
     return {"channel": "api", "source": audit.actor_label(audit.actor_of(request))}
 
 
-def _require_role(request, *roles):
-    """API keys act for the whole org; a signed-in member needs one of `roles`."""
-    if request.auth is None and request.membership.role not in roles:
-        raise PermissionDenied("Your role may not do this.")
-
-
 class ActivityViewSet(mixins.CreateModelMixin, OrgScopedViewSet):
+    policy_action = Action.MANAGE_LEADS
     serializer_class = ActivityInputSerializer
 
     def get_queryset(self):
@@ -177,13 +174,14 @@ class ActivityViewSet(mixins.CreateModelMixin, OrgScopedViewSet):
         activity, lead_created = services.track_activity(
             organization_id=self.organization.pk, type=data["type"], lead=data.get("lead"),
             email=data.get("email", ""), properties=data.get("properties"), occurred_at=data.get("occurred_at"),
-            actor=_user(request),
+            actor=audit.actor_of(request),
         )
         return Response({**ActivitySerializer(activity).data, "lead_created": lead_created},
                         status=status.HTTP_201_CREATED)
 
 
 class FormViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    policy_action = Action.FORMS
     serializer_class = FormSerializer
     lookup_field = "pk"
     ordering_fields = ["created_at", "name"]
@@ -246,6 +244,7 @@ class CSVRenderer(renderers.BaseRenderer):
 
 
 class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    policy_action = Action.IMPORTS
     serializer_class = ImportSerializer
     parser_classes = [MultiPartParser, FormParser, JSONParser]
     filterset_class = None
@@ -268,15 +267,12 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
         upload = request.FILES.get("file")
         if upload is None:
             raise ValidationError({"file": ["Attach a CSV file as 'file' (multipart/form-data)."]})
-        try:
-            with transaction.atomic():
-                job = imports.create_import(
-                    organization_id=self.organization.pk, upload=upload, created_by=_user(request),
-                    mapping=request.data.get("mapping"),
-                )
-                imports.start_import(job=job)
-        except imports.ImportRejected as rejected:
-            return Response({"errors": rejected.errors}, status=rejected.status)
+        with transaction.atomic():
+            job = imports.create_import(
+                organization_id=self.organization.pk, upload=upload, created_by=_user(request),
+                mapping=request.data.get("mapping"),
+            )
+            imports.start_import(job=job)
         return Response(self.get_serializer(job).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})

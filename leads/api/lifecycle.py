@@ -7,16 +7,14 @@ from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm.api import Conflict, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
+from leadcrm import audit
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from .. import selectors, services
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
-
-
-def _user(request):
-    return request.user if request.user.is_authenticated else None
 
 
 class OrgMemberField(serializers.PrimaryKeyRelatedField):
@@ -102,18 +100,15 @@ DuplicatesSerializer = inline_serializer("Duplicates", {
 class LifecycleActions:
     """Lead actions of qualification and conversion, mixed into the LeadViewSet."""
 
-    @extend_schema(request=StageMoveSerializer, responses={200: LeadSerializer, 409: None})
+    @extend_schema(request=StageMoveSerializer, responses={200: LeadSerializer, 409: CONFLICT_RESPONSE})
     @action(detail=True, methods=["post"])
     def stage(self, request, pk=None):
         """Move the lead to another lifecycle stage; an illegal move is a 409 naming the allowed ones."""
         lead = self.get_object()
         serializer = StageMoveSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        try:
-            lead = services.move_stage(lead=lead, to_stage=serializer.validated_data["stage"],
-                                       reason=serializer.validated_data["reason"], actor=_user(request))
-        except services.StageMoveRefused as exc:
-            raise Conflict(str(exc)) from None
+        lead = services.move_stage(lead=lead, to_stage=serializer.validated_data["stage"],
+                                   reason=serializer.validated_data["reason"], actor=audit.actor_of(request))
         return Response(self.get_serializer(lead).data)
 
     @extend_schema(request=ConvertSerializer, responses={201: inline_serializer("Conversion", {
@@ -127,11 +122,9 @@ class LifecycleActions:
         data = serializer.validated_data
         try:
             account, deal = services.convert_lead(lead=lead, deal=data["deal"], account=data.get("account"),
-                                                  account_id=data.get("account_id"), actor=_user(request))
+                                                  account_id=data.get("account_id"), actor=audit.actor_of(request))
         except Account.DoesNotExist:
             raise exceptions.ValidationError({"account_id": ["No such account."]}) from None
-        except services.StageMoveRefused as exc:
-            raise Conflict(str(exc)) from None
         return Response({"account": AccountSerializer(account).data, "deal": DealSerializer(deal).data},
                         status=status.HTTP_201_CREATED)
 
@@ -143,11 +136,9 @@ class LifecycleActions:
         serializer = MergeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            lead = services.merge_leads(organization_id=self.organization.pk, actor=_user(request),
+            lead = services.merge_leads(organization_id=self.organization.pk, actor=audit.actor_of(request),
                                         keep_id=serializer.validated_data["keep"],
                                         merge_ids=serializer.validated_data["merge"])
-        except services.MergeRefused as exc:
-            raise exceptions.ValidationError({"merge": [str(exc)]}) from None
         except Lead.DoesNotExist as exc:
             raise exceptions.NotFound(str(exc)) from None
         return Response(self.get_serializer(lead).data)
@@ -189,6 +180,7 @@ class LifecycleActions:
 
 
 class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+    policy_action = Action.MANAGE_LEADS
     serializer_class = AccountSerializer
     search_fields = ["name"]
     ordering_fields = ["created_at", "name"]
@@ -198,6 +190,7 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
 
 
 class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    policy_action = Action.MANAGE_LEADS
     serializer_class = DealSerializer
     pagination_class = CreatedCursorPagination
     ordering_fields = ["created_at", "closed_at", "amount"]
@@ -209,7 +202,7 @@ class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVie
             queryset = queryset.filter(status=status_filter)
         return queryset
 
-    @extend_schema(request=DealSerializer, responses={200: DealSerializer, 409: None})
+    @extend_schema(request=DealSerializer, responses={200: DealSerializer, 409: CONFLICT_RESPONSE})
     def partial_update(self, request, pk=None):
         """Change an open deal, or close it: `{"status": "won"}` or `{"status": "lost", "lost_reason": …}`."""
         deal = self.get_object()
@@ -220,16 +213,13 @@ class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVie
         lost_reason = data.pop("lost_reason", "")
         if new_status == DealStatus.LOST and deal.status == DealStatus.OPEN and not lost_reason.strip():
             raise exceptions.ValidationError({"lost_reason": ["Say why the deal was lost."]})
-        try:
-            with transaction.atomic():
-                if data:
-                    services.update_deal(deal=deal, data=data)
-                if new_status == DealStatus.WON and deal.status == DealStatus.OPEN:
-                    deal = services.win_deal(deal=deal, actor=_user(request))
-                elif new_status == DealStatus.LOST and deal.status == DealStatus.OPEN:
-                    deal = services.lose_deal(deal=deal, reason=lost_reason, actor=_user(request))
-                elif new_status != deal.status:
-                    raise services.DealClosed(f"This deal is already {deal.status}.")
-        except services.DealClosed as exc:
-            raise Conflict(str(exc)) from None
+        with transaction.atomic():
+            if data:
+                services.update_deal(deal=deal, data=data)
+            if new_status == DealStatus.WON and deal.status == DealStatus.OPEN:
+                deal = services.win_deal(deal=deal, actor=audit.actor_of(request))
+            elif new_status == DealStatus.LOST and deal.status == DealStatus.OPEN:
+                deal = services.lose_deal(deal=deal, reason=lost_reason, actor=audit.actor_of(request))
+            elif new_status != deal.status:
+                raise services.DealClosed(f"This deal is already {deal.status}.")
         return Response(self.get_serializer(deal).data)

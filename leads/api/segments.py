@@ -8,14 +8,15 @@ that query's cost grows with the number of segments it counts.
 
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import exceptions, serializers, status, viewsets
+from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.policy import Action
 
 from .. import selectors, services
 from ..conditions import ConditionError
@@ -27,12 +28,12 @@ WITH_COUNTS_PAGE_SIZE = 50
 TRUE_WORDS = ("1", "true", "yes", "on")
 
 
-def definition_errors(exc: ConditionError) -> exceptions.ValidationError:
-    """A refused definition as a 400 whose keys name the part: `definition.all.2.op`."""
+def definition_errors(exc: ConditionError) -> ConditionError:
+    """The same refusal with keys that name the part as the request spells it: `definition.all.2.op`."""
     errors = {}
     for key, messages in exc.errors.items():
         errors[key if key in ("kind", "definition") else f"definition.{key}"] = messages
-    return exceptions.ValidationError(errors)
+    return ConditionError(errors)
 
 
 class SegmentSerializer(StrictModelSerializer):
@@ -82,6 +83,7 @@ MembersResultSerializer = inline_serializer("SegmentMembersResult", {
 
 
 class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
+    policy_action = Action.SEGMENTS
     serializer_class = SegmentSerializer
     pagination_class = CreatedCursorPagination
     ordering_fields = ["created_at", "updated_at"]
@@ -158,13 +160,10 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def partial_update(self, request, pk=None):
         return self.update(request, pk, partial=True)
 
-    @extend_schema(responses={204: None, 409: None})
+    @extend_schema(responses={204: None, 409: CONFLICT_RESPONSE})
     def destroy(self, request, pk=None):
         """Delete a segment; a static list that other segments test membership of is a 409."""
-        try:
-            services.delete_segment(segment=self.get_object())
-        except services.SegmentInUse as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        services.delete_segment(segment=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=LeadSerializer(many=True))
@@ -196,21 +195,15 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
     def members(self, request, pk=None):
         """Add leads to and remove leads from a static list, all or nothing: an unknown id refuses the request."""
         segment = self.get_object()
-        if segment.kind != SegmentKind.STATIC:
-            raise exceptions.ValidationError({"kind": [
-                "Only a static list has hand-picked members; this segment is defined by its conditions."]})
+        if segment.kind != SegmentKind.STATIC:  # refused before the members are looked up
+            raise services.NotAStaticList(
+                "Only a static list has hand-picked members; this segment is defined by its conditions.")
         serializer = MembersSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         organization_id = self.organization.pk
-        try:
-            to_add = services.leads_by_ids(organization_id, data["add"]) if data["add"] else None
-        except services.UnknownLeads as exc:
-            raise exceptions.ValidationError({"add": [str(exc)]}) from None
-        try:
-            to_remove = services.leads_by_ids(organization_id, data["remove"]) if data["remove"] else None
-        except services.UnknownLeads as exc:
-            raise exceptions.ValidationError({"remove": [str(exc)]}) from None
+        to_add = services.leads_by_ids(organization_id, data["add"], field="add") if data["add"] else None
+        to_remove = services.leads_by_ids(organization_id, data["remove"], field="remove") if data["remove"] else None
         with transaction.atomic():
             added = services.add_to_list(segment=segment, leads=to_add) if to_add is not None else 0
             removed = services.remove_from_list(segment=segment, leads=to_remove) if to_remove is not None else 0

@@ -28,7 +28,7 @@ from .lifecycle import (
     update_qualification,
 )
 from .merge import MergeRefused, merge_leads, tag_leads
-from .privacy import LeadErased, erase_lead, export_lead
+from .privacy import LeadErased, check_changeable, erase_lead, export_lead
 
 __all__ = [
     "DealClosed", "MergeRefused", "convert_lead", "lose_deal", "merge_leads", "tag_leads", "update_deal", "win_deal",
@@ -36,7 +36,7 @@ __all__ = [
     "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
-    "update_lead", "update_qualification", "LeadErased", "erase_lead", "export_lead",
+    "update_lead", "update_qualification", "LeadErased", "check_changeable", "erase_lead", "export_lead",
 ]
 from .segments import (  # noqa: E402
     MEMBERS_LIMIT,

@@ -6,7 +6,8 @@ import phonenumbers
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
+from leadcrm.errors import Invalid
 
 from ..models import Activity, ActivityType, ConsentChannel, ConsentRecord, Form, FormSubmission, Lead
 
@@ -18,8 +19,13 @@ MERGEABLE_FIELDS = (
 )
 
 
-class PhoneNumberInvalid(ValueError):
-    pass
+class PhoneNumberInvalid(Invalid):
+    default_code = "invalid_phone"
+
+    def __init__(self, value: str):
+        message = "Enter a valid phone number, with its country code (e.g. +14155550123)."
+        super().__init__(message, errors={"phone": [message]})
+        self.value = value
 
 
 def normalize_email(value: str) -> str:
@@ -198,7 +204,7 @@ def record_activity(
 ) -> Activity:
     occurred_at = occurred_at or timezone.now()
     activity = Activity(organization_id=organization_id, lead=lead, type=type, properties=properties or {},
-                        occurred_at=occurred_at, actor=actor)
+                        occurred_at=occurred_at, **audit.actor_fields(actor))
     _insert(activity)
     # last_activity_at only moves forward, so a value already this recent in memory is one in the row too.
     if lead.last_activity_at is None or lead.last_activity_at < occurred_at:
@@ -237,11 +243,9 @@ def track_activity(
 
 def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
     """Apply a partial update; emits lead.updated with the changed field names."""
-    # An erased lead keeps only its opt-outs moving (an unsubscribe link in an old email still works).
-    if lead.erased_at is not None and set(data) - {"unsubscribed", "do_not_contact", "bounced"}:
-        from .privacy import LeadErased
+    from .privacy import check_changeable  # privacy's erasure runs the apps' erasers, which may import capture
 
-        raise LeadErased("This lead was erased on request; it cannot be changed.")
+    check_changeable(lead, data)
     if "email" in data:
         data = {**data, "email": normalize_email(data["email"])}
     changed = [field for field, value in data.items() if getattr(lead, field) != value]
@@ -252,7 +256,8 @@ def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
             setattr(lead, field, data[field])
         lead.save(update_fields=[*changed, "updated_at"])
         events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed,
-                    actor_id=getattr(actor, "pk", None))
+                    actor_id=getattr(audit.user_of(actor), "pk", None),
+                    api_key=audit.actor_label(actor) if audit.user_of(actor) is None and actor else "")
     return lead
 
 

@@ -4,7 +4,8 @@ from django.db import transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
+from leadcrm.errors import Conflict
 
 from ..models import Account, Activity, ActivityType, Deal, DealStatus, Lead, LifecycleStage
 from .lifecycle import StageMoveRefused, apply_move
@@ -14,8 +15,10 @@ ACCOUNT_FIELDS_FROM_LEAD = {"name": "company", "website": "website", "industry":
                             "company_size": "company_size", "country": "country"}
 
 
-class DealClosed(ValueError):
+class DealClosed(Conflict):
     """The deal is already won or lost."""
+
+    default_code = "deal_closed"
 
 
 def _account_for(lead: Lead, *, account_id=None, data: dict | None = None, owner=None) -> Account:
@@ -42,14 +45,15 @@ def convert_lead(*, lead: Lead, deal: dict, account: dict | None = None, account
             raise StageMoveRefused(
                 f"Only a sales-qualified lead (sql) or an opportunity can be converted; this lead is "
                 f"{lead.lifecycle_stage}.")
-        owner = deal.get("owner") or lead.owner or actor
+        owner = deal.get("owner") or lead.owner or audit.user_of(actor)
         the_account = _account_for(lead, account_id=account_id, data=account, owner=owner)
         the_deal = Deal.objects.create(organization_id=lead.organization_id, account=the_account, lead=lead,
                                        **{**deal, "owner": owner})
         lead.account = the_account
         lead.save(update_fields=["account", "updated_at"])
         Activity.objects.create(
-            organization_id=lead.organization_id, lead=lead, type=ActivityType.DEAL_CREATED, actor=actor,
+            organization_id=lead.organization_id, lead=lead, type=ActivityType.DEAL_CREATED,
+            **audit.actor_fields(actor),
             occurred_at=timezone.now(), properties={"deal_id": str(the_deal.pk), "name": the_deal.name,
                                                     "amount": str(the_deal.amount), "currency": the_deal.currency,
                                                     "account": the_account.name},
@@ -75,7 +79,7 @@ def _close(deal: Deal, status: str, *, reason: str = "", actor=None) -> Deal:
         lead = Lead.objects.for_org(deal.organization_id).select_for_update().get(pk=deal.lead_id)
         won = status == DealStatus.WON
         Activity.objects.create(
-            organization_id=deal.organization_id, lead=lead, actor=actor, occurred_at=now,
+            organization_id=deal.organization_id, lead=lead, occurred_at=now, **audit.actor_fields(actor),
             type=ActivityType.DEAL_WON if won else ActivityType.DEAL_LOST,
             properties={"deal_id": str(deal.pk), "name": deal.name, "amount": str(deal.amount),
                         "currency": deal.currency, **({"reason": reason} if reason else {})},

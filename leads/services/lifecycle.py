@@ -4,7 +4,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
+from leadcrm.errors import Conflict
 
 from ..models import (
     ALLOWED_MOVES,
@@ -29,8 +30,10 @@ DEFAULT_REASONS = {
 }
 
 
-class StageMoveRefused(ValueError):
+class StageMoveRefused(Conflict):
     """A move the lifecycle does not allow, or one missing what it needs; the message says which."""
+
+    default_code = "stage_not_allowed"
 
 
 def set_up_organization(*, organization_id) -> None:
@@ -89,7 +92,8 @@ def apply_move(*, lead: Lead, to_stage: str, reason: str, actor=None, properties
     lead.stage_reason = reason if to_stage in STAGES_WITH_REASON else lead.stage_reason
     lead.save(update_fields=["lifecycle_stage", "stage_entered_at", "stage_reason", "updated_at"])
     Activity.objects.create(
-        organization_id=lead.organization_id, lead=lead, type=ActivityType.STAGE_CHANGE, actor=actor,
+        organization_id=lead.organization_id, lead=lead, type=ActivityType.STAGE_CHANGE,
+        **audit.actor_fields(actor),
         occurred_at=now, properties={"from": previous, "to": to_stage, "reason": reason, **(properties or {})},
     )
     events.emit(events.LEAD_STAGE_CHANGED, organization_id=lead.organization_id, lead_id=lead.pk,

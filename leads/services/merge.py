@@ -4,7 +4,8 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import events
+from leadcrm import audit, events
+from leadcrm.errors import Invalid
 
 from ..models import Activity, ActivityType, Deal, FormSubmission, Lead, LifecycleStage, SegmentMember
 from .capture import MERGEABLE_FIELDS, is_empty
@@ -17,8 +18,13 @@ FUNNEL_ORDER = [LifecycleStage.DISQUALIFIED, LifecycleStage.RECYCLED, LifecycleS
 FILLABLE = (*MERGEABLE_FIELDS, "bant_budget", "bant_authority", "bant_need", "bant_timeline", "account_id")
 
 
-class MergeRefused(ValueError):
-    pass
+class MergeRefused(Invalid):
+    """The leads named cannot be merged; the API names the `merge` field, as the request does."""
+
+    default_code = "merge_refused"
+
+    def __init__(self, message: str):
+        super().__init__(message, errors={"merge": [message]})
 
 
 def _touch_time(touch: dict) -> str:
@@ -93,7 +99,8 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
         keep.email = email
         keep.save()
         Activity.objects.create(
-            organization_id=organization_id, lead=keep, type=ActivityType.MERGE, actor=actor,
+            organization_id=organization_id, lead=keep, type=ActivityType.MERGE,
+            **audit.actor_fields(actor),
             occurred_at=timezone.now(),
             properties={"merged": [{"id": str(o.pk), "email": o.email, "name": o.full_name, "phone": o.phone}
                                    for o in others]},

@@ -3,6 +3,10 @@
 Other apps add their parts through `leadcrm.privacy` (registered in their AppConfig.ready()).
 """
 
+import json
+
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.db.models.fields import TextField
@@ -10,6 +14,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from leadcrm import audit, privacy
+from leadcrm.errors import Conflict
 from leadcrm.models import AuditAction, IdempotencyRecord
 
 from ..models import (
@@ -36,8 +41,21 @@ KEPT_PROPERTIES = frozenset({
 KEPT_TOUCH = frozenset({"utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source", "at"})
 
 
-class LeadErased(ValueError):
+ERASED_MAY_CHANGE = frozenset({"unsubscribed", "do_not_contact", "bounced"})
+ERASED_LABEL = "Erased lead"
+
+
+def check_changeable(lead: Lead, fields) -> None:
+    """An erased lead keeps only its opt-outs moving (an unsubscribe link in an old email still works); any other
+    change is refused, wherever it comes from (API, pages, Django admin)."""
+    if lead.erased_at is not None and set(fields) - ERASED_MAY_CHANGE:
+        raise LeadErased("This lead was erased on request; it cannot be changed.")
+
+
+class LeadErased(Conflict):
     """The lead was erased: it cannot be changed or merged."""
+
+    default_code = "lead_erased"
 
 
 def _kept(properties: dict) -> dict:
@@ -118,7 +136,7 @@ def erase_lead(*, lead: Lead, actor=None) -> bool:
         _forget_in_merges(lead.organization_id, lead.pk, email, identifiers)
         _erase_from_imports(lead.organization_id, email)
         audit.record(organization=lead.organization_id, actor=actor, action=AuditAction.ERASED,
-                     obj=audit.Ref("leads.lead", str(lead.pk), "Erased lead"), changes={"parts": parts})
+                     obj=audit.Ref("leads.lead", str(lead.pk), ERASED_LABEL), changes={"parts": parts})
     return True
 
 
@@ -181,8 +199,33 @@ def _erase_from_imports(organization_id, email: str) -> None:
         row.save(update_fields=["values"])
 
 
+def _erase_admin_log(organization_id, lead_id) -> None:
+    """Django admin's "Recent actions" and history name the lead (`object_repr`) and may quote it in change
+    messages (an inline's name): keep only which fields changed."""
+    entries = LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(Lead), object_id=str(lead_id))
+    for entry in entries:
+        entry.object_repr, entry.change_message = ERASED_LABEL, _fields_only(entry.change_message)
+        entry.save(update_fields=["object_repr", "change_message"])
+
+
+def _fields_only(change_message: str) -> str:
+    try:
+        parts = json.loads(change_message or "[]")
+    except ValueError:
+        return ""  # free text written by hand: it may say anything
+    if not isinstance(parts, list):
+        return ""
+    kept = []
+    for part in parts:
+        for action, detail in (part.items() if isinstance(part, dict) else []):
+            fields = detail.get("fields") if isinstance(detail, dict) else None
+            kept.append({action: {"fields": [str(field) for field in fields]} if isinstance(fields, list) else {}})
+    return json.dumps(kept)
+
+
 def register_parts() -> None:
     privacy.register("consents", exporter=_export_consents)
     privacy.register("activities", exporter=_export_activities, eraser=_erase_own)
     privacy.register("form_submissions", exporter=_export_submissions)
     privacy.register("deals", exporter=_export_deals)
+    privacy.register("admin_log", eraser=_erase_admin_log)

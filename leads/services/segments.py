@@ -8,6 +8,8 @@ from django.db.models import Count, Q, QuerySet, RestrictedError
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from leadcrm.errors import Conflict, Invalid
+
 from ..conditions import ConditionError
 from ..models import Lead, Segment, SegmentKind, SegmentMember
 from ..segments import definition_q, validate_definition
@@ -16,19 +18,30 @@ from ..segments import definition_q, validate_definition
 MEMBERS_LIMIT = 10_000
 
 
-class SegmentInUse(ValueError):
+class SegmentInUse(Conflict):
     """A static list that dynamic segments test membership of cannot be deleted."""
 
+    default_code = "segment_in_use"
 
-class NotAStaticList(ValueError):
+
+class NotAStaticList(Invalid):
     """Members are hand-picked only in static lists; a dynamic segment's leads follow from its conditions."""
 
+    default_code = "not_a_static_list"
 
-class UnknownLeads(ValueError):
-    """Lead ids or emails that name no lead of the organization; `missing` lists them."""
+    def __init__(self, message: str):
+        super().__init__(message, errors={"kind": [message]})
 
-    def __init__(self, missing: list[str]):
-        super().__init__(f"No such leads: {', '.join(missing[:20])}{' …' if len(missing) > 20 else ''}")
+
+class UnknownLeads(Invalid):
+    """Lead ids or emails that name no lead of the organization; `missing` lists them, under `field` (the name
+    the request gave them) in `errors`."""
+
+    default_code = "unknown_leads"
+
+    def __init__(self, missing: list[str], *, field: str = "leads"):
+        message = f"No such leads: {', '.join(missing[:20])}{' …' if len(missing) > 20 else ''}"
+        super().__init__(message, errors={field: [message]})
         self.missing = missing
 
 
@@ -144,25 +157,25 @@ def _uuid(value) -> str | None:
         return None
 
 
-def leads_by_ids(organization_id, ids) -> QuerySet:
-    """The org's leads with these ids, or UnknownLeads naming the ids that are not among them."""
+def leads_by_ids(organization_id, ids, *, field: str = "leads") -> QuerySet:
+    """The org's leads with these ids, or UnknownLeads naming the ids that are not among them (as `field`)."""
     ids = list(dict.fromkeys(str(pk) for pk in ids))
     valid = [pk for pk in map(_uuid, ids) if pk]
     found = {str(pk) for pk in Lead.objects.for_org(organization_id).filter(pk__in=valid).values_list("pk", flat=True)}
     missing = [pk for pk in ids if _uuid(pk) not in found]
     if missing:
-        raise UnknownLeads(missing)
+        raise UnknownLeads(missing, field=field)
     return Lead.objects.for_org(organization_id).filter(pk__in=valid)
 
 
-def leads_by_emails(organization_id, emails) -> QuerySet:
-    """The org's leads with these emails (any case), or UnknownLeads naming the emails no lead has."""
+def leads_by_emails(organization_id, emails, *, field: str = "emails") -> QuerySet:
+    """The org's leads with these emails (any case), or UnknownLeads naming the emails no lead has (as `field`)."""
     emails = list(dict.fromkeys(email.replace("\x00", "").strip().lower() for email in emails))
     emails = [email for email in emails if email]
     found = set(Lead.objects.for_org(organization_id).filter(email__in=emails).values_list("email", flat=True))
     missing = [email for email in emails if email not in found]
     if missing:
-        raise UnknownLeads(missing)
+        raise UnknownLeads(missing, field=field)
     return Lead.objects.for_org(organization_id).filter(email__in=emails)
 
 

@@ -10,9 +10,9 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
-from leadcrm.models import Role
+from leadcrm import policy
 from leadcrm.paging import keyset_page
-from leadcrm.views import org_member_required
+from leadcrm.policy import Action, allowed
 
 from .. import services
 from ..lifecycle_forms import ConvertForm, LoseDealForm
@@ -27,7 +27,7 @@ ACCOUNT_ROWS = 100
 def visible_deals(request):
     """Deals the member may see: reps those on their leads or owned by them, other roles the org's."""
     deals = Deal.objects.for_org(request.organization)
-    if request.membership.role == Role.REP:
+    if not policy.can(request, Action.ALL_LEADS):
         deals = deals.filter(Q(lead__owner=request.user) | Q(owner=request.user))
     return deals
 
@@ -35,7 +35,7 @@ def visible_deals(request):
 def visible_accounts(request):
     """Accounts the member may open: reps those they own or have a lead or deal of, other roles the org's."""
     accounts = Account.objects.for_org(request.organization)
-    if request.membership.role == Role.REP:
+    if not policy.can(request, Action.ALL_LEADS):
         mine = (Q(owner=request.user) | Q(leads__owner=request.user) | Q(deals__owner=request.user)
                 | Q(deals__lead__owner=request.user))
         accounts = accounts.filter(pk__in=Account.objects.for_org(request.organization).filter(mine).values("pk"))
@@ -53,7 +53,7 @@ def _back(request, deal) -> str:
     return reverse("leads:account-detail", args=[deal.account_id])
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_http_methods(["GET", "POST"])
 def lead_convert(request, pk):
     lead = get_object_or_404(visible_leads(request), pk=pk)
@@ -78,21 +78,16 @@ def lead_convert(request, pk):
                   status=status)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_POST
 def deal_win(request, pk):
     deal = get_object_or_404(visible_deals(request), pk=pk)
-    try:
-        deal = services.win_deal(deal=deal, actor=request.user)
-    except services.DealClosed as exc:
-        messages.error(request, str(exc))
-    else:
-        messages.success(request, f"Deal “{deal.name}” won." + (" The lead is now a customer." if deal.lead_id
-                                                                 else ""))
+    deal = services.win_deal(deal=deal, actor=request.user)  # a closed deal: DomainErrorMiddleware says so
+    messages.success(request, f"Deal “{deal.name}” won." + (" The lead is now a customer." if deal.lead_id else ""))
     return redirect(_back(request, deal))
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_http_methods(["GET", "POST"])
 def deal_lose(request, pk):
     deal = get_object_or_404(visible_deals(request).select_related("lead", "account"), pk=pk)
@@ -134,7 +129,7 @@ def _uuid_or_none(value):
         return None
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 def deal_list(request):
     deals = visible_deals(request)
     account = None
@@ -153,7 +148,7 @@ def deal_list(request):
     })
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 def account_detail(request, pk):
     account = get_object_or_404(visible_accounts(request).select_related("owner"), pk=pk)
     leads = visible_leads(request).filter(account=account).order_by("-created_at", "-pk")

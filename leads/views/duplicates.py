@@ -9,15 +9,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from .. import selectors, services
 from ..models import Activity, Lead
 
 REASONS = {"email": "Same Gmail address", "phone": "Same phone", "name_company": "Same name and company"}
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.MANAGE_LEADS)
 
 
 def _activity_counts(organization_id, leads) -> dict:

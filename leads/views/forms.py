@@ -21,8 +21,7 @@ from django_ratelimit.core import get_usage
 
 from leadcrm import rls
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from .. import selectors, services
 from ..forms import HONEYPOT_FIELD, FormSettingsForm, PublicLeadForm
@@ -42,7 +41,7 @@ REFERRER_PARAM = "referrer"
 # --- marketer pages -------------------------------------------------------------------------------------
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.FORMS)
 def form_list(request):
     counts = (
         FormSubmission.objects.for_org(request.organization).filter(form=OuterRef("pk"))
@@ -56,7 +55,7 @@ def form_list(request):
     })
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.FORMS)
 def form_edit(request, pk=None):
     instance = get_object_or_404(Form.objects.for_org(request.organization), pk=pk) if pk else None
     if request.method == "POST":
@@ -71,7 +70,7 @@ def form_edit(request, pk=None):
     return render(request, "leads/form_edit.html", {"form": form, "capture_form": instance}, status=status)
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.FORMS)
 def form_detail(request, pk):
     capture_form = get_object_or_404(Form.objects.for_org(request.organization), pk=pk)
     public_url = request.build_absolute_uri(reverse("leads:public-form", args=[capture_form.slug]))

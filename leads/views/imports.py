@@ -7,9 +7,9 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
+from leadcrm.errors import DomainError
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from .. import imports
 from ..models import ImportJob, ImportStatus
@@ -30,7 +30,7 @@ def _jobs(request):
     return ImportJob.objects.for_org(request.organization).defer("content")
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.IMPORTS)
 @require_GET
 def import_list(request):
     jobs, next_url, previous_url = keyset_page(request, _jobs(request).select_related("created_by"), "-created_at")
@@ -39,7 +39,7 @@ def import_list(request):
     })
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.IMPORTS)
 @require_http_methods(["GET", "POST"])
 def import_upload(request):
     form = UploadForm(request.POST, request.FILES) if request.method == "POST" else UploadForm()
@@ -52,9 +52,8 @@ def import_upload(request):
                     created_by=request.user, mapping=None,
                 )
             except imports.ImportRejected as rejected:
-                for messages_ in rejected.errors.values():
-                    for message in messages_:
-                        form.add_error("file", message)
+                for message in rejected.messages:
+                    form.add_error("file", message)
             else:
                 return redirect("leads:import-detail", pk=job.pk)
         status = 400
@@ -73,7 +72,7 @@ def _mapping_rows(job: ImportJob, chosen: dict) -> list[dict]:
     ]
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.IMPORTS)
 @require_http_methods(["GET", "POST"])
 def import_detail(request, pk):
     job = get_object_or_404(_jobs(request).select_related("created_by"), pk=pk)
@@ -93,9 +92,9 @@ def import_detail(request, pk):
             with transaction.atomic():
                 imports.set_mapping(job=job, mapping=chosen)
                 imports.start_import(job=job)
-        except imports.ImportRejected as rejected:
-            errors = [message for values in rejected.errors.values() for message in values]
-            status = 400
+        except DomainError as rejected:  # a mapping refused, or the import started meanwhile
+            errors = rejected.messages
+            status = rejected.status
         else:
             messages.success(request, f"Importing {job.total_rows} rows from “{job.filename}”.")
             return redirect("leads:import-detail", pk=job.pk)
@@ -104,7 +103,7 @@ def import_detail(request, pk):
     }, status=status)
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.IMPORTS)
 @require_GET
 def import_progress(request, pk):
     """The progress fragment the detail page polls (htmx); it stops polling once the job is finished."""
@@ -112,7 +111,7 @@ def import_progress(request, pk):
     return render(request, "leads/import_progress.html", {"job": job, "poll_seconds": POLL_SECONDS})
 
 
-@role_required(*ORG_WIDE_ROLES)
+@allowed(Action.IMPORTS)
 @require_GET
 def import_errors_csv(request, pk):
     return imports.error_report_response(get_object_or_404(_jobs(request), pk=pk))

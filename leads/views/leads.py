@@ -9,10 +9,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from leadcrm.models import Role
+from leadcrm import policy
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import org_member_required, role_required
+from leadcrm.policy import Action, allowed
 
 from .. import selectors, services
 from ..filters import LeadFilter
@@ -42,14 +41,11 @@ SORTS = {
 
 
 def visible_leads(request):
-    """The leads the signed-in member may see and work on: reps their own, other roles the whole org."""
-    queryset = selectors.leads_for(request.organization)
-    if request.membership.role == Role.REP:
-        queryset = queryset.filter(owner=request.user)
-    return queryset
+    """The leads the signed-in member may see and work on (policy.visible)."""
+    return policy.visible_to(request, selectors.leads_for(request.organization))
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 def lead_list(request):
     filterset = LeadFilter(request.GET, queryset=visible_leads(request))
     queryset = filterset.qs if filterset.is_valid() else visible_leads(request).none()
@@ -63,7 +59,7 @@ def lead_list(request):
         "leads": leads, "filterset": filterset, "search": search, "sort": sort, "sorts": SORTS,
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
         "grades": Grade.choices, "source_types": SourceType.choices, "temperatures": Temperature.choices,
-        "can_see_duplicates": request.membership.role in ORG_WIDE_ROLES,
+        "can_see_duplicates": policy.can(request, Action.MANAGE_LEADS),
     })
 
 
@@ -112,16 +108,16 @@ def lead_page(request, lead, *, status=200, stage_error="", qualification_form=N
         "can_convert": lead.lifecycle_stage in CONVERTIBLE_STAGES,
         "deals": deals, "lose_form": LoseDealForm(reasons=lost_reasons),
         "consents": ConsentRecord.objects.for_org(organization_id).filter(lead=lead).order_by("-given_at")[:20],
-        "can_export": request.membership.role in EXPORT_ROLES, "can_erase": request.membership.role == Role.ADMIN,
+        "can_export": policy.can(request, Action.EXPORT), "can_erase": policy.can(request, Action.ERASE),
     }, status=status)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 def lead_detail(request, pk):
     return lead_page(request, get_object_or_404(visible_leads(request).select_related("account"), pk=pk))
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_POST
 def lead_stage(request, pk):
     lead = get_object_or_404(visible_leads(request), pk=pk)
@@ -138,7 +134,7 @@ def lead_stage(request, pk):
     return redirect("leads:detail", pk=lead.pk)
 
 
-@org_member_required
+@allowed(Action.WORK_LEADS)
 @require_POST
 def lead_qualification(request, pk):
     lead = get_object_or_404(visible_leads(request), pk=pk)
@@ -152,10 +148,7 @@ def lead_qualification(request, pk):
 
 # Who may take a lead's data out or erase it: a privacy request is handled by admins; marketers, who own consent
 # and email, may export too.
-EXPORT_ROLES = (Role.ADMIN, Role.MARKETER)
-
-
-@role_required(*EXPORT_ROLES)
+@allowed(Action.EXPORT)
 def lead_export(request, pk):
     lead = get_object_or_404(selectors.leads_for(request.organization), pk=pk)
     body = json.dumps(services.export_lead(lead=lead), cls=DjangoJSONEncoder, indent=2, ensure_ascii=False)
@@ -164,7 +157,7 @@ def lead_export(request, pk):
     return response
 
 
-@role_required(Role.ADMIN)
+@allowed(Action.ERASE)
 def lead_erase(request, pk):
     """GET asks for confirmation; POST with confirm=erase removes the person's data for good."""
     lead = get_object_or_404(selectors.leads_for(request.organization), pk=pk)

@@ -14,8 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leadcrm.paging import keyset_page
-from leadcrm.tenancy import ORG_WIDE_ROLES
-from leadcrm.views import role_required
+from leadcrm.policy import Action, allowed
 
 from .. import selectors, services
 from ..conditions import (
@@ -31,7 +30,7 @@ from ..conditions import (
 from ..models import ActivityType, Lead, Segment, SegmentKind
 from ..segments import MAX_DEPTH, definition_q
 
-org_wide = role_required(*ORG_WIDE_ROLES)
+org_wide = allowed(Action.SEGMENTS)
 
 LIST_PAGE_SIZE = 25
 LEADS_PAGE_SIZE = 50

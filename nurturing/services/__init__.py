@@ -2,6 +2,7 @@
 
 from .templates import (
     UNCHANGED,
+    TemplateInUse,
     TemplateRefused,
     create_folder,
     create_template,
@@ -14,8 +15,8 @@ from .templates import (
 )
 
 __all__ = [
-    "UNCHANGED", "TemplateRefused", "create_folder", "create_template", "delete_folder", "delete_template",
-    "latest_version", "rename_folder", "resolve_folder", "update_template",
+    "UNCHANGED", "TemplateInUse", "TemplateRefused", "create_folder", "create_template", "delete_folder",
+    "delete_template", "latest_version", "rename_folder", "resolve_folder", "update_template",
 ]
 
 # --- sequences: saving, enrolment and exit; running them (dispatch); tracking what recipients do

@@ -27,6 +27,7 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from leadcrm import events, rls
+from leadcrm.links import site_url
 from leads.conditions import ConditionError
 from leads.models import Activity, ActivityType, Lead, Segment
 from leads.segments import definition_q
@@ -68,10 +69,6 @@ BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 def _setting(name: str, default):
     return getattr(settings, name, default)
-
-
-def site_url(path: str) -> str:
-    return settings.SITE_URL.rstrip("/") + path
 
 
 def _sender_domain() -> str:

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from leadcrm import audit, rls
+from leadcrm.errors import Invalid
 from leads.conditions import ConditionError
 from leads.models import Form, Lead, LeadStatus, LifecycleStage, Segment, Temperature
 from leads.services import clean_definition, segment_q
@@ -40,12 +41,13 @@ BRANCH_CONDITIONS = ("opened_last", "clicked_last", "score_gte", "segment")
 HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class SequenceError(ValueError):
+class SequenceError(Invalid):
     """A sequence that cannot be saved or run as given; `errors` maps fields (`steps.2.then`) to messages."""
 
+    default_code = "invalid_sequence"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 def _uuid(value) -> uuid.UUID | None:

@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, RestrictedError
 
 from leadcrm import audit
+from leadcrm.errors import Conflict, Invalid
 
 from ..models import EmailTemplate, SequenceStep, TemplateFolder, TemplateVersion
 from ..rendering import TemplateProblem, check_template
@@ -14,12 +15,19 @@ MAX_FOLDER_NAME = 100
 UNCHANGED = object()
 
 
-class TemplateRefused(ValueError):
-    """A change that cannot be made (a blank name, a template in use…); `errors` maps fields to messages."""
+class TemplateRefused(Invalid):
+    """A name or folder that cannot be used; `errors` maps fields to messages."""
+
+    default_code = "invalid_template"
 
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
+
+
+class TemplateInUse(Conflict):
+    """A template that sequence steps send cannot be deleted; the message names the sequences."""
+
+    default_code = "template_in_use"
 
 
 def _clean_name(name, *, field="name", limit=MAX_NAME) -> str:
@@ -179,10 +187,9 @@ def delete_template(*, template: EmailTemplate, actor=None) -> None:
     """Delete a template and its versions; refused while a sequence step sends it."""
     message = _in_use_message(template)
     if message:
-        raise TemplateRefused({"template": [message]})
+        raise TemplateInUse(message)
     try:
         with transaction.atomic(), audit.Deletion(template, organization=template.organization_id, actor=actor):
             template.delete()
     except RestrictedError:  # a step added meanwhile
-        raise TemplateRefused({"template": [_in_use_message(template) or "A sequence step sends this template."]}
-                              ) from None
+        raise TemplateInUse(_in_use_message(template) or "A sequence step sends this template.") from None

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from leadcrm import events
+from leadcrm.errors import NotFound
 from leads.models import ActivityType, Lead
 from leads.services import normalize_email, record_activity, update_lead
 
@@ -108,8 +109,10 @@ def unsubscribe(message: Message, *, how: str = "link") -> bool:
     return True
 
 
-class UnknownRecipient(LookupError):
+class UnknownRecipient(NotFound):
     """A bounce or complaint naming a message or email the organization never sent to."""
+
+    default_code = "unknown_recipient"
 
 
 EMAIL_EVENTS = ("bounce", "complaint")

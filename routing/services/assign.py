@@ -14,7 +14,8 @@ from django.db.models import Count
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from leadcrm import events
+from leadcrm import audit, events
+from leadcrm.errors import Conflict
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
 from leads.conditions import as_boolean
@@ -44,8 +45,10 @@ TOUCHED_STAGES = (_S.SAL, _S.SQL, _S.OPPORTUNITY, _S.CUSTOMER, _S.DISQUALIFIED, 
 REP_ROLES = (Role.REP, Role.MANAGER)  # the members who get a routing profile and may be given leads
 
 
-class ClaimRefused(Exception):
+class ClaimRefused(Conflict):
     """The lead is not (or no longer) in a pool this rep may claim from; the message says why."""
+
+    default_code = "claim_refused"
 
 
 @dataclass
@@ -235,7 +238,7 @@ def record(lead, *, rep_id, reason, pick: Pick | None = None, actor=None, now=No
     assignment = Assignment.objects.create(
         organization_id=lead.organization_id, lead=lead, rep_id=rep_id, previous_rep_id=previous_id,
         team=team, rule=rule, rule_name=rule.name if rule else "", strategy=rule.strategy if rule else "",
-        reason=reason, sla_due_at=routing.sla_due_at, actor=actor,
+        reason=reason, sla_due_at=routing.sla_due_at, **audit.actor_fields(actor),
     )
     if rep_id is not None:
         notify(lead, user_id=rep_id, kind=notification_kind)
@@ -318,14 +321,16 @@ def claim(*, organization_id, lead_id, user, now=None) -> Assignment:
             raise ClaimRefused("This lead is in the pool of a team you are not in.")
         if not routing.pooled or lead.owner_id is not None:
             owner = get_user_model().objects.filter(pk=lead.owner_id).values_list("email", flat=True).first()
-            raise ClaimRefused(f"Already claimed by {owner}." if owner else "This lead is no longer in the pool.")
+            if owner:
+                raise ClaimRefused(f"Already claimed by {owner}.", code="already_claimed")
+            raise ClaimRefused("This lead is no longer in the pool.")
         choice = Pick(rule=routing.rule, reason=AssignmentReason.CLAIM, rep_id=user.pk, team=routing.team,
                       hours=RepProfile.objects.for_org(organization_id).filter(user=user)
                       .values_list("working_hours", flat=True).first() or {}) if routing.rule else None
         return record(lead, rep_id=user.pk, reason=AssignmentReason.CLAIM, pick=choice, actor=user, now=now)
 
 
-def record_manual_owner_change(*, organization_id, lead_id, actor_id=None) -> None:
+def record_manual_owner_change(*, organization_id, lead_id, actor_id=None, api_key="") -> None:
     """An owner set by editing the lead (API PATCH, admin): keep the history and routing state in step."""
     with transaction.atomic():
         lead = _locked_lead(organization_id, lead_id)
@@ -336,7 +341,7 @@ def record_manual_owner_change(*, organization_id, lead_id, actor_id=None) -> No
         new_owner_id = lead.owner_id
         if last == new_owner_id or (last is None and new_owner_id is None):
             return
-        actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
+        actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else (api_key or None)
         lead.owner_id = last  # the history's previous owner: the edit already changed the row
         record(lead, rep_id=new_owner_id, reason=AssignmentReason.MANUAL, actor=actor)
 

@@ -6,6 +6,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import RestrictedError
 
 from leadcrm import audit
+from leadcrm.errors import Conflict, Invalid
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
 from leads.conditions import ConditionError
@@ -20,12 +21,13 @@ MAX_REASSIGNMENTS = 10
 MAX_WEIGHT = 100
 
 
-class ConfigError(ValueError):
+class ConfigError(Invalid):
     """Settings that cannot be used; `errors` maps each field to its messages."""
 
+    default_code = "invalid_settings"
+
     def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("; ".join(f"{key}: {' '.join(messages)}" for key, messages in errors.items()))
-        self.errors = errors
+        super().__init__(errors=errors)
 
 
 def _org_id(obj):
@@ -149,8 +151,8 @@ def delete_team(*, team: Team, actor=None) -> None:
             team.delete()
     except RestrictedError as exc:
         names = sorted({str(rule) for rule in exc.restricted_objects})[:5]
-        raise ConfigError({"team": [f"Assignment rules send leads to this team: {', '.join(names)}. "
-                                    "Change them first."]}) from None
+        raise Conflict(f"Assignment rules send leads to this team: {', '.join(names)}. Change them first.",
+                       code="team_in_use") from None
 
 
 # ----------------------------------------------------------------------------------------------- rules

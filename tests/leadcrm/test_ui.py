@@ -171,24 +171,28 @@ def test_creating_a_key_shows_it_once_and_it_works(browser, org):
 @pytest.mark.parametrize("name", ["", "   ", "x" * 51])
 def test_a_key_needs_a_sensible_name(browser, org, name):
     response = browser.post("/settings/api-keys/", {"name": name})
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert b'id="new-key"' not in response.content
     assert b"at most 50 characters" in response.content
     assert ApiKey.objects.count() == 0
 
 
-def test_revoking_a_key(browser, org):
-    key, plain = tenancy.create_api_key(organization=org, name="old integration")
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
-    assert client.get("/api/v1/ping/").status_code == 200
+def test_revoking_a_key(client, org, member):
+    marketer = member(Role.MARKETER)
+    client.force_login(marketer)
+    browser = client
+    key, plain = tenancy.create_api_key(organization=org, name="old integration", role=Role.MARKETER,
+                                        created_by=marketer)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+    assert api.get("/api/v1/ping/").status_code == 200
 
     assert browser.get(f"/settings/api-keys/{key.prefix}/revoke/").status_code == 405
     response = browser.post(f"/settings/api-keys/{key.prefix}/revoke/")
     assert response.status_code == 302 and response["Location"] == "/settings/api-keys/"
     key.refresh_from_db()
     assert key.revoked
-    assert client.get("/api/v1/ping/").status_code == 401
+    assert api.get("/api/v1/ping/").status_code == 401
     page = browser.get("/settings/api-keys/").content.decode()
     row = re.search(r"<tr>\s*<td>old integration</td>.*?</tr>", page, re.S).group(0)
     assert "revoked" in row and "Revoke</button>" not in row
@@ -206,9 +210,9 @@ def test_key_names_are_escaped(browser, org):
 def test_reps_have_no_api_keys_page(client, org, member):
     key, _ = tenancy.create_api_key(organization=org, name="k")
     client.force_login(member(Role.REP))
-    assert client.get("/settings/api-keys/").status_code == 404
-    assert client.post("/settings/api-keys/", {"name": "rep key"}).status_code == 404
-    assert client.post(f"/settings/api-keys/{key.prefix}/revoke/").status_code == 404
+    assert client.get("/settings/api-keys/").status_code == 403
+    assert client.post("/settings/api-keys/", {"name": "rep key"}).status_code == 403
+    assert client.post(f"/settings/api-keys/{key.prefix}/revoke/").status_code == 403
     assert ApiKey.objects.filter(revoked=False).count() == 1
     assert b"API keys" not in client.get("/leads/").content
 

@@ -206,6 +206,23 @@ def test_error_report_neutralises_formula_headers_too(api):
     assert rows[0][2] == "'=cmd|' /C calc'!A0"
 
 
+HIDDEN_FORMULAS = [" =1+2", "\u00a0=1+2", "\t=1+2", '"=HYPERLINK(""http://x"")"', "' @SUM(A1)", " \u00a0\"-2+3",
+                   "\u3000+Sam"]
+
+
+@pytest.mark.parametrize("where", ["api", "page"])
+def test_error_report_neutralises_formulas_behind_spaces_and_quotes(api, browser, org, where):
+    # Spreadsheets skip leading spaces, no-break spaces and quotes before deciding a cell is a formula.
+    job = import_now(api, csv_bytes([["Email", "Note"], *[["bad", value] for value in HIDDEN_FORMULAS],
+                                     ["bad", "Plain -1 text"]]), mapping={"Email": "email", "Note": "first_name"})
+    client = api if where == "api" else browser
+    url = f"/api/v1/imports/{job['id']}/errors.csv" if where == "api" else f"/imports/{job['id']}/errors.csv"
+    rows = report_rows(client.get(url))
+    notes = [row[2] for row in rows[1:]]
+    assert notes == ["'" + value for value in HIDDEN_FORMULAS] + ["Plain -1 text"]
+    assert [row[0] for row in rows[1:]] == [str(n) for n in range(2, 2 + len(HIDDEN_FORMULAS) + 1)]
+
+
 def test_ragged_rows_are_row_errors_not_crashes(api, org):
     job = import_now(api, b"Email,First Name,Company\n"
                           b"a@example.com,Ada,Acme\n"

@@ -231,3 +231,24 @@ def test_notify_owner_step_queues_an_email_to_the_owner(org, member, django_capt
     assert len(queued) == 1
     assert tasks.notify_owner(*queued[0]) is True
     assert mailoutbox[0].to == ["rep@acme.test"] and "Drip" in mailoutbox[0].body
+
+
+def test_control_characters_in_a_leads_name_never_stop_an_email_or_its_owner_notice(
+        org, member, smtp_server, monkeypatch, django_capture_on_commit_callbacks):
+    from nurturing import tasks
+
+    owner = member("rep", email="rep@acme.test")
+    template = make_template(org)  # subject "Hello {{ lead.first_name }}"
+    sequence = make_sequence(org, [{"type": "email", "template": str(template.pk)}, {"type": "notify_owner"}])
+    lead = make_lead(org, owner=owner, first_name="Ada\x07\u2028Bcc: eve@evil.test\nX")
+    services.enroll(sequence=sequence, leads=[lead.pk])
+    queued = []
+    monkeypatch.setattr(tasks.notify_owner, "delay", lambda *args: queued.append(args))
+    with django_capture_on_commit_callbacks(execute=True):
+        run()
+    assert tasks.notify_owner(*queued[0]) is True
+
+    received = {str(message["To"]): message for message in smtp_server.messages}
+    assert received["ada@example.com"]["Subject"] == "Hello Ada Bcc: eve@evil.test X"
+    assert received["rep@acme.test"]["Subject"].startswith("Follow up: Ada Bcc: eve@evil.test X")
+    assert all(message["Bcc"] is None for message in smtp_server.messages)

@@ -169,9 +169,9 @@ def test_template_used_by_a_sequence_cannot_be_deleted(org):
     template = make_template(org)
     sequence = Sequence.objects.create(organization=org, name="Onboarding drip")
     SequenceStep.objects.create(organization=org, sequence=sequence, position=0, type="email", template=template)
-    with pytest.raises(services.TemplateRefused) as refused:
+    with pytest.raises(services.TemplateInUse) as refused:
         services.delete_template(template=template)
-    assert "“Onboarding drip”" in refused.value.errors["template"][0]
+    assert "“Onboarding drip”" in refused.value.message and refused.value.code == "template_in_use"
     assert EmailTemplate.objects.filter(pk=template.pk).exists()
 
 
@@ -256,7 +256,7 @@ def test_api_preview_refuses_another_orgs_lead(org, other_org, api):
         response = api.post(path, {"lead": str(stranger.pk), "subject": "{{ lead.email }}", "html": "x"},
                             format="json")
         assert response.status_code == 400
-        assert response.json() == {"errors": {"lead": ["No such lead in this organization."]}}
+        assert response.json() == {"errors": {"lead": ["No such lead in this organization."]}, "code": "invalid"}
 
 
 def test_api_list_query_count_does_not_grow(org, api, django_assert_max_num_queries):

@@ -225,6 +225,21 @@ def test_csv_has_a_header_and_neutralises_formulas(api, data):
                                                                        "1", "0"]]
 
 
+def test_csv_neutralises_formulas_behind_spaces_and_quotes_but_keeps_numbers(api, org, data):
+    from datetime import datetime
+
+    hidden = ['"=HYPERLINK(""y"")"', " =1+1", "\u00a0@SUM(A1)", "' -2+3"]
+    for n, source in enumerate(hidden):
+        make_lead(org, datetime.fromisoformat("2026-03-10T10:00:00+00:00"), email=f"h{n}@acme.test", source=source)
+    lines = _csv(api.get("/api/v1/reports/sources/", {**RANGE, "format": "csv", "breakdown": "source"}))
+    labels = {line[1] for line in lines[1:]}
+    assert {"'" + source for source in hidden} <= labels and not labels & set(hidden)
+    # Numbers the report computes stay numbers a spreadsheet can add up: the webinar's ROI is -1 (cost, no revenue).
+    lines = _csv(api.get("/api/v1/reports/campaigns/", {**RANGE, "format": "csv"}))
+    roi = {line[1]: line[lines[0].index("roi")] for line in lines[1:]}
+    assert roi["Webinar"] == "-1.0"
+
+
 @pytest.mark.parametrize("report", REPORTS)
 def test_every_report_downloads_as_csv(api, data, report):
     lines = _csv(api.get(f"/api/v1/reports/{report}/", {**RANGE, "format": "csv"}))

@@ -450,7 +450,7 @@ def test_claim_then_a_second_rep_is_told_who_has_it(pool):
     assert (first.json()["rep"], first.json()["reason"]) == (pool["ann"].pk, "claim")
     second = session(pool["ben"]).post(f"/api/v1/leads/{lead.pk}/claim/")
     assert second.status_code == 409
-    assert second.json()["detail"] == "Already claimed by ann@acme.test."
+    assert second.json() == {"detail": "Already claimed by ann@acme.test.", "code": "already_claimed"}
     lead.refresh_from_db()
     assert lead.owner == pool["ann"]
     assert not LeadRouting.objects.get(lead=lead).pooled

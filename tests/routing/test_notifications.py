@@ -41,3 +41,18 @@ def test_an_unreachable_mail_server_leaves_the_email_to_retry(org, settings):
 
     notification.refresh_from_db()
     assert notification.emailed_at is None
+
+
+def test_a_line_break_in_the_leads_name_still_emails_the_rep_with_a_one_line_subject(org, smtp_server):
+    rep = make_rep(org, name="dana")
+    make_rule(org, strategy="rep", rep=rep)
+    lead = make_lead(org, first_name="Kim\r\nBcc: eve@evil.test", last_name="Lee\u2028\x85\x07Jr")
+    route(lead)
+    notification = Notification.objects.get(user=rep.user)
+
+    assert tasks.email_notification(notification.pk) is True
+
+    [message] = smtp_server.messages
+    assert message["Subject"] == "New lead for you: Kim Bcc: eve@evil.test Lee Jr"
+    assert message["Bcc"] is None and message["To"] == "dana@acme.test"
+    assert f"/leads/{lead.pk}/" in message.get_content()

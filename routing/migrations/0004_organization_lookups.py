@@ -6,7 +6,7 @@ from leadcrm.rls import definer_function
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("routing", "0002_leadrouting_first_sla_due_at"),
+        ("routing", "0003_assignment_actor_label"),
     ]
 
     operations = [

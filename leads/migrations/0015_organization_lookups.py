@@ -6,7 +6,7 @@ from leadcrm.rls import definer_function
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("leads", "0013_analyze_lead_function"),
+        ("leads", "0014_activity_actor_label"),
     ]
 
     operations = [

@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("leadcrm", "0003_outbox"),
+        ("leadcrm", "0004_apikey_role"),
     ]
 
     operations = [

@@ -1,0 +1,142 @@
+"""Role matrix: every API route and page × every role (a signed-in member, and an API key of that role) answers
+as the access policy (leadcrm/policy.py) says — refused is a 403 through every door, allowed is anything else but
+a server error. Generated from the URL conf: a route that names no policy action fails the suite.
+
+The ids in the URLs are well-formed but match nothing, so a call the policy allows ends in a 404, a 400 or a 405
+without changing anything, while a refused one must be turned away before the view looks anything up.
+"""
+
+import re
+import uuid
+from dataclasses import dataclass
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from leadcrm import policy, services
+from leadcrm.models import Role
+from leadcrm.policy import Action
+
+pytestmark = pytest.mark.django_db
+
+# Routes open to anyone, or to anyone signed in whatever their role: no policy action to ask.
+PUBLIC = {
+    "login", "logout", "password_change", "password_change_done", "password_reset", "password_reset_done",
+    "password_reset_confirm", "password_reset_complete", "healthz", "schema", "api-docs", "api-root",
+    "tracking-open", "tracking-click", "tracking-unsubscribe", "leads:public-form", "leads:public-form-embed",
+}
+SIGNED_IN = {"home", "switch-org", "routing:badge"}
+
+# Values for the URLs' parameters: well-formed, matching nothing (a report's name must be one that exists).
+VALUES = {"uuid": str(uuid.UUID(int=1)), "int": "999999", "str": "nosuchthing", "slug": "funnel"}
+REGEX_VALUES = {r"[0-9]+": "999999"}
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    path: str
+    method: str
+    action: Action
+    api: bool
+
+
+def _concrete(pattern: str) -> str:
+    path = re.sub(r"\(\?P<\w+>(?P<regex>[^)]*)\)", lambda m: REGEX_VALUES.get(m.group("regex"), VALUES["uuid"]),
+                  pattern)
+    path = re.sub(r"<(?:(?P<converter>\w+):)?\w+>", lambda m: VALUES[m.group("converter") or "str"], path)
+    return "/" + path.replace("^", "").replace("$", "")
+
+
+def _walk(patterns, prefix="", namespace=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if str(pattern.pattern).startswith("admin/"):
+                continue  # Django admin: tested on its own below
+            space = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), space)
+        elif isinstance(pattern, URLPattern):
+            yield f"{namespace}{pattern.name}", prefix + str(pattern.pattern), pattern.callback
+
+
+def _routes():
+    """Every (route, method) with the policy action it needs; and the routes that name none."""
+    routes, unnamed = [], []
+    for name, pattern, callback in _walk(get_resolver().url_patterns):
+        if "format" in pattern or name in PUBLIC | SIGNED_IN or pattern.startswith("admin/"):
+            continue  # DRF's `.json` suffix twins answer as their plain routes
+        path = _concrete(pattern)
+        view_class = getattr(callback, "cls", None)
+        if view_class is None:  # a browser page
+            action = getattr(callback, "policy_action", None)
+            methods = {"get": None}
+        elif getattr(callback, "actions", None):  # a viewset route: each method has an action of its own
+            methods = callback.actions
+        else:
+            methods = {m: None for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)}
+        for method, viewset_action in methods.items():
+            if view_class is not None:
+                action = policy.action_of_view(view_class, viewset_action)
+            if action is None:
+                unnamed.append(f"{method.upper()} {path} ({name})")
+            else:
+                routes.append(Route(name, path, method, action, api=path.startswith("/api/")))
+    return routes, unnamed
+
+
+ROUTES, UNNAMED = _routes()
+
+
+def test_every_route_names_a_policy_action():
+    assert not UNNAMED, "routes without a policy action (add one, or list them as PUBLIC/SIGNED_IN): " + ", ".join(
+        UNNAMED)
+    assert len({r.path for r in ROUTES if r.api}) > 40 and len({r.path for r in ROUTES if not r.api}) > 60
+
+
+PRINCIPALS = [(role, False) for role in Role.values] + [(role, True) for role in Role.values]
+
+
+@pytest.mark.parametrize(("role", "by_key"), PRINCIPALS,
+                         ids=[f"{role}-{'key' if key else 'session'}" for role, key in PRINCIPALS])
+def test_every_route_answers_as_the_policy_says(org, member, role, by_key):
+    user = member(role, email=f"matrix-{role}@acme.test") if role != Role.ADMIN else None
+    client = APIClient()
+    if by_key:
+        _, plain = services.create_api_key(organization=org, name=f"{role} key", role=role, created_by=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+    else:
+        client.force_login(user or org.memberships.get(role=Role.ADMIN).user)
+    wrong = []
+    for route in ROUTES:
+        if by_key and not route.api:
+            continue  # a key opens no pages
+        allowed = role in policy.ALLOWED[route.action] and not (by_key and route.action in policy.SESSION_ONLY)
+        response = getattr(client, route.method)(route.path, {}, format="json") if route.method != "get" else \
+            client.get(route.path)
+        refused = response.status_code == 403
+        if response.status_code >= 500 or refused == allowed:
+            wrong.append(f"{route.method.upper()} {route.path} [{route.action}]: {response.status_code}, "
+                         f"policy says {'allowed' if allowed else 'refused'}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_an_api_key_is_never_above_its_creator(org, member):
+    marketer = member(Role.MARKETER)
+    client = APIClient()
+    client.force_login(marketer)
+    refused = client.post("/api/v1/api-keys/", {"name": "escalate", "role": "admin"}, format="json")
+    assert refused.status_code == 400 and "role" in refused.json()["errors"]
+    unknown = client.post("/api/v1/api-keys/", {"name": "typo", "role": "superuser"}, format="json")
+    assert unknown.status_code == 400 and "role" in unknown.json()["errors"]
+    made = client.post("/api/v1/api-keys/", {"name": "mine"}, format="json")
+    assert made.status_code == 201 and made.json()["role"] == Role.MARKETER
+    assert made.json()["created_by"] == marketer.email
+    assert org.api_keys.filter(role=Role.ADMIN).count() == 0
+
+
+def test_policy_grants_only_what_a_role_has():
+    assert policy.grantable_roles(Role.ADMIN) == list(Role)
+    assert policy.grantable_roles(Role.MARKETER) == [Role.MARKETER]
+    assert set(policy.grantable_roles(Role.MANAGER)) == {Role.MANAGER, Role.REP}
+    assert policy.grantable_roles(Role.REP) == [Role.REP]
