@@ -54,7 +54,7 @@ class Membership(models.Model):
 
 class ApiKeyManager(BaseAPIKeyManager.from_queryset(OrgQuerySet)):
     def get_usable_keys(self):
-        return super().get_usable_keys().select_related("organization")
+        return super().get_usable_keys().select_related("organization", "created_by")  # the principal needs both
 
 
 class ApiKey(AbstractAPIKey):

@@ -170,7 +170,10 @@ class Allowed(permissions.BasePermission):
         action = action_of_view(view, getattr(view, "action", None))
         if action is None or getattr(request, "organization", None) is None:
             return False  # a view that names no action is closed, not open
-        return principal_of(request).can(action)
+        principal = principal_of(request)
+        if principal.api_key is not None and action in SESSION_ONLY:
+            self.message = "Only a signed-in member can do this; an API key cannot."
+        return principal.can(action)
 
 
 def action_of_view(view, name=None) -> Action | None:

@@ -11,6 +11,7 @@ from django.urls import include, path
 from rest_framework.decorators import api_view
 from rest_framework.response import Response
 
+from leadcrm.policy import Action
 from leads.models import Lead
 
 
@@ -25,6 +26,9 @@ def all_leads(request):
 @api_view(["GET"])
 def all_leads_api(request):
     return Response({"emails": visible_emails()})
+
+
+all_leads_api.cls.policy_action = Action.WORK_LEADS  # any member or key of the org, like /api/v1/ping/
 
 
 urlpatterns = [

@@ -14,7 +14,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
-from leadcrm import policy, services
+from leadcrm import policy, services, urlids
 from leadcrm.models import Role
 from leadcrm.policy import Action
 
@@ -29,8 +29,9 @@ PUBLIC = {
 SIGNED_IN = {"home", "switch-org", "routing:badge"}
 
 # Values for the URLs' parameters: well-formed, matching nothing (a report's name must be one that exists).
-VALUES = {"uuid": str(uuid.UUID(int=1)), "int": "999999", "str": "nosuchthing", "slug": "funnel"}
-REGEX_VALUES = {r"[0-9]+": "999999"}
+VALUES = {"uuid": str(uuid.UUID(int=1)), "int": "999999", "str": "nosuchthing", "slug": "funnel",
+          "keyprefix": "nosuchkey"}
+REGEX_VALUES = {urlids.INT: "999999", urlids.KEY_PREFIX: "nosuchkey"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ def _concrete(pattern: str) -> str:
     path = re.sub(r"\(\?P<\w+>(?P<regex>[^)]*)\)", lambda m: REGEX_VALUES.get(m.group("regex"), VALUES["uuid"]),
                   pattern)
     path = re.sub(r"<(?:(?P<converter>\w+):)?\w+>", lambda m: VALUES[m.group("converter") or "str"], path)
-    return "/" + path.replace("^", "").replace("$", "")
+    return "/" + path.replace("^", "").replace("$", "").replace("\\.", ".")
 
 
 def _walk(patterns, prefix="", namespace=""):

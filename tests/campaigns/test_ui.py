@@ -82,6 +82,6 @@ def test_lead_page_card_lists_the_leads_campaigns(browser, org):
 def test_reps_get_no_campaign_pages(client, member, org):
     campaign = make_campaign(org)
     client.force_login(member("rep"))
-    assert client.get("/campaigns/").status_code == 404
-    assert client.get(f"/campaigns/{campaign.pk}/").status_code == 404
+    assert client.get("/campaigns/").status_code == 403
+    assert client.get(f"/campaigns/{campaign.pk}/").status_code == 403
     assert "Campaigns</a>" not in client.get("/leads/").content.decode()

@@ -204,8 +204,8 @@ def test_other_org_and_reps_get_404_on_form_pages(other_browser, client, member,
     assert capture_form.name == "Contact sales"
 
     client.force_login(member(Role.REP))
-    assert client.get(f"/forms/{capture_form.pk}/").status_code == 404
-    assert client.get("/forms/").status_code == 404
+    assert client.get(f"/forms/{capture_form.pk}/").status_code == 403
+    assert client.get("/forms/").status_code == 403
 
 
 def test_form_pages_need_login(client, capture_form):

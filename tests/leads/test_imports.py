@@ -368,7 +368,7 @@ def test_another_orgs_import_is_404_in_the_browser(api, other_org, client):
 
 def test_reps_cannot_use_imports(client, member):
     client.force_login(member(Role.REP))
-    assert client.get(reverse("leads:import-upload")).status_code == 404
+    assert client.get(reverse("leads:import-upload")).status_code == 403
 
 
 # --- browser: upload -> mapping -> start -> progress --------------------------------------------------------------

@@ -634,9 +634,17 @@ def test_ping_checks_a_key(api, org):
     assert APIClient().get("/api/v1/ping/").status_code == 401
 
 
-def test_reps_cannot_use_the_org_wide_api(client, member):
-    client.force_login(member(Role.REP))
-    assert client.get("/api/v1/leads/").status_code == 403
+def test_reps_read_and_work_only_their_own_leads_over_the_api(client, member, org):
+    rep = member(Role.REP)
+    mine = services.capture_lead(organization_id=org.pk, data={"email": "mine@example.com"}).lead
+    services.capture_lead(organization_id=org.pk, data={"email": "theirs@example.com"})
+    Lead.objects.filter(pk=mine.pk).update(owner=rep)
+    client.force_login(rep)
+    assert [row["email"] for row in client.get("/api/v1/leads/").json()["results"]] == ["mine@example.com"]
+    assert client.patch(f"/api/v1/leads/{mine.pk}/", {"first_name": "X"}, content_type="application/json"
+                        ).status_code == 403  # changing leads at large is org-wide work, as in the browser
+    assert client.post("/api/v1/leads/", {"email": "new@example.com"}, content_type="application/json"
+                       ).status_code == 403
 
 
 def test_session_user_without_an_organization_gets_403(client):

@@ -122,9 +122,9 @@ def test_rep_works_on_their_own_leads_only(rep_client, org, rep):
 def test_reps_cannot_use_the_duplicates_page(rep_client, org):
     a = make_lead(org, "a@example.com", phone="+14155550100")
     b = make_lead(org, "b@example.com", phone="+14155550100")
-    assert rep_client.get("/leads/duplicates/").status_code == 404
+    assert rep_client.get("/leads/duplicates/").status_code == 403
     response = rep_client.post("/leads/duplicates/merge/", {"keep": a.pk, "lead": [a.pk, b.pk], "confirm": "yes"})
-    assert response.status_code == 404
+    assert response.status_code == 403
     assert Lead.objects.filter(pk=b.pk).exists()
     html = page(rep_client.get("/leads/"))
     assert 'href="/leads/duplicates/"' not in html

@@ -159,7 +159,7 @@ def test_other_roles_cannot_export(org, client, member, person, role):
     if role == Role.REP:
         Lead.objects.filter(pk=person.pk).update(owner=user)  # even their own lead
     client.force_login(user)
-    assert client.get(f"/leads/{person.pk}/export/").status_code == 404
+    assert client.get(f"/leads/{person.pk}/export/").status_code == 403
     assert client.get(f"/api/v1/leads/{person.pk}/export/").status_code == 403
 
 
@@ -250,8 +250,8 @@ def test_erasing_twice_is_fine_and_an_erased_lead_stays_erased(org, api, person)
 
 def test_erase_in_the_browser_asks_first_and_only_admins_may(org, client, member, person):
     client.force_login(member(Role.MARKETER))
-    assert client.get(f"/leads/{person.pk}/erase/").status_code == 404
-    assert client.post(f"/leads/{person.pk}/erase/", {"confirm": "erase"}).status_code == 404
+    assert client.get(f"/leads/{person.pk}/erase/").status_code == 403
+    assert client.post(f"/leads/{person.pk}/erase/", {"confirm": "erase"}).status_code == 403
     assert client.post(f"/api/v1/leads/{person.pk}/erase/").status_code == 403
     assert Lead.objects.get(pk=person.pk).erased_at is None
 

@@ -95,9 +95,9 @@ def test_reps_see_no_segments(client, org, member, leads):
     segment = services.create_segment(organization_id=org.pk, name="VIPs", definition=VIP)
     client.force_login(member(Role.REP))
     for url in ("/segments/", "/segments/new/", f"/segments/{segment.pk}/", f"/segments/{segment.pk}/edit/"):
-        assert client.get(url).status_code == 404, url
-    assert client.post("/segments/count/", {"definition": json.dumps(VIP)}).status_code == 404
-    assert client.post(f"/segments/{segment.pk}/tags/", {"tag": "x", "action": "add"}).status_code == 404
+        assert client.get(url).status_code == 403, url
+    assert client.post("/segments/count/", {"definition": json.dumps(VIP)}).status_code == 403
+    assert client.post(f"/segments/{segment.pk}/tags/", {"tag": "x", "action": "add"}).status_code == 403
     assert "Segments" not in client.get("/leads/").content.decode()
 
 

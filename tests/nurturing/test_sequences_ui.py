@@ -94,8 +94,8 @@ def test_reps_get_404_on_sequence_pages(org, client, member):
     client.force_login(member(Role.REP))
     for path in ("/emails/sequences/", "/emails/sequences/new/", f"/emails/sequences/{sequence.pk}/",
                  f"/emails/sequences/{sequence.pk}/edit/"):
-        assert client.get(path).status_code == 404, path
-    assert client.post(f"/emails/sequences/{sequence.pk}/enroll/", {"emails": "x@example.com"}).status_code == 404
+        assert client.get(path).status_code == 403, path
+    assert client.post(f"/emails/sequences/{sequence.pk}/enroll/", {"emails": "x@example.com"}).status_code == 403
 
 
 @pytest.mark.parametrize("role", [Role.MANAGER, Role.ADMIN, Role.MARKETER])
@@ -507,7 +507,7 @@ def test_lead_card_for_a_rep_is_read_only_and_only_for_their_leads(org, client, 
     assert card.status_code == 200 and "Welcome drip" in card.content.decode()
     assert "/exit/" not in card.content.decode() and "Enrol in" not in card.content.decode()
     assert client.get(f"/emails/leads/{other.pk}/").status_code == 404
-    assert client.post(f"/emails/leads/{own.pk}/enroll/", {"sequence": str(sequence.pk)}).status_code == 404
+    assert client.post(f"/emails/leads/{own.pk}/enroll/", {"sequence": str(sequence.pk)}).status_code == 403
 
 
 def test_lead_page_loads_the_emails_card(org, browser):

@@ -365,8 +365,8 @@ def test_ui_delete_refused_while_in_use(org, browser):
 def test_ui_is_not_for_reps(org, client, member):
     template = make_template(org)
     client.force_login(member(Role.REP))
-    assert client.get("/emails/templates/").status_code == 404
-    assert client.get(f"/emails/templates/{template.pk}/").status_code == 404
+    assert client.get("/emails/templates/").status_code == 403
+    assert client.get(f"/emails/templates/{template.pk}/").status_code == 403
     assert "Emails" not in client.get("/leads/").content.decode()
 
 

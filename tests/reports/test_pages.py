@@ -132,9 +132,9 @@ def test_org_wide_roles_see_the_pages_and_land_on_their_home(client, member, rol
 def test_reps_get_404_and_no_nav_item(client, member, org):
     client.force_login(member(Role.REP))
     for path in ("/reports/", "/reports/marketing/", "/reports/sales/"):
-        assert client.get(path).status_code == 404
+        assert client.get(path).status_code == 403
     for name in REPORTS:
-        assert client.get(f"/reports/{name}/").status_code == 404
+        assert client.get(f"/reports/{name}/").status_code == 403
     assert client.get("/")["Location"] == "/queue/"
     assert ">Reports</a>" not in client.get("/leads/").content.decode()
 

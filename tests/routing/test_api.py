@@ -159,6 +159,13 @@ def test_reps_are_found_by_user_id_and_only_in_this_org(api, org, rival_rep, mem
     assert api.delete(f"/api/v1/reps/{rep.user_id}/").status_code == 405
 
 
+def test_a_rep_reads_the_assignment_history_of_their_own_leads_only(org):
+    rep, other = make_rep(org, "ann"), make_rep(org, "bob")
+    mine, theirs = make_lead(org, owner=rep.user), make_lead(org, owner=other.user)
+    assert session(rep.user).get(f"/api/v1/leads/{mine.pk}/assignments/").status_code == 200
+    assert session(rep.user).get(f"/api/v1/leads/{theirs.pk}/assignments/").status_code == 404
+
+
 @pytest.mark.parametrize(("method", "url", "body"), [
     ("get", "/api/v1/reps/", None),
     ("patch", "/api/v1/reps/{me}/", {"capacity": 500}),
@@ -167,7 +174,6 @@ def test_reps_are_found_by_user_id_and_only_in_this_org(api, org, rival_rep, mem
     ("get", "/api/v1/assignment-rules/", None),
     ("post", "/api/v1/assignment-rules/", {"name": "Mine", "action": {"type": "rep", "rep": "{me}"}}),
     ("post", "/api/v1/leads/{lead}/route/", None),
-    ("get", "/api/v1/leads/{lead}/assignments/", None),
     ("post", "/api/v1/leads/reassign/", {"leads": ["{lead}"], "rep": "{me}"}),
 ])
 def test_reps_cannot_reach_the_configuration(org, method, url, body):
@@ -619,11 +625,13 @@ def test_a_rep_reads_only_their_own_queue(queue_of_ann, org):
     assert session(ann).get(f"/api/v1/queue/?rep={ann.pk}").json()["count"] == 3
 
 
-def test_keys_and_managers_read_any_reps_queue_of_the_org(queue_of_ann, api, admin, org, rival_rep):
+def test_admin_keys_and_admins_read_any_reps_queue_managers_their_teams(queue_of_ann, api, admin, org, rival_rep):
     ann, _ = queue_of_ann
     assert api.get(f"/api/v1/queue/?rep={ann.pk}").json()["count"] == 3
     assert admin.get(f"/api/v1/queue/?rep={ann.pk}").json()["count"] == 3
     manager = make_rep(org, "meg", role=Role.MANAGER)
+    assert session(manager.user).get(f"/api/v1/queue/?rep={ann.pk}").status_code == 404  # not in a team of hers
+    make_team(org, "Meg's", [RepProfile.objects.get(user=ann)], manager=manager.user)
     assert session(manager.user).get(f"/api/v1/queue/?rep={ann.pk}").json()["rep"] == ann.pk
     assert api.get(f"/api/v1/queue/?rep={rival_rep.user_id}").status_code == 404
     assert api.get("/api/v1/queue/?rep=99999999999999999").status_code == 404

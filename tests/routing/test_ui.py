@@ -338,10 +338,10 @@ def test_team_page_query_count_does_not_grow_with_reps(org, managed, manager, cl
 
 def test_reps_get_404_on_team_and_on_another_reps_queue(org, managed, rep_client):
     team, (tom, _) = managed
-    assert rep_client.get("/team/").status_code == 404
+    assert rep_client.get("/team/").status_code == 403
     assert rep_client.get(f"/queue/?rep={tom.user_id}").status_code == 404
     assert rep_client.get("/queue/?rep=nonsense").status_code == 404
-    assert rep_client.post(f"/team/reps/{tom.user_id}/availability/", {"available": "0"}).status_code == 404
+    assert rep_client.post(f"/team/reps/{tom.user_id}/availability/", {"available": "0"}).status_code == 403
 
 
 def test_manager_reads_a_reps_queue_and_reassigns_many(org, managed, manager, client):
@@ -426,8 +426,8 @@ def test_reassign_from_the_card(org, managed, manager, client):
 
 def test_reps_cannot_route_or_reassign(org, sales, rep_client):
     lead = routed(org)
-    assert rep_client.post(f"/leads/{lead.pk}/routing/route/").status_code == 404
-    assert rep_client.post(f"/leads/{lead.pk}/routing/reassign/", {"rep": lead.owner_id}).status_code == 404
+    assert rep_client.post(f"/leads/{lead.pk}/routing/route/").status_code == 403
+    assert rep_client.post(f"/leads/{lead.pk}/routing/reassign/", {"rep": lead.owner_id}).status_code == 403
     card = rep_client.get(f"/leads/{lead.pk}/routing/").content.decode()
     assert "Route now" not in card and "rita@acme.test" in card
 
@@ -457,7 +457,7 @@ def test_lead_list_bulk_route_now_and_reassign(org, managed, manager, client):
 
 def test_bulk_refuses_nothing_selected_and_reps(org, managed, manager, rep_client):
     lead = make_lead(org)
-    assert rep_client.post("/leads/routing/bulk/", {"action": "route", "lead": [str(lead.pk)]}).status_code == 404
+    assert rep_client.post("/leads/routing/bulk/", {"action": "route", "lead": [str(lead.pk)]}).status_code == 403
     rep_client.force_login(manager)
     assert rep_client.post("/leads/routing/bulk/", {"action": "route"}).status_code == 400
     assert rep_client.post("/leads/routing/bulk/", {"action": "route", "lead": ["not-an-id"]}).status_code == 400

@@ -125,11 +125,11 @@ def test_reps_cannot_use_the_rule_pages(rep_client, org, rules):
     before = version(org)
     for url in ("/scoring/", "/scoring/rules/new/", f"/scoring/rules/{rule.pk}/edit/", "/scoring/settings/",
                 f"/scoring/rules/{rule.pk}/delete/", "/scoring/status/"):
-        assert rep_client.get(url).status_code == 404, url
-    assert rep_client.post("/scoring/rules/new/", rule_post()).status_code == 404
-    assert rep_client.post(f"/scoring/rules/{rule.pk}/toggle/", {}).status_code == 404
-    assert rep_client.post(f"/scoring/rules/{rule.pk}/delete/").status_code == 404
-    assert rep_client.post("/scoring/rules/preview/", rule_post(), **HTMX).status_code == 404
+        assert rep_client.get(url).status_code == 403, url
+    assert rep_client.post("/scoring/rules/new/", rule_post()).status_code == 403
+    assert rep_client.post(f"/scoring/rules/{rule.pk}/toggle/", {}).status_code == 403
+    assert rep_client.post(f"/scoring/rules/{rule.pk}/delete/").status_code == 403
+    assert rep_client.post("/scoring/rules/preview/", rule_post(), **HTMX).status_code == 403
     assert ScoringRule.objects.for_org(org).count() == 2 and ScoringRule.objects.get(pk=rule.pk).active
     assert version(org) == before
 

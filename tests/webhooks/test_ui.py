@@ -36,9 +36,9 @@ def test_only_admins_see_webhooks(client, member, org, role):
     endpoint = Endpoint.objects.create(organization=org, url="https://hooks.example/", events=["lead.created"],
                                        secret="whsec_YQ==")
     client.force_login(member(role))
-    assert client.get("/settings/webhooks/").status_code == 404
-    assert client.get(f"/settings/webhooks/{endpoint.pk}/").status_code == 404
-    assert client.post(f"/settings/webhooks/{endpoint.pk}/rotate/").status_code == 404
+    assert client.get("/settings/webhooks/").status_code == 403
+    assert client.get(f"/settings/webhooks/{endpoint.pk}/").status_code == 403
+    assert client.post(f"/settings/webhooks/{endpoint.pk}/rotate/").status_code == 403
     assert 'href="/settings/webhooks/"' not in client.get("/leads/").content.decode()
 
 
