@@ -49,7 +49,7 @@ class Conflict(DomainError):
 
 
 class Forbidden(DomainError):
-    """The actor may not do this (403 in the API; the browser answers 404, revealing nothing)."""
+    """The actor may not do this (403, in the API and the browser alike, as the policy's refusals)."""
 
     status = 403
     default_code = "permission_denied"
