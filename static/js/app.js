@@ -58,3 +58,24 @@ document.addEventListener("htmx:beforeSwap", function (event) {
     event.detail.isError = false;
   }
 });
+
+// The header's Menu button (shown only at narrow widths) opens and closes the links; Escape closes them and
+// gives focus back to the button.
+document.addEventListener("click", function (event) {
+  var toggle = event.target.closest && event.target.closest(".nav-toggle");
+  if (!toggle) return;
+  var panel = document.getElementById(toggle.getAttribute("aria-controls"));
+  var open = toggle.getAttribute("aria-expanded") !== "true";
+  toggle.setAttribute("aria-expanded", open ? "true" : "false");
+  panel.classList.toggle("open", open);
+});
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") return;
+  var toggle = document.querySelector(".nav-toggle[aria-expanded=true]");
+  if (!toggle) return;
+  var panel = document.getElementById(toggle.getAttribute("aria-controls"));
+  if (!panel.contains(document.activeElement) && document.activeElement !== toggle) return;
+  toggle.setAttribute("aria-expanded", "false");
+  panel.classList.remove("open");
+  toggle.focus();
+});
