@@ -3,7 +3,9 @@
 import csv
 import html
 import io
+import json
 import re
+from datetime import date
 
 import pytest
 
@@ -12,6 +14,8 @@ from leadcrm.models import Role
 from .conftest import FORMULA_SOURCE, RANGE, T0, grow, make_lead
 
 pytestmark = pytest.mark.django_db
+
+RANGE_DAY = date(2026, 3, 15)
 
 REPORTS = ["funnel", "speed-to-lead", "sales-cycle", "reps", "sources", "campaigns", "score-calibration"]
 
@@ -67,11 +71,13 @@ def test_funnel_page_shows_the_rows_and_breakdowns(browser, data, noise, django_
     with django_assert_max_num_queries(10):
         content = page(browser, "/reports/funnel/")
     header, row = rows(content)
-    assert header[:4] == ["Label", "Leads", "Mql", "Mql rate"]
+    assert header[:5] == ["Group", "Leads", "MQL", "Lead → MQL", "SAL"]
     assert row[:4] == ["All", "5", "4", "80.0%"]
     table = rows(page(browser, "/reports/funnel/", breakdown="source_type"))
+    assert table[0][0] == "Source type"
     assert {line[0]: line[1] for line in table[1:]} == {"organic": "2", "paid": "2", "referral": "1"}
-    assert 'value="source_type" selected' in page(browser, "/reports/funnel/", breakdown="source_type")
+    assert '<option value="source_type" selected>Source type</option>' in page(
+        browser, "/reports/funnel/", breakdown="source_type")
 
 
 @pytest.mark.parametrize("name", REPORTS)
@@ -207,4 +213,52 @@ def test_another_orgs_user_sees_only_their_own_numbers(client, other_org, data):
     assert card(content, "Leads created") == "0"
     content = page(client, "/reports/sources/")
     assert "blog" not in content and "partner" not in content
-    assert "Nothing to report in this range." in content
+    assert "No leads were created in this range." in content and 'href="/forms/"' in content
+
+
+def test_report_pages_read_as_a_person_would(browser, org, data):
+    data["spring"].costs.create(organization=org, date=RANGE_DAY, amount="2150.50")
+    speed = rows(page(browser, "/reports/speed-to-lead/"))
+    header, row = speed[0], dict(zip(speed[0], speed[1], strict=True))
+    assert "Capture → MQL, 90th percentile" in header and "Share within SLA" in header
+    assert row["Capture → first touch, median"] == "1 h 40 min"  # 100 minutes
+    cycle = dict(zip(*rows(page(browser, "/reports/sales-cycle/"))[:2], strict=True))
+    assert cycle["Created → won, median"] == "21 d 12 h"  # 10 and 33 days
+    campaigns = {line[0]: line for line in rows(page(browser, "/reports/campaigns/"))}
+    header = campaigns["Campaign"]
+    spring = dict(zip(header, campaigns["Spring"], strict=True))
+    assert (spring["Cost"], spring["Won revenue"], spring["ROI"]) == ("$2,550.50", "$1,000.00", "−60.8%")
+    content = page(browser, "/reports/campaigns/")
+    assert '<option value="first_touch" selected>First touch</option>' in content
+    sources = {line[0]: line for line in rows(page(browser, "/reports/sources/"))}
+    cost = sources["Source"].index("Campaign cost (shared)")
+    assert sources["ads"][cost] == "$1,275.25" and sources[FORMULA_SOURCE][cost] == "$1,325.25"
+    assert "in proportion to how many members each source brought" in page(browser, "/reports/sources/")
+    calibration = page(browser, "/reports/score-calibration/")
+    assert "<option value=\"band\" selected>Score band</option>" in calibration
+    assert rows(calibration)[0][:2] == ["Score band", "Leads"]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_each_report_has_its_chart_beside_the_table(browser, data, name):
+    content = page(browser, f"/reports/{name}/")
+    assert 'data-chart="report-chart"' in content and 'id="report-chart"' in content
+    assert "vendor/chartjs/chart.umd.min.js" in content
+    spec = json.loads(re.search(r'<script id="report-chart" type="application/json">(.*?)</script>', content,
+                                re.S).group(1))
+    assert spec["labels"] and all(dataset["data"] for dataset in spec["datasets"])
+
+
+@pytest.mark.parametrize(("name", "says", "link"), [
+    ("funnel", "No leads were created in this range.", "/imports/"),
+    ("speed-to-lead", "No routed leads were created in this range.", "/team/"),
+    ("sales-cycle", "No deals were won or lost in this range.", "/deals/"),
+    ("reps", "There are no reps yet.", "/team/"),
+    ("sources", "No leads were created in this range.", "/forms/"),
+    ("campaigns", "There are no campaigns yet.", "/campaigns/"),
+    ("score-calibration", "No leads were created in this range.", "/forms/"),
+])
+def test_empty_reports_say_what_to_do(browser, name, says, link):
+    content = page(browser, f"/reports/{name}/")
+    assert says in content and f'href="{link}"' in content
+    assert "report-table" not in content and 'data-chart="report-chart"' not in content
