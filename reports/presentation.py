@@ -184,7 +184,19 @@ _COUNTED = {"funnel": "leads", "speed-to-lead": "leads", "sales-cycle": ("won", 
             "sources": ("leads", "cost"), "campaigns": ("leads", "cost"), "score-calibration": "leads"}
 
 
-def is_empty(name, rows) -> bool:
+# Reports that list everything of a kind (every rep, campaign, scoring rule) even when nothing happened to it.
+_LISTS = {"reps", "campaigns", "score-calibration"}
+
+
+def is_quiet(name, rows) -> bool:
+    """Nothing happened in the range: every row counts nothing."""
     counted = _COUNTED[name]
     counted = (counted,) if isinstance(counted, str) else counted
     return not any(Decimal(row[column] or 0) for row in rows for column in counted)
+
+
+def is_empty(name, rows, breakdown) -> bool:
+    """Nothing to show: no rows, or no numbers in a report whose rows are groups of what happened. A report that
+    lists every rep, campaign or scoring rule still shows them when nothing happened (with what to do)."""
+    listed = name in _LISTS and (name != "score-calibration" or breakdown == "rule")
+    return not rows or (not listed and is_quiet(name, rows))

@@ -21,6 +21,7 @@ from leadcrm.policy import Action, allowed
 from leads.models import Segment
 
 from . import api, presentation, selectors
+from .templatetags.report_format import duration, money, number
 
 org_wide = allowed(Action.REPORTS)
 
@@ -112,12 +113,11 @@ def _overview(organization_id, params, period):
     top, won_revenue = _top_sources(organization_id, params)
     return {
         "cards": [
-            ("Leads created", funnel["leads"], _link("funnel", period)),
-            ("MQLs", funnel["mql"], _link("funnel", period)),
-            ("SQLs", funnel["sql"], _link("funnel", period)),
-            ("Won revenue", f"{won_revenue:.2f}", _link("sources", period)),
-            ("Speed to lead (median minutes to first touch)",
-             "—" if speed["capture_to_touch_median_minutes"] is None else speed["capture_to_touch_median_minutes"],
+            ("Leads created", number(funnel["leads"]), _link("funnel", period)),
+            ("MQLs", number(funnel["mql"]), _link("funnel", period)),
+            ("SQLs", number(funnel["sql"]), _link("funnel", period)),
+            ("Won revenue", money(won_revenue, selectors.report_currency(organization_id)), _link("sources", period)),
+            ("Speed to lead (median time to first touch)", duration(speed["capture_to_touch_median_minutes"]),
              _link("speed-to-lead", period)),
         ],
         "top_sources": top, "sources_link": _link("sources", period),
@@ -136,15 +136,16 @@ def _marketing(organization_id, params, period):
     spend = sum((Decimal(row["cost"]) for row in campaigns), Decimal("0.00"))
     returned = sum((Decimal(row["won_revenue"]) for row in campaigns), Decimal("0.00"))
     campaign_mqls = sum(row["mqls"] for row in campaigns)
+    currency = selectors.report_currency(organization_id)
     ranked = sorted((row for row in campaigns if row["leads"] or Decimal(row["cost"])),
                     key=lambda row: (row["roi"] is None, -(row["roi"] or 0), row["label"]))[:TOP_SOURCES]
     return {
         "cards": [
-            ("Leads created", funnel["leads"], _link("funnel", period)),
-            ("MQLs", funnel["mql"], _link("funnel", period)),
+            ("Leads created", number(funnel["leads"]), _link("funnel", period)),
+            ("MQLs", number(funnel["mql"]), _link("funnel", period)),
             ("Lead to MQL", _percent(funnel["mql_rate"]), _link("funnel", period)),
-            ("Campaign spend", f"{spend:.2f}", _link("campaigns", period)),
-            ("Cost per campaign MQL", f"{spend / campaign_mqls:.2f}" if campaign_mqls and spend else "—",
+            ("Campaign spend", money(spend, currency), _link("campaigns", period)),
+            ("Cost per campaign MQL", money(spend / campaign_mqls, currency) if campaign_mqls and spend else "—",
              _link("campaigns", period)),
             ("Campaign ROI", _percent(float((returned - spend) / spend)) if spend else "—",
              _link("campaigns", period)),
@@ -173,12 +174,12 @@ def _sales(organization_id, params, period):
     minutes = speed["capture_to_touch_median_minutes"]
     return {
         "cards": [
-            ("Median minutes to first touch", "—" if minutes is None else minutes, _link("speed-to-lead", period)),
+            ("Median time to first touch", duration(minutes), _link("speed-to-lead", period)),
             ("Touched within SLA", _percent(speed["within_sla_rate"]), _link("speed-to-lead", period)),
-            ("Deals won", cycle["won"], _link("sales-cycle", period)),
-            ("Deals lost", cycle["lost"], _link("sales-cycle", period)),
-            ("Median days to win", "—" if cycle["created_to_won_days_median"] is None
-             else cycle["created_to_won_days_median"], _link("sales-cycle", period)),
+            ("Deals won", number(cycle["won"]), _link("sales-cycle", period)),
+            ("Deals lost", number(cycle["lost"]), _link("sales-cycle", period)),
+            ("Median time to win", duration(cycle["created_to_won_days_median"], "days"),
+             _link("sales-cycle", period)),
             ("Close rate", _percent(won / assigned if assigned else None), _link("reps", period)),
         ],
         "leaders": leaders, "reps_link": _link("reps", period),
@@ -224,10 +225,11 @@ def report(request, name):
         except serializers.ValidationError as exc:
             errors = {field: [str(problem) for problem in problems] for field, problems in exc.detail.items()}
     breakdown = (params or {}).get("breakdown", view.default_breakdown)
-    empty = not errors and presentation.is_empty(name, rows)
+    empty = not errors and presentation.is_empty(name, rows, breakdown)
+    quiet = not errors and not empty and presentation.is_quiet(name, rows)
     header, body = ((), ()) if errors or empty else presentation.table(
         name, view.columns, rows, breakdown, _currency_of(name, organization_id, rows))
-    chart = None if errors or empty else presentation.chart(name, rows, breakdown)
+    chart = None if errors or empty or quiet else presentation.chart(name, rows, breakdown)
     csv_query = {key: value for key, value in request.GET.items() if key != "format"}
     if params:
         csv_query.update(_period(params))
@@ -238,7 +240,7 @@ def report(request, name):
         "attributions": list(presentation.ATTRIBUTION_LABELS.items()) if name == "campaigns" else (),
         "segments": list(Segment.objects.for_org(organization_id).order_by("name").only("pk", "name")[:200])
         if name == "funnel" else [],
-        "header": header, "body": body, "empty": empty, "rows": rows, "chart": chart,
+        "header": header, "body": body, "empty": empty, "quiet": quiet, "rows": rows, "chart": chart,
         "params": params, "period": _period(params) if params else None,
         "selected_breakdown": breakdown if params else request.GET.get("breakdown"),
         "csv_url": f"{reverse(f'report-{name}')}?{urlencode({**csv_query, 'format': 'csv'})}",

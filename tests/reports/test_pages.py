@@ -47,8 +47,8 @@ def test_dashboard_shows_the_key_numbers_with_links_and_charts(browser, data, no
     assert card(content, "Leads created") == "5"
     assert card(content, "MQLs") == "4"
     assert card(content, "SQLs") == "2"
-    assert card(content, "Won revenue") == "1000.00"  # the rival's 9999.00 deal is not counted
-    assert card(content, "Speed to lead (median minutes to first touch)") == "100.0"
+    assert card(content, "Won revenue") == "$1,000.00"  # the rival's 9999.00 deal is not counted
+    assert card(content, "Speed to lead (median time to first touch)") == "1 h 40 min"
     assert 'href="/reports/funnel/?start=2026-03-01&amp;end=2026-03-31"' in content
     assert 'href="/reports/speed-to-lead/?start=2026-03-01&amp;end=2026-03-31"' in content
     assert 'data-chart="funnel-chart"' in content and 'id="funnel-chart"' in content
@@ -152,7 +152,7 @@ def test_marketing_home_shows_campaign_spend_return_and_calibration(browser, dat
     assert (card(content, "Leads created"), card(content, "MQLs"), card(content, "Lead to MQL")) == ("5", "4", "80.0%")
     # Spring cost 400 and Webinar 100; first-touch credit gives Spring the won 1000; four campaign MQLs
     assert (card(content, "Campaign spend"), card(content, "Cost per campaign MQL"),
-            card(content, "Campaign ROI")) == ("500.00", "125.00", "100.0%")
+            card(content, "Campaign ROI")) == ("$500.00", "$125.00", "100.0%")
     assert 'href="/reports/campaigns/?start=2026-03-01&amp;end=2026-03-31"' in content
     top = re.search(r'<table class="data top-campaigns">(.*?)</table>', content, re.S).group(1)
     assert top.index(">Spring<") < top.index(">Webinar<") and "150%" in top and "-100%" in top
@@ -164,9 +164,9 @@ def test_marketing_home_shows_campaign_spend_return_and_calibration(browser, dat
 def test_sales_home_shows_speed_deals_and_the_rep_leaderboard(browser, data, noise, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         content = page(browser, "/reports/sales/")
-    assert (card(content, "Median minutes to first touch"), card(content, "Touched within SLA")) == ("100.0", "33.3%")
-    assert (card(content, "Deals won"), card(content, "Deals lost"), card(content, "Median days to win")) == (
-        "2", "2", "21.5")
+    assert (card(content, "Median time to first touch"), card(content, "Touched within SLA")) == ("1 h 40 min", "33.3%")
+    assert (card(content, "Deals won"), card(content, "Deals lost"), card(content, "Median time to win")) == (
+        "2", "2", "21 d 12 h")
     assert card(content, "Close rate") == "20.0%"  # one won of five assignments
     leaders = re.search(r'<table class="data rep-leaders">(.*?)</table>', content, re.S).group(1)
     assert leaders.index("anna@acme.test") < leaders.index("bert@acme.test")
@@ -262,3 +262,14 @@ def test_empty_reports_say_what_to_do(browser, name, says, link):
     content = page(browser, f"/reports/{name}/")
     assert says in content and f'href="{link}"' in content
     assert "report-table" not in content and 'data-chart="report-chart"' not in content
+
+
+def test_reports_that_list_reps_or_campaigns_keep_them_when_nothing_happened(browser, data):
+    content = page(browser, "/reports/reps/", start="2025-01-01", end="2025-01-31")
+    assert "No leads were assigned to reps in this range." in content
+    assert [line[0] for line in rows(content)[1:]] == ["anna@acme.test", "bert@acme.test", "cleo@acme.test"]
+    content = page(browser, "/reports/campaigns/", start="2025-01-01", end="2025-01-31")
+    assert "No campaign had members or costs in this range." in content
+    assert [line[0] for line in rows(content)[1:]] == ["Old", "Spring", "Webinar"]
+    content = page(browser, "/reports/funnel/", start="2025-01-01", end="2025-01-31")
+    assert "No leads were created in this range." in content and "report-table" not in content
