@@ -4,6 +4,8 @@ state. The API and CSV keep the machine keys and values; only the pages use this
 
 from decimal import Decimal
 
+from leads.models import SourceType
+
 # Breakdown and attribution choices as the forms name them.
 BREAKDOWN_LABELS = {
     "source_type": "Source type", "source": "Source", "campaign": "Campaign (UTM)", "owner": "Owner",
@@ -94,6 +96,8 @@ def table(name, columns, rows, breakdown, currency_of):
 def row_label(row, breakdown) -> str:
     if breakdown == "segment":
         return _SEGMENT_SIDES.get(row["label"], row["label"])
+    if breakdown == "source_type" and row["label"] in SourceType.values:
+        return SourceType(row["label"]).label
     return row["label"] or "(none)"
 
 

@@ -75,7 +75,7 @@ def test_funnel_page_shows_the_rows_and_breakdowns(browser, data, noise, django_
     assert row[:4] == ["All", "5", "4", "80.0%"]
     table = rows(page(browser, "/reports/funnel/", breakdown="source_type"))
     assert table[0][0] == "Source type"
-    assert {line[0]: line[1] for line in table[1:]} == {"organic": "2", "paid": "2", "referral": "1"}
+    assert {line[0]: line[1] for line in table[1:]} == {"Organic": "2", "Paid": "2", "Referral": "1"}
     assert '<option value="source_type" selected>Source type</option>' in page(
         browser, "/reports/funnel/", breakdown="source_type")
 
