@@ -204,8 +204,10 @@ class SourcesView(ReportView):
                    responses={200: _response_schema("Sources", selectors.PERFORMANCE_COLUMNS),
                               400: OpenApiResponse(description="Bad dates or breakdown")})
     def get(self, request):
-        """Per source of leads created in the range: `leads`, `mqls`, `sqls`, `deals`, `won_revenue`; `cost` is
-        0 (spend is recorded on campaigns), so `cost_per_lead`, `cost_per_mql` and `roi` are null."""
+        """Per source of leads created in the range: `leads`, `mqls`, `sqls`, `deals`, `won_revenue`; `cost`:
+        each campaign's cost dated in the range shared among the sources of its members who joined in the range,
+        in proportion to their number (to the cent, the shares adding up to the cost; campaigns in the org's
+        report currency only); `cost_per_lead`, `cost_per_mql`, `roi` (null without cost)."""
         return super().get(request)
 
     def rows(self, organization_id, params):

@@ -14,7 +14,8 @@ Definitions shared by the reports:
   are the routing state's `mql_at`, `first_assigned_at` and `first_touch_at`; won is the deal's `closed_at`;
 - percentiles are PostgreSQL's `percentile_cont` (interpolated); rates are fractions from 0 to 1, none when
   there is nothing to divide by;
-- money is summed as stored; campaign figures count only deals in the campaign's currency.
+- money is summed as stored; campaign figures count only deals in the campaign's currency; the sources report
+  shares campaign cost out among the sources of the campaigns' members (see `sources`).
 """
 
 from datetime import datetime, time, timedelta
@@ -319,31 +320,89 @@ def _performance(row: dict, cost: Decimal, revenue: Decimal) -> dict:
             "cost_per_mql": unit(row["mqls"]), "roi": None if not cost else round(float((revenue - cost) / cost), 4)}
 
 
+# The currency the org reports money in: the one most of its campaigns use, else most of its deals, else USD.
+# A SQL expression, so a report can filter by it inside its own (single) query.
+_REPORT_CURRENCY_SQL = f"""coalesce(
+    (SELECT currency FROM {Campaign._meta.db_table} WHERE organization_id = %(org)s
+     GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1),
+    (SELECT currency FROM {Deal._meta.db_table} WHERE organization_id = %(org)s
+     GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1),
+    'USD')"""
+
+
+def report_currency(organization_id) -> str:
+    """The currency the reports show org-wide sums in (see _REPORT_CURRENCY_SQL); amounts are not converted."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {_REPORT_CURRENCY_SQL}", {"org": organization_id})
+        return cursor.fetchone()[0]
+
+
 def sources(organization_id, *, start, end, breakdown="source") -> list[dict]:
     """Per source (or source type) over leads created in the range: leads, those that reached mql and sql,
-    their deals (any time) and won revenue. Costs are recorded against campaigns, not sources, so a source's
-    cost is 0 and its unit costs and ROI are none; see the campaigns report for spend."""
+    their deals (any time) and won revenue; and the campaign cost attributed to the source.
+
+    Cost is recorded on campaigns, so a campaign's cost entries dated in the range are shared out among the sources
+    of its members who joined in the range, in proportion to how many members each source brought (a campaign
+    spending 2,550.50 with 3 members from A and 1 from B gives A 1,912.875 and B 637.625). Shares are rounded down
+    to the cent and the cents left over go, one each, to the largest remainders (ties: the bigger share, then the
+    source's name), so the shares add up to the campaign's cost exactly: A 1,912.88, B 637.62. Only campaigns in
+    the org's report currency count (see report_currency); a campaign with no member joined in the range gives its
+    cost to no source. A source whose members joined in the range but whose leads were created earlier has a row
+    with its cost and no leads."""
     since, until = time_range(start, end)
     column = {"source": "source", "source_type": "source_type"}[breakdown]
     sql = f"""
-        SELECT l.{column}, count(*),
-               count(*) FILTER (WHERE {_reached_sql("l", _S.MQL)}),
-               count(*) FILTER (WHERE {_reached_sql("l", _S.SQL)}),
-               coalesce(sum(d.deals), 0), coalesce(sum(d.won), 0)
-        FROM {Lead._meta.db_table} l
-        LEFT JOIN ({_DEALS_PER_LEAD}) d ON d.lead_id = l.id
-        WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
-        GROUP BY l.{column}
-        ORDER BY l.{column}
+        WITH counted AS (
+            SELECT l.{column} AS key, count(*) AS leads,
+                   count(*) FILTER (WHERE {_reached_sql("l", _S.MQL)}) AS mqls,
+                   count(*) FILTER (WHERE {_reached_sql("l", _S.SQL)}) AS sqls,
+                   coalesce(sum(d.deals), 0) AS deals, coalesce(sum(d.won), 0) AS won
+            FROM {Lead._meta.db_table} l
+            LEFT JOIN ({_DEALS_PER_LEAD}) d ON d.lead_id = l.id
+            WHERE l.organization_id = %(org)s AND l.created_at >= %(since)s AND l.created_at < %(until)s
+            GROUP BY l.{column}
+        ), spend AS (
+            SELECT c.id AS campaign_id, sum(x.amount) AS cost
+            FROM {Campaign._meta.db_table} c
+            JOIN {CampaignCost._meta.db_table} x ON x.campaign_id = c.id AND x.organization_id = c.organization_id
+            WHERE c.organization_id = %(org)s AND c.currency = {_REPORT_CURRENCY_SQL}
+              AND x.date >= %(start)s AND x.date <= %(end)s
+            GROUP BY c.id
+        ), brought AS (  -- members per campaign and source
+            SELECT m.campaign_id, l.{column} AS key, count(*) AS members
+            FROM {CampaignMember._meta.db_table} m
+            JOIN {Lead._meta.db_table} l ON l.id = m.lead_id AND l.organization_id = m.organization_id
+            WHERE m.organization_id = %(org)s AND m.joined_at >= %(since)s AND m.joined_at < %(until)s
+              AND m.campaign_id IN (SELECT campaign_id FROM spend)
+            GROUP BY m.campaign_id, l.{column}
+        ), shares AS (
+            SELECT b.campaign_id, b.key, b.members, s.cost,
+                   s.cost * b.members / sum(b.members) OVER (PARTITION BY b.campaign_id) AS exact
+            FROM brought b JOIN spend s ON s.campaign_id = b.campaign_id
+        ), cents AS (
+            SELECT campaign_id, key, floor(exact * 100) / 100 AS base,
+                   row_number() OVER (PARTITION BY campaign_id
+                                      ORDER BY exact - floor(exact * 100) / 100 DESC, members DESC, key) AS place,
+                   round((cost - sum(floor(exact * 100) / 100) OVER (PARTITION BY campaign_id)) * 100) AS left_over
+            FROM shares
+        ), attributed AS (
+            SELECT key, sum(base + CASE WHEN place <= left_over THEN 0.01 ELSE 0 END) AS cost
+            FROM cents GROUP BY key
+        )
+        SELECT coalesce(n.key, a.key), coalesce(n.leads, 0), coalesce(n.mqls, 0), coalesce(n.sqls, 0),
+               coalesce(n.deals, 0), coalesce(n.won, 0), coalesce(a.cost, 0)
+        FROM counted n FULL JOIN attributed a ON a.key = n.key
+        ORDER BY 1
     """
-    params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
+    params = {"org": organization_id, "since": since, "until": until, "start": start, "end": end,
+              "won": DealStatus.WON}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [_performance({"key": key, "label": key, "leads": leads, "mqls": mqls, "sqls": sqls,
                          "deals": int(deals)},  # sum() of counts is numeric in PostgreSQL
-                         Decimal("0"), Decimal(won))
-            for key, leads, mqls, sqls, deals, won in found]
+                         Decimal(cost), Decimal(won))
+            for key, leads, mqls, sqls, deals, won, cost in found]
 
 
 def campaigns(organization_id, *, start, end, attribution="first_touch") -> list[dict]:

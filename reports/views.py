@@ -8,6 +8,7 @@ and `/api/v1/reports/<name>/` always agree.
 
 from decimal import Decimal
 from urllib.parse import urlencode
+from uuid import UUID
 
 from django.http import Http404
 from django.shortcuts import render
@@ -15,22 +16,26 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 from rest_framework import serializers
 
+from campaigns.models import Campaign
 from leadcrm.policy import Action, allowed
 from leads.models import Segment
 
-from . import api, selectors
+from . import api, presentation, selectors
+from .templatetags.report_format import duration, money, number
 
 org_wide = allowed(Action.REPORTS)
 
 # name -> (title, what it shows, API view)
 REPORTS = {
     "funnel": ("Funnel", "Leads created in the range and how many reached each stage.", api.FunnelView),
-    "speed-to-lead": ("Speed to lead", "Minutes from capture to MQL, assignment and first touch; the SLA share.",
+    "speed-to-lead": ("Speed to lead", "How long leads waited from capture to MQL, assignment and first touch; "
+                      "the share touched within the SLA.",
                       api.SpeedToLeadView),
     "sales-cycle": ("Sales cycle", "Deals won or lost in the range and the days it took to win.",
                     api.SalesCycleView),
     "reps": ("Rep performance", "Per rep: assignments in the range and what became of them.", api.RepsView),
-    "sources": ("Sources", "Per source of leads created in the range: MQLs, SQLs, deals, won revenue.",
+    "sources": ("Sources", "Per source of leads created in the range: MQLs, SQLs, deals, won revenue and the "
+                "campaign cost they brought.",
                 api.SourcesView),
     "campaigns": ("Campaigns", "Per campaign: members who joined in the range, cost, won revenue and ROI.",
                   api.CampaignsView),
@@ -48,26 +53,6 @@ def _validate(query, view=None):
     if params.is_valid():
         return params.validated_data, {}
     return None, {field: [str(problem) for problem in problems] for field, problems in params.errors.items()}
-
-
-def _label(column: str) -> str:
-    return column.replace("_", " ").capitalize()
-
-
-def _cell(value, kind, column):
-    if value is None:
-        return "—"
-    if kind == "float" and (column.endswith("_rate") or column == "roi"):
-        return f"{value * 100:.1f}%"
-    return value
-
-
-def _table(columns, rows):
-    """Header and cells of a report's rows; `key` is an id, the label names the row instead."""
-    shown = [(column, kind) for column, kind in columns if column != "key"]
-    header = [_label(column) for column, _ in shown]
-    body = [[_cell(row[column], kind, column) for column, kind in shown] for row in rows]
-    return header, body
 
 
 def _period(params) -> dict:
@@ -128,12 +113,11 @@ def _overview(organization_id, params, period):
     top, won_revenue = _top_sources(organization_id, params)
     return {
         "cards": [
-            ("Leads created", funnel["leads"], _link("funnel", period)),
-            ("MQLs", funnel["mql"], _link("funnel", period)),
-            ("SQLs", funnel["sql"], _link("funnel", period)),
-            ("Won revenue", f"{won_revenue:.2f}", _link("sources", period)),
-            ("Speed to lead (median minutes to first touch)",
-             "—" if speed["capture_to_touch_median_minutes"] is None else speed["capture_to_touch_median_minutes"],
+            ("Leads created", number(funnel["leads"]), _link("funnel", period)),
+            ("MQLs", number(funnel["mql"]), _link("funnel", period)),
+            ("SQLs", number(funnel["sql"]), _link("funnel", period)),
+            ("Won revenue", money(won_revenue, selectors.report_currency(organization_id)), _link("sources", period)),
+            ("Speed to lead (median time to first touch)", duration(speed["capture_to_touch_median_minutes"]),
              _link("speed-to-lead", period)),
         ],
         "top_sources": top, "sources_link": _link("sources", period),
@@ -152,15 +136,16 @@ def _marketing(organization_id, params, period):
     spend = sum((Decimal(row["cost"]) for row in campaigns), Decimal("0.00"))
     returned = sum((Decimal(row["won_revenue"]) for row in campaigns), Decimal("0.00"))
     campaign_mqls = sum(row["mqls"] for row in campaigns)
+    currency = selectors.report_currency(organization_id)
     ranked = sorted((row for row in campaigns if row["leads"] or Decimal(row["cost"])),
                     key=lambda row: (row["roi"] is None, -(row["roi"] or 0), row["label"]))[:TOP_SOURCES]
     return {
         "cards": [
-            ("Leads created", funnel["leads"], _link("funnel", period)),
-            ("MQLs", funnel["mql"], _link("funnel", period)),
+            ("Leads created", number(funnel["leads"]), _link("funnel", period)),
+            ("MQLs", number(funnel["mql"]), _link("funnel", period)),
             ("Lead to MQL", _percent(funnel["mql_rate"]), _link("funnel", period)),
-            ("Campaign spend", f"{spend:.2f}", _link("campaigns", period)),
-            ("Cost per campaign MQL", f"{spend / campaign_mqls:.2f}" if campaign_mqls and spend else "—",
+            ("Campaign spend", money(spend, currency), _link("campaigns", period)),
+            ("Cost per campaign MQL", money(spend / campaign_mqls, currency) if campaign_mqls and spend else "—",
              _link("campaigns", period)),
             ("Campaign ROI", _percent(float((returned - spend) / spend)) if spend else "—",
              _link("campaigns", period)),
@@ -189,12 +174,12 @@ def _sales(organization_id, params, period):
     minutes = speed["capture_to_touch_median_minutes"]
     return {
         "cards": [
-            ("Median minutes to first touch", "—" if minutes is None else minutes, _link("speed-to-lead", period)),
+            ("Median time to first touch", duration(minutes), _link("speed-to-lead", period)),
             ("Touched within SLA", _percent(speed["within_sla_rate"]), _link("speed-to-lead", period)),
-            ("Deals won", cycle["won"], _link("sales-cycle", period)),
-            ("Deals lost", cycle["lost"], _link("sales-cycle", period)),
-            ("Median days to win", "—" if cycle["created_to_won_days_median"] is None
-             else cycle["created_to_won_days_median"], _link("sales-cycle", period)),
+            ("Deals won", number(cycle["won"]), _link("sales-cycle", period)),
+            ("Deals lost", number(cycle["lost"]), _link("sales-cycle", period)),
+            ("Median time to win", duration(cycle["created_to_won_days_median"], "days"),
+             _link("sales-cycle", period)),
             ("Close rate", _percent(won / assigned if assigned else None), _link("reps", period)),
         ],
         "leaders": leaders, "reps_link": _link("reps", period),
@@ -212,10 +197,21 @@ marketing = _dated_page("reports/marketing.html", _marketing)
 sales = _dated_page("reports/sales.html", _sales)
 
 
+def _currency_of(name, organization_id, rows):
+    """A row's currency: a campaign's own on the campaigns report, else the org's report currency."""
+    if name == "campaigns":
+        currencies = dict(Campaign.objects.for_org(organization_id).values_list("pk", "currency"))
+        return lambda row: currencies.get(UUID(row["key"]), "")
+    if not any(kind == "money" for _, kind in REPORTS[name][2].columns):
+        return lambda row: ""
+    currency = selectors.report_currency(organization_id)
+    return lambda row: currency
+
+
 @org_wide
 @require_GET
 def report(request, name):
-    """One report: the date range (and breakdown) form, the rows as a table, and the CSV link."""
+    """One report: the date range (and breakdown) form, the chart beside the rows as a table, and the CSV link."""
     if name not in REPORTS:
         raise Http404()
     title, description, view_class = REPORTS[name]
@@ -228,19 +224,25 @@ def report(request, name):
             rows = view.rows(organization_id, params)
         except serializers.ValidationError as exc:
             errors = {field: [str(problem) for problem in problems] for field, problems in exc.detail.items()}
-    header, body = _table(view.columns, rows)
+    breakdown = (params or {}).get("breakdown", view.default_breakdown)
+    empty = not errors and presentation.is_empty(name, rows, breakdown)
+    quiet = not errors and not empty and presentation.is_quiet(name, rows)
+    header, body = ((), ()) if errors or empty else presentation.table(
+        name, view.columns, rows, breakdown, _currency_of(name, organization_id, rows))
+    chart = None if errors or empty or quiet else presentation.chart(name, rows, breakdown)
     csv_query = {key: value for key, value in request.GET.items() if key != "format"}
     if params:
         csv_query.update(_period(params))
     context = {
         "name": name, "title": title, "description": description, "query": request.GET, "errors": errors,
-        "breakdowns": view.breakdowns, "default_breakdown": view.default_breakdown,
-        "attributions": selectors.ATTRIBUTION_MODELS if name == "campaigns" else (),
+        "breakdowns": [(choice, presentation.BREAKDOWN_LABELS.get(choice, choice)) for choice in view.breakdowns],
+        "default_breakdown": view.default_breakdown,
+        "attributions": list(presentation.ATTRIBUTION_LABELS.items()) if name == "campaigns" else (),
         "segments": list(Segment.objects.for_org(organization_id).order_by("name").only("pk", "name")[:200])
         if name == "funnel" else [],
-        "header": header, "body": body, "params": params, "period": _period(params) if params else None,
-        "selected_breakdown": (params or {}).get("breakdown", view.default_breakdown) if params
-        else request.GET.get("breakdown"),
+        "header": header, "body": body, "empty": empty, "quiet": quiet, "rows": rows, "chart": chart,
+        "params": params, "period": _period(params) if params else None,
+        "selected_breakdown": breakdown if params else request.GET.get("breakdown"),
         "csv_url": f"{reverse(f'report-{name}')}?{urlencode({**csv_query, 'format': 'csv'})}",
         "reports": [(key, entry[0]) for key, entry in REPORTS.items()],
     }

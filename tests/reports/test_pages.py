@@ -3,7 +3,9 @@
 import csv
 import html
 import io
+import json
 import re
+from datetime import date
 
 import pytest
 
@@ -12,6 +14,8 @@ from leadcrm.models import Role
 from .conftest import FORMULA_SOURCE, RANGE, T0, grow, make_lead
 
 pytestmark = pytest.mark.django_db
+
+RANGE_DAY = date(2026, 3, 15)
 
 REPORTS = ["funnel", "speed-to-lead", "sales-cycle", "reps", "sources", "campaigns", "score-calibration"]
 
@@ -43,8 +47,8 @@ def test_dashboard_shows_the_key_numbers_with_links_and_charts(browser, data, no
     assert card(content, "Leads created") == "5"
     assert card(content, "MQLs") == "4"
     assert card(content, "SQLs") == "2"
-    assert card(content, "Won revenue") == "1000.00"  # the rival's 9999.00 deal is not counted
-    assert card(content, "Speed to lead (median minutes to first touch)") == "100.0"
+    assert card(content, "Won revenue") == "$1,000.00"  # the rival's 9999.00 deal is not counted
+    assert card(content, "Speed to lead (median time to first touch)") == "1 h 40 min"
     assert 'href="/reports/funnel/?start=2026-03-01&amp;end=2026-03-31"' in content
     assert 'href="/reports/speed-to-lead/?start=2026-03-01&amp;end=2026-03-31"' in content
     assert 'data-chart="funnel-chart"' in content and 'id="funnel-chart"' in content
@@ -67,11 +71,13 @@ def test_funnel_page_shows_the_rows_and_breakdowns(browser, data, noise, django_
     with django_assert_max_num_queries(10):
         content = page(browser, "/reports/funnel/")
     header, row = rows(content)
-    assert header[:4] == ["Label", "Leads", "Mql", "Mql rate"]
+    assert header[:5] == ["Group", "Leads", "MQL", "Lead → MQL", "SAL"]
     assert row[:4] == ["All", "5", "4", "80.0%"]
     table = rows(page(browser, "/reports/funnel/", breakdown="source_type"))
-    assert {line[0]: line[1] for line in table[1:]} == {"organic": "2", "paid": "2", "referral": "1"}
-    assert 'value="source_type" selected' in page(browser, "/reports/funnel/", breakdown="source_type")
+    assert table[0][0] == "Source type"
+    assert {line[0]: line[1] for line in table[1:]} == {"Organic": "2", "Paid": "2", "Referral": "1"}
+    assert '<option value="source_type" selected>Source type</option>' in page(
+        browser, "/reports/funnel/", breakdown="source_type")
 
 
 @pytest.mark.parametrize("name", REPORTS)
@@ -146,7 +152,7 @@ def test_marketing_home_shows_campaign_spend_return_and_calibration(browser, dat
     assert (card(content, "Leads created"), card(content, "MQLs"), card(content, "Lead to MQL")) == ("5", "4", "80.0%")
     # Spring cost 400 and Webinar 100; first-touch credit gives Spring the won 1000; four campaign MQLs
     assert (card(content, "Campaign spend"), card(content, "Cost per campaign MQL"),
-            card(content, "Campaign ROI")) == ("500.00", "125.00", "100.0%")
+            card(content, "Campaign ROI")) == ("$500.00", "$125.00", "100.0%")
     assert 'href="/reports/campaigns/?start=2026-03-01&amp;end=2026-03-31"' in content
     top = re.search(r'<table class="data top-campaigns">(.*?)</table>', content, re.S).group(1)
     assert top.index(">Spring<") < top.index(">Webinar<") and "150%" in top and "-100%" in top
@@ -158,9 +164,9 @@ def test_marketing_home_shows_campaign_spend_return_and_calibration(browser, dat
 def test_sales_home_shows_speed_deals_and_the_rep_leaderboard(browser, data, noise, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         content = page(browser, "/reports/sales/")
-    assert (card(content, "Median minutes to first touch"), card(content, "Touched within SLA")) == ("100.0", "33.3%")
-    assert (card(content, "Deals won"), card(content, "Deals lost"), card(content, "Median days to win")) == (
-        "2", "2", "21.5")
+    assert (card(content, "Median time to first touch"), card(content, "Touched within SLA")) == ("1 h 40 min", "33.3%")
+    assert (card(content, "Deals won"), card(content, "Deals lost"), card(content, "Median time to win")) == (
+        "2", "2", "21 d 12 h")
     assert card(content, "Close rate") == "20.0%"  # one won of five assignments
     leaders = re.search(r'<table class="data rep-leaders">(.*?)</table>', content, re.S).group(1)
     assert leaders.index("anna@acme.test") < leaders.index("bert@acme.test")
@@ -207,4 +213,63 @@ def test_another_orgs_user_sees_only_their_own_numbers(client, other_org, data):
     assert card(content, "Leads created") == "0"
     content = page(client, "/reports/sources/")
     assert "blog" not in content and "partner" not in content
-    assert "Nothing to report in this range." in content
+    assert "No leads were created in this range." in content and 'href="/forms/"' in content
+
+
+def test_report_pages_read_as_a_person_would(browser, org, data):
+    data["spring"].costs.create(organization=org, date=RANGE_DAY, amount="2150.50")
+    speed = rows(page(browser, "/reports/speed-to-lead/"))
+    header, row = speed[0], dict(zip(speed[0], speed[1], strict=True))
+    assert "Capture → MQL, 90th percentile" in header and "Share within SLA" in header
+    assert row["Capture → first touch, median"] == "1 h 40 min"  # 100 minutes
+    cycle = dict(zip(*rows(page(browser, "/reports/sales-cycle/"))[:2], strict=True))
+    assert cycle["Created → won, median"] == "21 d 12 h"  # 10 and 33 days
+    campaigns = {line[0]: line for line in rows(page(browser, "/reports/campaigns/"))}
+    header = campaigns["Campaign"]
+    spring = dict(zip(header, campaigns["Spring"], strict=True))
+    assert (spring["Cost"], spring["Won revenue"], spring["ROI"]) == ("$2,550.50", "$1,000.00", "−60.8%")
+    content = page(browser, "/reports/campaigns/")
+    assert '<option value="first_touch" selected>First touch</option>' in content
+    sources = {line[0]: line for line in rows(page(browser, "/reports/sources/"))}
+    cost = sources["Source"].index("Campaign cost (shared)")
+    assert sources["ads"][cost] == "$1,275.25" and sources[FORMULA_SOURCE][cost] == "$1,325.25"
+    assert "in proportion to how many members each source brought" in page(browser, "/reports/sources/")
+    calibration = page(browser, "/reports/score-calibration/")
+    assert "<option value=\"band\" selected>Score band</option>" in calibration
+    assert rows(calibration)[0][:2] == ["Score band", "Leads"]
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_each_report_has_its_chart_beside_the_table(browser, data, name):
+    content = page(browser, f"/reports/{name}/")
+    assert 'data-chart="report-chart"' in content and 'id="report-chart"' in content
+    assert "vendor/chartjs/chart.umd.min.js" in content
+    spec = json.loads(re.search(r'<script id="report-chart" type="application/json">(.*?)</script>', content,
+                                re.S).group(1))
+    assert spec["labels"] and all(dataset["data"] for dataset in spec["datasets"])
+
+
+@pytest.mark.parametrize(("name", "says", "link"), [
+    ("funnel", "No leads were created in this range.", "/imports/"),
+    ("speed-to-lead", "No routed leads were created in this range.", "/team/"),
+    ("sales-cycle", "No deals were won or lost in this range.", "/deals/"),
+    ("reps", "There are no reps yet.", "/team/"),
+    ("sources", "No leads were created in this range.", "/forms/"),
+    ("campaigns", "There are no campaigns yet.", "/campaigns/"),
+    ("score-calibration", "No leads were created in this range.", "/forms/"),
+])
+def test_empty_reports_say_what_to_do(browser, name, says, link):
+    content = page(browser, f"/reports/{name}/")
+    assert says in content and f'href="{link}"' in content
+    assert "report-table" not in content and 'data-chart="report-chart"' not in content
+
+
+def test_reports_that_list_reps_or_campaigns_keep_them_when_nothing_happened(browser, data):
+    content = page(browser, "/reports/reps/", start="2025-01-01", end="2025-01-31")
+    assert "No leads were assigned to reps in this range." in content
+    assert [line[0] for line in rows(content)[1:]] == ["anna@acme.test", "bert@acme.test", "cleo@acme.test"]
+    content = page(browser, "/reports/campaigns/", start="2025-01-01", end="2025-01-31")
+    assert "No campaign had members or costs in this range." in content
+    assert [line[0] for line in rows(content)[1:]] == ["Old", "Spring", "Webinar"]
+    content = page(browser, "/reports/funnel/", start="2025-01-01", end="2025-01-31")
+    assert "No leads were created in this range." in content and "report-table" not in content

@@ -130,9 +130,12 @@ def test_sources_performance(api, data, noise):
     assert body["breakdown"] == "source"
     rows = by_key(body)
     assert set(rows) == {FORMULA_SOURCE, "ads", "blog", "partner"}
+    # l1 joined Spring (400.00 in March, shared with l2 of "ads") and Webinar (100.00, shared with l3 of "blog")
     assert rows[FORMULA_SOURCE] == {"key": FORMULA_SOURCE, "label": FORMULA_SOURCE, "leads": 1, "mqls": 1, "sqls": 1,
-                                    "deals": 1, "won_revenue": "1000.00", "cost": "0.00", "cost_per_lead": None,
-                                    "cost_per_mql": None, "roi": None}
+                                    "deals": 1, "won_revenue": "1000.00", "cost": "250.00", "cost_per_lead": "250.00",
+                                    "cost_per_mql": "250.00", "roi": 3.0}
+    assert [rows[key]["cost"] for key in ("ads", "blog", "partner")] == ["200.00", "50.00", "0.00"]
+    assert rows["partner"]["roi"] is None
     assert (rows["blog"]["leads"], rows["blog"]["mqls"], rows["blog"]["sqls"], rows["blog"]["deals"]) == (2, 1, 0, 1)
     rows = by_key(get(api, "sources", breakdown="source_type"))
     assert (rows["paid"]["leads"], rows["paid"]["deals"], rows["paid"]["won_revenue"]) == (2, 2, "1000.00")
@@ -219,7 +222,8 @@ def test_csv_has_a_header_and_neutralises_formulas(api, data):
     assert lines[0] == ["key", "label", "leads", "mqls", "sqls", "deals", "won_revenue", "cost", "cost_per_lead",
                         "cost_per_mql", "roi"]
     formula = [line for line in lines if "HYPERLINK" in line[0]]
-    assert formula == [["'" + FORMULA_SOURCE, "'" + FORMULA_SOURCE, "1", "1", "1", "1", "1000.00", "0.00", "", "", ""]]
+    assert formula == [["'" + FORMULA_SOURCE, "'" + FORMULA_SOURCE, "1", "1", "1", "1", "1000.00", "250.00", "250.00",
+                        "250.00", "3.0"]]
     lines = _csv(api.get("/api/v1/reports/sales-cycle/", {**RANGE, "format": "csv", "breakdown": "source"}))
     assert [line[:4] for line in lines if "HYPERLINK" in line[0]] == [["'" + FORMULA_SOURCE, "'" + FORMULA_SOURCE,
                                                                        "1", "0"]]
