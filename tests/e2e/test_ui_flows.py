@@ -1,0 +1,65 @@
+"""Flows as members work in the browser: a template previewed then saved, a preview lead found by a part of their
+name, a manager claiming from the pool of the team they manage, and notifications paged through and all read."""
+
+import pytest
+
+from leadcrm.models import Role
+from leads.models import Lead
+from nurturing.models import EmailTemplate
+from routing.models import Notification, NotificationKind
+from tests.routing import make_lead, make_rep, make_rule, make_team, route
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # without Playwright the browser fixtures skip these tests (or fail them in CI) and say why
+    expect = None
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "pw-member-123"
+PHONE = {"width": 390, "height": 844}
+
+
+def _fill_editor(page, name):
+    page.fill("#id_name", name)
+    page.fill("#id_subject", "Hello {{ lead.first_name }}")
+    page.fill("#id_html", '<p>Hi {{ lead.first_name }}</p><a href="{{ unsubscribe_url }}">Stop</a>')
+    page.fill("#id_text", "Hi {{ lead.first_name }}\n\nStop: {{ unsubscribe_url }}")
+
+
+def test_a_template_previewed_then_saved_is_saved(org, member, page, login, shot):
+    member(Role.MARKETER, "mara@acme.test")
+    login("mara@acme.test", PASSWORD)
+    page.goto("/emails/templates/")
+    page.get_by_role("button", name="New template").click()
+    _fill_editor(page, "Previewed first")
+    page.get_by_role("button", name="Preview").click()
+    expect(page.locator("#template-preview .preview-subject")).to_have_text("Hello Ada")
+    shot("previewed")
+    page.get_by_role("button", name="Save template").click()
+    expect(page.get_by_text("Template “Previewed first” saved as version 1.")).to_be_visible()
+    assert EmailTemplate.objects.filter(organization=org, name="Previewed first").exists()
+    shot("saved")
+    page.set_viewport_size(PHONE)
+    shot("saved-phone")
+
+
+def test_without_scripts_preview_then_save_still_saves(org, member, chromium, site):
+    """The Preview button's script-less fallback posts the whole editor to the preview; Save must still save."""
+    member(Role.MARKETER, "mara@acme.test")
+    context = chromium.new_context(base_url=site, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/accounts/login/")
+        page.fill("#id_username", "mara@acme.test")
+        page.fill("#id_password", PASSWORD)
+        page.click("main button[type=submit]")
+        page.goto("/emails/templates/new/")
+        _fill_editor(page, "No script")
+        page.get_by_role("button", name="Preview").click()
+        expect(page.locator("#template-preview .preview-subject")).to_have_text("Hello Ada")
+        page.get_by_role("button", name="Save template").click()
+        expect(page.get_by_text("Template “No script” saved as version 1.")).to_be_visible()
+        assert EmailTemplate.objects.filter(organization=org, name="No script").exists()
+    finally:
+        context.close()
