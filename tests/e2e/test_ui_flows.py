@@ -63,3 +63,39 @@ def test_without_scripts_preview_then_save_still_saves(org, member, chromium, si
         assert EmailTemplate.objects.filter(organization=org, name="No script").exists()
     finally:
         context.close()
+
+
+def test_the_preview_finds_a_lead_by_a_part_of_their_name_and_the_keyboard_picks_it(org, member, other_org, page,
+                                                                                     login, shot):
+    member(Role.MARKETER, "mara@acme.test")
+    Lead.objects.create(organization=org, email="grace@navy.test", first_name="Grace", last_name="Hopper",
+                        company="US Navy")
+    Lead.objects.create(organization=org, email="hop@example.com", first_name="Hopkins", last_name="<b>Bold</b>")
+    Lead.objects.create(organization=other_org, email="grace@rival.test", first_name="Grace", last_name="Hopperton")
+    login("mara@acme.test", PASSWORD)
+    page.goto("/emails/templates/")
+    page.get_by_role("button", name="New template").click()
+    _fill_editor(page, "Picked lead")
+
+    box = page.get_by_role("combobox", name="Preview with the lead")
+    box.click()
+    box.press_sequentially("hOPp", delay=50)  # a part of the last name, in any case
+    options = page.get_by_role("listbox", name="Matching leads").get_by_role("option")
+    expect(options).to_have_count(1)  # Hopkins does not contain "hopp"; the other org's Grace is not offered
+    expect(options.first).to_contain_text("Grace Hopper")
+    expect(options.first).to_contain_text("US Navy")
+    shot("lead-options")
+    box.press("ArrowDown")
+    expect(options.first).to_have_attribute("aria-selected", "true")
+    box.press("Enter")
+    expect(box).to_have_value("grace@navy.test")
+    expect(page.locator("#template-preview .preview-subject")).to_have_text("Hello Grace")
+    expect(page.locator("#template-preview")).to_contain_text("For grace@navy.test")
+    shot("previewed-with-grace")
+
+    # A company name works too; a lead's name is shown as text, never as markup.
+    box.fill("")
+    box.press_sequentially("example", delay=50)
+    expect(options.first).to_contain_text("<b>Bold</b>")
+    page.set_viewport_size(PHONE)
+    shot("lead-options-phone")
