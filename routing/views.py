@@ -195,15 +195,15 @@ def notifications(request):
 # --------------------------------------------------------------------------------------------- pool
 
 
-def _pool_user(request):
-    """Admins oversee every pool; reps and managers see the pools of their own teams."""
-    return None if policy.can(request, Action.ALL_QUEUES) else request.user
+def _pool_teams(request):
+    """The pools a member sees and claims from: their teams' and those they oversee (admins: every team)."""
+    return selectors.pool_teams(request.organization.pk, policy.principal_of(request))
 
 
 @allowed(Action.WORK_LEADS)
 @require_GET
 def pool(request):
-    leads = list(selectors.pool(request.organization.pk, _pool_user(request))[:POOL_LIMIT])
+    leads = list(selectors.pool(request.organization.pk, _pool_teams(request))[:POOL_LIMIT])
     return render(request, "routing/pool.html", {
         "leads": leads, "limit": POOL_LIMIT, "can_claim": policy.can(request, Action.CLAIM),
     })
@@ -215,7 +215,8 @@ def claim(request, pk):
     """Take a lead from a pool. Of two reps clicking at once one gets it; the other is told who did (409)."""
     lead = get_object_or_404(Lead.objects.for_org(request.organization.pk), pk=pk)
     try:
-        services.claim(organization_id=request.organization.pk, lead_id=lead.pk, user=request.user)
+        services.claim(organization_id=request.organization.pk, lead_id=lead.pk, user=request.user,
+                       teams=_pool_teams(request))
     except services.ClaimRefused as exc:
         if request.htmx:
             return render(request, "routing/_pool_done.html", {"lead": lead, "error": str(exc)}, status=409)

@@ -99,3 +99,28 @@ def test_the_preview_finds_a_lead_by_a_part_of_their_name_and_the_keyboard_picks
     expect(options.first).to_contain_text("<b>Bold</b>")
     page.set_viewport_size(PHONE)
     shot("lead-options-phone")
+
+
+@pytest.fixture
+def managed_pool(org, member):
+    """A team the manager manages but is not in, whose rule sends every lead to its pool, and one lead there."""
+    manager = member(Role.MANAGER, "meg@acme.test")
+    team = make_team(org, "Inbound", [make_rep(org, "ann")], manager=manager)
+    make_rule(org, "to the pool", strategy="pool", team=team, is_fallback=True)
+    lead = make_lead(org, first_name="Pooled", last_name="Prospect", email="pooled@example.com")
+    route(lead)
+    return lead
+
+
+def test_a_manager_sees_and_claims_the_pool_of_the_team_they_manage(org, managed_pool, page, login, shot):
+    login("meg@acme.test", PASSWORD)
+    page.locator("header").get_by_role("link", name="Pool").click()
+    row = page.locator("table.pool tbody tr").filter(has_text="Pooled Prospect")
+    expect(row).to_contain_text("Inbound")
+    shot("manager-pool")
+    row.get_by_role("button", name="Claim").click()
+    expect(page.locator("main")).to_contain_text("is yours")
+    assert Lead.objects.get(pk=managed_pool.pk).owner.email == "meg@acme.test"
+    shot("claimed")
+    page.set_viewport_size(PHONE)
+    shot("claimed-phone")
