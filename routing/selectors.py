@@ -56,9 +56,9 @@ def queue_counts(organization_id, user) -> dict:
     return {"open": open_leads, "unread": unread}
 
 
-def notifications(organization_id, user, *, limit=20):
-    return (Notification.objects.for_org(organization_id).filter(user=user).select_related("lead")
-            .order_by("-created_at")[:limit])
+def notifications(organization_id, user):
+    """The member's notifications, for keyset pages newest first (index notification_org_user_created)."""
+    return Notification.objects.for_org(organization_id).filter(user=user).select_related("lead")
 
 
 def teams_for(organization_id, principal):

@@ -124,3 +124,45 @@ def test_a_manager_sees_and_claims_the_pool_of_the_team_they_manage(org, managed
     shot("claimed")
     page.set_viewport_size(PHONE)
     shot("claimed-phone")
+
+
+def test_notifications_page_through_all_and_mark_all_read_clears_the_badge(org, member, page, login, shot):
+    rep = member(Role.REP, "rita@acme.test")
+    lead = make_lead(org, first_name="Noted")
+    for number in range(45):
+        Notification.objects.create(organization=org, user=rep, lead=lead, kind=NotificationKind.ASSIGNED,
+                                    message=f"Notice number {number:02d}")
+    login("rita@acme.test", PASSWORD)
+    badge = page.locator("header a.badge.unread")
+    expect(badge).to_have_text("45 new")
+    badge.click()
+    notes = page.locator("ul.notifications li")
+    expect(notes).to_have_count(20)
+    expect(notes.first).to_contain_text("Notice number 44")
+    expect(page.locator("main")).to_contain_text("25 unread on other pages")
+    shot("newest")
+    page.get_by_role("link", name="Older").click()
+    expect(notes.first).to_contain_text("Notice number 24")
+    page.get_by_role("link", name="Older").click()
+    expect(notes).to_have_count(5)
+    expect(notes.last).to_contain_text("Notice number 00")  # the oldest is reachable
+    expect(page.get_by_role("link", name="Older")).to_have_count(0)
+    shot("oldest")
+    page.get_by_role("link", name="Newer").click()
+    expect(notes.first).to_contain_text("Notice number 24")
+    assert Notification.objects.filter(user=rep, read_at__isnull=True).count() == 0  # every page shown was read
+
+    Notification.objects.create(organization=org, user=rep, lead=lead, kind=NotificationKind.ASSIGNED,
+                                message="One more")
+    Notification.objects.create(organization=org, user=rep, lead=lead, kind=NotificationKind.ASSIGNED,
+                                message="And another")
+    page.reload()
+    expect(badge).to_have_text("2 new")
+    page.get_by_role("button", name="Mark all as read").click()
+    expect(page.get_by_text("2 notifications marked as read.")).to_be_visible()
+    expect(page.locator("header .queue-count")).to_be_visible()
+    expect(badge).to_have_count(0)
+    assert not Notification.objects.filter(user=rep, read_at__isnull=True).exists()
+    shot("all-read")
+    page.set_viewport_size(PHONE)
+    shot("all-read-phone")
