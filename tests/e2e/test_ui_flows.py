@@ -166,3 +166,37 @@ def test_notifications_page_through_all_and_mark_all_read_clears_the_badge(org, 
     shot("all-read")
     page.set_viewport_size(PHONE)
     shot("all-read-phone")
+
+
+def test_a_converted_lead_is_not_offered_convert_again_and_pages_have_an_icon_and_a_404(org, member, page, login,
+                                                                                          shot):
+    member(Role.MANAGER, "meg@acme.test")
+    lead = make_lead(org, first_name="Quinn", company="Quinn Ltd", lifecycle_stage="sql")
+    failures = []
+    page.on("response", lambda response: failures.append(response.url) if response.status >= 400 else None)
+    login("meg@acme.test", PASSWORD)
+    page.locator("header").get_by_role("link", name="Leads").click()
+    page.get_by_role("link", name="Quinn", exact=True).click()
+    convert = page.get_by_role("button", name="Convert to account and deal…")
+    convert.click()
+    page.fill("#id_deal_name", "Quinn pilot")
+    page.fill("#id_amount", "5000")
+    page.fill("#id_currency", "EUR")
+    page.get_by_role("button", name="Convert", exact=True).click()
+    expect(page.locator(".deal-card", has_text="Quinn pilot")).to_contain_text("Open")
+    expect(convert).to_have_count(0)  # its open deal is what is worked now
+    assert Lead.objects.get(pk=lead.pk).lifecycle_stage == "opportunity"
+    # Flash messages carry no list bullet.
+    for item in page.locator("ul.messages li").all():
+        assert item.evaluate("element => getComputedStyle(element).listStyleType") == "none"
+    shot("converted")
+    assert page.locator("link[rel=icon]").get_attribute("href").endswith(".svg")
+    page.goto("/favicon.ico")
+    assert failures == [], failures  # no page, icon, script or style was missing on the way
+
+    page.goto("/leads/no-such-page/")
+    expect(page.locator("main h1")).to_have_text("Page not found")
+    expect(page.locator("header").get_by_role("link", name="Leads")).to_be_visible()  # inside the app layout
+    shot("not-found")
+    page.set_viewport_size(PHONE)
+    shot("not-found-phone")
