@@ -48,6 +48,8 @@ urlpatterns = [
         login_throttle.ThrottledPasswordResetView.as_view()), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
+    # Pages link the SVG icon; browsers and tools that ask for the conventional address are sent there too.
+    path("favicon.ico", core_views.favicon, name="favicon"),
     path("api/v1/ping/", core_views.ping, name="api-ping"),
     # The error report keeps its file-like name without the router's trailing slash.
     re_path(rf"^api/v1/imports/(?P<pk>{urlids.UUID})/errors\.csv$",

@@ -6,6 +6,7 @@ from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
@@ -272,6 +273,11 @@ def audit_log(request):
         "types": audit.registered_types(), "actions": AuditAction.choices,
         "query": {key: request.GET.get(key, "") for key in ("object_type", "actor", "start", "end", "action")},
     })
+
+
+def favicon(request):
+    """Pages link the SVG icon; browsers and tools that ask for /favicon.ico anyway are sent to it (not a 404)."""
+    return redirect(static("favicon.svg"))
 
 
 def not_found(request, exception):

@@ -6,6 +6,7 @@ from django.db.models import Count, Max, OuterRef, Q, Subquery
 
 from leadcrm import rls
 from leads.models import Lead
+from leads.selectors import search_leads
 
 from .models import EmailTemplate, SequenceStep, TemplateFolder, TemplateVersion
 
@@ -48,28 +49,33 @@ def current_version(template) -> TemplateVersion | None:
     return versions(template).first()
 
 
-def preview_lead(organization_id, key) -> Lead | None:
-    """The org's lead named by id or email address (for the editor's preview); None when there is none."""
+def preview_lead(organization_id, key, *, leads=None, search=False) -> Lead | None:
+    """The org's lead named by id or email address (for the editor's preview); None when there is none.
+    `leads` narrows the choice (the member's visible leads); with `search`, text that is neither still names the one
+    lead it finds (a part of a name, email or company), so a typed name works without picking from the list."""
     key = str(key or "").strip()
     if not key:
         return None
-    leads = Lead.objects.for_org(organization_id).select_related("owner", "organization")
+    leads = (Lead.objects.for_org(organization_id) if leads is None else leads).select_related("owner", "organization")
     try:
         return leads.filter(pk=uuid.UUID(key)).first()
     except ValueError:
-        return leads.filter(email__iexact=key).order_by("created_at").first()
+        pass
+    found = leads.filter(email__iexact=key).order_by("created_at").first()
+    if found is None and search:
+        matches = list(search_leads(leads, key).order_by("created_at", "id")[:2])
+        found = matches[0] if len(matches) == 1 else None
+    return found
 
 
-def preview_lead_options(organization_id, query: str, *, limit: int = 10):
-    """Leads whose email or name starts with the query, for the preview's lead picker."""
+def preview_lead_options(leads, query: str, *, limit: int = 10):
+    """Up to `limit` of `leads` (the org's leads the member sees) whose name, email or company contains the query,
+    any case, for the preview's lead picker; served by the lead_org_search trigram index."""
     query = str(query or "").strip()
     if not query:
-        return Lead.objects.none()
-    return (Lead.objects.for_org(organization_id)
-            .filter(Q(email__istartswith=query) | Q(first_name__istartswith=query)
-                    | Q(last_name__istartswith=query) | Q(company__istartswith=query))
-            .exclude(email="").only("id", "email", "first_name", "last_name", "company")
-            .order_by("email")[:limit])
+        return leads.none()
+    return (search_leads(leads, query).only("id", "email", "first_name", "last_name", "company")
+            .order_by("last_name", "first_name", "email", "id")[:limit])
 
 
 def folders(organization_id):

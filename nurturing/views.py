@@ -5,8 +5,10 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from leadcrm import policy
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
+from leads.models import Lead
 
 from . import rendering, selectors, services
 from .forms import PreviewForm, TemplateForm
@@ -19,6 +21,11 @@ org_wide = allowed(Action.NURTURE)
 
 def _template(request, pk):
     return get_object_or_404(selectors.templates(request.organization.pk), pk=pk)
+
+
+def _visible_leads(request):
+    """The leads the member may preview with: the org's leads they see (the policy's one rule)."""
+    return policy.visible_to(request, Lead.objects.for_org(request.organization.pk))
 
 
 def _editor(request, context, status=200):
@@ -91,7 +98,8 @@ def template_preview(request, pk=None):
     status = 200
     if form.is_valid():
         data = form.cleaned_data
-        lead = selectors.preview_lead(request.organization.pk, data["lead"])
+        lead = selectors.preview_lead(request.organization.pk, data["lead"], leads=_visible_leads(request),
+                                      search=True)
         if data["lead"] and lead is None:
             context["lead_missing"] = True
             status = 400
@@ -117,9 +125,10 @@ def template_preview(request, pk=None):
 @org_wide
 @require_GET
 def template_lead_options(request):
-    """<option>s for the preview's lead picker (a datalist), by email, name or company."""
-    leads = selectors.preview_lead_options(request.organization.pk, request.GET.get("lead", ""))
-    return render(request, "nurturing/template_lead_options.html", {"leads": leads})
+    """The options of the preview's lead picker: leads whose email, name or company contains what was typed."""
+    query = request.GET.get("lead", "")[:254].replace("\x00", "")
+    leads = selectors.preview_lead_options(_visible_leads(request), query)
+    return render(request, "nurturing/template_lead_options.html", {"leads": leads, "query": query.strip()})
 
 
 @org_wide

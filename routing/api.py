@@ -25,7 +25,7 @@ from leads.models import Lead, LifecycleStage
 from leads.serializers import ActivitySerializer
 
 from . import selectors, services
-from .models import Assignment, AssignmentReason, AssignmentRule, RepProfile, Team, TeamMember
+from .models import Assignment, AssignmentReason, AssignmentRule, RepProfile, Team
 from .serializers import (
     TOUCH_TYPES,
     AssignmentSerializer,
@@ -241,9 +241,10 @@ class LeadClaimView(APIView):
         """Claim the lead for yourself. Of two reps claiming at once one wins; the other gets a 409 saying who
         has it. A lead outside your teams' pools is a 404."""
         organization = request.organization
-        your_teams = TeamMember.objects.for_org(organization).filter(rep__user=request.user).values("team_id")
-        lead = get_object_or_404(Lead.objects.for_org(organization).filter(routing__team_id__in=your_teams), pk=pk)
-        assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user)
+        your_teams = selectors.pool_teams(organization.pk, policy.principal_of(request))
+        lead = get_object_or_404(Lead.objects.for_org(organization).filter(routing__team__in=your_teams), pk=pk)
+        assignment = services.claim(organization_id=organization.pk, lead_id=lead.pk, user=request.user,
+                                    teams=your_teams)
         return Response(AssignmentSerializer(assignment).data)
 
 

@@ -231,7 +231,10 @@ class Notification(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["organization", "user", "-created_at"], condition=Q(read_at__isnull=True),
-                                name="notification_org_unread")]
+                                name="notification_org_unread"),
+                   # the notifications page: keyset pages of one member's notifications, newest first
+                   models.Index(fields=["organization", "user", "-created_at", "-id"],
+                                name="notification_org_user_created")]
 
     def __str__(self) -> str:
         return self.message

@@ -28,14 +28,23 @@ def queue(organization_id, user, *, now=None):
                       F("sla_due_at").asc(nulls_last=True), "-created_at", "id"))
 
 
-def pool(organization_id, user=None, *, team=None):
-    """Unclaimed leads waiting in the pools of the user's teams (or of one team)."""
+def pool_teams(organization_id, principal):
+    """The teams whose pools a principal sees and claims from: the teams they are in, plus the teams they oversee
+    (`teams_for`: the ones they manage; every team with ALL_QUEUES). A manager need not be in a team they manage."""
+    teams = Team.objects.for_org(organization_id)
+    if principal.user is None:
+        return teams.none()
+    member_of = TeamMember.objects.for_org(organization_id).filter(rep__user=principal.user).values("team_id")
+    return teams.filter(Q(pk__in=member_of) | Q(pk__in=teams_for(organization_id, principal).values("pk")))
+
+
+def pool(organization_id, teams=None, *, team=None):
+    """Unclaimed leads waiting in the pools of the given teams (all teams when None), or of one team."""
     leads = Lead.objects.for_org(organization_id).filter(routing__pooled=True, owner__isnull=True)
     if team is not None:
         leads = leads.filter(routing__team=team)
-    if user is not None:
-        teams = TeamMember.objects.for_org(organization_id).filter(rep__user=user).values("team_id")
-        leads = leads.filter(routing__team_id__in=teams)
+    if teams is not None:
+        leads = leads.filter(routing__team_id__in=teams.values("pk"))
     return leads.annotate(team_name=F("routing__team__name"), pooled_since=F("routing__updated_at")).order_by(
         "-score", "-created_at", "id")
 
@@ -47,9 +56,9 @@ def queue_counts(organization_id, user) -> dict:
     return {"open": open_leads, "unread": unread}
 
 
-def notifications(organization_id, user, *, limit=20):
-    return (Notification.objects.for_org(organization_id).filter(user=user).select_related("lead")
-            .order_by("-created_at")[:limit])
+def notifications(organization_id, user):
+    """The member's notifications, for keyset pages newest first (index notification_org_user_created)."""
+    return Notification.objects.for_org(organization_id).filter(user=user).select_related("lead")
 
 
 def teams_for(organization_id, principal):

@@ -8,6 +8,7 @@ urlpatterns = [
     path("queue/", views.queue, name="queue"),
     path("queue/badge/", views.badge, name="badge"),
     path("queue/notifications/", views.notifications, name="notifications"),
+    path("queue/notifications/read/", views.notifications_read, name="notifications-read"),
     path("queue/pool/", views.pool, name="pool"),
     path("queue/pool/<uuid:pk>/claim/", views.claim, name="claim"),
     path("queue/leads/<uuid:pk>/touch/", views.lead_touch, name="touch"),

@@ -11,6 +11,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from leadcrm import policy
+from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 from leads import services as lead_services
 from leads.models import ALLOWED_MOVES, STAGES_WITH_REASON, Lead, LifecycleStage
@@ -23,6 +24,7 @@ from .models import AssignmentReason, LeadRouting, TeamMember
 from .services.notify import mark_read
 
 POOL_LIMIT = 200
+NOTIFICATIONS_PAGE_SIZE = 20
 HISTORY_LIMIT = 50
 # Sent with every answer that changes someone's queue, so the badge in the navigation asks for news at once.
 QUEUE_EVENT = "queue-changed"
@@ -186,24 +188,39 @@ def badge(request):
 @allowed(Action.WORK_LEADS)
 @require_GET
 def notifications(request):
-    """The member's latest notifications; the ones shown are read from now on (the badge stops saying new)."""
-    items = list(selectors.notifications(request.organization.pk, request.user))
+    """The member's notifications, newest first, in keyset pages; the ones shown are read from now on (they keep
+    their "new" mark on this showing only), so paging back through them brings the badge down."""
+    items, next_url, previous_url = keyset_page(
+        request, selectors.notifications(request.organization.pk, request.user), "-created_at",
+        page_size=NOTIFICATIONS_PAGE_SIZE)
     mark_read(request.organization.pk, request.user, [item.pk for item in items if item.read_at is None])
-    return render(request, "routing/notifications.html", {"notifications": items})
+    unread_left = selectors.queue_counts(request.organization.pk, request.user)["unread"]
+    return render(request, "routing/notifications.html", {
+        "notifications": items, "next_url": next_url, "previous_url": previous_url, "unread_left": unread_left})
+
+
+@allowed(Action.WORK_LEADS)
+@require_POST
+def notifications_read(request):
+    """Mark every notification of the member as read (the badge goes to zero)."""
+    count = mark_read(request.organization.pk, request.user)
+    messages.success(request, f"{count} notification{'' if count == 1 else 's'} marked as read." if count
+                     else "Every notification was already read.")
+    return redirect("routing:notifications")
 
 
 # --------------------------------------------------------------------------------------------- pool
 
 
-def _pool_user(request):
-    """Admins oversee every pool; reps and managers see the pools of their own teams."""
-    return None if policy.can(request, Action.ALL_QUEUES) else request.user
+def _pool_teams(request):
+    """The pools a member sees and claims from: their teams' and those they oversee (admins: every team)."""
+    return selectors.pool_teams(request.organization.pk, policy.principal_of(request))
 
 
 @allowed(Action.WORK_LEADS)
 @require_GET
 def pool(request):
-    leads = list(selectors.pool(request.organization.pk, _pool_user(request))[:POOL_LIMIT])
+    leads = list(selectors.pool(request.organization.pk, _pool_teams(request))[:POOL_LIMIT])
     return render(request, "routing/pool.html", {
         "leads": leads, "limit": POOL_LIMIT, "can_claim": policy.can(request, Action.CLAIM),
     })
@@ -215,7 +232,8 @@ def claim(request, pk):
     """Take a lead from a pool. Of two reps clicking at once one gets it; the other is told who did (409)."""
     lead = get_object_or_404(Lead.objects.for_org(request.organization.pk), pk=pk)
     try:
-        services.claim(organization_id=request.organization.pk, lead_id=lead.pk, user=request.user)
+        services.claim(organization_id=request.organization.pk, lead_id=lead.pk, user=request.user,
+                       teams=_pool_teams(request))
     except services.ClaimRefused as exc:
         if request.htmx:
             return render(request, "routing/_pool_done.html", {"lead": lead, "error": str(exc)}, status=409)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 # Routes open to anyone, or to anyone signed in whatever their role: no policy action to ask.
 PUBLIC = {
     "login", "logout", "password_change", "password_change_done", "password_reset", "password_reset_done",
-    "password_reset_confirm", "password_reset_complete", "healthz", "schema", "api-docs", "api-root",
+    "password_reset_confirm", "password_reset_complete", "healthz", "favicon", "schema", "api-docs", "api-root",
     "tracking-open", "tracking-click", "tracking-unsubscribe", "leads:public-form", "leads:public-form-embed",
 }
 SIGNED_IN = {"home", "switch-org", "routing:badge"}

@@ -36,6 +36,12 @@ def _account_for(lead: Lead, *, account_id=None, data: dict | None = None, owner
     return Account.objects.create(organization_id=lead.organization_id, name=name, owner=owner, **values)
 
 
+def offers_conversion(lead, deals) -> bool:
+    """Whether the lead page offers Convert: a qualified lead without an open deal. Once converted, the lead's
+    open deal is what is worked; a second one is only offered after it is won or lost."""
+    return lead.lifecycle_stage in CONVERTIBLE_STAGES and not any(deal.status == DealStatus.OPEN for deal in deals)
+
+
 def convert_lead(*, lead: Lead, deal: dict, account: dict | None = None, account_id=None, actor=None):
     """Create (or link) the lead's account and a new open deal; an SQL lead becomes an opportunity.
     Returns (account, deal). StageMoveRefused when the lead is not qualified yet."""

@@ -29,7 +29,7 @@ from ..models import (
     SourceType,
     Temperature,
 )
-from ..services.conversion import CONVERTIBLE_STAGES
+from ..services.conversion import offers_conversion
 
 SORTS = {
     "-created_at": "Newest",
@@ -105,7 +105,7 @@ def lead_page(request, lead, *, status=200, stage_error="", qualification_form=N
         **_stage_moves(lead, required, reasons_by_stage),
         "qualification_form": qualification_form or QualificationForm.for_lead(lead, required),
         "required_bant": [bant_label(field) for field in required],
-        "can_convert": lead.lifecycle_stage in CONVERTIBLE_STAGES,
+        "can_convert": offers_conversion(lead, deals),
         "deals": deals, "lose_form": LoseDealForm(reasons=lost_reasons),
         "consents": ConsentRecord.objects.for_org(organization_id).filter(lead=lead).order_by("-given_at")[:20],
         "can_export": policy.can(request, Action.EXPORT), "can_erase": policy.can(request, Action.ERASE),

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -309,16 +309,19 @@ def reassign(*, organization_id, lead_id, rep_id, actor=None, now=None) -> Assig
         return record(lead, rep_id=rep_id, reason=AssignmentReason.MANUAL, actor=actor, now=now)
 
 
-def claim(*, organization_id, lead_id, user, now=None) -> Assignment:
+def claim(*, organization_id, lead_id, user, teams=None, now=None) -> Assignment:
     """A rep takes a lead from the pool of one of their teams. Of two reps claiming at once, the second
-    waits on the lead's row lock, then finds it taken."""
+    waits on the lead's row lock, then finds it taken. `teams` are the teams whose pools the claimer may take
+    from (`selectors.pool_teams`); by default those they are in or manage."""
     with transaction.atomic():
         lead = _locked_lead(organization_id, lead_id)
         routing = LeadRouting.objects.filter(lead_id=lead_id).select_related("team", "rule").first()
         if lead is None or routing is None or routing.team is None:
             raise ClaimRefused("This lead is not in a pool.")
-        if not TeamMember.objects.filter(team=routing.team, rep__user=user).exists():
-            raise ClaimRefused("This lead is in the pool of a team you are not in.")
+        if teams is None:
+            teams = Team.objects.for_org(organization_id).filter(Q(members__user=user) | Q(manager=user))
+        if not teams.filter(pk=routing.team_id).exists():
+            raise ClaimRefused("This lead is in the pool of a team you are not in and do not manage.")
         if not routing.pooled or lead.owner_id is not None:
             owner = get_user_model().objects.filter(pk=lead.owner_id).values_list("email", flat=True).first()
             if owner:

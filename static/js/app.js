@@ -79,3 +79,66 @@ document.addEventListener("keydown", function (event) {
   panel.classList.remove("open");
   toggle.focus();
 });
+// A combobox (<div data-combobox> holding an <input role=combobox> and its <ul role=listbox>, whose options htmx
+// loads as one types): ArrowDown/ArrowUp move through the options, Enter or a click picks one (its data-value goes
+// into the input, and a change event tells the form), Escape closes the list.
+(function () {
+  function parts(element) {
+    var box = element.closest && element.closest("[data-combobox]");
+    if (!box) return null;
+    return {box: box, input: box.querySelector("[role=combobox]"), list: box.querySelector("[role=listbox]")};
+  }
+  function options(list) {
+    return Array.prototype.slice.call(list.querySelectorAll("[role=option]:not([aria-disabled=true])"));
+  }
+  function show(p, open) {
+    p.list.hidden = !open;
+    p.input.setAttribute("aria-expanded", open ? "true" : "false");
+    if (!open) p.input.removeAttribute("aria-activedescendant");
+  }
+  function activate(p, option) {
+    options(p.list).forEach(function (each) { each.setAttribute("aria-selected", each === option ? "true" : "false"); });
+    if (option) {
+      p.input.setAttribute("aria-activedescendant", option.id);
+      option.scrollIntoView({block: "nearest"});
+    }
+  }
+  function pick(p, option) {
+    p.input.value = option.getAttribute("data-value");
+    show(p, false);
+    p.input.dispatchEvent(new Event("change", {bubbles: true}));
+  }
+  document.addEventListener("htmx:afterSwap", function (event) {
+    var p = parts(event.target);
+    if (p && event.target === p.list) show(p, p.list.children.length > 0 && document.activeElement === p.input);
+  });
+  document.addEventListener("keydown", function (event) {
+    var p = event.target.matches && event.target.matches("[role=combobox]") ? parts(event.target) : null;
+    if (!p) return;
+    var all = options(p.list);
+    var current = p.list.querySelector("[aria-selected=true]");
+    var index = all.indexOf(current);
+    if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+      if (!all.length) return;
+      event.preventDefault();
+      show(p, true);
+      var step = event.key === "ArrowDown" ? 1 : -1;
+      activate(p, all[(index + step + all.length) % all.length] || all[0]);
+    } else if (event.key === "Enter" && !p.list.hidden && current) {
+      event.preventDefault();  // picking a lead does not submit the form
+      pick(p, current);
+    } else if (event.key === "Escape" && !p.list.hidden) {
+      event.preventDefault();
+      show(p, false);
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var option = event.target.closest && event.target.closest("[role=option]");
+    var p = option && parts(option);
+    if (p && option.getAttribute("aria-disabled") !== "true") pick(p, option);
+    document.querySelectorAll("[data-combobox]").forEach(function (box) {
+      var q = parts(box);
+      if (q && !box.contains(event.target)) show(q, false);
+    });
+  });
+})();

@@ -170,3 +170,22 @@ def test_the_api_and_other_errors_are_left_alone():
     assert middleware.process_exception(_request(path="/api/v1/leads/"), Conflict("x")) is None
     assert middleware.process_exception(_request(), ValueError("x")) is None
     assert issubclass(StageMoveRefused, DomainError)
+
+
+# ------------------------------------------------------------------------------------------------ error pages
+
+
+def test_the_server_error_page_is_in_the_app_layout_without_a_request_context_or_the_database():
+    """handler500 renders 500.html with no context; without a django_db mark any query would fail this test."""
+    from leadcrm.middleware import server_error
+
+    response = server_error(RequestFactory().get("/leads/"))
+    content = response.content.decode()
+    assert response.status_code == 500
+    assert "<h1>Something went wrong</h1>" in content and 'class="brand"' in content and "favicon.svg" in content
+
+
+@pytest.mark.django_db
+def test_the_favicon_address_leads_to_the_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response.url.endswith("favicon.svg")

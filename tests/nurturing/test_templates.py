@@ -372,3 +372,29 @@ def test_ui_is_not_for_reps(org, client, member):
 
 def test_ui_nav_has_emails_for_marketers(browser):
     assert '/emails/templates/' in browser.get("/leads/").content.decode()
+
+
+def test_ui_lead_options_match_a_part_of_any_field_of_the_orgs_leads_only_and_at_most_ten(org, other_org, browser,
+                                                                                           django_assert_max_num_queries):
+    make_lead(org, email="grace@navy.test", first_name="Grace", last_name="Hopper", company="US Navy")
+    make_lead(other_org, email="grace@rival.test", first_name="Grace", last_name="Hopperton")
+    for number in range(12):
+        make_lead(org, email=f"many{number}@bulk.test", first_name="Many")
+    for query, found in [("hopp", ["grace@navy.test"]), ("NAVY", ["grace@navy.test"]), ("s nav", ["grace@navy.test"]),
+                         ("ace@nav", ["grace@navy.test"]), ("rival", []), ("\x00", [])]:
+        page = browser.get("/emails/templates/leads/", {"lead": query}).content.decode()
+        assert [value for value in found if f'data-value="{value}"' in page] == found, query
+        assert "rival.test" not in page
+    with django_assert_max_num_queries(8):
+        page = browser.get("/emails/templates/leads/", {"lead": "bulk"}).content.decode()
+    assert page.count('role="option"') == 10
+
+
+def test_ui_preview_with_a_typed_name_naming_one_lead(org, browser):
+    make_lead(org, email="grace@navy.test", first_name="Grace", last_name="Hopper")
+    make_lead(org, email="alan@example.test", first_name="Alan", last_name="Hopkins")
+    content = {"subject": "Hi {{ lead.first_name }}", "html": "<p>x</p>"}
+    one = browser.post("/emails/templates/preview/", {**content, "lead": "hopper"}, HTTP_HX_REQUEST="true")
+    assert "Hi Grace" in one.content.decode()
+    two = browser.post("/emails/templates/preview/", {**content, "lead": "hop"}, HTTP_HX_REQUEST="true")
+    assert "No lead in this organization matches" in two.content.decode()  # two leads match: the member picks one

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 
 from leadcrm.models import Membership, Role
 from leads.models import Activity, Lead, LifecycleStage, Temperature
-from routing import selectors
+from routing import selectors, services
 from routing.models import Assignment, AssignmentRule, LeadRouting, RepProfile, Team
 
 from . import make_lead, make_rep, make_rule, make_team, route
@@ -689,3 +689,20 @@ def test_a_repeated_touch_with_the_same_idempotency_key_logs_once(owned, api):
 ])
 def test_odd_ids_and_query_strings_never_500(api, url):
     assert api.get(url).status_code in (200, 400, 404)
+
+
+def test_a_manager_claims_from_the_pool_of_a_team_they_manage_but_not_of_another(org):
+    manager = make_rep(org, "meg", role=Role.MANAGER)
+    managed = make_team(org, "Inbound", [make_rep(org, "ann")], manager=manager.user)
+    other = make_team(org, "Outbound", [make_rep(org, "bob")])
+    make_rule(org, "to the pool", strategy="pool", team=managed, is_fallback=True)
+    mine, theirs = make_lead(org), make_lead(org)
+    route(mine)
+    route(theirs)
+    LeadRouting.objects.filter(lead=theirs).update(team=other)
+
+    assert session(manager.user).post(f"/api/v1/leads/{theirs.pk}/claim/").status_code == 404
+    claimed = session(manager.user).post(f"/api/v1/leads/{mine.pk}/claim/")
+    assert claimed.status_code == 200 and Lead.objects.get(pk=mine.pk).owner == manager.user
+    with pytest.raises(services.ClaimRefused, match="do not manage"):
+        services.claim(organization_id=org.pk, lead_id=theirs.pk, user=manager.user)
