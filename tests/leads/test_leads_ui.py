@@ -71,6 +71,9 @@ def names(response, leads):
     ("ordering=-score", ["ada", "cy", "bob"]),
     ("ordering=-score&grade=A", ["ada", "cy"]),
     ("ordering=bogus", ["cy", "bob", "ada"]),
+    # What the page's form sends with every select left at "Any": no filter, not an invalid choice.
+    ("search=&lifecycle_stage=&grade=&source_type=&temperature=&country=&score_min=", ["cy", "bob", "ada"]),
+    ("search=love&lifecycle_stage=&grade=A&source_type=&temperature=&country=&score_min=", ["ada"]),
 ])
 def test_list_filters_search_and_sort(browser, leads, query, expected):
     assert names(browser.get(f"/leads/?{query}"), leads) == expected
