@@ -7,6 +7,7 @@ app_name = "leads"
 
 urlpatterns = [
     path("leads/", leads.lead_list, name="list"),
+    path("leads/export.csv", leads.lead_list_export, name="list-export"),
     path("leads/<uuid:pk>/", leads.lead_detail, name="detail"),
     path("leads/<uuid:pk>/stage/", leads.lead_stage, name="stage"),
     path("leads/<uuid:pk>/qualification/", leads.lead_qualification, name="qualification"),

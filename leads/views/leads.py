@@ -6,15 +6,17 @@ from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from leadcrm import policy
+from leadcrm.csvutil import csv_response
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
-from .. import selectors, services
-from ..filters import LeadFilter
+from .. import listing, selectors, services
 from ..lifecycle_forms import LoseDealForm, QualificationForm, bant_label
 from ..models import (
     ALLOWED_MOVES,
@@ -31,14 +33,6 @@ from ..models import (
 )
 from ..services.conversion import CONVERTIBLE_STAGES
 
-SORTS = {
-    "-created_at": "Newest",
-    "created_at": "Oldest",
-    "-score": "Highest score",
-    "-last_activity_at": "Recently active",
-    "-updated_at": "Recently updated",
-}
-
 
 def visible_leads(request):
     """The leads the signed-in member may see and work on (policy.visible)."""
@@ -47,20 +41,30 @@ def visible_leads(request):
 
 @allowed(Action.WORK_LEADS)
 def lead_list(request):
-    filterset = LeadFilter(request.GET, queryset=visible_leads(request))
-    queryset = filterset.qs if filterset.is_valid() else visible_leads(request).none()
-    search = request.GET.get("search", "").strip()
-    queryset = selectors.search_leads(queryset, search)
-    sort = request.GET.get("ordering", "-created_at")
-    if sort not in SORTS:
-        sort = "-created_at"
-    leads, next_url, previous_url = keyset_page(request, queryset, sort)
+    filterset, rows, sort, ordering = listing.list_rows(visible_leads(request), request.GET)
+    leads, next_url, previous_url = keyset_page(request, rows, ordering)
+    export_query = request.GET.copy()
+    export_query.pop("cursor", None)  # the download holds every page of the list
     return render(request, "leads/lead_list.html", {
-        "leads": leads, "filterset": filterset, "search": search, "sort": sort, "sorts": SORTS,
+        "leads": leads, "filterset": filterset, "search": request.GET.get("search", "").strip(),
+        "sort": sort, "sorts": listing.SORTS, "headers": listing.sort_headers(request.GET, sort),
+        "chosen": {name: request.GET.getlist(name) for name in ("lifecycle_stage", "grade", "source_type",
+                                                                   "temperature")},
+        "export_query": export_query.urlencode(),
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
         "grades": Grade.choices, "source_types": SourceType.choices, "temperatures": Temperature.choices,
         "can_see_duplicates": policy.can(request, Action.MANAGE_LEADS),
-    })
+    }, status=200 if filterset.is_valid() else 400)
+
+
+@allowed(Action.EXPORT_LIST)
+def lead_list_export(request):
+    """The list as it is filtered, searched and sorted, every page of it, as a streamed CSV."""
+    filterset, rows, _sort, ordering = listing.list_rows(visible_leads(request), request.GET)
+    if not filterset.is_valid():
+        return redirect(f"{reverse('leads:list')}?{request.GET.urlencode()}")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    return csv_response(f"leads-{stamp}.csv", listing.EXPORT_HEADER, listing.export_rows(rows, ordering))
 
 
 def _stage_history(lead) -> list[tuple[str, object]]:

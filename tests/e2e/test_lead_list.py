@@ -1,5 +1,8 @@
 """The leads list as a person works it: typing a search, picking filters, clicking Apply, clearing them again."""
 
+import csv
+import io
+
 import pytest
 
 from leadcrm.models import Role
@@ -112,3 +115,47 @@ def test_search_alone_each_filter_alone_together_and_cleared(on_the_list, shot):
     assert shown(page) == sorted(EVERYONE)
     page.set_viewport_size({"width": 390, "height": 844})
     shot("cleared-phone")
+
+
+def in_order(page) -> list[str]:
+    return page.locator("table.data tbody tr td a").all_inner_texts()
+
+
+def test_sort_by_clicking_headers_with_a_filter_on_then_export_that_list(org, on_the_list, shot):
+    page = on_the_list
+    Lead.objects.create(organization=org, first_name="Eve", last_name="Formula", email="eve@example.com",
+                        company='=HYPERLINK("https://evil.test")', score=70, temperature="hot")
+    form = page.get_by_role("search", name="Filter leads")
+    form.get_by_label("Temperature").select_option(label="Hot")
+    apply(page)
+    heading = page.get_by_role("columnheader", name="Score")
+
+    heading.get_by_role("link").click()  # a number sorts biggest first
+    expect(heading).to_have_attribute("aria-sort", "descending")
+    assert in_order(page) == ["Ada Lovelace", "Eve Formula", "Dee Lovelace"]
+    heading.get_by_role("link").click()
+    expect(heading).to_have_attribute("aria-sort", "ascending")
+    assert in_order(page) == ["Dee Lovelace", "Eve Formula", "Ada Lovelace"]
+    expect(form.get_by_label("Temperature")).to_have_value("hot")  # the filter stayed on
+    expect(form.get_by_label("Sort")).to_have_value("score")
+    page.get_by_role("columnheader", name="Name").get_by_role("link").click()  # text sorts A–Z first
+    assert in_order(page) == ["Ada Lovelace", "Dee Lovelace", "Eve Formula"]
+    page.get_by_role("columnheader", name="Score").get_by_role("link").click()
+    page.get_by_role("columnheader", name="Score").get_by_role("link").click()
+    shot("sorted-by-score")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(download.value.path().read_text(encoding="utf-8-sig"))))
+    assert [row["email"] for row in rows] == ["dee@example.com", "eve@example.com", "ada@example.com"]
+    assert {row["temperature"] for row in rows} == {"hot"}
+    assert rows[1]["company"] == "'=HYPERLINK(\"https://evil.test\")"  # arrives as text, not a formula
+    assert download.value.suggested_filename.startswith("leads-")
+
+    # The search box and the sort together: the sort stays when the search changes.
+    form.get_by_label("Search").fill("lovelace")
+    apply(page)
+    assert in_order(page) == ["Dee Lovelace", "Ada Lovelace"]
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot("sorted-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls in its own box
