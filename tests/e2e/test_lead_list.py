@@ -2,6 +2,7 @@
 
 import csv
 import io
+import re
 
 import pytest
 
@@ -159,3 +160,41 @@ def test_sort_by_clicking_headers_with_a_filter_on_then_export_that_list(org, on
     page.set_viewport_size({"width": 390, "height": 844})
     shot("sorted-phone")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # the table scrolls in its own box
+
+
+def test_save_a_view_share_it_and_a_colleague_opens_it(org, member, on_the_list, login, shot):
+    page = on_the_list
+    member(Role.MARKETER, "mia@acme.test")
+    form = page.get_by_role("search", name="Filter leads")
+    form.get_by_label("Temperature").select_option(label="Hot")
+    apply(page)
+    page.get_by_role("columnheader", name="Score").get_by_role("link").click()
+    assert in_order(page) == ["Ada Lovelace", "Dee Lovelace"]
+
+    page.get_by_text("Save this view…").click()
+    page.get_by_placeholder("View name").fill("Hot leads")
+    page.get_by_label("Share with everyone in the org").check()
+    page.get_by_role("button", name="Save view").click()
+    expect(page.get_by_text("Saved the view “Hot leads” for everyone in the org.")).to_be_visible()
+    expect(page.get_by_label("View", exact=True)).to_have_value(re.compile(r"\d+"))
+    assert in_order(page) == ["Ada Lovelace", "Dee Lovelace"]
+    shot("view-saved")
+
+    with page.expect_navigation():  # the select opens the view as it changes
+        page.get_by_label("View", exact=True).select_option(label="All leads")
+    assert shown(page) == sorted(EVERYONE)
+    with page.expect_navigation():  # the select opens the view as it changes
+        page.get_by_label("View", exact=True).select_option(label="Hot leads (shared)")
+    assert in_order(page) == ["Ada Lovelace", "Dee Lovelace"]
+    expect(page.get_by_role("columnheader", name="Score")).to_have_attribute("aria-sort", "descending")
+
+    page.get_by_role("button", name=re.compile("Log out")).click()
+    login("mia@acme.test", "pw-member-123")
+    page.locator("nav").get_by_role("link", name="Leads", exact=True).first.click()
+    with page.expect_navigation():  # the select opens the view as it changes
+        page.get_by_label("View", exact=True).select_option(label="Hot leads (shared)")
+    assert in_order(page) == ["Ada Lovelace", "Dee Lovelace"]
+    expect(page.get_by_role("button", name="Delete view")).to_have_count(0)  # only its owner deletes it
+    page.set_viewport_size({"width": 390, "height": 844})
+    shot("colleague-opens-it-phone")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -14,7 +14,7 @@ from django.utils import timezone
 from leadcrm import services as tenancy
 from leadcrm.models import Role
 from leads import listing, services
-from leads.models import Lead
+from leads.models import Lead, SavedView
 
 pytestmark = pytest.mark.django_db
 
@@ -337,3 +337,66 @@ def test_reps_may_not_export_the_list(client, org, leads):
 def test_a_bad_filter_on_export_goes_back_to_the_list_with_its_error(browser, leads):
     response = browser.get("/leads/export.csv?score_min=lots", follow=True)
     assert response.status_code == 400 and "Enter a number" in response.content.decode()
+
+
+# --- saved views ---------------------------------------------------------------------------------
+
+
+def test_a_saved_view_keeps_the_lists_keys_only_and_opens_with_them(browser, leads):
+    response = browser.post("/leads/views/", {"name": " A grade ", "shared": "",
+                                              "query": "grade=A&ordering=-score&cursor=abc&evil=1&country="})
+    assert response.status_code == 302
+    view = SavedView.objects.get()
+    assert (view.name, view.query, view.shared) == ("A grade", "grade=A&ordering=-score", False)
+    assert names(browser.get(response["Location"]), leads) == ["ada", "cy"]
+    browser.post("/leads/views/", {"name": "A grade", "query": "grade=C", "shared": "on"})  # saving again updates
+    view.refresh_from_db()
+    assert SavedView.objects.count() == 1 and view.query == "grade=C" and view.shared
+
+
+def test_a_view_without_a_name_is_a_form_error(browser, leads):
+    response = browser.post("/leads/views/", {"name": "  ", "query": "grade=A"})
+    assert response.status_code == 400 and "This field is required" in response.content.decode()
+    shown = re.findall(r'href="/leads/([0-9a-f-]{36})/"', response.content.decode())
+    assert shown == [str(leads["cy"].pk), str(leads["ada"].pk)]  # the list it was about to save, shown again
+    assert not SavedView.objects.exists()
+
+
+def test_views_are_their_owners_unless_shared_and_never_another_orgs(client, org, other_org, member, leads):
+    own = member(Role.MARKETER, "own@acme.test")
+    colleague = member(Role.MANAGER, "col@acme.test")
+    private = services.save_view(organization_id=org.pk, owner=own, name="Mine", query="grade=A", shared=False)
+    shared = services.save_view(organization_id=org.pk, owner=own, name="Ours", query="grade=C", shared=True)
+    stranger = tenancy.add_member(organization=other_org, email="x@rival.test", password=None, role="admin").user
+    theirs = services.save_view(organization_id=other_org.pk, owner=stranger, name="Theirs", query="", shared=True)
+    client.force_login(colleague)
+    html = client.get("/leads/").content.decode()
+    assert "Ours (shared)" in html and "Mine" not in html and "Theirs" not in html
+    assert client.get(f"/leads/?view={private.pk}").status_code == 404
+    assert client.get(f"/leads/?view={theirs.pk}").status_code == 404
+    assert client.get("/leads/?view=nonsense").status_code == 404
+    assert names(client.get(f"/leads/?view={shared.pk}"), leads) == ["bob"]
+    assert client.post(f"/leads/views/{shared.pk}/delete/").status_code == 404  # only its owner deletes it
+    client.force_login(own)
+    assert client.post(f"/leads/views/{shared.pk}/delete/").status_code == 302
+    assert set(SavedView.objects.values_list("name", flat=True)) == {"Mine", "Theirs"}
+
+
+def test_list_query_count_does_not_grow_with_saved_views_or_rows(browser, org, member):
+    user = member(Role.MANAGER, "views@acme.test")
+    browser.force_login(user)
+    make(org, "one@example.com")
+    services.save_view(organization_id=org.pk, owner=user, name="v0", query="grade=A", shared=False)
+    few, _ = _queries(browser, "/leads/")
+    for i in range(1, 20):
+        services.save_view(organization_id=org.pk, owner=user, name=f"v{i}", query="grade=A", shared=i % 2 == 0)
+        make(org, f"more{i}@example.com")
+    many, response = _queries(browser, "/leads/")
+    assert response.content.decode().count("<option value=") > 20
+    assert many == few
+
+
+def test_export_never_holds_another_orgs_leads(browser, leads, other_org):
+    make(other_org, "rival@example.com", grade="A")
+    emails = [row[3] for row in _csv(browser.get("/leads/export.csv"))[1:]]
+    assert sorted(emails) == ["ada@example.com", "bob@example.com", "cy@example.com"]
