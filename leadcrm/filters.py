@@ -2,6 +2,7 @@ from datetime import datetime, time, timedelta
 
 import django_filters
 from django.utils import timezone
+from django_filters.fields import MultipleChoiceField
 
 from .models import AuditAction, AuditEntry
 
@@ -10,12 +11,25 @@ def _day_start(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min), timezone.get_current_timezone())
 
 
+class _ChoicesField(MultipleChoiceField):
+    """A multiple choice where an empty value ("Any" in a page's select) is no choice rather than a bad one."""
+
+    def to_python(self, value):
+        return [choice for choice in super().to_python(value) if choice != ""]
+
+
+class ChoicesFilter(django_filters.MultipleChoiceFilter):
+    """`?x=a&x=b` keeps rows whose x is a or b; `?x=` (a select left at "Any") filters nothing."""
+
+    field_class = _ChoicesField
+
+
 class AuditFilter(django_filters.FilterSet):
     """Shared by `GET /api/v1/audit-log/` and the `/audit/` page. Dates are whole days in the viewer's zone."""
 
     object_type = django_filters.CharFilter(field_name="object_type")
     object_id = django_filters.CharFilter(field_name="object_id")
-    action = django_filters.MultipleChoiceFilter(choices=AuditAction.choices)
+    action = ChoicesFilter(choices=AuditAction.choices)
     actor = django_filters.CharFilter(method="filter_actor", help_text="Part of the actor's email or key name")
     start = django_filters.DateFilter(method="filter_start", help_text="From this day on")
     end = django_filters.DateFilter(method="filter_end", help_text="Up to and including this day")

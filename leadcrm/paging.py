@@ -1,5 +1,7 @@
 """Keyset pagination for browser lists, reusing the API's cursor paginator."""
 
+from django.core.exceptions import BadRequest
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 
 from .pagination import CreatedCursorPagination
@@ -10,5 +12,8 @@ def keyset_page(request, queryset, ordering: str, page_size: int = 50):
     paginator = CreatedCursorPagination()
     paginator.ordering = ordering
     paginator.page_size = page_size
-    rows = paginator.paginate_queryset(queryset, Request(request))
+    try:
+        rows = paginator.paginate_queryset(queryset, Request(request))
+    except NotFound as exc:  # a cursor edited or cut short: the page's answer to bad input is a 400
+        raise BadRequest("This page link is not valid; start again from the first page.") from exc
     return rows, paginator.get_next_link(), paginator.get_previous_link()

@@ -34,6 +34,7 @@ class Action(models.TextChoices):
     CAMPAIGNS = "campaigns", "Campaigns, their costs and members"
     REPORTS = "reports", "Reports"
     EXPORT = "export", "Export everything held about a lead"
+    EXPORT_LIST = "export_list", "Download the leads list (as filtered) as CSV"
     ERASE = "erase", "Erase a lead's personal data"
     WEBHOOKS = "webhooks", "Webhook endpoints and their deliveries"
     API_KEYS = "api_keys", "API keys (of one's own role or a lesser one)"
@@ -64,6 +65,7 @@ ALLOWED: dict[Action, frozenset] = {
     Action.CAMPAIGNS: _ORG_WIDE,
     Action.REPORTS: _ORG_WIDE,
     Action.EXPORT: frozenset({Role.ADMIN, Role.MARKETER}),
+    Action.EXPORT_LIST: _ORG_WIDE,
     Action.ERASE: frozenset({Role.ADMIN}),
     Action.WEBHOOKS: frozenset({Role.ADMIN}),
     Action.API_KEYS: _ORG_WIDE,

@@ -1,4 +1,5 @@
 import json
+from dataclasses import dataclass
 
 import redis
 from django.contrib import messages
@@ -239,22 +240,36 @@ class AuditLogViewSet(mixins.ListModelMixin, OrgScopedViewSet):
         return audit_entries(self.organization)
 
 
-def _readable(value) -> str:
+# A value longer than this, or any JSON object or list, waits behind a disclosure showing its first characters.
+SHORT_VALUE = 80
+
+
+@dataclass(frozen=True)
+class ChangeValue:
+    text: str
+    preview: str = ""  # set when the text is long: the summary of its <details>
+
+
+def _readable(value) -> ChangeValue:
     if value is None or value == "" or value == [] or value == {}:
-        return "—"
+        return ChangeValue("—")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return ChangeValue("yes" if value else "no")
     if isinstance(value, dict | list):
-        return json.dumps(value, indent=1, ensure_ascii=False)
-    return str(value)
+        compact = json.dumps(value, ensure_ascii=False)
+        if len(compact) <= SHORT_VALUE // 2:
+            return ChangeValue(compact)
+        return ChangeValue(json.dumps(value, indent=1, ensure_ascii=False), compact[:SHORT_VALUE // 2] + "…")
+    text = str(value)
+    return ChangeValue(text, text[:SHORT_VALUE // 2] + "…" if len(text) > SHORT_VALUE else "")
 
 
-def change_rows(changes: dict) -> list[tuple[str, str, str]]:
-    """(field, before, after) as text; the template escapes it."""
+def change_rows(changes: dict) -> list[tuple[str, ChangeValue, ChangeValue]]:
+    """(field, before, after) as text, long ones with a short preview; the template escapes them."""
     rows = []
     for name, pair in (changes or {}).items():
         if not isinstance(pair, list):  # a secret: only that it changed
-            rows.append((name.replace("_", " "), "(hidden)", "changed"))
+            rows.append((name.replace("_", " "), ChangeValue("(hidden)"), ChangeValue("changed")))
         else:
             rows.append((name.replace("_", " "), _readable(pair[0]), _readable(pair[1] if len(pair) > 1 else None)))
     return rows
@@ -272,7 +287,7 @@ def audit_log(request):
         "entries": rows, "next_url": next_url, "previous_url": previous_url, "filters": filters,
         "types": audit.registered_types(), "actions": AuditAction.choices,
         "query": {key: request.GET.get(key, "") for key in ("object_type", "actor", "start", "end", "action")},
-    })
+    }, status=200 if filters.is_valid() else 400)
 
 
 def favicon(request):

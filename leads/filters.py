@@ -1,25 +1,27 @@
 import django_filters
 from rest_framework.filters import BaseFilterBackend
 
+from leadcrm.filters import ChoicesFilter
+
 from . import selectors
 from .models import Grade, Lead, LifecycleStage, SourceType, Temperature
 
 
 class LeadFilter(django_filters.FilterSet):
     email = django_filters.CharFilter(method="filter_email")
-    lifecycle_stage = django_filters.MultipleChoiceFilter(choices=LifecycleStage.choices)
+    lifecycle_stage = ChoicesFilter(choices=LifecycleStage.choices)
     owner = django_filters.NumberFilter(field_name="owner_id")
     unassigned = django_filters.BooleanFilter(field_name="owner", lookup_expr="isnull")
     source = django_filters.CharFilter(field_name="source", lookup_expr="iexact")
-    source_type = django_filters.MultipleChoiceFilter(choices=SourceType.choices)
+    source_type = ChoicesFilter(choices=SourceType.choices)
     country = django_filters.CharFilter(method="filter_country")
     industry = django_filters.CharFilter(field_name="industry", lookup_expr="iexact")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
     score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
-    grade = django_filters.MultipleChoiceFilter(choices=Grade.choices)
-    temperature = django_filters.MultipleChoiceFilter(choices=Temperature.choices)
+    grade = ChoicesFilter(choices=Grade.choices)
+    temperature = ChoicesFilter(choices=Temperature.choices)
     tag = django_filters.CharFilter(field_name="tags", lookup_expr="contains", method="filter_tag")
 
     class Meta:

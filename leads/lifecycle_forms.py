@@ -141,3 +141,11 @@ class LoseDealForm(forms.Form):
             self.add_error("reason", "Say why the deal was lost: choose a reason or write one.")
         data["lost_reason"] = text
         return data
+
+
+class SavedViewForm(forms.Form):
+    """Save the leads list as it is searched, filtered and sorted, under a name."""
+
+    name = forms.CharField(max_length=100, label="View name")
+    shared = forms.BooleanField(required=False, label="Share with everyone in the org")
+    query = forms.CharField(max_length=2000, required=False, widget=forms.HiddenInput)

@@ -571,3 +571,24 @@ class Deal(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SavedView(models.Model):
+    """A named leads-list query (search, filters, sort) a member keeps; a shared one every member can open."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    # The list's query string without its page cursor, keeping only the list's own keys (services.save_view).
+    query = models.CharField(max_length=2000, blank=True, default="")
+    shared = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "owner", "name"], name="savedview_owner_name")]
+        indexes = [models.Index(fields=["organization", "name"], condition=Q(shared=True), name="savedview_shared")]
+
+    def __str__(self) -> str:
+        return self.name

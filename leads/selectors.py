@@ -1,12 +1,18 @@
 import itertools
 
 from django.db import connection
+from django.db.models import Q
 from django.utils.text import slugify
 
 from leadcrm import rls
 
-from .models import Form, Lead, SegmentKind, SegmentMember
+from .models import Form, Lead, SavedView, SegmentKind, SegmentMember
 from .segments import definition_q
+
+
+def saved_views_for(organization, user):
+    """The views a member may open on the leads list: their own and the org's shared ones, by name."""
+    return SavedView.objects.for_org(organization).filter(Q(owner=user) | Q(shared=True)).order_by("name", "pk")
 
 
 def leads_for(organization):

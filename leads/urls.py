@@ -7,6 +7,9 @@ app_name = "leads"
 
 urlpatterns = [
     path("leads/", leads.lead_list, name="list"),
+    path("leads/export.csv", leads.lead_list_export, name="list-export"),
+    path("leads/views/", leads.saved_view_save, name="view-save"),
+    path("leads/views/<int:pk>/delete/", leads.saved_view_delete, name="view-delete"),
     path("leads/<uuid:pk>/", leads.lead_detail, name="detail"),
     path("leads/<uuid:pk>/stage/", leads.lead_stage, name="stage"),
     path("leads/<uuid:pk>/qualification/", leads.lead_qualification, name="qualification"),

@@ -127,6 +127,9 @@ ENDPOINTS = [
     Endpoint("ui-leads-search", "get", "/leads/?search=Secrets", "absent", api=False),
     Endpoint("ui-lead-detail", "get", "/leads/{lead}/", "404", api=False),
     Endpoint("ui-lead-export", "get", "/leads/{lead}/export/", "404", api=False),
+    Endpoint("ui-leads-saved-views", "get", "/leads/", "absent", api=False, marker="Acme Secrets view"),
+    Endpoint("ui-saved-view-open", "get", "/leads/?view={saved_view}", "404", api=False),
+    Endpoint("ui-saved-view-delete", "post", "/leads/views/{saved_view}/delete/", "404", api=False),
     Endpoint("ui-lead-erase", "get", "/leads/{lead}/erase/", "404", api=False),
     Endpoint("ui-lead-erase-post", "post", "/leads/{lead}/erase/", "404", api=False, body={"confirm": "erase"}),
     Endpoint("ui-forms-list", "get", "/forms/", "absent", api=False, marker="{form}"),
@@ -423,6 +426,8 @@ def victim(org):
         "manager": Membership.objects.get(organization=org, role=Role.ADMIN).user})
     LeadRouting.objects.create(organization=org, lead=twin, team=queue_team, pooled=True)
     admin_user = Membership.objects.get(organization=org, role=Role.ADMIN).user
+    saved_view = services.save_view(organization_id=org.pk, owner=admin_user, name="Acme Secrets view",
+                                     query="search=Secrets", shared=True)
     desk = routing_services.save_team(organization_id=org.pk, data={
         "name": "Acme Secrets desk", "members": [RepProfile.objects.create(organization=org, user=admin_user)]})
     routing_rule = routing_services.save_rule(organization_id=org.pk, data={
@@ -434,7 +439,8 @@ def victim(org):
     template = nurturing_services.create_template(
         organization_id=org.pk, name="Acme Secrets template", folder="Acme Secrets folder",
         subject="Hi {{ lead.first_name }}", html="<p>Acme Secrets offer</p>", text="Acme Secrets offer")
-    return {"lead": str(lead.pk), "lead_email": lead.email, "form": str(form.pk), "import": str(job.pk),
+    return {"lead": str(lead.pk), "lead_email": lead.email, "saved_view": str(saved_view.pk),
+            "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
             "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
             "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),

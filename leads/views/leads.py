@@ -4,18 +4,20 @@ import json
 
 from django.contrib import messages
 from django.core.serializers.json import DjangoJSONEncoder
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
 from leadcrm import policy
+from leadcrm.csvutil import csv_response
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
-from .. import selectors, services
-from ..filters import LeadFilter
-from ..lifecycle_forms import LoseDealForm, QualificationForm, bant_label
+from .. import listing, selectors, services
+from ..lifecycle_forms import LoseDealForm, QualificationForm, SavedViewForm, bant_label
 from ..models import (
     ALLOWED_MOVES,
     STAGES_WITH_REASON,
@@ -26,18 +28,11 @@ from ..models import (
     Grade,
     LifecycleStage,
     ReasonKind,
+    SavedView,
     SourceType,
     Temperature,
 )
 from ..services.conversion import offers_conversion
-
-SORTS = {
-    "-created_at": "Newest",
-    "created_at": "Oldest",
-    "-score": "Highest score",
-    "-last_activity_at": "Recently active",
-    "-updated_at": "Recently updated",
-}
 
 
 def visible_leads(request):
@@ -45,22 +40,67 @@ def visible_leads(request):
     return policy.visible_to(request, selectors.leads_for(request.organization))
 
 
-@allowed(Action.WORK_LEADS)
-def lead_list(request):
-    filterset = LeadFilter(request.GET, queryset=visible_leads(request))
-    queryset = filterset.qs if filterset.is_valid() else visible_leads(request).none()
-    search = request.GET.get("search", "").strip()
-    queryset = selectors.search_leads(queryset, search)
-    sort = request.GET.get("ordering", "-created_at")
-    if sort not in SORTS:
-        sort = "-created_at"
-    leads, next_url, previous_url = keyset_page(request, queryset, sort)
+def _list_page(request, *, status=200, save_form=None, params=None):
+    """The leads list for the query string, or for the saved view `?view=` names (its query, this URL's page)."""
+    views = list(selectors.saved_views_for(request.organization, request.user))
+    current = None
+    params = request.GET if params is None else params
+    if request.GET.get("view"):  # "All leads" sends an empty one
+        current = next((view for view in views if str(view.pk) == request.GET["view"]), None)
+        if current is None:
+            raise Http404("No such view.")
+        params = QueryDict(current.query)
+    filterset, rows, sort, ordering = listing.list_rows(visible_leads(request), params)
+    leads, next_url, previous_url = keyset_page(request, rows, ordering)
+    list_query = params.copy()
+    list_query.pop("cursor", None)  # the download and a saved view hold every page of the list
     return render(request, "leads/lead_list.html", {
-        "leads": leads, "filterset": filterset, "search": search, "sort": sort, "sorts": SORTS,
+        "leads": leads, "filterset": filterset, "search": params.get("search", "").strip(),
+        "sort": sort, "sorts": listing.SORTS, "headers": listing.sort_headers(params, sort),
+        "chosen": {name: params.getlist(name) for name in ("lifecycle_stage", "grade", "source_type", "temperature")},
+        "list_query": list_query.urlencode(), "saved_views": views, "current_view": current,
+        "save_form": save_form or SavedViewForm(initial={"name": current.name if current else ""}),
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
         "grades": Grade.choices, "source_types": SourceType.choices, "temperatures": Temperature.choices,
         "can_see_duplicates": policy.can(request, Action.MANAGE_LEADS),
-    })
+    }, status=status if filterset.is_valid() else 400)
+
+
+@allowed(Action.WORK_LEADS)
+def lead_list(request):
+    return _list_page(request)
+
+
+@allowed(Action.WORK_LEADS)
+@require_POST
+def saved_view_save(request):
+    form = SavedViewForm(request.POST)
+    if not form.is_valid():
+        return _list_page(request, status=400, save_form=form, params=QueryDict(request.POST.get("query", "")))
+    view = services.save_view(organization_id=request.organization.pk, owner=request.user,
+                              name=form.cleaned_data["name"], query=form.cleaned_data["query"],
+                              shared=form.cleaned_data["shared"])
+    messages.success(request, f"Saved the view “{view.name}”{' for everyone in the org' if view.shared else ''}.")
+    return redirect(f"{reverse('leads:list')}?view={view.pk}")
+
+
+@allowed(Action.WORK_LEADS)
+@require_POST
+def saved_view_delete(request, pk):
+    view = get_object_or_404(SavedView.objects.for_org(request.organization), pk=pk, owner=request.user)
+    services.delete_view(view=view)
+    messages.success(request, f"Deleted the view “{view.name}”.")
+    return redirect("leads:list")
+
+
+@allowed(Action.EXPORT_LIST)
+def lead_list_export(request):
+    """The list as it is filtered, searched and sorted, every page of it, as a streamed CSV."""
+    filterset, rows, _sort, ordering = listing.list_rows(visible_leads(request), request.GET)
+    if not filterset.is_valid():
+        return redirect(f"{reverse('leads:list')}?{request.GET.urlencode()}")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    return csv_response(f"leads-{stamp}.csv", listing.EXPORT_HEADER, listing.export_rows(rows, ordering))
 
 
 def _stage_history(lead) -> list[tuple[str, object]]:

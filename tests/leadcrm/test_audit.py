@@ -290,3 +290,22 @@ def test_log_page_keyset_pages_cost_the_same(org, admin_client, django_assert_ma
         older = admin_client.get(older_url).content.decode()
     assert "key 0 (" in older and "key 59 (" not in older
     assert "key 5 (" not in admin_client.get("/audit/?action=revoked").content.decode()
+
+
+def test_log_page_folds_long_values_and_escapes_them(org, admin_client):
+    long_value = {"rules": [{"field": "<b>company</b>", "value": "x" * 200}]}
+    AuditEntry.objects.create(organization=org, actor_label="ann", action="updated", object_type="routing.team",
+                              object_id="1", object_label="EMEA", changes={"conditions": [None, long_value],
+                                                                           "points": [1, 2]})
+    html = admin_client.get("/audit/").content.decode()
+    folded = re.search(r'<details class="change-value"><summary>(.*?)</summary><pre>(.*?)</pre>', html, re.S)
+    assert folded and folded.group(1).endswith("…") and len(unescape(folded.group(1))) <= 41
+    assert "x" * 200 in folded.group(2) and "&lt;b&gt;company&lt;/b&gt;" in folded.group(2)
+    assert "<b>company" not in html
+    assert '<pre class="change-value">2</pre>' in html  # a short value shows as it is
+
+
+def test_log_page_refuses_a_bad_date_with_a_form_error(org, admin_client):
+    response = admin_client.get("/audit/?start=not-a-date&action=")
+    assert response.status_code == 400
+    assert "Enter a valid date" in response.content.decode()
