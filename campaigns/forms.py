@@ -4,6 +4,7 @@ import re
 
 from django import forms
 
+from leadcrm import currency
 from leads.models import Segment
 
 from .models import CampaignStatus, Channel, MemberStatus
@@ -18,7 +19,7 @@ class CampaignForm(forms.Form):
     start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     budget = forms.DecimalField(required=False, max_digits=14, decimal_places=2)
-    currency = forms.CharField(max_length=3, initial="USD")
+    currency = currency.CurrencyField(initial="USD")
     utm_campaign = forms.CharField(max_length=200, required=False, label="UTM campaign",
                                    help_text="Leads captured with this utm_campaign (in links or as a form's "
                                              "hidden value) join the campaign as responders.")

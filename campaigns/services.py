@@ -4,20 +4,19 @@ Joining is set-based: one INSERT … SELECT … ON CONFLICT per call, however ma
 campaign again keeps its first `joined_at`; its status only moves forward (targeted → responded → converted).
 """
 
-import re
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from leadcrm import currency
 from leadcrm.errors import Invalid
 from leads.models import Activity, ActivityType, Lead
 
 from .models import Campaign, CampaignCost, CampaignMember, MemberSource, MemberStatus
 
 CAMPAIGN_FIELDS = ("name", "channel", "status", "start", "end", "budget", "currency", "utm_campaign")
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 class CampaignError(Invalid):
@@ -47,10 +46,10 @@ def clean_campaign(organization_id, data: dict, instance: Campaign | None = None
     budget = values.get("budget")
     if budget is not None and Decimal(budget) < 0:
         errors["budget"] = ["The budget cannot be negative."]
-    currency = (values.get("currency") or "USD").strip().upper()
-    if not CURRENCY.match(currency):
-        errors["currency"] = ["A three-letter ISO 4217 code, such as USD or EUR."]
-    values["currency"] = currency
+    currency_code = currency.normalise(values.get("currency") or "USD")
+    if currency_code is None:
+        errors["currency"] = [currency.MESSAGE]
+    values["currency"] = currency_code or (values.get("currency") or "")
     utm = (values.get("utm_campaign") or "").strip()
     values["utm_campaign"] = utm
     if utm:

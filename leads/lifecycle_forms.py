@@ -7,9 +7,10 @@ on the lead's state (allowed moves, required BANT, what can be converted) stay i
 from django import forms
 from django.core.validators import RegexValidator
 
+from leadcrm import currency
+
 from .models import BANT_FIELDS, Account, Lead
 
-CURRENCY = RegexValidator(r"^[A-Za-z]{3}$", "Use a three-letter ISO 4217 code, such as EUR.")
 COUNTRY = RegexValidator(r"^[A-Za-z]{2}$", "Use a two-letter ISO 3166 code, such as DE.")
 # How many accounts the convert form lists; any other is linked by typing its exact name as the new account.
 ACCOUNT_CHOICES_SHOWN = 500
@@ -64,8 +65,7 @@ class ConvertForm(forms.Form):
                                           empty_label="Choose an account")
     deal_name = forms.CharField(label="Deal name", max_length=200)
     amount = forms.DecimalField(max_digits=14, decimal_places=2, min_value=0)
-    currency = forms.CharField(max_length=3, initial="USD", validators=[CURRENCY],
-                               help_text="Three letters (ISO 4217), such as USD or EUR.")
+    currency = currency.CurrencyField(initial="USD")
     expected_close = forms.DateField(label="Expected close", required=False,
                                      widget=forms.DateInput(attrs={"type": "date"}), help_text="Optional.")
 
@@ -87,9 +87,6 @@ class ConvertForm(forms.Form):
         field.queryset = accounts  # any of the org's accounts is accepted...
         field.widget.choices = [("", field.empty_label)] + [  # ...but a long list is cut short on screen
             (account.pk, account.name) for account in accounts[:ACCOUNT_CHOICES_SHOWN]]
-
-    def clean_currency(self):
-        return self.cleaned_data["currency"].upper()
 
     def clean_country(self):
         return self.cleaned_data["country"].upper()

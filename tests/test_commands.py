@@ -110,6 +110,8 @@ def test_seed_demo_twice_is_safe_and_every_role_can_log_in(client):
         client.logout()
         assert logs_in(client, f"{role}@demo.test", "demo12345"), role
         assert client.get("/leads/").status_code == 200
+    # demo people have names, which the team page, notifications and the audit log show
+    assert not User.objects.filter(username__endswith="@demo.test", first_name="").exists()
 
 
 def test_seeded_rep_has_a_queue_of_their_own(client):

@@ -7,7 +7,7 @@ from rest_framework import exceptions, mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from leadcrm import audit
+from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action
@@ -42,8 +42,7 @@ class AccountSerializer(StrictModelSerializer):
 class DealSerializer(StrictModelSerializer):
     owner = OrgMemberField(required=False, allow_null=True)
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
-    currency = serializers.RegexField(r"^[A-Za-z]{3}$", required=False,
-                                      error_messages={"invalid": "Use a three-letter ISO 4217 code, such as EUR."})
+    currency = serializers.CharField(required=False, max_length=3, help_text="ISO 4217, such as EUR")
 
     class Meta:
         model = Deal
@@ -52,7 +51,10 @@ class DealSerializer(StrictModelSerializer):
         read_only_fields = ["id", "account", "lead", "created_at", "updated_at", "closed_at"]
 
     def validate_currency(self, value):
-        return value.upper()
+        code = currency.normalise(value)
+        if code is None:
+            raise serializers.ValidationError(currency.MESSAGE)
+        return code
 
 
 class ConvertSerializer(StrictSerializer):

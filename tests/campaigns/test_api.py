@@ -133,3 +133,11 @@ def test_list_queries_do_not_grow_with_campaigns(api, org, django_assert_max_num
         join(make_campaign(org), make_lead(org), n)
     with django_assert_max_num_queries(len(few.captured_queries)):
         assert len(api.get("/api/v1/campaigns/").json()["results"]) == 15
+
+
+@pytest.mark.parametrize("code", ["dollars", "DOL", "E1R"])
+def test_a_currency_must_be_a_real_iso_4217_code(api, code):
+    response = api.post("/api/v1/campaigns/", {"name": "Fair", "currency": code}, format="json")
+    assert response.status_code == 400 and "currency" in response.json()["errors"]
+    made = api.post("/api/v1/campaigns/", {"name": "Fair", "currency": "chf"}, format="json")
+    assert made.json()["currency"] == "CHF"

@@ -1,6 +1,7 @@
 import random
 from datetime import datetime, timedelta
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.utils import timezone
@@ -35,6 +36,17 @@ HISTORY = ([["mql"]] * 8 + [["mql", "sal"]] * 8 + [["mql", "sal", "sql"]] * 6
 LOST_REASONS = ["Too expensive", "Chose a competitor", "No budget this year"]
 
 
+# People have names: the header, the team page, notifications and the audit log read better with them.
+DEMO_NAMES = {"admin@demo.test": ("Avery", "Morgan"), "manager@demo.test": ("Jordan", "Ellis"),
+              "marketer@demo.test": ("Priya", "Shah"), "rep@demo.test": ("Sam", "Carter"),
+              "rep2@demo.test": ("Riley", "Chen")}
+
+
+def name_demo_users() -> None:
+    for email, (first, last) in DEMO_NAMES.items():
+        get_user_model().objects.filter(username=email, first_name="").update(first_name=first, last_name=last)
+
+
 class Command(BaseCommand):
     help = "Create the demo organization with users of each role, a form, leads and activities. Safe to re-run."
 
@@ -47,6 +59,7 @@ class Command(BaseCommand):
         for role in (Role.MANAGER, Role.MARKETER, Role.REP):
             tenancy_services.add_member(organization=organization, email=f"{role}@demo.test",
                                         password=DEMO_PASSWORD, role=role)
+        name_demo_users()
         Form.objects.get_or_create(
             slug="demo-contact",
             defaults={

@@ -5,6 +5,7 @@ from django.db import transaction
 
 from leadcrm import services as tenancy_services
 from leadcrm.models import Organization, Role
+from leads.management.commands.seed_demo import name_demo_users
 from leads.models import Lead
 
 from ... import services
@@ -26,6 +27,7 @@ class Command(BaseCommand):
             return
         tenancy_services.add_member(organization=organization, email="rep2@demo.test", password=DEMO_PASSWORD,
                                     role=Role.REP)
+        name_demo_users()
         reps = list(services.rep_profiles_for(organization.pk, ["rep@demo.test", "rep2@demo.test"]))
         for rep in reps:  # the seeded rep already owns dozens of leads
             services.update_rep(profile=rep, data={"capacity": 150})
