@@ -96,7 +96,7 @@ def test_a_rep_works_a_new_lead_from_queue_to_won_deal(sales_org, api, e2e_worke
     expect(page.locator("#id_account_name")).to_have_value("Vance <Labs> & Co")
     page.fill("#id_deal_name", "Vance pilot")
     page.fill("#id_amount", "12000")
-    page.fill("#id_currency", "EUR")
+    page.select_option("#id_currency", "EUR")
     shot("convert-form")
     page.get_by_role("button", name="Convert", exact=True).click()
     page.wait_for_url(re.compile(rf"/leads/{lead_id}/$"))

@@ -181,7 +181,7 @@ def test_a_converted_lead_is_not_offered_convert_again_and_pages_have_an_icon_an
     convert.click()
     page.fill("#id_deal_name", "Quinn pilot")
     page.fill("#id_amount", "5000")
-    page.fill("#id_currency", "EUR")
+    page.select_option("#id_currency", "EUR")
     page.get_by_role("button", name="Convert", exact=True).click()
     expect(page.locator(".deal-card", has_text="Quinn pilot")).to_contain_text("Open")
     expect(convert).to_have_count(0)  # its open deal is what is worked now
