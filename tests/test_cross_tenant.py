@@ -144,6 +144,9 @@ ENDPOINTS = [
     Endpoint("ui-import-errors-csv", "get", "/imports/{import}/errors.csv", "404", api=False),
     Endpoint("ui-api-keys-list", "get", "/settings/api-keys/", "absent", api=False, marker="{key}"),
     Endpoint("ui-api-key-revoke", "post", "/settings/api-keys/{key}/revoke/", "404", api=False),
+    Endpoint("ui-roles-list", "get", "/settings/roles/", "absent", api=False, marker="queue.rep@acme.test"),
+    Endpoint("ui-roles-change", "post", "/settings/roles/", "rejected", api=False,
+             body={"membership": "{queue_membership}", "role": "manager"}),
     # --- browser: qualification and conversion
     Endpoint("ui-lead-stage", "post", "/leads/{lead}/stage/", "404", api=False, body={"stage": "opportunity"}),
     Endpoint("ui-lead-qualification", "post", "/leads/{lead}/qualification/", "404", api=False,
@@ -419,8 +422,9 @@ def victim(org):
     from routing import services as routing_services
     from routing.models import LeadRouting, RepProfile
 
-    queue_rep = tenancy.add_member(organization=org, email="queue.rep@acme.test", password=None,
-                                   role=Role.REP).user
+    queue_membership = tenancy.add_member(organization=org, email="queue.rep@acme.test", password=None,
+                                          role=Role.REP)
+    queue_rep = queue_membership.user
     queue_team = routing_services.save_team(organization_id=org.pk, data={
         "name": "Acme Secrets team", "members": [RepProfile.objects.get(organization=org, user=queue_rep)],
         "manager": Membership.objects.get(organization=org, role=Role.ADMIN).user})
@@ -443,7 +447,7 @@ def victim(org):
             "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
             "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
-            "queue_rep": str(queue_rep.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
+            "queue_rep": str(queue_rep.pk), "queue_membership": str(queue_membership.pk), "queue_team": str(queue_team.pk), "admin_user": str(admin_user.pk),
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
             **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account),
