@@ -75,7 +75,14 @@ def keyset_filter(keys: list[_Key], position: list, *, backwards: bool) -> Q:
         past = key.beyond(position[index], backwards=backwards)
         if past is not None:
             branches.append(reduce(and_, [k.equal(position[i]) for i, k in enumerate(keys[:index])], Q()) & past)
-    return reduce(or_, branches) if branches else Q(pk__in=[])
+    if not branches:
+        return Q(pk__in=[])
+    first, value = keys[0], position[0]
+    if first.nullable or value is None:
+        return reduce(or_, branches)
+    # The same bound on the first column alone lets PostgreSQL start its index scan there, not at the top.
+    bound = "lte" if first.descending != backwards else "gte"
+    return Q(**{f"{first.lookup}__{bound}": value}) & reduce(or_, branches)
 
 
 class CreatedCursorPagination(CursorPagination):
