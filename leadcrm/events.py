@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel, utm_campaign (the lead's)
 LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
+LEADS_CHANGED = "leads.changed"  # organization_id, lead_ids, fields: many leads changed at once (bulk edits)
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
 LEAD_STAGE_CHANGED = "lead.stage_changed"  # organization_id, lead_id, from_stage, to_stage
 LEAD_MQL = "lead.mql"  # organization_id, lead_ids (reached the MQL threshold, or moved there by hand)

@@ -47,13 +47,18 @@ class LeadAdmin(OrgScopedAdmin):
         return super().has_change_permission(request, obj)
 
     def save_model(self, request, obj, form, change):
-        if change:  # the same rule as every other way of changing a lead (e.g. a lead erased while the form was open)
-            stored = Lead.objects.get(pk=obj.pk)
-            try:
-                services.check_changeable(stored, form.changed_data)
-            except services.LeadErased as exc:
-                raise PermissionDenied(str(exc)) from None
-        super().save_model(request, obj, form, change)
+        if not change:
+            super().save_model(request, obj, form, change)
+            services.emit_leads_changed(organization_id=obj.organization_id, lead_ids=[obj.pk], fields=["created"])
+            return
+        # The same service as every other way of changing a lead: refused once erased (e.g. while the form was
+        # open), audited as lead.updated, re-scored.
+        stored = Lead.objects.get(pk=obj.pk)
+        try:
+            services.update_lead(lead=stored, data={name: getattr(obj, name) for name in form.changed_data},
+                                 actor=request.user)
+        except services.LeadErased as exc:
+            raise PermissionDenied(str(exc)) from None
 
 
 @admin.register(Activity)

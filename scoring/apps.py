@@ -18,6 +18,7 @@ class ScoringConfig(AppConfig):
         # A capture always records a submission activity, so ACTIVITY_RECORDED covers new leads too.
         events.subscribe(events.ACTIVITY_RECORDED, handlers.score_after_activity)
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
+        events.subscribe(events.LEADS_CHANGED, handlers.score_after_bulk_change)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
         privacy.register()

@@ -11,6 +11,10 @@ def score_after_update(*, organization_id, lead_id, **_):
     tasks.score_lead.delay(str(organization_id), str(lead_id))
 
 
+def score_after_bulk_change(*, organization_id, lead_ids, **_):
+    tasks.score_leads.delay(str(organization_id), [str(lead_id) for lead_id in lead_ids])
+
+
 def rescore_after_import(*, organization_id, **_):
     services.request_recalculation(organization_id=organization_id)
 

@@ -2,6 +2,7 @@
 
 import itertools
 import logging
+from uuid import UUID
 
 from django.db import connection, transaction
 from django.db.models import F, Q
@@ -257,6 +258,13 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
 def score_lead(*, organization_id, lead_id) -> None:
     """Instant scoring of one lead with the org's current rules."""
     score_leads(organization_id=organization_id, config=load_config(organization_id), scope={"id": lead_id})
+
+
+def score_lead_set(*, organization_id, lead_ids) -> None:
+    """Re-score a set of the org's leads (a bulk edit's) in one statement."""
+    if lead_ids:
+        score_leads(organization_id=organization_id, config=load_config(organization_id),
+                    scope={"id__in": [UUID(str(lead_id)) for lead_id in lead_ids]})
 
 
 def _org_lock(organization_id):

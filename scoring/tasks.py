@@ -19,6 +19,13 @@ def score_lead(organization_id, lead_id):
         services.score_lead(organization_id=organization_id, lead_id=lead_id)
 
 
+@shared_task(name="scoring.tasks.score_leads", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
+def score_leads(organization_id, lead_ids):
+    """Re-score the leads a bulk change touched, in one set-based statement. Ids of leads deleted since match
+    nothing."""
+    services.score_lead_set(organization_id=organization_id, lead_ids=lead_ids)
+
+
 @shared_task(name="scoring.tasks.recalculate", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def recalculate(organization_id):
     """Re-score the whole org after a rule or settings change; safe to run twice or concurrently."""

@@ -125,3 +125,18 @@ def test_a_due_sequence_email_is_sent_by_the_tick_on_a_real_worker(api, org, smt
     assert message["To"] == "sam@example.com" and message["Subject"] == "Hi Sam"
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     _wait_for(lambda: api.get(f"/api/v1/leads/{lead['id']}/messages/").json()["results"][0]["status"] == "sent")
+
+
+def test_bulk_tagging_rescores_the_tagged_leads_on_a_real_worker(api, org, worker):
+    response = api.post("/api/v1/scoring-rules/", {"name": "VIP", "kind": "fit", "points": 30,
+                                                   "condition": {"field": "tags", "op": "contains", "value": "vip"}},
+                        format="json")
+    assert response.status_code == 201, response.content
+    _wait_for(lambda: api.get("/api/v1/scoring-settings/").json()["recalculation"]["status"] == "idle")
+    leads = [api.post("/api/v1/leads/", {"email": f"t{i}@example.com", "company": "Firm"}, format="json").json()["id"]
+             for i in range(3)]
+    _wait_for(lambda: all(Lead.objects.get(pk=pk).score == 0 for pk in leads))
+
+    response = api.post("/api/v1/leads/tags/", {"leads": leads[:2], "add": ["vip"]}, format="json")
+    assert response.json() == {"changed": 2}
+    _wait_for(lambda: [Lead.objects.get(pk=pk).score for pk in leads] == [30, 30, 0])

@@ -27,12 +27,13 @@ from .lifecycle import (
     set_up_organization,
     update_qualification,
 )
-from .merge import MergeRefused, merge_leads, tag_leads
+from .merge import MergeRefused, emit_leads_changed, merge_leads, tag_leads
 from .privacy import LeadErased, check_changeable, erase_lead, export_lead
 from .saved_views import delete_view, save_view
 
 __all__ = [
-    "DealClosed", "MergeRefused", "convert_lead", "lose_deal", "merge_leads", "tag_leads", "update_deal", "win_deal",
+    "DealClosed", "MergeRefused", "convert_lead", "emit_leads_changed", "lose_deal", "merge_leads", "tag_leads",
+    "update_deal", "win_deal",
     "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused",
     "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",

@@ -109,8 +109,21 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
     return keep
 
 
+BULK_EVENT_SIZE = 5_000  # lead ids per leads.changed event: the consumers' work comes in bounded pieces
+
+
+def emit_leads_changed(*, organization_id, lead_ids, fields) -> None:
+    """One home for "these leads changed in bulk": consumers (scoring re-scores them) take the ids set-based."""
+    lead_ids = [str(lead_id) for lead_id in lead_ids]
+    events.emit_many([(events.LEADS_CHANGED, {"organization_id": organization_id,
+                                              "lead_ids": lead_ids[start:start + BULK_EVENT_SIZE],
+                                              "fields": list(fields)})
+                      for start in range(0, len(lead_ids), BULK_EVENT_SIZE)])
+
+
 def tag_leads(*, organization_id, leads, add=(), remove=()) -> int:
-    """Add and remove tags on a queryset of the org's leads in one UPDATE; returns how many rows changed."""
+    """Add and remove tags on a queryset of the org's leads in one UPDATE; returns how many rows changed.
+    The changed leads are re-scored (tags are a scoring condition)."""
     add, remove = list(dict.fromkeys(add)), list(dict.fromkeys(remove))
     try:
         ids_sql, ids_params = leads.filter(organization_id=organization_id).values("id").query.sql_with_params()
@@ -123,7 +136,11 @@ def tag_leads(*, organization_id, leads, add=(), remove=()) -> int:
             updated_at = %s
         WHERE l.organization_id = %s AND l.id IN ({ids_sql})
           AND (NOT l.tags @> %s::varchar[] OR l.tags && %s::varchar[])
+        RETURNING l.id
     """
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [add, remove, timezone.now(), organization_id, *ids_params, add, remove])
-        return cursor.rowcount
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [add, remove, timezone.now(), organization_id, *ids_params, add, remove])
+            changed = [row[0] for row in cursor.fetchall()]
+        emit_leads_changed(organization_id=organization_id, lead_ids=changed, fields=["tags"])
+    return len(changed)

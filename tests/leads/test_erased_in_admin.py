@@ -65,3 +65,17 @@ def test_erasing_rewrites_the_leads_admin_history(admin_client, org, api):
     assert "Erased lead" in admin_client.get("/admin/").content.decode()
     history = admin_client.get(f"/admin/leads/lead/{lead.pk}/history/").content.decode()
     assert "Changed First name and Email." in history  # which fields changed is kept
+
+
+def test_a_change_in_admin_goes_through_the_lead_service_and_is_rescored(admin_client, org):
+    from leadcrm.models import OutboxEvent
+
+    lead = _lead(org)
+    OutboxEvent.objects.all().delete()
+    response = admin_client.post(f"/admin/leads/lead/{lead.pk}/change/",
+                                 _change_form(lead, tags="vip, partner", status=lead.status))
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    lead.refresh_from_db()
+    assert lead.tags == ["vip", "partner"]
+    [event] = OutboxEvent.objects.filter(event="lead.updated")  # scoring, webhooks and the audit trail follow it
+    assert "tags" in event.payload["fields"] and event.payload["lead_id"] == str(lead.pk)
