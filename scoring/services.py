@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from leadcrm import audit, events, locks, rls
 from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
-from leads.models import Grade, Lead
+from leads.models import Grade, Lead, LifecycleStage
 from leads.services import promote_to_mql
 
 from . import selectors
@@ -238,18 +238,27 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
             FROM scored s
             WHERE l.id = s.id AND l.organization_id = %s{bounds_sql}
               AND ({", ".join(f"l.{part}" for part in parts)}) IS DISTINCT FROM ({", ".join(f"s.{p}" for p in parts)})
-            RETURNING l.id, l.score, l.fit_score, l.behavior_score, s.old_score
+            RETURNING l.id, l.score, l.fit_score, l.behavior_score, s.old_score, s.stage,
+                      s.old_score >= %s AND s.old_grade = ANY(%s) AS was_over
+        ),
+        snapshots AS (
+            INSERT INTO scoring_scoresnapshot (organization_id, lead_id, recorded_at, score, fit_score, behavior_score)
+            SELECT %s, id, %s, score, fit_score, behavior_score FROM changed WHERE score <> old_score
         )
-        INSERT INTO scoring_scoresnapshot (organization_id, lead_id, recorded_at, score, fit_score, behavior_score)
-        SELECT %s, id, %s, score, fit_score, behavior_score FROM changed WHERE score <> old_score
+        SELECT id FROM changed WHERE stage = %s AND NOT was_over
     """
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(PLAN_FOR_SETS)
-            cursor.execute(sql, [*params, organization_id, *bounds, organization_id, config.now])
+            cursor.execute(sql, [*params, organization_id, *bounds, config.mql_score, config.mql_grades(),
+                                 organization_id, config.now, LifecycleStage.RECYCLED])
+            # A recycled lead comes back to MQL only by crossing the threshold after it was recycled: from below
+            # it before this statement to over it now, not because a re-score found it still over.
+            crossed = [row[0] for row in cursor.fetchall()]
             cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
-        promoted = promote_to_mql(organization_id=organization_id, leads=config.meets_mql() & Q(**scope),
-                                  reason=_mql_reason(config))
+        promoted = promote_to_mql(
+            organization_id=organization_id, reason=_mql_reason(config),
+            leads=config.meets_mql() & (Q(**scope) & ~Q(lifecycle_stage=LifecycleStage.RECYCLED) | Q(pk__in=crossed)))
         if promoted:
             events.emit(events.LEAD_MQL, organization_id=organization_id, lead_ids=promoted)
     return promoted

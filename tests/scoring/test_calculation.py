@@ -747,3 +747,28 @@ def test_bulk_and_instant_scoring_agree_with_the_reference(leads, rules, scoring
         assert instant == bulk
         assert bulk == expected, (rules, scoring_settings)
         transaction.set_rollback(True)
+
+
+def test_a_recycled_lead_still_over_the_threshold_stays_recycled(mql_org, mql_events,
+                                                                   django_capture_on_commit_callbacks):
+    """Recycled by sales while its score was over the threshold: re-scores that leave it over (a nurture email, a
+    rule change elsewhere) do not hand it back, and fire no second lead.mql."""
+    lead = make_lead(mql_org, industry="Software", lifecycle_stage="recycled")
+    for _ in range(5):
+        add_activity(lead, "download")
+    Lead.objects.filter(pk=lead.pk).update(lifecycle_stage="recycled")
+    score_org(mql_org)  # the first scoring crosses the threshold: the lead is handed over…
+    Lead.objects.filter(pk=lead.pk).update(lifecycle_stage="recycled")  # …and sales recycles it, score unchanged
+    add_activity(lead, "email_sent")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert score_org(mql_org) == []
+    lead.refresh_from_db()
+    assert (lead.lifecycle_stage, lead.score) == ("recycled", 80)
+    assert mql_events == []
+
+    # Below the threshold (points expired, say), then over it again: that crossing hands it back.
+    Lead.objects.filter(pk=lead.pk).update(score=10, grade="D")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert score_org(mql_org) == [lead.pk]
+    assert Lead.objects.get(pk=lead.pk).lifecycle_stage == "mql"
+    assert len(mql_events) == 1
