@@ -274,6 +274,7 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "inte
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE: dict = {
     "scoring-decay": {"task": "scoring.tasks.apply_decay", "schedule": crontab(hour=3, minute=15)},
+    "scoring-windows": {"task": "scoring.tasks.expire_windows", "schedule": crontab(hour=3, minute=25)},
     # First-touch deadlines are minutes long: look for missed ones twice a minute.
     "routing-sla": {"task": "routing.tasks.check_deadlines", "schedule": env_int("ROUTING_SLA_TICK_SECONDS", 30)},
     # Due sequence steps are sent within one tick.

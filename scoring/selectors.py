@@ -82,5 +82,10 @@ def organizations_behind() -> list:
     return rls.lookup_ids("scoring_organizations_behind")
 
 
+def organizations_with_windows() -> list:
+    """Orgs without decay (those are re-scored whole each night) that have an active rule counting a window."""
+    return rls.lookup_ids("scoring_organizations_with_windows")
+
+
 def organizations_with_decay() -> list:
     return rls.lookup_ids("scoring_organizations_with_decay")

@@ -2,6 +2,8 @@
 
 import itertools
 import logging
+from dataclasses import replace
+from datetime import timedelta
 from uuid import UUID
 
 from django.db import connection, transaction
@@ -9,8 +11,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from leadcrm import audit, events, locks, rls
-from leads.conditions import SCORE_FIELDS, ConditionError, validate_activity_condition, validate_lead_condition
-from leads.models import Grade, Lead, LifecycleStage
+from leads.conditions import (
+    SCORE_FIELDS,
+    ConditionError,
+    activity_q,
+    validate_activity_condition,
+    validate_lead_condition,
+)
+from leads.models import Activity, Grade, Lead, LifecycleStage
 from leads.services import promote_to_mql
 
 from . import selectors
@@ -359,3 +367,34 @@ def apply_decay() -> int:
         with rls.scope(organization_id), transaction.atomic():
             request_recalculation(organization_id=organization_id)
     return len(organization_ids)
+
+
+def _leads_past_a_window(organization_id, since, now) -> list:
+    """Ids of the org's leads with an activity that a windowed rule counted until some instant in (since, now]:
+    one query over the activity index, only the leads whose score that changes."""
+    expired = Q(pk__in=[])
+    for rule in ScoringRule.objects.for_org(organization_id).filter(kind=RuleKind.BEHAVIOR, active=True,
+                                                                    window_days__isnull=False):
+        window = timedelta(days=rule.window_days)
+        ran_out = Q(occurred_at__lte=now - window) & (Q() if since is None else Q(occurred_at__gt=since - window))
+        expired |= Q(type=rule.condition["activity_type"]) & activity_q(rule.condition) & ran_out
+    return list(Activity.objects.for_org(organization_id).filter(expired).order_by()
+                .values_list("lead_id", flat=True).distinct())
+
+
+def expire_windows(*, now=None) -> int:
+    """Nightly: re-score the leads whose activities just left a rule's `window_days`, so their points go without
+    waiting for new activity. Set-based per org, from where the last run stopped. Returns how many leads."""
+    now = now or timezone.now()
+    total = 0
+    for organization_id in selectors.organizations_with_windows():
+        with rls.scope(organization_id), transaction.atomic():
+            settings = ScoringSettings.objects.select_for_update().get(pk=get_settings(organization_id).pk)
+            lead_ids = _leads_past_a_window(organization_id, settings.windows_expired_through, now)
+            config = replace(load_config(organization_id, settings=settings), now=now)
+            for start in range(0, len(lead_ids), RECALC_CHUNK):
+                score_leads(organization_id=organization_id, config=config,
+                            scope={"id__in": lead_ids[start:start + RECALC_CHUNK]})
+            _settings_row(organization_id).update(windows_expired_through=now)
+        total += len(lead_ids)
+    return total

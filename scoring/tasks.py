@@ -39,6 +39,12 @@ def apply_decay():
     return services.apply_decay()  # finds the orgs with decay on, then re-scores each under its own org
 
 
+@shared_task(name="scoring.tasks.expire_windows", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
+def expire_windows():
+    """Nightly beat task: leads whose counted activities left a rule's window are re-scored."""
+    return services.expire_windows()
+
+
 @shared_task(name="scoring.tasks.sweep_recalculations", acks_late=True)
 def sweep_recalculations():
     """Beat: enqueue again the re-scoring of orgs whose task was lost (a second one queued meanwhile does nothing:

@@ -772,3 +772,32 @@ def test_a_recycled_lead_still_over_the_threshold_stays_recycled(mql_org, mql_ev
         assert score_org(mql_org) == [lead.pk]
     assert Lead.objects.get(pk=lead.pk).lifecycle_stage == "mql"
     assert len(mql_events) == 1
+
+
+def test_points_of_a_window_expire_overnight_without_new_activity(org):
+    """A pricing visit counted for 30 days: the night after its window passes, the lead loses the points, though
+    nothing new happened to it; only the leads whose windows passed are re-scored, once."""
+    set_rules(org, behavior(10, {"activity_type": "page_view", "property": "url", "op": "contains",
+                                 "value": "/pricing"}, window_days=30),
+              behavior(5, {"activity_type": "email_click"}))
+    old, recent, forever = make_lead(org), make_lead(org), make_lead(org)
+    add_activity(old, "page_view", properties={"url": "/pricing"}, at=NOW - timedelta(days=31))
+    add_activity(recent, "page_view", properties={"url": "/pricing"}, at=NOW - timedelta(days=5))
+    add_activity(forever, "email_click", at=NOW - timedelta(days=400))  # a rule without a window never expires
+    score_org(org, now=NOW - timedelta(days=30, hours=12))  # scored back when the old visit was fresh
+    score_org(org, scope={"id": recent.pk}, now=NOW)
+    assert [numbers(lead)["score"] for lead in (old, recent, forever)] == [10, 10, 5]
+
+    assert services.expire_windows(now=NOW) == 1  # only the lead whose window passed is re-scored
+    assert [numbers(lead)["score"] for lead in (old, recent, forever)] == [0, 10, 5]
+    assert services.expire_windows(now=NOW + timedelta(hours=1)) == 0  # it starts where the last run stopped
+
+    assert services.expire_windows(now=NOW + timedelta(days=26)) == 1
+    assert [numbers(lead)["score"] for lead in (old, recent, forever)] == [0, 0, 5]
+
+
+def test_orgs_with_decay_are_left_to_the_nightly_recalculation(org):
+    set_rules(org, behavior(10, {"activity_type": "download"}, window_days=7), decay_half_life_days=30)
+    lead = make_lead(org)
+    add_activity(lead, "download", at=NOW - timedelta(days=8))
+    assert services.expire_windows(now=NOW) == 0
