@@ -11,8 +11,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from leadcrm import currency
-from leadcrm.errors import Invalid
+from leadcrm.errors import Conflict, Invalid
 from leads.models import Activity, ActivityType, Lead
+from leads.services import segments_using
 
 from .models import Campaign, CampaignCost, CampaignMember, MemberSource, MemberStatus
 
@@ -74,8 +75,20 @@ def save_campaign(*, organization_id, data: dict, instance: Campaign | None = No
     return campaign
 
 
+class CampaignInUse(Conflict):
+    """A campaign that segments test membership of is not deleted from under them."""
+
+    default_code = "campaign_in_use"
+
+
 def delete_campaign(*, campaign: Campaign) -> None:
-    campaign.delete()
+    with transaction.atomic():
+        users = list(segments_using(campaign.organization_id, "campaign", campaign.pk).select_for_update()
+                     .values_list("name", flat=True)[:5])
+        if users:
+            raise CampaignInUse("Segments test membership of this campaign: " + ", ".join(users)
+                                + ". Change them first.")
+        campaign.delete()
 
 
 # ------------------------------------------------------------------------------------------- costs

@@ -6,6 +6,7 @@
         {"activity": "page_view", "property": "url", "op": "contains", "value": "/pricing",
          "min_count": 3, "within_days": 14},                                 behaviour
         {"list": "<static list id>", "member": true},                        membership of a static list
+        {"campaign": "<campaign id>", "member": true, "status": "responded"}  kinds other apps register
         {"any": [...]}                                                       a nested group
     ]}
 
@@ -13,6 +14,8 @@ Values are always bound as query parameters by the ORM; nothing is formatted int
 """
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q
@@ -20,6 +23,30 @@ from django.utils import timezone
 
 from .conditions import ConditionError, activity_q, lead_q, validate_activity_condition, validate_lead_condition
 from .models import Activity, Segment, SegmentKind, SegmentMember
+
+
+@dataclass(frozen=True)
+class ConditionKind:
+    """A kind of segment condition another app adds (leads knows nothing of campaigns): named by `key` in a
+    definition, checked by `validate(organization_id, node) -> node` (ConditionError naming its keys), turned into
+    SQL by `q(organization_id, node) -> Q` on Lead, and said in words by `describe(organization_id, node)`."""
+
+    key: str
+    validate: Callable
+    q: Callable
+    describe: Callable
+
+
+_kinds: dict[str, ConditionKind] = {}
+
+
+def register_condition(kind: ConditionKind) -> None:
+    _kinds[kind.key] = kind
+
+
+def registered_kind(node: dict) -> ConditionKind | None:
+    return next((kind for key, kind in _kinds.items() if key in node), None)
+
 
 MAX_DEPTH = 3  # groups inside groups inside the top group
 MAX_ITEMS = 50  # conditions in one definition, all groups together
@@ -60,9 +87,12 @@ class _Checker:
                 return self.behaviour(node)
             if "list" in node:
                 return self.membership(node)
+            if kind := registered_kind(node):
+                return kind.validate(self.organization_id, node)
         except ConditionError as exc:
             raise ConditionError({_path(path, key): messages for key, messages in exc.errors.items()}) from None
-        raise ConditionError({path: ["Unknown condition: use field, activity, list, or a nested all/any group."]})
+        names = ", ".join(["field", "activity", "list", *_kinds])
+        raise ConditionError({path: [f"Unknown condition: use {names}, or a nested all/any group."]})
 
     def behaviour(self, node) -> dict:
         unknown = set(node) - {"activity", "property", "op", "value", "min_count", "within_days"}
@@ -127,6 +157,8 @@ def definition_q(organization_id, definition: dict) -> Q:
             part = lead_q(node)
         elif "activity" in node:
             part = _behaviour_q(organization_id, node)
+        elif kind := registered_kind(node):
+            part = kind.q(organization_id, node)
         else:
             members = SegmentMember.objects.for_org(organization_id).filter(segment_id=node["list"],
                                                                             lead=OuterRef("pk"))

@@ -55,6 +55,7 @@ from .segments import (  # noqa: E402
     remove_from_list,
     segment_counts,
     segment_q,
+    segments_using,
     segments_using_list,
     update_segment,
 )
@@ -62,5 +63,5 @@ from .segments import (  # noqa: E402
 __all__ += [
     "MEMBERS_LIMIT", "NotAStaticList", "SegmentInUse", "UnknownLeads", "add_to_list", "clean_definition",
     "create_segment", "delete_segment", "leads_by_emails", "leads_by_ids", "remove_from_list", "segment_counts",
-    "segment_q", "segments_using_list", "update_segment",
+    "segment_q", "segments_using", "segments_using_list", "update_segment",
 ]

@@ -67,16 +67,12 @@ def _storable_text(value) -> bool:
 
 
 def _precheck(definition) -> None:
-    """What validate_definition does not look for: text PostgreSQL cannot take (NUL, lone surrogates), and
-    campaign membership, which needs the campaigns app; until it exists such a condition is refused by name."""
+    """What validate_definition does not look for: text PostgreSQL cannot take (NUL, lone surrogates)."""
     for path, node in _walk(definition, ""):
         if isinstance(node, dict):
             for key in node:
                 if not _storable_text(key):
                     raise ConditionError({path or "definition": ["Keys must be text without null characters."]})
-            if "campaign" in node and path:
-                raise ConditionError({f"{path}.campaign": [
-                    "Campaigns are not available yet; a segment cannot test campaign membership."]})
         elif isinstance(node, str) and not _storable_text(node):
             raise ConditionError({path: ["Null characters and lone surrogates are not allowed."]})
 
@@ -125,12 +121,19 @@ def update_segment(*, segment: Segment, name: str | None = None, description: st
     return segment
 
 
+def segments_using(organization_id, key: str, object_id):
+    """The org's dynamic segments with a condition naming `object_id` under `key` ("list", "campaign"), at any
+    depth."""
+    if key not in ("list", "campaign"):
+        raise ValueError(key)
+    uses = RawSQL(f"jsonb_path_exists(definition, '$.** ? (@.{key} == $id)', jsonb_build_object('id', %s::text))",
+                  [str(object_id)])
+    return Segment.objects.for_org(organization_id).filter(kind=SegmentKind.DYNAMIC).alias(uses=uses).filter(uses=True)
+
+
 def segments_using_list(segment: Segment):
     """The org's other segments whose conditions test membership of `segment` (at any depth)."""
-    uses = RawSQL("jsonb_path_exists(definition, '$.** ? (@.list == $id)', jsonb_build_object('id', %s::text))",
-                  [str(segment.pk)])
-    return (Segment.objects.for_org(segment.organization_id).exclude(pk=segment.pk)
-            .filter(kind=SegmentKind.DYNAMIC).alias(uses=uses).filter(uses=True))
+    return segments_using(segment.organization_id, "list", segment.pk).exclude(pk=segment.pk)
 
 
 def delete_segment(*, segment: Segment) -> None:

@@ -28,7 +28,7 @@ from ..conditions import (
     value_text,
 )
 from ..models import ActivityType, Lead, Segment, SegmentKind
-from ..segments import MAX_DEPTH, definition_q
+from ..segments import MAX_DEPTH, definition_q, registered_kind
 
 org_wide = allowed(Action.SEGMENTS)
 
@@ -77,7 +77,7 @@ def _static_lists(request, exclude=None):
 # ----------------------------------------------------------------------------------------------- words
 
 
-def describe(definition, list_names: dict) -> dict:
+def describe(definition, list_names: dict, organization_id=None) -> dict:
     """A definition as nested groups of sentences, for the segment page: {"combinator", "items": [text or
     group]}. Plain text; the template escapes it."""
     combinator = "any" if isinstance(definition, dict) and "any" in definition else "all"
@@ -87,7 +87,7 @@ def describe(definition, list_names: dict) -> dict:
         if not isinstance(item, dict):
             continue
         if "all" in item or "any" in item:
-            described.append(describe(item, list_names))
+            described.append(describe(item, list_names, organization_id))
         elif "field" in item and item.get("field") == "tags" and item.get("op") in TAG_WORDS:
             op = item["op"]
             value = "" if op in NO_VALUE_OPS else f" {value_text(item.get('value'))}"
@@ -121,6 +121,8 @@ def describe(definition, list_names: dict) -> dict:
         elif "list" in item:
             name = list_names.get(str(item.get("list")), "a deleted list")
             described.append(f"{'Is' if item.get('member', True) else 'Is not'} in the list “{name}”")
+        elif kind := registered_kind(item):
+            described.append(kind.describe(organization_id, item))
     return {"combinator": combinator, "items": described}
 
 
@@ -341,7 +343,8 @@ def segment_detail(request, pk):
     names = {str(item.pk): item.name for item in lists}
     return render(request, "leads/segment_detail.html", {
         "segment": segment, "leads": page, "next_url": next_url, "previous_url": previous_url,
-        "count": leads.count(), "words": describe(segment.definition, names) if segment.definition else None,
+        "count": leads.count(),
+        "words": describe(segment.definition, names, segment.organization_id) if segment.definition else None,
         "target_lists": [item for item in lists if item.pk != segment.pk],
         "is_static": segment.kind == SegmentKind.STATIC,
     })

@@ -145,7 +145,7 @@ def test_live_count_endpoint(browser, org, leads):
     broken = browser.post("/segments/count/", {"definition": "{not json"})
     assert broken.status_code == 400 and "not valid JSON" in broken.content.decode()
     campaign = browser.post("/segments/count/", {"definition": json.dumps({"all": [{"campaign": 1}]})})
-    assert campaign.status_code == 400 and "Campaigns are not available yet" in text(campaign)
+    assert campaign.status_code == 400 and "No campaign 1 in this organization" in text(campaign)
 
 
 def test_saving_a_segment_from_the_builder(browser, org, leads):
@@ -213,7 +213,7 @@ def test_editing_a_segment(browser, org, leads):
                                                                                         "beta")
     refused = browser.post(f"/segments/{segment.pk}/edit/", {"name": "Other", "definition": json.dumps(
         {"all": [{"campaign": 3, "member": True}]})})
-    assert refused.status_code == 400 and "Campaigns are not available yet" in text(refused)
+    assert refused.status_code == 400 and "No campaign 3 in this organization" in text(refused)
     segment.refresh_from_db()
     assert segment.name == "Beta"
 
