@@ -8,7 +8,7 @@ def joined_on_capture(*, organization_id, lead_id, channel=None, utm_campaign=No
     if utm_campaign == "":  # the lead names no campaign: nothing to join (None: an event that did not say)
         return
     source = MemberSource.FORM if channel == "form" else MemberSource.UTM
-    services.join_by_utm(organization_id=organization_id, lead_id=lead_id, source=source)
+    services.join_by_utm(organization_id=organization_id, lead_id=lead_id, utm_campaign=utm_campaign, source=source)
 
 
 def joined_on_import(*, organization_id, import_id, **_):

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from leadcrm import currency
 from leadcrm.errors import Conflict, Invalid
-from leads.models import Activity, ActivityType, Lead
+from leads.models import Touch
 from leads.services import segments_using
 
 from .models import Campaign, CampaignCost, CampaignMember, MemberSource, MemberStatus
@@ -152,39 +152,43 @@ def set_member_status(*, campaign: Campaign, leads: QuerySet, status: str) -> in
 
 
 _CAMPAIGN = Campaign._meta.db_table
-_LEAD = Lead._meta.db_table
+_TOUCH = Touch._meta.db_table
 
 
-def _join_by_utm(*, organization_id, source: str, leads_sql: str, params: list) -> int:
-    """The org's leads picked by `leads_sql` (a condition on `l`) join, as responders, the campaigns whose
-    utm_campaign they carry (any case), in one statement."""
+def _join_by_utm(*, organization_id, source: str, touches_sql: str, params: list) -> int:
+    """The leads of the org's touches picked by `touches_sql` (a condition on the touch `t`) join, as responders,
+    the campaigns whose utm_campaign those touches carry (any case), in one statement; joined when touched."""
     now = timezone.now()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_MEMBER} {_COLUMNS}"
-            f" SELECT c.organization_id, c.id, l.id, %s, %s, %s, %s"
-            f" FROM {_LEAD} l JOIN {_CAMPAIGN} c ON c.organization_id = l.organization_id"
-            f"  AND lower(c.utm_campaign) = lower(l.utm_campaign) AND c.utm_campaign <> ''"
-            f" WHERE l.organization_id = %s AND l.utm_campaign <> '' AND {leads_sql}{_UPSERT}",
-            [MemberStatus.RESPONDED, source, now, now, organization_id, *params],
+            f" SELECT DISTINCT ON (c.id, t.lead_id) c.organization_id, c.id, t.lead_id, %s, %s, t.occurred_at, %s"
+            f" FROM {_TOUCH} t JOIN {_CAMPAIGN} c ON c.organization_id = t.organization_id"
+            f"  AND lower(c.utm_campaign) = lower(t.utm_campaign) AND c.utm_campaign <> ''"
+            f" WHERE t.organization_id = %s AND t.utm_campaign <> '' AND {touches_sql}"
+            f" ORDER BY c.id, t.lead_id, t.occurred_at{_UPSERT}",
+            [MemberStatus.RESPONDED, source, now, organization_id, *params],
         )
         return cursor.rowcount
 
 
-def join_by_utm(*, organization_id, lead_id, source: str = MemberSource.UTM) -> int:
-    """A captured lead whose utm_campaign is a campaign's joins it as a responder (forms carry their campaign's
-    utm_campaign as a hidden value, so a form tied to a campaign works the same way)."""
-    return _join_by_utm(organization_id=organization_id, source=source, leads_sql="l.id = %s", params=[lead_id])
+def join_by_utm(*, organization_id, lead_id, utm_campaign=None, source: str = MemberSource.UTM) -> int:
+    """A captured lead joins, as a responder, the campaign its touch names by utm_campaign (forms carry their
+    campaign's utm_campaign as a hidden value, so a form tied to a campaign works the same way). Without
+    `utm_campaign` (an event recorded before touches said it), every campaign the lead's touches name."""
+    if utm_campaign is None:
+        return _join_by_utm(organization_id=organization_id, source=source, touches_sql="t.lead_id = %s",
+                            params=[lead_id])
+    return _join_by_utm(organization_id=organization_id, source=source,
+                        touches_sql=("t.id = (SELECT id FROM " + _TOUCH + " WHERE organization_id = %s AND lead_id = %s"
+                                     " AND lower(utm_campaign) = lower(%s) ORDER BY occurred_at DESC LIMIT 1)"),
+                        params=[organization_id, lead_id, utm_campaign])
 
 
 def join_imported(*, organization_id, import_id) -> int:
-    """The leads an import created or updated join the campaigns their utm_campaign names, in one statement."""
-    return _join_by_utm(
-        organization_id=organization_id, source=MemberSource.IMPORT,
-        leads_sql=(f"l.id IN (SELECT a.lead_id FROM {Activity._meta.db_table} a WHERE a.organization_id = %s"
-                   " AND a.type = %s AND a.properties ->> 'import_id' = %s)"),
-        params=[organization_id, ActivityType.IMPORTED, str(import_id)],
-    )
+    """The leads an import created or updated join the campaigns their rows named, in one statement."""
+    return _join_by_utm(organization_id=organization_id, source=MemberSource.IMPORT,
+                        touches_sql="t.import_id = %s", params=[import_id])
 
 
 def mark_converted(*, organization_id, lead_id) -> int:

@@ -39,6 +39,7 @@ from .models import (
     ImportStatus,
     Lead,
     SourceType,
+    Touch,
 )
 
 logger = logging.getLogger(__name__)
@@ -803,6 +804,18 @@ def _activity_insert_sql(params: dict) -> str:
             f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.lead_id IS NOT NULL")
 
 
+def _touch_insert_sql(params: dict) -> str:
+    """Each imported row is a touch of its lead, with the row's source and UTM fields, named by the import."""
+    given = {
+        "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid", "lead_id": "s.lead_id",
+        "occurred_at": "%(now)s", "channel": "'import'", "import_id": "%(job)s::uuid",
+        **{name: f"left(s.{name}, 200)" for name in _TOUCH_FIELDS},
+    }
+    columns, select = _insert_sql(Touch, given, params)
+    return (f"INSERT INTO {_q(Touch._meta.db_table)} ({columns})"
+            f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.lead_id IS NOT NULL")
+
+
 def _consent_insert_sql(params: dict) -> str:
     """A consent record for each row that opted in: given by this import (there is no text a file shows)."""
     given = {
@@ -864,7 +877,8 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
             _refresh_statistics_if_outgrown(cursor, created)
             cursor.execute(MATCH_SQL.format(table=_q(Lead._meta.db_table)), params)
             cursor.execute(_merge_sql(), params)
-            cursor.execute(_activity_insert_sql(params), params)
+            # one statement: each row's touch and its activity
+            cursor.execute(f"WITH touches AS ({_touch_insert_sql(params)}) {_activity_insert_sql(params)}", params)
             cursor.execute(_consent_insert_sql(params), params)
         if chunk.errors:
             # COPY cannot load a table under row-level security: stage the rows, then one INSERT ... SELECT.

@@ -294,6 +294,49 @@ class Activity(models.Model):
         return f"{self.get_type_display()} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+TOUCH_FIELDS = ("source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "referrer",
+                "landing_page", "form")
+
+
+class Touch(models.Model):
+    """One time the lead came to us: each capture through the API, a form or an import, with where it came from.
+    The lead's first and last touch are the earliest and latest of these; campaign membership and attribution
+    follow the campaigns the touches name. Append-only (a merge moves them to the lead kept)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="touches", db_index=False)
+    occurred_at = models.DateTimeField()
+    channel = models.CharField(max_length=16, help_text="api, api_bulk, form or import")
+    source = models.CharField(max_length=200, blank=True, default="")
+    utm_source = models.CharField(max_length=200, blank=True, default="")
+    utm_medium = models.CharField(max_length=200, blank=True, default="")
+    utm_campaign = models.CharField(max_length=200, blank=True, default="")
+    utm_term = models.CharField(max_length=200, blank=True, default="")
+    utm_content = models.CharField(max_length=200, blank=True, default="")
+    referrer = models.CharField(max_length=1000, blank=True, default="")
+    landing_page = models.CharField(max_length=1000, blank=True, default="")
+    form = models.CharField(max_length=100, blank=True, default="", help_text="The form's slug")
+    import_id = models.UUIDField(null=True, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "lead", "occurred_at", "id"], name="touch_org_lead_time"),
+            models.Index(fields=["organization", "import_id"], name="touch_org_import",
+                         condition=models.Q(import_id__isnull=False)),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} touch at {self.occurred_at:%Y-%m-%d %H:%M}"
+
+    def as_summary(self) -> dict:
+        """The lead's first_touch / last_touch object: the fields it has, and when."""
+        return {**{name: getattr(self, name) for name in TOUCH_FIELDS if getattr(self, name)},
+                "at": self.occurred_at.isoformat()}
+
+
 class Form(models.Model):
     """A hosted/embeddable capture form, public at /f/<slug>/."""
 

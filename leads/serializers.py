@@ -11,7 +11,19 @@ from rest_framework.validators import UniqueValidator
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
 from . import selectors, services
-from .models import Activity, ActivityType, ConsentRecord, Form, FormSubmission, Grade, ImportJob, Lead, Temperature
+from .models import (
+    TOUCH_FIELDS,
+    Activity,
+    ActivityType,
+    ConsentRecord,
+    Form,
+    FormSubmission,
+    Grade,
+    ImportJob,
+    Lead,
+    Temperature,
+    Touch,
+)
 
 LEAD_INPUT_FIELDS = [
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size",
@@ -129,6 +141,14 @@ class ActivitySerializer(serializers.ModelSerializer):
     class Meta:
         model = Activity
         fields = ["id", "lead", "type", "properties", "occurred_at", "actor", "actor_label", "created_at"]
+
+
+class TouchSerializer(serializers.ModelSerializer):
+    lead = serializers.UUIDField(source="lead_id", read_only=True)
+
+    class Meta:
+        model = Touch
+        fields = ["id", "lead", "occurred_at", "channel", *TOUCH_FIELDS, "import_id"]
 
 
 class ActivityInputSerializer(StrictSerializer):

@@ -48,6 +48,7 @@ ENDPOINTS = [
     Endpoint("lead-patch", "patch", "/api/v1/leads/{lead}/", "404", body={"first_name": "Mallory"}),
     Endpoint("lead-delete", "delete", "/api/v1/leads/{lead}/", "404"),
     Endpoint("lead-timeline", "get", "/api/v1/leads/{lead}/activities/", "404"),
+    Endpoint("lead-touches", "get", "/api/v1/leads/{lead}/touches/", "404"),
     # --- privacy requests
     Endpoint("lead-export", "get", "/api/v1/leads/{lead}/export/", "404"),
     Endpoint("lead-erase", "post", "/api/v1/leads/{lead}/erase/", "404"),

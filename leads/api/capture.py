@@ -23,7 +23,7 @@ from leadcrm.policy import Action
 
 from .. import imports, selectors, services
 from ..filters import LeadFilter, LeadSearchFilter
-from ..models import Activity, Form, FormSubmission, ImportJob
+from ..models import Activity, Form, FormSubmission, ImportJob, Touch
 from ..serializers import (
     ActivityInputSerializer,
     ActivitySerializer,
@@ -32,6 +32,7 @@ from ..serializers import (
     ImportJobSerializer,
     LeadDetailSerializer,
     LeadSerializer,
+    TouchSerializer,
 )
 from .lifecycle import LifecycleActions
 
@@ -42,11 +43,16 @@ class ActivityCursorPagination(CreatedCursorPagination):
     ordering = "-occurred_at"
 
 
+class TouchCursorPagination(CreatedCursorPagination):
+    ordering = "-occurred_at"
+
+
 class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
     """Reps read and work the leads they own (policy.visible); changing leads at large is org-wide work."""
 
     policy_action = Action.MANAGE_LEADS
-    policy_actions = {name: Action.WORK_LEADS for name in ("list", "retrieve", "activities", "stage", "convert")} | {
+    policy_actions = {name: Action.WORK_LEADS for name in ("list", "retrieve", "activities", "touches", "stage",
+                                                           "convert")} | {
         "export": Action.EXPORT, "erase": Action.ERASE}
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
@@ -145,6 +151,16 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
         queryset = Activity.objects.for_org(self.organization).filter(lead=lead).select_related(None)
         page = self.paginate_queryset(self.filter_queryset(queryset))
         return self.get_paginated_response(ActivitySerializer(page, many=True).data)
+
+
+    @extend_schema(responses=TouchSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=TouchCursorPagination, filter_backends=[])
+    def touches(self, request, pk=None):
+        """Every time the lead came to us (API, form, import) with its source, UTM fields, referrer and landing
+        page, newest first. The lead's first_touch and last_touch summarise the earliest and latest."""
+        lead = self.get_object()
+        page = self.paginate_queryset(Touch.objects.for_org(self.organization).filter(lead=lead))
+        return self.get_paginated_response(TouchSerializer(page, many=True).data)
 
 
 def _user(request):

@@ -9,7 +9,17 @@ from django.utils import timezone
 from leadcrm import audit, events
 from leadcrm.errors import Invalid
 
-from ..models import Activity, ActivityType, ConsentChannel, ConsentRecord, Form, FormSubmission, Lead
+from ..models import (
+    TOUCH_FIELDS,
+    Activity,
+    ActivityType,
+    ConsentChannel,
+    ConsentRecord,
+    Form,
+    FormSubmission,
+    Lead,
+    Touch,
+)
 
 # Fields a merge may fill when the existing lead has them empty.
 MERGEABLE_FIELDS = (
@@ -115,22 +125,35 @@ def _new_lead(organization_id, data: dict, touch: dict) -> Lead:
     return lead
 
 
-def _insert(instance, suffix: str = "") -> bool:
-    """INSERT a new instance as one plain statement, its values prepared by the model's own fields as save() would
-    prepare them, without the ORM compiling a query on every call (the lead and the activity of each capture).
-    `suffix` follows the VALUES list (a conflict clause with RETURNING); True unless that returned no row."""
+def _row_sql(instance) -> tuple[str, list]:
+    """`INSERT INTO table (columns) VALUES (…)` for a new instance, its values prepared by the model's own fields as
+    save() would prepare them, without the ORM compiling a query on every call."""
     model = type(instance)
     fields = [field for field in model._meta.concrete_fields if not field.generated]  # Lead.reached_rank: PostgreSQL's
     values = [field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields]
     quote = connection.ops.quote_name
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}) {suffix}")
+    return (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))})"), values
+
+
+def _insert(instance, suffix: str = "", also=()) -> bool:
+    """INSERT a new instance as one plain statement (the lead and the activity of each capture), with the rows of
+    `also` inserted by the same statement. `suffix` follows the VALUES list (a conflict clause with RETURNING);
+    True unless that returned no row."""
+    ctes, params = [], []
+    for number, other in enumerate(also):
+        sql, values = _row_sql(other)
+        ctes.append(f"also_{number} AS ({sql})")
+        params += values
+    sql, values = _row_sql(instance)
+    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + f"{sql} {suffix}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, values)
+        cursor.execute(sql, params + values)
         inserted = cursor.fetchone() is not None if suffix else True
-    if inserted:  # now it is a saved instance, as after save()
-        instance._state.adding = False
-        instance._state.db = connection.alias
+    if inserted:  # now they are saved instances, as after save()
+        for saved in (instance, *also):
+            saved._state.adding = False
+            saved._state.db = connection.alias
     return inserted
 
 
@@ -174,18 +197,27 @@ def capture_lead(
         if data.get("consent_opt_in"):
             _record_consent(organization_id, lead, consent or {}, now)
         submitted = sorted(k for k, v in data.items() if not is_empty(v))
+        visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
         activity = record_activity(
             organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
-            occurred_at=now,
+            occurred_at=now, also=[visit],
             properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
         )
         events.emit_many([
+            # The campaign of this touch, not the lead's first one: a returning lead joins the later campaign too.
             (events.LEAD_CAPTURED, {"organization_id": organization_id, "lead_id": lead.pk, "created": created,
-                                    "channel": channel, "utm_campaign": lead.utm_campaign}),
+                                    "channel": channel, "utm_campaign": visit.utm_campaign}),
             (events.ACTIVITY_RECORDED, {"organization_id": organization_id, "lead_id": lead.pk,
                                         "activity_id": activity.pk, "type": activity.type}),
         ])
     return CaptureResult(lead=lead, created=created)
+
+
+def new_touch(*, organization_id, lead: Lead, channel: str, touch: dict, at) -> Touch:
+    """This capture as a row of the lead's touch history (saved with the capture's activity)."""
+    return Touch(organization_id=organization_id, lead=lead, occurred_at=at, channel=channel,
+                 **{name: str(touch.get(name) or "")[:Touch._meta.get_field(name).max_length]
+                    for name in TOUCH_FIELDS})
 
 
 def _record_consent(organization_id, lead: Lead, consent: dict, now) -> None:
@@ -200,12 +232,13 @@ def _record_consent(organization_id, lead: Lead, consent: dict, now) -> None:
 
 def record_activity(
     *, organization_id, lead: Lead, type: str, properties: dict | None = None, occurred_at=None, actor=None,
-    emit_event: bool = True,
+    emit_event: bool = True, also=(),
 ) -> Activity:
+    """Append to the lead's timeline (with the rows of `also`, e.g. a capture's touch, in the same statement)."""
     occurred_at = occurred_at or timezone.now()
     activity = Activity(organization_id=organization_id, lead=lead, type=type, properties=properties or {},
                         occurred_at=occurred_at, **audit.actor_fields(actor))
-    _insert(activity)
+    _insert(activity, also=also)
     # last_activity_at only moves forward, so a value already this recent in memory is one in the row too.
     if lead.last_activity_at is None or lead.last_activity_at < occurred_at:
         Lead.objects.filter(pk=lead.pk).exclude(last_activity_at__gte=occurred_at).update(

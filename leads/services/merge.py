@@ -7,7 +7,7 @@ from django.utils import timezone
 from leadcrm import audit, events
 from leadcrm.errors import Invalid
 
-from ..models import Activity, ActivityType, Deal, FormSubmission, Lead, LifecycleStage, SegmentMember
+from ..models import Activity, ActivityType, Deal, FormSubmission, Lead, LifecycleStage, SegmentMember, Touch
 from .capture import MERGEABLE_FIELDS, is_empty
 
 MERGE_LIMIT = 20
@@ -86,6 +86,7 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
 
         Activity.objects.for_org(organization_id).filter(lead_id__in=merge_ids).update(lead=keep)
         FormSubmission.objects.for_org(organization_id).filter(lead_id__in=merge_ids).update(lead=keep)
+        Touch.objects.for_org(organization_id).filter(lead_id__in=merge_ids).update(lead=keep)
         Deal.objects.for_org(organization_id).filter(lead_id__in=merge_ids).update(lead=keep)
         SegmentMember.objects.bulk_create(
             [SegmentMember(organization_id=organization_id, segment_id=segment_id, lead=keep)

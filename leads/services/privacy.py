@@ -27,6 +27,7 @@ from ..models import (
     ImportRowError,
     Lead,
     LifecycleStage,
+    Touch,
 )
 
 # Lead fields that say who the person is; erasing blanks them. Stage, score, source type, UTM/campaign, company
@@ -103,6 +104,16 @@ def _export_submissions(organization_id, lead_id):
     return [{**_row(s, exclude=("organization", "lead", "form")), "form": s.form.name} for s in
             FormSubmission.objects.for_org(organization_id).filter(lead_id=lead_id).select_related("form")
             .order_by("created_at")]
+
+
+def _export_touches(organization_id, lead_id):
+    return [_row(t, exclude=("organization", "lead")) for t in
+            Touch.objects.for_org(organization_id).filter(lead_id=lead_id).order_by("occurred_at", "id")]
+
+
+def _erase_touches(organization_id, lead_id) -> None:
+    """Where the person came from stays for attribution (source, UTM); the pages they came by go."""
+    Touch.objects.for_org(organization_id).filter(lead_id=lead_id).update(referrer="", landing_page="")
 
 
 def _export_deals(organization_id, lead_id):
@@ -228,4 +239,5 @@ def register_parts() -> None:
     privacy.register("activities", exporter=_export_activities, eraser=_erase_own)
     privacy.register("form_submissions", exporter=_export_submissions)
     privacy.register("deals", exporter=_export_deals)
+    privacy.register("touches", exporter=_export_touches, eraser=_erase_touches)
     privacy.register("admin_log", eraser=_erase_admin_log)

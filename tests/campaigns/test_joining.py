@@ -144,3 +144,55 @@ def test_converting_or_winning_marks_the_leads_memberships_converted(org, django
     assert set(CampaignMember.objects.filter(lead=lead).values_list("status", flat=True)) == {"converted"}
     assert CampaignMember.objects.get(lead=winner).status == "converted"
     assert set(CampaignMember.objects.filter(lead=bystander).values_list("status", flat=True)) == {"targeted"}
+
+
+def test_a_returning_lead_joins_the_later_campaign_its_touch_names_and_last_touch_credits_it(
+        org, api, django_capture_on_commit_callbacks):
+    """The lead's own utm_campaign stays its first; each capture is a touch, and the campaign of that touch is the
+    one it joins — so last-touch and linear attribution can credit a later campaign."""
+    from campaigns.selectors import attribution
+    from leads.models import Touch
+
+    spring = make_campaign(org, "Spring", utm_campaign="spring")
+    autumn = make_campaign(org, "Autumn", utm_campaign="autumn")
+    with django_capture_on_commit_callbacks(execute=True):
+        lead = lead_services.capture_lead(organization_id=org.pk, data={
+            "email": "eve@example.test", "utm_campaign": "spring", "utm_source": "newsletter"}).lead
+    with django_capture_on_commit_callbacks(execute=True):
+        lead_services.capture_lead(organization_id=org.pk, data={
+            "email": "eve@example.test", "utm_campaign": "autumn", "utm_source": "linkedin"})
+
+    lead.refresh_from_db()
+    assert lead.utm_campaign == "spring"  # a filled field is never overwritten by a later capture
+    assert (lead.first_touch["utm_campaign"], lead.last_touch["utm_campaign"]) == ("spring", "autumn")
+    assert members_of(spring) == members_of(autumn) == {("eve@example.test", "responded", "utm")}
+    assert list(Touch.objects.filter(lead=lead).order_by("occurred_at").values_list("utm_campaign", "utm_source")) \
+        == [("spring", "newsletter"), ("autumn", "linkedin")]
+
+    touches = api.get(f"/api/v1/leads/{lead.pk}/touches/").json()["results"]
+    assert [(t["channel"], t["utm_campaign"]) for t in touches] == [("api", "autumn"), ("api", "spring")]
+
+    make_deal(org, lead, "1000.00", created=40, won=41)
+    shares = attribution(org.pk, [spring.pk, autumn.pk])
+    assert shares[str(autumn.pk)]["last_touch"] == shares[str(spring.pk)]["first_touch"] == 1000
+    assert shares[str(autumn.pk)]["linear"] == shares[str(spring.pk)]["linear"] == 500
+
+
+def test_an_import_keeps_a_touch_per_row_and_merging_moves_them(org, api, django_capture_on_commit_callbacks):
+    from leads.models import Touch
+
+    make_campaign(org, utm_campaign="fair")
+    existing = lead_services.capture_lead(organization_id=org.pk, data={"email": "a@example.test"}).lead
+    upload = SimpleUploadedFile("fair.csv", b"email,utm_campaign,utm_source\na@example.test,fair,badge\n"
+                                            b"b@example.test,fair,badge\n", content_type="text/csv")
+    job = api.post("/api/v1/imports/", {"file": upload}, format="multipart").json()["id"]
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import(job)
+    imported = Touch.objects.filter(import_id=job)
+    assert sorted(imported.values_list("lead__email", "channel", "utm_campaign")) == [
+        ("a@example.test", "import", "fair"), ("b@example.test", "import", "fair")]
+    assert Touch.objects.filter(lead=existing).count() == 2  # its capture, then the import
+
+    other = Lead.objects.get(email="b@example.test")
+    lead_services.merge_leads(organization_id=org.pk, keep_id=existing.pk, merge_ids=[other.pk])
+    assert Touch.objects.filter(lead=existing).count() == 3
