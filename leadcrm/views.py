@@ -347,10 +347,13 @@ def organization_settings(request):
         else:
             messages.success(request, "Organization settings saved.")
             return redirect("org-settings")
-    from_email, _ = sender(organization)
+    # The example shows the member as the owner, or a made-up one when the member has no name.
+    you = bool(request.user.get_full_name().strip())
+    owner = request.user if you else SimpleNamespace(get_full_name=lambda: "Jane Doe", email="jane.doe@example.com")
+    as_owner = SimpleNamespace(name=organization.name, email_sender_name=organization.email_sender_name,
+                               email_from_owner=True)
     return render(request, "org_settings.html", {
-        "form": form, "sending_address": sending_address(), "org_from": from_email,
-        "owner_example": sender(SimpleNamespace(name=organization.name, email_from_owner=True,
-                                                email_sender_name=organization.email_sender_name), request.user),
+        "form": form, "sending_address": sending_address(), "org_from": sender(organization)[0],
+        "owner_example": sender(as_owner, owner), "owner_is_you": you,
     }, status=400 if form.errors else 200)
 
