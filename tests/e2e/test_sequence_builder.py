@@ -222,3 +222,33 @@ def test_an_admin_sets_email_from_the_owner_on_the_settings_page(org, page, logi
     shot("org-settings")
     org.refresh_from_db()
     assert org.email_from_owner and org.email_sender_name == "Acme <Marketing>"
+
+
+def test_a_lead_unsubscribes_by_keyboard_on_a_phone_and_is_told_by_whom(org, page, shot, mailoutbox):
+    org.name = "Acme <Inc.>"
+    org.save(update_fields=["name"])
+    template = services.create_template(organization_id=org.pk, name="News", subject="News", html=HTML, text="Hi")
+    sequence = services.save_sequence(organization_id=org.pk, data={
+        "name": "News", "active": True, "steps": [{"type": "email", "template": str(template.pk)}]})
+    lead = lead_services.capture_lead(organization_id=org.pk, data={"email": "ada@example.com"}).lead
+    Lead.objects.filter(pk=lead.pk).update(consent_opt_in=True)
+    services.enroll(sequence=sequence, leads=[lead.pk])
+    services.tick()
+    [email] = mailoutbox
+    link = re.search(r'href="([^"]*/t/u/[^"]+)"', email.alternatives[0][0]).group(1)
+
+    page.set_viewport_size(PHONE)
+    page.goto(link)  # the link in the email
+    expect(page.locator("h1")).to_have_text("Unsubscribe from Acme <Inc.>")
+    expect(page.locator("main")).to_contain_text("you will no longer receive emails from Acme <Inc.> at this address")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    shot("unsubscribe-phone")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Unsubscribe")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator("main [role=status]")).to_have_text(
+        "You will no longer receive emails from Acme <Inc.> at this address.")
+    shot("unsubscribed-phone")
+    page.set_viewport_size(DESKTOP)
+    shot("unsubscribed")
+    assert Lead.objects.get(pk=lead.pk).unsubscribed
