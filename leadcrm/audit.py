@@ -212,12 +212,13 @@ def _membership_label(membership) -> str:
 
 
 def _register_own_models():
-    from .models import Membership
+    from .models import Membership, Organization
 
     # The key's pk embeds its hash: the prefix names it.
     register(ApiKey, exclude={"id", "created_by"}, secret={"hashed_key"}, object_id=lambda key: key.prefix,
              label=lambda key: f"{key.name} ({key.prefix})")
     register(Membership, label=_membership_label)
+    register(Organization, exclude={"slug"})
 
 
 _register_own_models()

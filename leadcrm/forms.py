@@ -28,3 +28,16 @@ class ApiKeyForm(forms.Form):
 
 class RoleForm(forms.Form):
     role = forms.ChoiceField(choices=Role.choices, label="Role")
+
+
+class OrganizationSettingsForm(forms.Form):
+    name = forms.CharField(label="Organization name", max_length=200,
+                           help_text="Shown to leads: in emails that use it and on the unsubscribe page.")
+    email_sender_name = forms.CharField(
+        label="Sender name", max_length=100, required=False,
+        help_text="The From name of email to leads; empty: the organization's name.")
+    email_from_owner = forms.BooleanField(
+        label="Send email to leads from their owner", required=False,
+        help_text="Sequence email carries the name of the lead's owner as its From name, and replies go to the "
+                  "owner. The From address stays the sending address below, so email keeps being delivered. "
+                  "Leads without an owner get email from the organization.")

@@ -13,6 +13,13 @@ class Organization(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(max_length=63, unique=True)
     name = models.CharField(max_length=200)
+    # Email sent to leads (sequences): the From address is always the app's verified sending address
+    # (DEFAULT_FROM_EMAIL); these settings choose the name shown beside it and where replies go.
+    email_sender_name = models.CharField(
+        max_length=100, blank=True, default="",
+        help_text="The From name of email to leads; empty: the organization's name.")
+    email_from_owner = models.BooleanField(
+        default=False, help_text="Send each lead's email in the name of the lead's owner, replies to the owner.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -39,6 +39,7 @@ class Action(models.TextChoices):
     WEBHOOKS = "webhooks", "Webhook endpoints and their deliveries"
     API_KEYS = "api_keys", "API keys (of one's own role or a lesser one)"
     MEMBERS = "members", "Members and their roles"
+    ORG_SETTINGS = "org_settings", "Organization settings: its name, and the sender of email to leads"
     AUDIT_LOG = "audit_log", "The audit log"
     ADMIN_SITE = "admin_site", "Django admin (with staff status)"
 
@@ -70,6 +71,7 @@ ALLOWED: dict[Action, frozenset] = {
     Action.WEBHOOKS: frozenset({Role.ADMIN}),
     Action.API_KEYS: _ORG_WIDE,
     Action.MEMBERS: frozenset({Role.ADMIN}),
+    Action.ORG_SETTINGS: frozenset({Role.ADMIN}),
     Action.AUDIT_LOG: frozenset({Role.ADMIN}),
     Action.ADMIN_SITE: frozenset({Role.ADMIN}),
 }

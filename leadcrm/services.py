@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from . import audit, events, policy
 from .errors import Conflict, Invalid
+from .mailheaders import MAX_DISPLAY_NAME, header_text
 from .models import ApiKey, AuditAction, Membership, Organization, Role
 
 
@@ -101,3 +102,26 @@ def revoke_api_key(*, api_key: ApiKey, actor=None) -> None:
         api_key.save(update_fields=["revoked", "expiry_date"])
         audit.record(organization=api_key.organization_id, actor=actor, action=AuditAction.REVOKED, obj=api_key,
                      before=before, after=audit.snapshot(api_key))
+
+
+@transaction.atomic
+def update_organization(*, organization: Organization, name: str, email_sender_name: str = "",
+                        email_from_owner: bool = False, actor=None) -> Organization:
+    """Change an organization's settings (audited): its name, and how email to its leads is sent
+    (leadcrm.mailheaders.sender)."""
+    errors = {}
+    name = header_text(name or "")
+    sender_name = header_text(email_sender_name or "")
+    if not name or len(name) > 200:
+        errors["name"] = ["A name of 1 to 200 characters."]
+    if len(sender_name) > MAX_DISPLAY_NAME:
+        errors["email_sender_name"] = [f"At most {MAX_DISPLAY_NAME} characters."]
+    if errors:
+        raise Invalid(errors=errors)
+    organization = Organization.objects.select_for_update().get(pk=organization.pk)
+    before = audit.snapshot(organization)
+    organization.name, organization.email_sender_name = name, sender_name
+    organization.email_from_owner = bool(email_from_owner)
+    organization.save(update_fields=["name", "email_sender_name", "email_from_owner"])
+    audit.record_save(organization=organization, actor=actor, obj=organization, before=before)
+    return organization

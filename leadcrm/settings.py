@@ -311,6 +311,8 @@ NURTURE_SENDING_STALE_MINUTES = env_int("NURTURE_SENDING_STALE_MINUTES", 30)
 # A claimed email nobody began to hand over for this long (its worker stopped) is sent by the next tick.
 NURTURE_QUEUED_STALE_SECONDS = env_int("NURTURE_QUEUED_STALE_SECONDS", 60)
 NURTURE_UNSUBSCRIBE_MAILTO = os.environ.get("NURTURE_UNSUBSCRIBE_MAILTO", "")
+# "Send me a test" from the template editor and the sequence editor: at most this many per member (e.g. "10/10m").
+NURTURE_TEST_EMAIL_RATE = os.environ.get("NURTURE_TEST_EMAIL_RATE", "10/10m")
 
 # Outbound webhooks. Receivers must be public https addresses; WEBHOOKS_ALLOW_PRIVATE (and WEBHOOKS_ALLOW_HTTP) let
 # development, tests and benchmarks deliver to a receiver on this machine. Retries: seconds after each failed

@@ -9,4 +9,5 @@ urlpatterns = [
     path("settings/api-keys/<keyprefix:prefix>/revoke/", views.revoke_api_key, name="api-key-revoke"),
     path("audit/", views.audit_log, name="audit-log"),
     path("settings/roles/", views.roles, name="roles"),
+    path("settings/organization/", views.organization_settings, name="org-settings"),
 ]

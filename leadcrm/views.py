@@ -1,5 +1,6 @@
 import json
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import redis
 from django.contrib import messages
@@ -11,7 +12,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
@@ -20,8 +21,10 @@ from rest_framework.response import Response
 from . import audit, policy, services, tenancy, urlids
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
+from .errors import Invalid, add_to_form
 from .filters import AuditFilter
-from .forms import ApiKeyForm, RoleForm
+from .forms import ApiKeyForm, OrganizationSettingsForm, RoleForm
+from .mailheaders import sender, sending_address
 from .models import ApiKey, AuditAction, AuditEntry, Membership, Role
 from .pagination import CreatedCursorPagination
 from .paging import keyset_page
@@ -326,3 +329,31 @@ def roles(request):
     return render(request, "roles.html", {
         "memberships": memberships, "roles": Role.choices, "table": policy.table(), "errors": errors,
     }, status=400 if errors else 200)
+
+
+@allowed(Action.ORG_SETTINGS)
+@require_http_methods(["GET", "POST"])
+def organization_settings(request):
+    """Admins: the organization's name and how email to its leads is sent (From name, or the lead's owner)."""
+    organization = request.organization
+    initial = {"name": organization.name, "email_sender_name": organization.email_sender_name,
+               "email_from_owner": organization.email_from_owner}
+    form = OrganizationSettingsForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_organization(organization=organization, actor=request.user, **form.cleaned_data)
+        except Invalid as exc:
+            add_to_form(form, exc)
+        else:
+            messages.success(request, "Organization settings saved.")
+            return redirect("org-settings")
+    # The example shows the member as the owner, or a made-up one when the member has no name.
+    you = bool(request.user.get_full_name().strip())
+    owner = request.user if you else SimpleNamespace(get_full_name=lambda: "Jane Doe", email="jane.doe@example.com")
+    as_owner = SimpleNamespace(name=organization.name, email_sender_name=organization.email_sender_name,
+                               email_from_owner=True)
+    return render(request, "org_settings.html", {
+        "form": form, "sending_address": sending_address(), "org_from": sender(organization)[0],
+        "owner_example": sender(as_owner, owner), "owner_is_you": you,
+    }, status=400 if form.errors else 200)
+

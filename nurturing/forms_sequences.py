@@ -31,11 +31,10 @@ class SequenceForm(forms.Form):
         label="Leave on reaching", choices=LifecycleStage.choices, required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Unsubscribing, bouncing and do-not-contact always end the sequence.")
-    exit_condition = forms.CharField(
-        label="Exit condition (JSON)", required=False, max_length=20_000,
-        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "code"}),
-        help_text='A segment definition, e.g. {"all": [{"field": "score", "op": "gte", "value": 80}]}; '
-                  "empty: none.")
+    # Written by the condition builder of the segments page (static/js/segment-builder.js) as a segment
+    # definition; nobody types it.
+    exit_condition = forms.CharField(label="Exit condition", required=False, max_length=20_000,
+                                     widget=forms.HiddenInput, initial='{"all": []}')
     allow_reenrollment = forms.BooleanField(label="Allow re-enrolment", required=False,
                                             help_text="A lead that finished or left may run it again.")
     sending_start = forms.CharField(label="Send from", required=False, max_length=5,
@@ -65,6 +64,8 @@ class SequenceForm(forms.Form):
             raise forms.ValidationError(f"Not valid JSON: {exc}.") from None
         if not isinstance(value, dict):
             raise forms.ValidationError("A JSON object (a segment definition).")
+        if value in ({"all": []}, {"any": []}):  # the builder with no condition chosen: none
+            return {}
         return value
 
     def api_data(self) -> dict:
@@ -95,7 +96,7 @@ def initial_of(sequence) -> dict:
     return {"name": sequence.name, "active": sequence.active, "entry_type": sequence.entry_type,
             "entry_segment": sequence.entry_segment_id, "entry_form": sequence.entry_form_id,
             "entry_stage": sequence.entry_stage, "exit_stages": list(sequence.exit_stages),
-            "exit_condition": json.dumps(sequence.exit_condition, indent=2) if sequence.exit_condition else "",
+            "exit_condition": json.dumps(sequence.exit_condition or {"all": []}),
             "allow_reenrollment": sequence.allow_reenrollment, "sending_start": hours.get("start", ""),
             "sending_end": hours.get("end", "")}
 
@@ -179,6 +180,57 @@ def step_of(row: dict, count: int) -> dict:
     return {"type": kind}
 
 
+def _counted(amount: int, word: str) -> str:
+    return f"{amount} {word}{'' if amount == 1 else 's'}"
+
+
+def wait_words(amount, unit: str, business_days=False) -> str:
+    """A wait step in words: "Wait 3 days", "Wait 1 hour", "Wait 2 business days"; what is missing while the
+    amount is not a number yet."""
+    unit = "hours" if unit == "hours" else "days"
+    number = _number(str(amount))
+    if not isinstance(number, int) or number < 0:
+        return f"Wait: enter the number of {unit}"
+    if number == 0:
+        return "No wait: the next step runs at once"
+    if unit == "hours":
+        return f"Wait {_counted(number, 'hour')}" + (" (on a weekday)" if business_days else "")
+    return f"Wait {_counted(number, 'business day' if business_days else 'day')}"
+
+
+def step_words(row: dict, *, templates: dict, segments: dict) -> str:
+    """What a step does, in one line (`templates`, `segments`: names by id as text)."""
+    kind = row["type"]
+    if kind == StepType.EMAIL:
+        name = templates.get(row["template"])
+        return f"Send “{name}”" if name else "Send an email: choose its template"
+    if kind == StepType.WAIT:
+        return wait_words(row["amount"], row["unit"], bool(row["business_days"]))
+    if kind == StepType.BRANCH:
+        condition = dict(CONDITIONS).get(row["condition"], row["condition"])
+        if row["condition"] == "score_gte":
+            condition = f"has a score of at least {row['score'] or '…'}"
+        elif row["condition"] == "segment":
+            condition = f"is in the segment “{segments.get(row['segment'], '…')}”"
+
+        def target(value):
+            return "the end" if value == "end" else f"step {value}"
+
+        return f"If the lead {condition}, go to {target(row['then'])}; else to {target(row['else'])}"
+    if kind == StepType.UPDATE:
+        field = UPDATE_FIELDS.get(row["field"])
+        return f"Set {field.split(' (')[0]} to “{row['value']}”" if field else "Change a field: choose which"
+    if kind == StepType.NOTIFY_OWNER:
+        return "Email the lead's owner" + (f": “{row['message']}”" if row["message"] else "")
+    return StepType(kind).label if kind in StepType.values else kind
+
+
+def primary_input(index: int, kind: str) -> str:
+    """The id of the input a person fills in first on a step of this type (focused when the step is added)."""
+    return f"s{index}-" + {StepType.EMAIL: "template", StepType.WAIT: "amount", StepType.BRANCH: "condition",
+                           StepType.UPDATE: "field", StepType.NOTIFY_OWNER: "message"}.get(kind, "type")
+
+
 def _renumber(rows: list[dict], mapping) -> None:
     """Keep branch targets on the same steps after rows moved: `mapping(old number) -> new number`."""
     for row in rows:
@@ -191,9 +243,9 @@ def _renumber(rows: list[dict], mapping) -> None:
 def apply_action(rows: list[dict], action: str, add_type: str) -> list[dict]:
     """add / remove-N / up-N / down-N (N counted from 0), keeping branch targets on their steps."""
     name, _, index = action.partition("-")
-    if name == "add":
+    if name == "add":  # "add-wait", or "add" with the type in `add_type`
         if len(rows) < MAX_STEPS:
-            rows.append(blank_row(add_type))
+            rows.append(blank_row(index or add_type))
         return rows
     try:
         index = int(index)

@@ -63,6 +63,7 @@ def unsubscribe(request, token):
     if request.method == "POST":
         services.unsubscribe(message, how="page" if "confirm" in request.POST else "one-click")
         done = True
-    response = render(request, "nurturing/tracking/unsubscribe.html", {"done": done, "token": token})
+    response = render(request, "nurturing/tracking/unsubscribe.html", {
+        "done": done, "token": token, "organization_name": message.organization.name})
     response["Referrer-Policy"] = "no-referrer"
     return response

@@ -9,10 +9,12 @@ urlpatterns = [
     path("templates/", views.template_list, name="templates"),
     path("templates/new/", views.template_edit, name="template-create"),
     path("templates/preview/", views.template_preview, name="template-preview-new"),
+    path("templates/test/", views.template_test_email, name="template-test-new"),
     path("templates/leads/", views.template_lead_options, name="template-lead-options"),
     path("templates/folders/<int:pk>/", views.folder_edit, name="folder-edit"),
     path("templates/<uuid:pk>/", views.template_edit, name="template-edit"),
     path("templates/<uuid:pk>/preview/", views.template_preview, name="template-preview"),
+    path("templates/<uuid:pk>/test/", views.template_test_email, name="template-test"),
     path("templates/<uuid:pk>/versions/", views.template_versions, name="template-versions"),
     path("templates/<uuid:pk>/delete/", views.template_delete, name="template-delete"),
     # sequences

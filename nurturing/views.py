@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leadcrm import policy
+from leadcrm.errors import DomainError
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 from leads.models import Lead
@@ -120,6 +121,45 @@ def template_preview(request, pk=None):
     return _editor(request, {**context, "form": TemplateForm(request.POST), "template": template,
                              "current": selectors.current_version(template) if template else None,
                              "show_preview": True}, status=status)
+
+
+@org_wide
+@require_POST
+def template_test_email(request, pk=None):
+    """"Send me a test": the editor's content as it is now (saved or not), rendered for the chosen lead or the
+    sample lead, mailed to the signed-in member (services.send_test_email). htmx shows the outcome under the
+    buttons; without scripts the editor comes back with it."""
+    template = _template(request, pk) if pk else None  # another org's template is a 404 here too
+    form = PreviewForm(request.POST)
+    result, status = {}, 200
+    if form.is_valid():
+        data = form.cleaned_data
+        lead = selectors.preview_lead(request.organization.pk, data["lead"], leads=_visible_leads(request),
+                                      search=True)
+        if data["lead"] and lead is None:
+            result["problems"] = [f"No lead of this organization matches “{data['lead']}”: pick one from the "
+                                  "list, or leave it empty for the sample lead."]
+            status = 400
+        else:
+            try:
+                result["sent_to"] = services.send_test_email(
+                    organization=request.organization, user=request.user, subject=data["subject"],
+                    html=data["html"], text=data["text"], lead=lead)
+                result["lead"] = lead
+            except rendering.TemplateProblem as exc:
+                result["problems"] = [f"{part}: {message}" for part, messages in exc.errors.items()
+                                      for message in messages]
+                status = 400
+            except DomainError as exc:  # no address, too many just now, the mail server refused
+                result["problems"], status = exc.messages, exc.status
+    else:
+        result["problems"] = [f"{part}: {message}" for part, messages in form.errors.items() for message in messages]
+        status = 400
+    if request.htmx:
+        return render(request, "nurturing/_test_email_result.html", {"result": result}, status=status)
+    return _editor(request, {"form": TemplateForm(request.POST), "template": template,
+                             "lead_key": request.POST.get("lead", ""), "test_result": result,
+                             "current": selectors.current_version(template) if template else None}, status=status)
 
 
 @org_wide

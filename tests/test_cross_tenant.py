@@ -93,6 +93,8 @@ ENDPOINTS = [
     Endpoint("audit-log-list-filtered", "get", "/api/v1/audit-log/?object_type=routing.assignmentrule", "absent",
              marker="Acme Secrets routing"),
     Endpoint("ui-audit-log", "get", "/audit/", "absent", api=False, marker="Acme Secrets routing"),
+    # --- organization settings: each admin reads (and changes, tests/leadcrm/test_org_settings.py) their own
+    Endpoint("ui-org-settings", "get", "/settings/organization/", "absent", api=False, marker="Acme"),
     # --- scoring API
     Endpoint("lead-score", "get", "/api/v1/leads/{lead}/score/", "404"),
     Endpoint("scoring-rules-list", "get", "/api/v1/scoring-rules/", "absent", marker="{rule}"),
@@ -268,6 +270,10 @@ ENDPOINTS = [
     Endpoint("ui-template-delete-post", "post", "/emails/templates/{template}/delete/", "404", api=False),
     Endpoint("ui-template-folder-rename", "post", "/emails/templates/folders/{template_folder}/", "404", api=False,
              body={"name": "Hijacked"}),
+    Endpoint("ui-template-test-email", "post", "/emails/templates/{template}/test/", "404", api=False,
+             body={"subject": "Hi", "html": "<p>x</p>"}),
+    Endpoint("ui-template-test-email-for-a-victims-lead", "post", "/emails/templates/test/", "rejected", api=False,
+             body={"lead": "{lead}", "subject": "Hi", "html": "<p>{{{{ lead.company }}}}</p>"}),
     # --- campaigns API ({campaign} has the victim's lead as a member and a cost entry {cost_id})
     Endpoint("campaigns-list", "get", "/api/v1/campaigns/", "absent", marker="{campaign}"),
     Endpoint("campaign-retrieve", "get", "/api/v1/campaigns/{campaign}/", "404"),
@@ -313,6 +319,12 @@ ENDPOINTS = [
     Endpoint("ui-sequence-edit", "get", "/emails/sequences/{sequence}/edit/", "404", api=False),
     Endpoint("ui-sequence-edit-post", "post", "/emails/sequences/{sequence}/edit/", "404", api=False,
              body={"name": "Hijacked", "entry_type": "manual", "step_count": "0", "action": "save"}),
+    Endpoint("ui-sequence-step-test-email", "post", "/emails/sequences/{sequence}/edit/", "404", api=False,
+             body={"name": "x", "entry_type": "manual", "step_count": "1", "s0-type": "email",
+                   "s0-template": "{template}", "action": "test-0"}),
+    Endpoint("ui-sequence-step-test-email-of-a-victims-template", "post", "/emails/sequences/new/", "rejected",
+             api=False, body={"name": "x", "entry_type": "manual", "step_count": "1", "s0-type": "email",
+                              "s0-template": "{template}", "action": "test-0"}),
     Endpoint("ui-sequence-enroll", "post", "/emails/sequences/{sequence}/enroll/", "404", api=False,
              body={"emails": "{lead_email}"}),
     Endpoint("ui-sequence-enrollment-exit", "post", "/emails/sequences/{sequence}/enrollments/{enrollment_id}/exit/",

@@ -141,3 +141,29 @@ def test_policy_grants_only_what_a_role_has():
     assert policy.grantable_roles(Role.MARKETER) == [Role.MARKETER]
     assert set(policy.grantable_roles(Role.MANAGER)) == {Role.MANAGER, Role.REP}
     assert policy.grantable_roles(Role.REP) == [Role.REP]
+
+
+def test_test_emails_and_organization_settings_are_in_the_matrix():
+    """The routes of test emails and of the organization settings name their actions (the matrix above walks them)."""
+    actions = {route.name: route.action for route in ROUTES}
+    assert actions["nurturing:template-test"] == actions["nurturing:template-test-new"] == Action.NURTURE
+    assert actions["nurturing:sequence-edit"] == actions["nurturing:sequence-create"] == Action.NURTURE
+    assert actions["org-settings"] == Action.ORG_SETTINGS
+    assert policy.ALLOWED[Action.ORG_SETTINGS] == {Role.ADMIN}
+
+
+@pytest.mark.parametrize("role", Role.values)
+def test_posting_a_test_email_or_the_settings_answers_as_the_policy_says(org, member, role, mailoutbox):
+    """The matrix opens pages with GET; these are POSTs: refused is a 403 before anything is sent or saved."""
+    user = member(role, f"post-{role}@acme.test") if role != Role.ADMIN else org.memberships.get(role=Role.ADMIN).user
+    client = APIClient()
+    client.force_login(user)
+    test_email = client.post("/emails/templates/test/", {"subject": "Hi", "html": "<p>Hi</p>"})
+    settings_page = client.post("/settings/organization/", {"name": f"Renamed by {role}"})
+    sequence_test = client.post("/emails/sequences/new/", {"step_count": "1", "s0-type": "email", "action": "test-0"})
+    nurture = role in policy.ALLOWED[Action.NURTURE]
+    assert (test_email.status_code == 403) != nurture and (sequence_test.status_code == 403) != nurture
+    assert len(mailoutbox) == (1 if nurture else 0)
+    assert (settings_page.status_code == 403) != (role == Role.ADMIN)
+    org.refresh_from_db()
+    assert (org.name == f"Renamed by {role}") == (role == Role.ADMIN)

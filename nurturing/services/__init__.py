@@ -55,3 +55,8 @@ __all__ += [
     "next_allowed", "read_token", "record_click", "record_email_event", "record_open", "save_sequence",
     "sweep_stale", "tick", "track_links", "unsubscribe", "wait_until",
 ]
+
+# --- test emails to the signed-in member
+from .test_emails import TestEmailFailed, TestEmailLimited, TestEmailRefused, send_test_email  # noqa: E402
+
+__all__ += ["TestEmailFailed", "TestEmailLimited", "TestEmailRefused", "send_test_email"]

@@ -15,7 +15,6 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from email.utils import parseaddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
@@ -28,6 +27,7 @@ from django.utils.html import strip_tags
 
 from leadcrm import events, rls
 from leadcrm.links import site_url
+from leadcrm.mailheaders import sender, sending_address
 from leads.conditions import ConditionError
 from leads.models import Activity, ActivityType, Lead, Segment
 from leads.segments import definition_q
@@ -72,8 +72,7 @@ def _setting(name: str, default):
 
 
 def _sender_domain() -> str:
-    address = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
-    return address.rpartition("@")[2] or "localhost"
+    return sending_address().rpartition("@")[2] or "localhost"
 
 
 def unsubscribe_mailto() -> str:
@@ -296,16 +295,27 @@ def compose(message_id, version, lead, organization) -> tuple[EmailMultiAlternat
     unsubscribe_url = site_url(reverse("tracking-unsubscribe", args=[token]))
     rendered = render(version, lead, unsubscribe_url=unsubscribe_url, organization=organization)
     html, links = track_links(rendered.html, token, unsubscribe_url)
-    email = EmailMultiAlternatives(
-        subject=rendered.subject, body=rendered.text or strip_tags(rendered.html), to=[lead.email],
+    email = build_email(
+        subject=rendered.subject, html=html, text=rendered.text, to=lead.email, organization=organization,
+        owner=lead.owner if lead.owner_id else None,
         headers={
             "List-Unsubscribe": f"<{unsubscribe_url}>, <{unsubscribe_mailto()}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
             "Message-ID": f"<{message_id}@{_sender_domain()}>",
         },
     )
-    email.attach_alternative(html, "text/html")
     return email, links
+
+
+def build_email(*, subject: str, html: str, text: str, to: str, organization, owner=None,
+                headers=None) -> EmailMultiAlternatives:
+    """An email to a lead (or a test of one) as the organization sends it: From its sending address in its name,
+    or in the lead owner's name with replies to the owner (leadcrm.mailheaders.sender)."""
+    from_email, reply_to = sender(organization, owner)
+    email = EmailMultiAlternatives(subject=subject, body=text or strip_tags(html), from_email=from_email, to=[to],
+                                   reply_to=reply_to, headers=dict(headers or {}))
+    email.attach_alternative(html, "text/html")
+    return email
 
 
 def track_links(html: str, token: str, unsubscribe_url: str) -> tuple[str, list[str]]:
@@ -542,7 +552,7 @@ def send_abandoned(*, now=None, limit: int = BATCH) -> dict[str, int]:
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=_setting("NURTURE_QUEUED_STALE_SECONDS", 60))
     messages = list(Message.objects.filter(status=MessageStatus.QUEUED, created_at__lt=cutoff)
-                    .select_related("lead", "template_version", "enrollment__sequence", "step")
+                    .select_related("lead__owner", "template_version", "enrollment__sequence", "step")
                     .order_by("created_at")[:limit])
     organizations = _organizations({message.organization_id for message in messages})
     outgoing = []

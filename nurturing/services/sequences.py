@@ -121,6 +121,9 @@ class _Checker:
                 for template in EmailTemplate.objects.for_org(self.organization_id).filter(pk__in=ids)}
 
     def email(self, step, path, count, templates):
+        if not step.get("template"):
+            self.error(f"{path}.template", "Choose the email template this step sends.")
+            return None
         template = templates.get(_uuid(step.get("template")))
         if template is None:
             self.error(f"{path}.template", "No such email template in this organization.")

@@ -45,7 +45,7 @@ def message_for(token: str) -> Message | None:
     message_id = read_token(token)
     if message_id is None:
         return None
-    return (Message.objects.select_related("lead").filter(pk=message_id)
+    return (Message.objects.select_related("lead", "organization").filter(pk=message_id)
             .exclude(status=MessageStatus.SKIPPED).first())
 
 

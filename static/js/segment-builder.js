@@ -2,6 +2,11 @@
 // definition JSON into the form's textarea (#id_definition) whenever they change; the live count under the
 // builder posts that textarea (htmx) a moment after the last change. The server renders every row; this file
 // only copies blank rows from <template>s, removes rows, hides what does not apply and serialises.
+// Other pages reuse it for a condition of their own (a sequence's exit condition): the [data-segment-builder]
+// element may name its output input (data-output, default id_definition), its live count (data-counter, default
+// segment-count) and its settings (data-config, default segment-builder-config). A live count marked
+// data-builder-count shows its 400 answers too, and one with data-definition-from="ID" posts that input's value
+// as `definition` (what the count view reads), whatever the input is called.
 (function () {
   "use strict";
 
@@ -9,10 +14,16 @@
   // and the count box must show them.
   document.addEventListener("htmx:beforeSwap", function (event) {
     var target = event.detail.target;
-    if (event.detail.xhr.status === 400 && target && target.id === "segment-count") {
+    if (event.detail.xhr.status === 400 && target &&
+        (target.id === "segment-count" || target.hasAttribute("data-builder-count"))) {
       event.detail.shouldSwap = true;
       event.detail.isError = false;
     }
+  });
+  document.addEventListener("htmx:configRequest", function (event) {
+    var from = event.detail.elt && event.detail.elt.getAttribute && event.detail.elt.getAttribute("data-definition-from");
+    var output = from && document.getElementById(from);
+    if (output) event.detail.parameters.definition = output.value;
   });
 
   // "Select every lead on this page" on the segment page.
@@ -220,10 +231,11 @@
 
   function init() {
     var root = document.querySelector("[data-segment-builder]");
-    var output = document.getElementById("id_definition");
-    var counter = document.getElementById("segment-count");
-    var source = document.getElementById("segment-builder-config");
-    if (!root || !output || !counter || !source) return;
+    if (!root) return;
+    var output = document.getElementById(root.dataset.output || "id_definition");
+    var counter = document.getElementById(root.dataset.counter || "segment-count");
+    var source = document.getElementById(root.dataset.config || "segment-builder-config");
+    if (!output || !counter || !source) return;
     var config = JSON.parse(source.textContent);
     var top = root.querySelector("[data-group]");
 

@@ -89,7 +89,8 @@ def test_pages_run_under_the_policy_without_violations(page, login, setup, site)
     paths = ["/leads/", f"/leads/{setup['lead'].pk}/", f"/forms/{setup['form'].pk}/", "/forms/new/",
              "/reports/", "/scoring/rules/new/", "/emails/templates/new/", "/campaigns/", "/settings/api-keys/",
              "/api/docs/", "/admin/", "/admin/scoring/scoringrule/add/", "/reports/marketing/", "/reports/sales/",
-             "/settings/webhooks/", "/settings/webhooks/new/", "/audit/", f"/leads/{setup['lead'].pk}/erase/"]
+             "/settings/webhooks/", "/settings/webhooks/new/", "/audit/", f"/leads/{setup['lead'].pk}/erase/",
+             "/emails/sequences/new/", "/settings/organization/"]
     paths.append(f"/emails/templates/{setup['template'].pk}/")
     for path in paths:
         page.goto(path)

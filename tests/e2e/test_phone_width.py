@@ -304,7 +304,11 @@ def test_an_admin_opens_every_page_at_phone_width(full_org, page, login, shot):
     walk.check("sequences", walk.action("New sequence"))
     walk.first_row_link()
     walk.check("sequence-detail")
+    main.get_by_role("link", name="Edit", exact=True).click()
+    walk.check("sequence-edit", main.get_by_role("button", name="Save sequence"))
 
+    walk.menu("Settings", "Organization")
+    walk.check("org-settings", main.get_by_role("button", name="Save settings"))
     walk.menu("Settings", "API keys")
     walk.check("api-keys", main.get_by_role("button", name="Create key"))
     walk.menu("Settings", "Webhooks")

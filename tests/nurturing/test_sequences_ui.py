@@ -214,7 +214,9 @@ def test_editor_refuses_a_template_of_another_org_on_its_step(org, other_org, br
     ({}, {"type": "update", "field": "email", "value": "x"}, "Field: One of:"),
     ({}, {"type": "update", "field": "status", "value": "bogus"}, "Value: One of"),
     ({}, {"type": "branch", "condition": "score_gte", "score": "", "then": "end", "else": "end"}, "A whole number."),
-    ({}, {"type": "email", "template": ""}, "Template: No such email template in this organization."),
+    ({}, {"type": "email", "template": ""}, "Template: Choose the email template this step sends."),
+    ({}, {"type": "email", "template": "8a2c8c56-5d3e-4f55-9a0e-1b1f7d3c2b10"},
+     "Template: No such email template in this organization."),
 ])
 def test_editor_shows_each_refusal_with_400_and_saves_nothing(org, browser, fields, row, message):
     template = make_template(org)

@@ -181,3 +181,15 @@ def test_webhook_for_unknown_or_another_orgs_message_is_404(api, other_api, sent
 def test_webhook_needs_an_api_key():
     assert APIClient().post("/api/v1/email-events/", {"email": "a@b.c", "event": "bounce"},
                             format="json").status_code in (401, 403)
+
+
+def test_the_unsubscribe_page_and_its_confirmation_name_the_organization_escaped(client, org, sent):
+    message, token = sent
+    org.name = 'Acme <b>"Inc."</b> & Co'
+    org.save()
+    page = client.get(f"/t/u/{token}/").content.decode()
+    named = "Acme &lt;b&gt;&quot;Inc.&quot;&lt;/b&gt; &amp; Co"
+    assert f"Unsubscribe from {named}" in page and "<b>" not in page
+    assert f"you will no longer receive emails from {named} at this address." in page
+    done = client.post(f"/t/u/{token}/", {"confirm": "1"}).content.decode()
+    assert f"You will no longer receive emails from {named} at this address." in done and "<b>" not in done
