@@ -249,7 +249,7 @@ def _detail(request, sequence, *, enroll_form=None, status=200):
     exit_words = None
     if sequence.exit_condition:
         lists = Segment.objects.for_org(organization_id).filter(kind=SegmentKind.STATIC).values_list("pk", "name")
-        exit_words = describe(sequence.exit_condition, {str(pk): name for pk, name in lists})
+        exit_words = describe(sequence.exit_condition, {str(pk): name for pk, name in lists}, organization_id)
     return render(request, "nurturing/sequence_detail.html", {
         "sequence": sequence, "stats": stats, "exit_words": exit_words, "enrollments": enrollments,
         "next_url": next_url, "previous_url": previous_url, "status_filter": wanted,
