@@ -14,6 +14,7 @@ from rest_framework.routers import DefaultRouter
 UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 INT = r"[0-9]{1,18}"  # fits a bigint: a longer run of digits is no id either
 KEY_PREFIX = r"[0-9A-Za-z]{1,32}"  # an API key's public prefix
+SLUG_KEY = r"[a-z][a-z0-9_]{1,31}"  # an org's own activity type
 
 
 class Router(DefaultRouter):

@@ -16,6 +16,7 @@ from webhooks import api as webhooks_api
 router = urlids.Router()
 router.register("leads", leads_api.LeadViewSet, basename="lead")
 router.register("activities", leads_api.ActivityViewSet, basename="activity")
+router.register("activity-types", leads_api.ActivityTypeViewSet, basename="activity-type")
 router.register("forms", leads_api.FormViewSet, basename="form")
 router.register("imports", leads_api.ImportViewSet, basename="import")
 router.register("accounts", leads_api.AccountViewSet, basename="account")

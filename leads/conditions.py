@@ -242,16 +242,17 @@ def _property_tests(condition) -> list[dict]:
     return tests
 
 
-def validate_activity_condition(condition) -> dict:
+def validate_activity_condition(condition, types=None) -> dict:
+    """`types`: the activity types the org may record (leads.activity_types.known); the built-in ones if None."""
+    types = ActivityType.values if types is None else types
     if not isinstance(condition, dict):
         raise ConditionError({"condition": ["Must be an object with activity_type (and optional property tests)."]})
     unknown = set(condition) - {"activity_type", "property", "op", "value", "where"}
     if unknown:
         raise ConditionError({"condition": [f"Unknown keys: {', '.join(sorted(unknown))}."]})
-    if condition.get("activity_type") not in ActivityType.values:
+    if condition.get("activity_type") not in types:
         raise ConditionError({"activity_type": [
-            f"Unknown activity type {condition.get('activity_type')!r}; use one of {', '.join(ActivityType.values)}."
-        ]})
+            f"Unknown activity type {condition.get('activity_type')!r}; use one of {', '.join(types)}."]})
     if ("op" in condition or "value" in condition) and "property" not in condition:
         raise ConditionError({"property": ["Name the activity property that op and value test."]})
     if "where" in condition and not isinstance(condition["where"], list):

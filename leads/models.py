@@ -294,6 +294,24 @@ class Activity(models.Model):
         return f"{self.get_type_display()} at {self.occurred_at:%Y-%m-%d %H:%M}"
 
 
+class CustomActivityType(models.Model):
+    """An activity type an organization adds to the built-in ones (`sms_sent`, `chat_started`…): capture,
+    scoring rules and segments accept its key like any other type (leads/activity_types.py)."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    key = models.CharField(max_length=32, help_text="Lowercase letters, digits and _, starting with a letter")
+    label = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "key"], name="customactivitytype_key")]
+
+    def __str__(self) -> str:
+        return self.label
+
+
 TOUCH_FIELDS = ("source", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "referrer",
                 "landing_page", "form")
 

@@ -21,6 +21,7 @@ from datetime import timedelta
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from . import activity_types
 from .conditions import ConditionError, activity_q, lead_q, validate_activity_condition, validate_lead_condition
 from .models import Activity, Segment, SegmentKind, SegmentMember
 
@@ -100,7 +101,8 @@ class _Checker:
             raise ConditionError({"condition": [f"Unknown keys: {', '.join(sorted(unknown))}."]})
         activity = {k: v for k, v in node.items() if k in ("property", "op", "value")}
         try:
-            validate_activity_condition({"activity_type": node["activity"], **activity})
+            validate_activity_condition({"activity_type": node["activity"], **activity},
+                                        types=activity_types.known(self.organization_id))
         except ConditionError as exc:  # name the key as a segment spells it
             raise ConditionError({"activity" if key == "activity_type" else key: messages
                                   for key, messages in exc.errors.items()}) from None

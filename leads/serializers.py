@@ -10,11 +10,10 @@ from rest_framework.validators import UniqueValidator
 
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
-from . import selectors, services
+from . import activity_types, selectors, services
 from .models import (
     TOUCH_FIELDS,
     Activity,
-    ActivityType,
     ConsentRecord,
     Form,
     FormSubmission,
@@ -154,9 +153,16 @@ class TouchSerializer(serializers.ModelSerializer):
 class ActivityInputSerializer(StrictSerializer):
     lead = serializers.UUIDField(required=False)
     email = serializers.EmailField(required=False, max_length=254)
-    type = serializers.ChoiceField(choices=ActivityType.choices)
+    type = serializers.CharField(max_length=32, help_text="A built-in activity type or one the org registered "
+                                 "(GET /api/v1/activity-types/).")
     properties = serializers.DictField(required=False, default=dict, validators=[storable_json])
     occurred_at = serializers.DateTimeField(required=False)
+
+    def validate_type(self, value):
+        types = activity_types.known(self.context["organization"].pk)
+        if value not in types:
+            raise serializers.ValidationError(activity_types.unknown_message(value, types))
+        return value
 
     def validate(self, attrs):
         if bool(attrs.get("lead")) == bool(attrs.get("email")):

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import conversion, duplicates, forms, imports, leads
+from .views import activity_types, conversion, duplicates, forms, imports, leads
 from .views import segments as segment_views
 
 app_name = "leads"
@@ -16,6 +16,9 @@ urlpatterns = [
     path("leads/<uuid:pk>/export/", leads.lead_export, name="export"),
     path("leads/<uuid:pk>/erase/", leads.lead_erase, name="erase"),
     path("leads/<uuid:pk>/convert/", conversion.lead_convert, name="convert"),
+    path("settings/activity-types/", activity_types.activity_type_list, name="activity-types"),
+    path("settings/activity-types/<slug:key>/delete/", activity_types.activity_type_delete,
+         name="activity-type-delete"),
     path("leads/duplicates/", duplicates.duplicate_list, name="duplicates"),
     path("leads/duplicates/merge/", duplicates.duplicate_merge, name="duplicates-merge"),
     path("deals/", conversion.deal_list, name="deal-list"),

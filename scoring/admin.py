@@ -51,7 +51,8 @@ class ScoringRuleAdminForm(forms.ModelForm):
         try:
             data["condition"] = services.clean_rule(
                 kind=data.get("kind"), condition=data.get("condition"), points=data.get("points"),
-                max_occurrences=data.get("max_occurrences"), window_days=data.get("window_days"))
+                max_occurrences=data.get("max_occurrences"), window_days=data.get("window_days"),
+                organization_id=getattr(data.get("organization"), "pk", None))
         except ConditionError as exc:
             _put_errors(self, exc.errors)
         return data

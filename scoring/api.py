@@ -36,7 +36,7 @@ class ScoringRuleSerializer(StrictModelSerializer):
         merged = {name: attrs.get(name, getattr(self.instance, name, None))
                   for name in ("kind", "condition", "points", "max_occurrences", "window_days")}
         try:
-            attrs["condition"] = services.clean_rule(**merged)
+            attrs["condition"] = services.clean_rule(**merged, organization_id=self.context["organization"].pk)
         except ConditionError as exc:
             raise _validation_error(exc) from None
         return attrs

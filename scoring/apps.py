@@ -6,6 +6,7 @@ class ScoringConfig(AppConfig):
 
     def ready(self):
         from leadcrm import audit, events
+        from leads import activity_types
 
         from . import handlers, privacy
         from .models import ScoringRule, ScoringSettings
@@ -22,3 +23,4 @@ class ScoringConfig(AppConfig):
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
         privacy.register()
+        activity_types.register_usage_check(handlers.rules_using_activity_type)

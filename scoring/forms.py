@@ -10,6 +10,7 @@ import json
 
 from django import forms
 
+from leads import activity_types
 from leads.conditions import (
     BOOL,
     CUSTOM_PREFIX,
@@ -220,8 +221,12 @@ class RuleForm(forms.Form):
                   '"value": "/pricing"}.',
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, organization_id=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.organization_id = organization_id
+        if organization_id:
+            self.fields["activity_type"].choices = [("", "Choose an activity"),
+                                                    *activity_types.choices(organization_id)]
         self.fields["lead_field"].choices = _fit_field_choices()
         ops = [("", "Choose an operator"), *((op, OP_LABELS.get(op, op)) for op in OP_LABELS)]
         self.fields["op"].choices = ops
@@ -328,7 +333,8 @@ class RuleForm(forms.Form):
         try:
             data["condition"] = services.clean_rule(
                 kind=kind, condition=condition, points=data.get("points", 0),
-                max_occurrences=data.get("max_occurrences"), window_days=data.get("window_days"))
+                max_occurrences=data.get("max_occurrences"), window_days=data.get("window_days"),
+                organization_id=self.organization_id)
         except ConditionError as exc:
             self._add_rule_errors(exc.errors, targets, default="condition_json" if raw else None,
                                   condition=condition)

@@ -19,5 +19,13 @@ def rescore_after_import(*, organization_id, **_):
     services.request_recalculation(organization_id=organization_id)
 
 
+def rules_using_activity_type(organization_id, key) -> str:
+    """For leads' check before an org's own activity type is deleted."""
+    from .models import ScoringRule
+
+    used = ScoringRule.objects.for_org(organization_id).filter(condition__activity_type=key).exists()
+    return "scoring rules" if used else ""
+
+
 def set_up_scoring(*, organization_id):
     services.setup_organization(organization_id=organization_id)

@@ -11,6 +11,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from leadcrm import audit, events, locks, rls
+from leads import activity_types
 from leads.conditions import (
     SCORE_FIELDS,
     ConditionError,
@@ -63,8 +64,9 @@ def _whole(value, low: int, high: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=None) -> dict:
-    """Check a rule's parts; raises ConditionError({field: [messages]}). Returns the cleaned condition."""
+def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=None, organization_id=None) -> dict:
+    """Check a rule's parts; raises ConditionError({field: [messages]}). Returns the cleaned condition. With the
+    org, a behaviour rule may name its own activity types too."""
     errors = {}
     if isinstance(points, bool) or not isinstance(points, int) or not -POINTS_LIMIT <= points <= POINTS_LIMIT:
         errors["points"] = [f"Must be a whole number from -{POINTS_LIMIT} to {POINTS_LIMIT}."]
@@ -76,7 +78,8 @@ def clean_rule(*, kind, condition, points, max_occurrences=None, window_days=Non
                 raise ConditionError({"field": [f"A fit rule cannot test {condition['field']}, which scoring sets."]})
             condition = validate_lead_condition(condition, allow_score_fields=False)
         elif kind == RuleKind.BEHAVIOR:
-            condition = validate_activity_condition(condition)
+            condition = validate_activity_condition(
+                condition, types=activity_types.known(organization_id) if organization_id else None)
     except ConditionError as exc:
         errors["condition"] = [f"{key}: {message}" for key, messages in exc.errors.items() for message in messages]
     if kind == RuleKind.FIT and (max_occurrences is not None or window_days is not None):
@@ -188,7 +191,8 @@ def save_rule(*, organization_id, rule: ScoringRule | None = None, actor=None, *
     for name, value in fields.items():
         setattr(rule, name, value)
     rule.condition = clean_rule(kind=rule.kind, condition=rule.condition, points=rule.points,
-                                max_occurrences=rule.max_occurrences, window_days=rule.window_days)
+                                max_occurrences=rule.max_occurrences, window_days=rule.window_days,
+                                organization_id=organization_id)
     rule.save()
     audit.record_save(organization=organization_id, actor=actor, obj=rule, before=before)
     request_recalculation(organization_id=organization_id)

@@ -88,7 +88,7 @@ def rule_edit(request, pk=None):
     rule = get_object_or_404(_rules(request), pk=pk) if pk else None
     status = 200
     if request.method == "POST":
-        form = RuleForm(request.POST)
+        form = RuleForm(request.POST, organization_id=request.organization.pk)
         if form.is_valid() and (saved := _save_rule(request, form, rule)) is not None:
             messages.success(request, f"Rule “{saved.name}” saved. Every lead is being re-scored.")
             return redirect("scoring:rules")
@@ -96,9 +96,10 @@ def rule_edit(request, pk=None):
     else:
         kind = request.GET.get("kind")  # the empty states link to a new rule of their kind
         if rule is not None:
-            form = RuleForm(initial=RuleForm.initial_for(rule))
+            form = RuleForm(initial=RuleForm.initial_for(rule), organization_id=request.organization.pk)
         else:
-            form = RuleForm(initial={"kind": kind} if kind in RuleKind.values else None)
+            form = RuleForm(initial={"kind": kind} if kind in RuleKind.values else None,
+                            organization_id=request.organization.pk)
     return _form_page(request, {"form": form, "rule": rule}, status)
 
 
@@ -123,7 +124,7 @@ def rule_preview(request, pk=None):
     """What saving the posted rule would change, without saving it: a fragment for htmx, or the form page
     with the preview under it when the browser posts without scripts."""
     rule = get_object_or_404(_rules(request), pk=pk) if pk else None
-    form = RuleForm(request.POST)
+    form = RuleForm(request.POST, organization_id=request.organization.pk)
     context = {"form": form, "rule": rule}
     if form.is_valid():
         result = api.draft_preview(request.organization.pk, form.rule_fields(), replaces=rule.pk if rule else None)

@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
-from leads import services
+from leads import activity_types, services
 from leads.models import Account, Activity, Deal, Form, FormSubmission, ImportJob, ImportStatus, Lead
 from scoring.models import ScoringRule, ScoringSettings
 
@@ -70,6 +70,13 @@ ENDPOINTS = [
     # --- activities API: naming another org's lead must not write to it
     Endpoint("activity-create-for-lead", "post", "/api/v1/activities/", "rejected",
              body={"lead": "{lead}", "type": "note", "properties": {"text": "hi"}}),
+    # --- the org's own activity types
+    Endpoint("activity-types-list", "get", "/api/v1/activity-types/", "absent", marker="{activity_type}"),
+    Endpoint("activity-type-delete", "delete", "/api/v1/activity-types/{activity_type}/", "404"),
+    Endpoint("ui-activity-types", "get", "/settings/activity-types/", "absent", api=False,
+             marker="{activity_type}"),
+    Endpoint("ui-activity-type-delete", "post", "/settings/activity-types/{activity_type}/delete/", "404",
+             api=False),
     # --- forms API
     Endpoint("forms-list", "get", "/api/v1/forms/", "absent", marker="{form}"),
     Endpoint("form-retrieve", "get", "/api/v1/forms/{form}/", "404"),
@@ -456,7 +463,9 @@ def victim(org):
     template = nurturing_services.create_template(
         organization_id=org.pk, name="Acme Secrets template", folder="Acme Secrets folder",
         subject="Hi {{ lead.first_name }}", html="<p>Acme Secrets offer</p>", text="Acme Secrets offer")
+    activity_type = activity_types.create(organization_id=org.pk, key="acme_secret_type", label="Acme secret")
     return {"lead": str(lead.pk), "lead_email": lead.email, "saved_view": str(saved_view.pk),
+            "activity_type": activity_type.key,
             "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
             "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
@@ -620,12 +629,13 @@ def test_every_tenant_api_route_is_in_the_matrix():
     # POSTs that create in the caller's own org name no victim object; they have their own tests below.
     own_org_creates = {"template.create", "template-folder.create",
                        "lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
-                       "scoring-rule.create", "campaign.create", "sequence.create", "webhook.create"}
+                       "scoring-rule.create", "campaign.create", "sequence.create", "webhook.create",
+                       "activity-type.create"}
     lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
                "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
-               "sequence": "{sequence}", "webhook": "{webhook}"}
+               "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

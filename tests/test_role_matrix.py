@@ -31,7 +31,7 @@ SIGNED_IN = {"home", "switch-org", "routing:badge"}
 # Values for the URLs' parameters: well-formed, matching nothing (a report's name must be one that exists).
 VALUES = {"uuid": str(uuid.UUID(int=1)), "int": "999999", "str": "nosuchthing", "slug": "funnel",
           "keyprefix": "nosuchkey"}
-REGEX_VALUES = {urlids.INT: "999999", urlids.KEY_PREFIX: "nosuchkey"}
+REGEX_VALUES = {urlids.INT: "999999", urlids.KEY_PREFIX: "nosuchkey", urlids.SLUG_KEY: "no_such_type"}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
-from .. import selectors, services
+from .. import activity_types, selectors, services
 from ..conditions import (
     CHOICES,
     CUSTOM_PREFIX,
@@ -181,7 +181,7 @@ def builder_context(request, definition) -> dict:
         "field_groups": _field_choices(),
         "ops": [(op, op_label(op)) for op in ALL_OPS],
         "json_ops": [(op, op_label(op)) for op in OPS_BY_KIND[JSON_KIND]],
-        "activity_types": ActivityType.choices,
+        "activity_types": activity_types.choices(request.organization.pk),
         "static_lists": _static_lists(request),
         "suggestions": suggestions,
         "builder_config": {"opsByKind": OPS_BY_KIND, "noValueOps": list(NO_VALUE_OPS), "maxDepth": MAX_DEPTH,
