@@ -427,3 +427,22 @@ def test_the_pages_escape_names(org, admin_client):
     for url in ("/settings/routing/", "/settings/routing/teams/", f"/settings/routing/teams/{team.pk}/delete/"):
         content = admin_client.get(url).content.decode()
         assert "<script>alert(1)" not in content and "<b>Team</b>" not in content and "<img src=x>" not in content
+
+
+def test_reps_and_teams_come_in_keyset_pages_by_email_and_name(org, admin_client, monkeypatch):
+    from routing import config_views
+
+    monkeypatch.setattr(config_views, "PAGE_SIZE", 2)
+    for name in ("dora", "alma", "cleo", "bea", "emil"):
+        make_team(org, f"Team {name}", [make_rep(org, name)])
+    pages = {"/settings/routing/reps/": r'<td data-label="Rep"><a [^>]+><strong>(\w+)@',
+             "/settings/routing/teams/": r'<td data-label="Team"><a [^>]+><strong>Team (\w+)<'}
+    for url, pattern in pages.items():
+        seen, next_url = [], url
+        while next_url:
+            response = admin_client.get(next_url)
+            assert response.status_code == 200
+            seen += re.findall(pattern, response.content.decode())
+            match = re.search(r'<a href="([^"]+)" rel="next">', response.content.decode())
+            next_url = match.group(1).replace("&amp;", "&") if match else None
+        assert seen == ["alma", "bea", "cleo", "dora", "emil"], url
