@@ -5,8 +5,6 @@ leads from their teams' pools and log touches. A rep is named by their user id e
 """
 
 from django.db import IntegrityError
-from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -50,17 +48,6 @@ class RepCursorPagination(CreatedCursorPagination):
     ordering = "created_at"
 
 
-def rep_queryset(organization):
-    """Routing profiles of the org's current members, with their role, teams and open leads (no per-row query)."""
-    open_leads = (Lead.objects.for_org(organization)
-                  .filter(owner_id=OuterRef("user_id"), lifecycle_stage__in=services.OPEN_STAGES)
-                  .order_by().values("owner_id").annotate(n=Count("pk")).values("n"))
-    return (selectors.rep_profiles(organization.pk).filter(user__memberships__organization=organization)
-            .annotate(role=F("user__memberships__role"),
-                      open_leads=Coalesce(Subquery(open_leads, output_field=IntegerField()), Value(0)))
-            .prefetch_related("teams"))
-
-
 class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
     """The routing profiles of the org's reps and managers, one per member (made when they join). The id is the
     rep's user id: the one a lead's `owner` and a rule's `action.rep` name."""
@@ -77,7 +64,7 @@ class RepViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Update
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return RepProfile.objects.none()
-        return rep_queryset(self.organization)
+        return selectors.reps_with_load(self.organization)
 
     def update(self, request, *args, **kwargs):
         """Change a rep's profile; settings that make no sense (a weight below 0, a capacity of 0 with no

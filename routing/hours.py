@@ -18,6 +18,11 @@ def _timezone_names() -> frozenset[str]:
     return frozenset(available_timezones())  # reads the tz database from disk: once per process
 
 
+def timezone_names() -> list[str]:
+    """The IANA time zones working hours may name, sorted (for pickers)."""
+    return sorted(_timezone_names())
+
+
 class HoursError(Invalid):
     default_code = "invalid_working_hours"
 
@@ -97,3 +102,32 @@ def add_working_minutes(hours: dict, start: datetime, minutes: int) -> datetime:
                 remaining -= available
         day += timedelta(days=1)
     return start + timedelta(minutes=minutes)
+
+
+DAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
+
+
+def days_text(days) -> str:
+    """ISO weekdays in words, runs of three or more as a range: [1, 2, 3, 4, 5] -> "Mon–Fri"."""
+    days = sorted({day for day in days if day in DAY_NAMES})
+    runs: list[list[int]] = []
+    for day in days:
+        if runs and day == runs[-1][-1] + 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    parts = []
+    for run in runs:
+        if len(run) >= 3:
+            parts.append(f"{DAY_NAMES[run[0]]}–{DAY_NAMES[run[-1]]}")
+        else:
+            parts.extend(DAY_NAMES[day] for day in run)
+    return ", ".join(parts)
+
+
+def hours_text(hours: dict) -> str:
+    """Stored working hours in words: "Mon–Fri 09:00–17:00 (Europe/Berlin)"; "" for any time."""
+    if not hours:
+        return ""
+    return f"{days_text(hours.get('days', []))} {hours.get('start', '')}–{hours.get('end', '')} " \
+           f"({hours.get('timezone', '')})"

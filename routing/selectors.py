@@ -1,7 +1,8 @@
 """Reads for distribution: the rep's queue, team pools, team load, and a lead's assignment history."""
 
 from django.contrib.auth import get_user_model
-from django.db.models import Case, Count, F, IntegerField, Q, Value, When
+from django.db.models import Case, Count, F, IntegerField, Max, OuterRef, Prefetch, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from leadcrm.policy import Action
@@ -123,5 +124,33 @@ def history(organization_id, lead):
 
 
 def rules(organization_id):
+    """The org's assignment rules in the order routing tries them (routing.services.assign.rules_in_order)."""
     return (AssignmentRule.objects.for_org(organization_id).select_related("rep__user", "team", "segment")
-            .order_by("is_fallback", "order", "created_at"))
+            .order_by("is_fallback", "order", "created_at", "pk"))
+
+
+def next_rule_order(organization_id) -> int:
+    """An `order` that puts a new rule after every rule there is (the fallback aside, which is always last)."""
+    last = (AssignmentRule.objects.for_org(organization_id).filter(is_fallback=False)
+            .aggregate(last=Max("order"))["last"])
+    return 10 if last is None else last + 10
+
+
+def reps_with_load(organization):
+    """Routing profiles of the org's current members, with their role, teams and open leads (no per-row query):
+    the reps list of the API and of the settings page."""
+    open_leads = (Lead.objects.for_org(organization)
+                  .filter(owner_id=OuterRef("user_id"), lifecycle_stage__in=OPEN_STAGES)
+                  .order_by().values("owner_id").annotate(n=Count("pk")).values("n"))
+    return (rep_profiles(organization.pk).filter(user__memberships__organization=organization)
+            .annotate(role=F("user__memberships__role"),
+                      open_leads=Coalesce(Subquery(open_leads, output_field=IntegerField()), Value(0)))
+            .prefetch_related(Prefetch("teams", queryset=Team.objects.order_by("name"))))
+
+
+def teams_with_members(organization_id):
+    """The org's teams with their manager, members (and their users) and how many rules send leads to each."""
+    members = RepProfile.objects.select_related("user").order_by("user__email")
+    return (Team.objects.for_org(organization_id).select_related("manager")
+            .annotate(rule_count=Count("rules", distinct=True))
+            .prefetch_related(Prefetch("members", queryset=members)))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import config_views, views
 
 app_name = "routing"
 
@@ -19,4 +19,16 @@ urlpatterns = [
     path("leads/<uuid:pk>/routing/", views.lead_card, name="lead-card"),
     path("leads/<uuid:pk>/routing/route/", views.lead_route, name="lead-route"),
     path("leads/<uuid:pk>/routing/reassign/", views.lead_reassign, name="lead-reassign"),
+    # Settings → Routing
+    path("settings/routing/", config_views.rule_list, name="rules"),
+    path("settings/routing/rules/new/", config_views.rule_create, name="rule-create"),
+    path("settings/routing/rules/<int:pk>/", config_views.rule_edit, name="rule-edit"),
+    path("settings/routing/rules/<int:pk>/move/", config_views.rule_move, name="rule-move"),
+    path("settings/routing/rules/<int:pk>/delete/", config_views.rule_delete, name="rule-delete"),
+    path("settings/routing/teams/", config_views.team_list, name="teams"),
+    path("settings/routing/teams/new/", config_views.team_create, name="team-create"),
+    path("settings/routing/teams/<int:pk>/", config_views.team_edit, name="team-edit"),
+    path("settings/routing/teams/<int:pk>/delete/", config_views.team_delete, name="team-delete"),
+    path("settings/routing/reps/", config_views.rep_list, name="reps"),
+    path("settings/routing/reps/<int:user_id>/", config_views.rep_edit, name="rep-edit"),
 ]

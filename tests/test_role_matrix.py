@@ -122,6 +122,43 @@ def test_every_route_answers_as_the_policy_says(org, member, role, by_key):
     assert not wrong, "\n".join(wrong)
 
 
+@pytest.mark.parametrize("role", Role.values)
+def test_the_routing_settings_pages_and_menu_answer_as_the_policy_says(org, member, role):
+    """Settings → Routing with real objects (the generic matrix above names none): each page and each change is
+    refused (403) or done as Action.ROUTING says, and the menu offers the section to exactly those roles."""
+    from routing import services as routing_services
+    from routing.models import AssignmentRule, RepProfile
+
+    rep = member(Role.REP, email="rita@acme.test")
+    profile = RepProfile.objects.get(organization=org, user=rep)
+    team = routing_services.save_team(organization_id=org.pk, data={"name": "Sales", "members": [profile]})
+    rule = routing_services.save_rule(organization_id=org.pk, data={"name": "Germans", "strategy": "round_robin",
+                                                                   "team": team})
+    user = org.memberships.get(role=Role.ADMIN).user if role == Role.ADMIN else member(role)
+    client = APIClient()
+    client.force_login(user)
+    allowed = role in policy.ALLOWED[Action.ROUTING]
+    pages = ["/settings/routing/", "/settings/routing/rules/new/", f"/settings/routing/rules/{rule.pk}/",
+             f"/settings/routing/rules/{rule.pk}/delete/", "/settings/routing/teams/", "/settings/routing/teams/new/",
+             f"/settings/routing/teams/{team.pk}/", f"/settings/routing/teams/{team.pk}/delete/",
+             "/settings/routing/reps/", f"/settings/routing/reps/{rep.pk}/"]
+    changes = [(f"/settings/routing/rules/{rule.pk}/move/", {"direction": "down"}),
+               (f"/settings/routing/reps/{rep.pk}/", {"capacity": "7", "weight": "1", "available": "on"}),
+               (f"/settings/routing/teams/{team.pk}/", {"name": "Renamed", "members": [str(rep.pk)]}),
+               ("/settings/routing/teams/new/", {"name": "Night shift"}),
+               ("/settings/routing/rules/new/", {"name": "More", "strategy": "pool", "team": str(team.pk),
+                                                 "max_reassignments": "2"}),
+               (f"/settings/routing/rules/{rule.pk}/delete/", {})]
+    wrong = [f"GET {url}: {status}" for url in pages
+             if (status := client.get(url).status_code) != (200 if allowed else 403)]
+    wrong += [f"POST {url}: {status}" for url, data in changes
+              if (status := client.post(url, data).status_code) != (302 if allowed else 403)]
+    assert not wrong, "\n".join(wrong)
+    assert AssignmentRule.objects.filter(pk=rule.pk).exists() != allowed
+    assert (RepProfile.objects.get(pk=profile.pk).capacity == 7) == allowed
+    assert ('href="/settings/routing/"' in client.get("/leads/").content.decode()) == allowed
+
+
 def test_an_api_key_is_never_above_its_creator(org, member):
     marketer = member(Role.MARKETER)
     client = APIClient()

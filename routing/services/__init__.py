@@ -23,6 +23,7 @@ from .config import (
     clean_team,
     delete_rule,
     delete_team,
+    move_rule,
     save_rule,
     save_team,
     set_available,
@@ -35,6 +36,7 @@ from .sweep import unrouted_mqls
 __all__ = [
     "OPEN_STAGES", "REP_ROLES", "TOUCH_TYPES", "TOUCHED_STAGES", "ClaimRefused", "ConfigError", "check_deadlines",
     "claim", "clean_rep", "clean_rule", "clean_team", "delete_rule", "delete_team", "ensure_profiles", "mark_read",
-    "notify", "open_lead_counts", "reassign", "rep_profiles_for", "record_manual_owner_change", "record_touch",
-    "route_lead", "route_leads", "save_rule", "save_team", "set_available", "unrouted_mqls", "update_rep",
+    "move_rule", "notify", "open_lead_counts", "reassign", "rep_profiles_for", "record_manual_owner_change",
+    "record_touch", "route_lead", "route_leads", "save_rule", "save_team", "set_available", "unrouted_mqls",
+    "update_rep",
 ]

@@ -228,6 +228,33 @@ def save_rule(*, organization_id, data: dict, instance: AssignmentRule | None = 
 
 
 @transaction.atomic
+def move_rule(*, rule: AssignmentRule, up: bool, actor=None) -> bool:
+    """Swap the rule with the one tried just before it (`up`) or just after it; False when it is already first
+    (or last). The fallback is always tried last and does not move. Where rules share an `order`, all of them
+    are numbered 10, 20, 30… in the order they were tried, so each has a place of its own. Audited per rule."""
+    if rule.is_fallback:
+        raise Invalid("The fallback rule is always tried last; it cannot move.", code="fallback_is_last")
+    ordered = list(AssignmentRule.objects.for_org(rule.organization_id).filter(is_fallback=False)
+                   .select_for_update().order_by("order", "created_at", "pk"))
+    index = next(i for i, other in enumerate(ordered) if other.pk == rule.pk)
+    other = index - 1 if up else index + 1
+    if not 0 <= other < len(ordered):
+        return False
+    orders = [each.order for each in ordered]
+    if len(set(orders)) != len(orders):
+        orders = [(position + 1) * 10 for position in range(len(ordered))]
+    ordered[index], ordered[other] = ordered[other], ordered[index]
+    for each, order in zip(ordered, orders, strict=True):
+        if each.order != order:
+            before = audit.stored(each)
+            each.order = order
+            each.save(update_fields=["order", "updated_at"])
+            audit.record_save(organization=rule.organization_id, actor=actor, obj=each, before=before)
+    rule.order = next(each.order for each in ordered if each.pk == rule.pk)
+    return True
+
+
+@transaction.atomic
 def delete_rule(*, rule: AssignmentRule, actor=None) -> None:
     with audit.Deletion(rule, organization=rule.organization_id, actor=actor):
         rule.delete()

@@ -1,6 +1,7 @@
 // The segment builder: rows of lead-field, behaviour and list conditions, in all/any groups, written as the
 // definition JSON into the form's textarea (#id_definition) whenever they change; the live count under the
-// builder posts that textarea (htmx) a moment after the last change. The server renders every row; this file
+// builder (#segment-count, where the page has one) posts that textarea (htmx) a moment after the last change.
+// Segments and assignment rules use it alike. The server renders every row; this file
 // only copies blank rows from <template>s, removes rows, hides what does not apply and serialises.
 // Other pages reuse it for a condition of their own (a sequence's exit condition): the [data-segment-builder]
 // element may name its output input (data-output, default id_definition), its live count (data-counter, default
@@ -235,12 +236,12 @@
     var output = document.getElementById(root.dataset.output || "id_definition");
     var counter = document.getElementById(root.dataset.counter || "segment-count");
     var source = document.getElementById(root.dataset.config || "segment-builder-config");
-    if (!output || !counter || !source) return;
+    if (!output || !source) return;
     var config = JSON.parse(source.textContent);
     var top = root.querySelector("[data-group]");
 
     function count() {
-      if (window.htmx) window.htmx.trigger(counter, "segment-changed");
+      if (counter && window.htmx) window.htmx.trigger(counter, "segment-changed");
     }
 
     function changed() {
@@ -289,7 +290,7 @@
     root.addEventListener("change", edited);
     root.addEventListener("input", edited);
     output.addEventListener("input", count);  // the JSON box is what gets counted (and saved)
-    counter.addEventListener("htmx:afterSwap", function () { markProblems(root, counter); });
+    if (counter) counter.addEventListener("htmx:afterSwap", function () { markProblems(root, counter); });
 
     refreshAll(root);
     serialiseGroup(top, "", config);  // marks rows with their paths; the JSON box keeps the text it came with
