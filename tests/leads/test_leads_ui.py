@@ -165,7 +165,7 @@ def test_lead_page_shows_details_and_the_timeline_newest_first(browser, org, mem
     for text in ("Tim Line", "CTO", "Clockworks", "tl@example.com", "vip, beta", "plan", "pro",
                  "utm_source=newsletter"):
         assert text in html, text
-    timeline = re.search(r'<ol class="timeline">.*?</ol>', html, re.S).group(0)
+    timeline = re.search(r'<ol class="timeline"[^>]*>.*?</ol>', html, re.S).group(0)
     kinds = re.findall(r"<strong>([^<]+)</strong>", timeline)
     assert kinds == ["API submission", "Download", "Call", "Page view"]
     assert "mgr@acme.test" in timeline  # who logged the call
