@@ -310,8 +310,11 @@ class LeadDetailsForm(forms.Form):
                 self.fields[name] = forms.ChoiceField(label=label, required=False,
                                                       choices=_country_choices(lead.country))
             else:
-                self.fields[name] = forms.CharField(label=label, required=False, max_length=limits.get(name),
-                                                    widget=WIDGETS.get(name, forms.TextInput)())
+                # No limits of its own: the serializer says when a value is too long, in the API's words.
+                widget = WIDGETS.get(name, forms.TextInput)()
+                if limits.get(name):
+                    widget.attrs["maxlength"] = limits[name]
+                self.fields[name] = forms.CharField(label=label, required=False, widget=widget)
         self.fields["phone"].widget.attrs["placeholder"] = "+1 415 555 0123"
         self.serializer = None
 

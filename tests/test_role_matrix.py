@@ -141,3 +141,19 @@ def test_policy_grants_only_what_a_role_has():
     assert policy.grantable_roles(Role.MARKETER) == [Role.MARKETER]
     assert set(policy.grantable_roles(Role.MANAGER)) == {Role.MANAGER, Role.REP}
     assert policy.grantable_roles(Role.REP) == [Role.REP]
+
+
+def test_the_lead_pages_edit_and_log_ask_what_the_api_asks():
+    """Editing a lead's details in place needs what the API's PATCH needs, and logging a touch what the queue's Log
+    and the API's touch need: no role does through one door what another refuses. Every role may correct the details
+    of the leads it works (a rep: its own, by policy.visible); the other fields stay org-wide work."""
+    from leads.api.capture import LeadViewSet
+    from routing.api import LeadTouchView
+
+    actions = {route.name: route.action for route in ROUTES}
+    assert actions["leads:details-edit"] == policy.action_of_view(LeadViewSet, "partial_update") == Action.EDIT_LEADS
+    assert actions["leads:log"] == actions["routing:touch"] == policy.action_of_view(LeadTouchView) \
+        == Action.WORK_LEADS
+    assert actions["leads:details"] == actions["leads:detail"] == Action.WORK_LEADS
+    assert policy.ALLOWED[Action.EDIT_LEADS] == policy.ALLOWED[Action.WORK_LEADS]
+    assert Role.REP not in policy.ALLOWED[Action.MANAGE_LEADS]

@@ -10,7 +10,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from leadcrm import policy
-from leadcrm.errors import DomainError, add_to_form
+from leadcrm.errors import DomainError, Invalid, add_to_form
 from leadcrm.policy import Action, allowed
 
 from .. import navigation, services, touches
@@ -44,7 +44,7 @@ def lead_log(request, pk):
         try:
             activity = services.log_touch(organization_id=request.organization.pk, lead=lead, actor=request.user,
                                           **form.service_arguments())
-        except DomainError as exc:
+        except Invalid as exc:  # a refusal of another kind (the lead was erased) goes to the middleware
             add_to_form(form, exc)
     if activity is None:
         if not request.htmx:
