@@ -480,3 +480,16 @@ def test_the_lead_page_costs_the_same_however_long_the_list_and_timeline(org, sa
     for i in range(20):
         services.log_touch(organization_id=org.pk, lead=lead, type="note", note=f"n{i}", actor=rep)
     assert _queries(rep_client, url) == few
+
+
+def test_a_stage_move_or_bant_answer_keeps_the_list_the_page_came_from(org, rep, rep_client):
+    lead = owned(org, rep, first_name="Sal")
+    page = rep_client.get(f"/leads/{lead.pk}/?from=queue").content.decode()
+    stage_form = re.search(r'<form method="post" action="/leads/[^"]+/stage/".*?</form>', page, re.S).group(0)
+    assert '<input type="hidden" name="from" value="queue">' in stage_form
+    moved = rep_client.post(f"/leads/{lead.pk}/stage/", {"stage": "sal", "from": "queue"})
+    assert moved.status_code == 302 and moved.url == f"/leads/{lead.pk}/?from=queue"
+    answered = rep_client.post(f"/leads/{lead.pk}/qualification/", {"bant_need": "A CRM", "from": "list:grade=A"})
+    assert answered.status_code == 302 and answered.url == f"/leads/{lead.pk}/?from=list%3Agrade%3DA"
+    assert rep_client.post(f"/leads/{lead.pk}/stage/", {"stage": "sql", "from": "https://evil.test/"}).url == \
+        f"/leads/{lead.pk}/"  # anything but one of our lists is dropped
