@@ -128,14 +128,17 @@ def _stage_moves(lead, required, reasons_by_stage) -> dict:
 TIMELINE_LIMIT = 100
 
 
+def timeline(organization_id, lead):
+    """The lead's latest activities, newest first, with who did them."""
+    return (Activity.objects.for_org(organization_id).filter(lead=lead).select_related("actor")
+            .order_by("-occurred_at")[:TIMELINE_LIMIT])
+
+
 def lead_page(request, lead, *, status=200, stage_error="", qualification_form=None, touch_form=None):
     """The lead page, also shown again (with the problem on it) when a stage move, a BANT answer or a touch is
     refused. Opened from a list (`?from=`), it steps through that list (leads.navigation)."""
     organization_id = request.organization.pk
-    activities = (
-        Activity.objects.for_org(organization_id).filter(lead=lead).select_related("actor")
-        .order_by("-occurred_at")[:TIMELINE_LIMIT]
-    )
+    activities = timeline(organization_id, lead)
     required = services.required_bant(organization_id)
     reasons_by_stage = {stage: services.reasons(organization_id, stage)
                         for stage in ALLOWED_MOVES[lead.lifecycle_stage] if stage in STAGES_WITH_REASON}

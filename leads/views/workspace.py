@@ -16,8 +16,7 @@ from leadcrm.policy import Action, allowed
 from .. import navigation, services, touches
 from ..forms import LeadDetailsForm
 from ..lifecycle_forms import TouchForm
-from ..models import Activity
-from .leads import TIMELINE_LIMIT, lead_page, visible_leads
+from .leads import lead_page, timeline, visible_leads
 
 # Sent with a logged touch, so the cards loaded from other apps (the Distribution card: first touch) ask again.
 TOUCH_EVENT = "touch-logged"
@@ -25,11 +24,6 @@ TOUCH_EVENT = "touch-logged"
 
 def _lead(request, pk):
     return get_object_or_404(visible_leads(request).select_related("account"), pk=pk)
-
-
-def _timeline(lead):
-    return (Activity.objects.for_org(lead.organization_id).filter(lead=lead).select_related("actor")
-            .order_by("-occurred_at")[:TIMELINE_LIMIT])
 
 
 @allowed(Action.WORK_LEADS)
@@ -56,8 +50,9 @@ def lead_log(request, pk):
         messages.success(request, notice)
         return redirect(navigation.detail_url(request, lead))
     response = render(request, "leads/_touch_logged.html", {
-        "lead": lead, "form": TouchForm(auto_id="log-%s"), "notice": notice, "activities": _timeline(lead),
-        "new_activity_id": activity.pk, "origin": navigation.origin_of(request), "oob": True})
+        "lead": lead, "form": TouchForm(auto_id="log-%s"), "notice": notice,
+        "activities": timeline(lead.organization_id, lead), "new_activity_id": activity.pk,
+        "origin": navigation.origin_of(request), "oob": True})
     response["HX-Trigger"] = TOUCH_EVENT
     return response
 
