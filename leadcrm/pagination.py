@@ -85,6 +85,15 @@ def keyset_filter(keys: list[_Key], position: list, *, backwards: bool) -> Q:
     return Q(**{f"{first.lookup}__{bound}": value}) & reduce(or_, branches)
 
 
+def total_ordering(ordering) -> tuple:
+    """An ordering every row has one place in: the given fields, ended with the primary key in the direction of the
+    first field (unless it already holds the key). A keyset (a cursor, a row's neighbours) needs one."""
+    ordering = (ordering,) if isinstance(ordering, str) else tuple(ordering)
+    if any(field.lstrip("-") in ("pk", "id") for field in ordering):
+        return ordering
+    return (*ordering, "-pk" if ordering[0].startswith("-") else "pk")
+
+
 class CreatedCursorPagination(CursorPagination):
     """Keyset pagination: pages cost the same at row 10 and row 1,000,000, and reach every row exactly once."""
 
@@ -94,12 +103,8 @@ class CreatedCursorPagination(CursorPagination):
     max_page_size = 500
 
     def get_ordering(self, request, queryset, view):
-        # The cursor is only a unique position when the order is total: end every ordering with the primary key,
-        # in the direction of its first field.
-        ordering = tuple(super().get_ordering(request, queryset, view))
-        if any(field.lstrip("-") in ("pk", "id") for field in ordering):
-            return ordering
-        return (*ordering, "-pk" if ordering[0].startswith("-") else "pk")
+        # The cursor is a unique position only when the order is total.
+        return total_ordering(super().get_ordering(request, queryset, view))
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request

@@ -19,7 +19,8 @@ from .models import ApiKey, Role
 class Action(models.TextChoices):
     WORK_LEADS = "work_leads", "Open and work leads: log touches, move stages, convert"
     ALL_LEADS = "all_leads", "See and work every lead of the org (without it: one's own leads)"
-    MANAGE_LEADS = "manage_leads", "Create, edit, delete, merge and tag leads; accounts and deals"
+    EDIT_LEADS = "edit_leads", "Correct the contact and company details of the leads one works: name, email, phone…"
+    MANAGE_LEADS = "manage_leads", "Create, delete, merge and tag leads; change any of their fields; accounts and deals"
     ROUTE_LEADS = "route_leads", "Route a lead by the rules now"
     REASSIGN = "reassign", "Hand leads from one rep to another"
     CLAIM = "claim", "Take leads from the pools of one's teams"
@@ -51,6 +52,7 @@ _ALL = _ORG_WIDE | {Role.REP}
 ALLOWED: dict[Action, frozenset] = {
     Action.WORK_LEADS: _ALL,
     Action.ALL_LEADS: _ORG_WIDE,
+    Action.EDIT_LEADS: _ALL,
     Action.MANAGE_LEADS: _ORG_WIDE,
     Action.ROUTE_LEADS: _ORG_WIDE,
     Action.REASSIGN: frozenset({Role.ADMIN, Role.MANAGER}),

@@ -228,6 +228,7 @@ SPECTACULAR_SETTINGS = {
         "SegmentKindEnum": "leads.models.SegmentKind.choices",
         "RoutingStrategyEnum": "routing.models.Strategy.choices",
         "TouchTypeEnum": "routing.serializers.TOUCH_CHOICES",
+        "TouchOutcomeEnum": "leads.touches.OUTCOME_VALUES",
         "ActivityTypeEnum": "leads.models.ActivityType.choices",
         "ScoringRuleKindEnum": "scoring.models.RuleKind.choices",
         "CampaignMemberStatusEnum": "campaigns.models.MemberStatus.choices",

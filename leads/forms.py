@@ -1,11 +1,13 @@
-"""Browser forms: a marketer's settings for a capture Form, and the public form built from them.
+"""Browser forms: a marketer's settings for a capture Form, the public form built from them, and the lead page's
+contact and company details.
 
-Both defer the rules to the API serializers (FormSerializer, LeadSerializer), so the browser, the
+They defer the rules to the API serializers (FormSerializer, LeadSerializer), so the browser, the
 public page and the API accept and reject exactly the same input.
 """
 
 from functools import cache
 
+import pycountry
 from django import forms
 from django.db import IntegrityError, transaction
 
@@ -277,3 +279,69 @@ class PublicLeadForm(forms.Form):
             self.add_error(None, "This form cannot be sent because of how it is set up. "
                                  "Please let the site owner know.")
         return hidden_problem
+
+
+def _country_choices(current: str = "") -> list[tuple[str, str]]:
+    choices = [("", "—"), *sorted(((country.alpha_2, f"{country.name} ({country.alpha_2})")
+                                   for country in pycountry.countries), key=lambda choice: choice[1])]
+    if current and current not in dict(choices):  # a code stored by other means stays choosable
+        choices.append((current, current))
+    return choices
+
+
+class LeadDetailsForm(forms.Form):
+    """The lead's contact and company details, edited in place on the lead page. Values stay text here:
+    LeadSerializer (the API's PATCH) types and checks the ones that changed, so both accept and refuse the same —
+    a phone with its country code, a well-formed email no other lead of the org has, one of the two kept."""
+
+    FIELDS = ("first_name", "last_name", "email", "phone", "job_title", "company", "website", "industry",
+              "company_size", "annual_revenue", "country", "region", "city")
+    LABELS = {"company_size": "Company size (employees)", "country": "Country"}
+
+    def __init__(self, *args, lead, request=None, **kwargs):
+        self.lead, self.request = lead, request
+        kwargs.setdefault("initial", {name: self._text(getattr(lead, name)) for name in self.FIELDS})
+        kwargs.setdefault("auto_id", "edit-%s")
+        super().__init__(*args, **kwargs)
+        limits = _lead_input_limits()
+        for name in self.FIELDS:
+            label = self.LABELS.get(name) or field_label(name)
+            if name == "country":
+                self.fields[name] = forms.ChoiceField(label=label, required=False,
+                                                      choices=_country_choices(lead.country))
+            else:
+                # No limits of its own: the serializer says when a value is too long, in the API's words.
+                widget = WIDGETS.get(name, forms.TextInput)()
+                if limits.get(name):
+                    widget.attrs["maxlength"] = limits[name]
+                self.fields[name] = forms.CharField(label=label, required=False, widget=widget)
+        self.fields["phone"].widget.attrs["placeholder"] = "+1 415 555 0123"
+        self.serializer = None
+
+    def focus_first(self) -> "LeadDetailsForm":
+        """Autofocus the first field in error, else the first field (htmx focuses it once swapped in)."""
+        name = next((name for name in self.fields if name in self.errors), next(iter(self.fields)))
+        self.fields[name].widget.attrs["autofocus"] = True
+        return self
+
+    @staticmethod
+    def _text(value) -> str:
+        return "" if value is None else str(value)
+
+    def changes(self) -> dict:
+        """The fields whose text differs from the lead's, as the API's PATCH would send them."""
+        nullable = ("company_size", "annual_revenue")
+        return {name: (None if name in nullable and value == "" else value)
+                for name, value in self.cleaned_data.items()
+                if name in self.FIELDS and value != self._text(getattr(self.lead, name))}
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        self.serializer = LeadSerializer(self.lead, data=self.changes(), partial=True, context={
+            "organization": self.lead.organization_id, "request": self.request})
+        if not self.serializer.is_valid():
+            for key, detail in self.serializer.errors.items():
+                self.add_error(key if key in self.fields else None, flatten_errors(detail))
+        return cleaned

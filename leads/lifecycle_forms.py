@@ -1,4 +1,4 @@
-"""Browser forms of qualification and conversion: BANT answers, converting a lead, losing a deal.
+"""Browser forms of working a lead: logging a touch, BANT answers, converting a lead, losing a deal.
 
 They check types and lengths the way the API's serializers do (leads/api/lifecycle.py); the rules that depend
 on the lead's state (allowed moves, required BANT, what can be converted) stay in the services.
@@ -9,6 +9,7 @@ from django.core.validators import RegexValidator
 
 from leadcrm import currency
 
+from . import touches
 from .models import BANT_FIELDS, Account, Lead
 
 COUNTRY = RegexValidator(r"^[A-Za-z]{2}$", "Use a two-letter ISO 3166 code, such as DE.")
@@ -19,6 +20,44 @@ OTHER_REASON = "__other__"
 
 def bant_label(field: str) -> str:
     return str(Lead._meta.get_field(field).verbose_name).capitalize()
+
+
+class TouchForm(forms.Form):
+    """Log a call, an email, a meeting or a note, how it went and when (the lead page and the queue). The rules
+    are `touches.problems`, as in the API and the service."""
+
+    type = forms.ChoiceField(choices=touches.TOUCH_CHOICES, label="What happened", initial="call",
+                             widget=forms.RadioSelect)
+    outcome = forms.ChoiceField(label="Outcome", required=False, choices=[("", "—"), *(
+        (touches.label(kind), outcomes) for kind, outcomes in touches.OUTCOMES.items() if outcomes)])
+    note = forms.CharField(label="Notes", required=False, max_length=touches.MAX_NOTE, strip=True,
+                           widget=forms.Textarea(attrs={"rows": 3}))
+    occurred_at = forms.DateTimeField(
+        label="When", required=False, help_text="Leave empty for now.",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+
+    def clean(self):
+        data = super().clean()
+        if "type" in data:
+            for field, problems in touches.problems(type=data["type"], outcome=data.get("outcome", ""),
+                                                    note=data.get("note", ""),
+                                                    occurred_at=data.get("occurred_at")).items():
+                if field not in self.errors:
+                    self.add_error(field, problems)
+        return data
+
+    def outcome_groups(self) -> list[dict]:
+        """The outcome select's groups, one per kind that has outcomes, marked with the kind they belong to."""
+        chosen = str(self["outcome"].value() or "")
+        return [{"type": kind, "label": touches.label(kind),
+                 "options": [{"value": value, "label": label, "selected": value == chosen}
+                             for value, label in outcomes]}
+                for kind, outcomes in touches.OUTCOMES.items() if outcomes]
+
+    def service_arguments(self) -> dict:
+        data = self.cleaned_data
+        return {"type": data["type"], "outcome": data.get("outcome", ""), "note": data.get("note", ""),
+                "occurred_at": data.get("occurred_at")}
 
 
 class QualificationForm(forms.Form):

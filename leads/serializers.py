@@ -10,7 +10,7 @@ from rest_framework.validators import UniqueValidator
 
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
 
-from . import activity_types, selectors, services
+from . import activity_types, selectors, services, touches
 from .models import (
     TOUCH_FIELDS,
     Activity,
@@ -31,6 +31,12 @@ LEAD_INPUT_FIELDS = [
     "consent_opt_in", "unsubscribed", "do_not_contact", "tags", "custom_fields",
     "bant_budget", "bant_authority", "bant_need", "bant_timeline",
 ]
+# The contact and company details anyone who works a lead may correct (Action.EDIT_LEADS); changing the others
+# (owner, consent, tags, source, custom fields…) is managing leads (Action.MANAGE_LEADS).
+DETAIL_FIELDS = (
+    "first_name", "last_name", "email", "phone", "job_title", "company", "industry", "company_size",
+    "annual_revenue", "website", "country", "region", "city", "timezone",
+)
 # Lead fields a public form may show (no owner, stage or flags a visitor should not set).
 FORM_FIELD_CHOICES = [
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size",
@@ -165,6 +171,10 @@ class ActivityInputSerializer(StrictSerializer):
         return value
 
     def validate(self, attrs):
+        # An outcome of a call, email or meeting is one of the outcomes the lead page and the queue offer.
+        outcome = attrs.get("properties", {}).get("outcome")
+        if attrs["type"] in touches.TOUCH_TYPES and (problem := touches.outcome_problem(attrs["type"], outcome)):
+            raise serializers.ValidationError({"properties": [f"outcome: {problem}"]})
         if bool(attrs.get("lead")) == bool(attrs.get("email")):
             raise serializers.ValidationError({"lead": ["Give either 'lead' (an id) or 'email', not both."]})
         if attrs.get("lead"):

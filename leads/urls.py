@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import activity_types, conversion, duplicates, forms, imports, leads
+from .views import activity_types, conversion, duplicates, forms, imports, leads, workspace
 from .views import segments as segment_views
 
 app_name = "leads"
@@ -13,6 +13,9 @@ urlpatterns = [
     path("leads/<uuid:pk>/", leads.lead_detail, name="detail"),
     path("leads/<uuid:pk>/stage/", leads.lead_stage, name="stage"),
     path("leads/<uuid:pk>/qualification/", leads.lead_qualification, name="qualification"),
+    path("leads/<uuid:pk>/log/", workspace.lead_log, name="log"),
+    path("leads/<uuid:pk>/details/", workspace.lead_details, name="details"),
+    path("leads/<uuid:pk>/details/edit/", workspace.lead_details_edit, name="details-edit"),
     path("leads/<uuid:pk>/export/", leads.lead_export, name="export"),
     path("leads/<uuid:pk>/erase/", leads.lead_erase, name="erase"),
     path("leads/<uuid:pk>/convert/", conversion.lead_convert, name="convert"),

@@ -249,9 +249,9 @@ class LeadTouchView(APIView):
         serializer = TouchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        activity = lead_services.record_activity(
+        activity = lead_services.log_touch(
             organization_id=request.organization.pk, lead=lead, type=TOUCH_TYPES[data["type"]],
-            properties={"note": data["note"]}, actor=audit.actor_of(request))
+            outcome=data["outcome"], note=data["note"], occurred_at=data["occurred_at"], actor=audit.actor_of(request))
         return Response(ActivitySerializer(activity).data, status=status.HTTP_201_CREATED)
 
 

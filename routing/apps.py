@@ -6,8 +6,9 @@ class RoutingConfig(AppConfig):
 
     def ready(self):
         from leadcrm import audit, events
+        from leads import navigation
 
-        from . import handlers, privacy
+        from . import handlers, privacy, views
         from .models import AssignmentRule, RepProfile, Team
 
         audit.register(AssignmentRule)
@@ -21,3 +22,4 @@ class RoutingConfig(AppConfig):
         events.subscribe(events.LEAD_UPDATED, handlers.owner_edited)
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
         privacy.register()
+        navigation.register("queue", views.queue_steps)  # the lead page's Previous / Next through a queue

@@ -14,22 +14,9 @@ from .hours import DAY_NAMES, timezone_names
 from .models import Seniority, Strategy
 from .serializers import MAX_CAPACITY, MAX_LIST_ITEMS
 
-# What a rep logs from the queue, as the timeline's activity types.
-TOUCH_CHOICES = [("call", "Call"), ("email_logged", "Email"), ("meeting", "Meeting"), ("note", "Note")]
 # The stage moves the queue offers (the lifecycle itself decides which are allowed from where).
 QUEUE_MOVES = (LifecycleStage.SAL, LifecycleStage.SQL, LifecycleStage.DISQUALIFIED, LifecycleStage.RECYCLED)
 MAX_BULK = 500  # leads per bulk action: one page of the list is far less
-
-
-class TouchForm(forms.Form):
-    type = forms.ChoiceField(choices=TOUCH_CHOICES, label="What happened")
-    note = forms.CharField(max_length=2000, required=False, strip=True, label="Note")
-
-    def clean(self):
-        data = super().clean()
-        if data.get("type") == "note" and not data.get("note"):
-            self.add_error("note", "Write the note.")
-        return data
 
 
 class StageForm(forms.Form):

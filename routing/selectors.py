@@ -16,6 +16,12 @@ QUEUE_LIMIT = 200  # a queue longer than this is a capacity problem, not a list 
 
 def queue(organization_id, user, *, now=None):
     """The rep's open leads, most overdue first, then hottest: `overdue`, `sla_due_at` annotated."""
+    leads = Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES)
+    return queue_order(leads, now=now)
+
+
+def queue_order(leads, *, now=None):
+    """Leads in the queue's order (ending with the id, so each has one place), with its annotations."""
     now = now or timezone.now()
     heat = Case(When(temperature=Temperature.HOT, then=Value(0)), When(temperature=Temperature.WARM, then=Value(1)),
                 default=Value(2), output_field=IntegerField())
@@ -23,8 +29,7 @@ def queue(organization_id, user, *, now=None):
     # Overdue leads first, the longest overdue at the top; the rest by heat and score, the nearest deadline
     # breaking ties (deadlines differ by milliseconds, so ordering by them first would leave heat no say).
     overdue_since = Case(When(routing__sla_due_at__lte=now, then=F("routing__sla_due_at")))
-    return (Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES)
-            .annotate(sla_due_at=F("routing__sla_due_at"), overdue=overdue, heat=heat)
+    return (leads.annotate(sla_due_at=F("routing__sla_due_at"), overdue=overdue, heat=heat)
             .order_by("-overdue", overdue_since.asc(nulls_last=True), "heat", "-score",
                       F("sla_due_at").asc(nulls_last=True), "-created_at", "id"))
 

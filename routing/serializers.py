@@ -12,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from leadcrm.api import StrictModelSerializer, StrictSerializer, storable_json
+from leads import touches
 from leads.models import Segment
 
 from . import selectors
@@ -19,7 +20,6 @@ from .models import Assignment, AssignmentRule, RepProfile, Seniority, Strategy,
 
 MAX_LIST_ITEMS = 500  # territories, industries, languages of a rep; members of a team
 MAX_CAPACITY = 100_000
-MAX_NOTE = 10_000
 # What a rep logs, and the activity type it is recorded as.
 TOUCH_TYPES = {"call": "call", "email": "email_logged", "meeting": "meeting", "note": "note"}
 TOUCH_CHOICES = list(TOUCH_TYPES)
@@ -231,11 +231,20 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
 class TouchSerializer(StrictSerializer):
     type = serializers.ChoiceField(choices=TOUCH_CHOICES, help_text="What the rep did.")
-    note = serializers.CharField(required=False, allow_blank=True, max_length=MAX_NOTE, default="")
+    outcome = serializers.ChoiceField(
+        choices=touches.OUTCOME_VALUES, required=False, allow_blank=True, default="",
+        help_text="How it went, one of the type's outcomes: " + "; ".join(
+            f"{api}: {', '.join(value for value, _ in touches.OUTCOMES[kind])}"
+            for api, kind in TOUCH_TYPES.items() if touches.OUTCOMES[kind]) + ". A note has none.")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=touches.MAX_NOTE, default="")
+    occurred_at = serializers.DateTimeField(required=False, default=None,
+                                            help_text="When it happened (not in the future); default now.")
 
     def validate(self, attrs):
-        if attrs["type"] == "note" and not attrs["note"].strip():
-            raise serializers.ValidationError({"note": ["A note needs its text."]})
+        errors = touches.problems(type=TOUCH_TYPES[attrs["type"]], outcome=attrs["outcome"], note=attrs["note"],
+                                  occurred_at=attrs["occurred_at"])
+        if errors:
+            raise serializers.ValidationError(errors)
         return attrs
 
 

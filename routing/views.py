@@ -11,15 +11,18 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_POST
 
 from leadcrm import policy
-from leadcrm.paging import keyset_page
+from leadcrm.paging import keyset_page, neighbours
 from leadcrm.policy import Action, allowed
+from leads import navigation
 from leads import services as lead_services
+from leads.lifecycle_forms import TouchForm
 from leads.models import ALLOWED_MOVES, STAGES_WITH_REASON, Lead, LifecycleStage
 from leads.selectors import leads_for
 from leads.services.conversion import CONVERTIBLE_STAGES
+from leads.touches import TOUCH_CHOICES
 
 from . import selectors, services
-from .forms import QUEUE_MOVES, TOUCH_CHOICES, BulkForm, RepChoiceForm, StageForm, TouchForm
+from .forms import QUEUE_MOVES, BulkForm, RepChoiceForm, StageForm
 from .models import AssignmentReason, LeadRouting, TeamMember
 from .services.notify import mark_read
 
@@ -70,6 +73,26 @@ def _queue_url(owner_id=None) -> str:
     return f"{url}?rep={owner_id}" if owner_id else url
 
 
+def queue_steps(request, lead, argument: str, origin: str):
+    """The lead page's Previous / Next through a queue, in its order: the member's own (`from=queue`), or the queue
+    of a rep they oversee (`from=queue:<user id>`, as `_queue_owner` allows; any other gives no steps)."""
+    owner = request.user
+    if argument:
+        try:
+            user_id = int(argument)
+        except ValueError:
+            return None
+        owner = selectors.queue_owner(request.organization.pk, policy.principal_of(request), user_id)
+        if owner is None:
+            return None
+    organization_id, now = request.organization.pk, timezone.now()
+    previous, following = neighbours(selectors.queue(organization_id, owner, now=now), lead.pk,
+                                     anchor=selectors.queue_order(Lead.objects.for_org(organization_id), now=now))
+    other = owner.pk != request.user.pk
+    return navigation.Steps(back_label="Back to queue", back_url=_queue_url(owner.pk if other else None),
+                            previous=previous, next=following, origin=origin)
+
+
 def _reasons(organization_id) -> dict[str, list[str]]:
     return {str(stage): lead_services.reasons(organization_id, stage) for stage in STAGES_WITH_REASON}
 
@@ -91,7 +114,8 @@ def _with_actions(lead, reasons, error=""):
 def _row_context(request, owner) -> dict:
     other = owner.pk != request.user.pk
     return {
-        "touch_choices": TOUCH_CHOICES, "queue_rep": owner.pk if other else None,
+        "touch_choices": TOUCH_CHOICES, "outcome_groups": TouchForm().outcome_groups(),
+        "queue_rep": owner.pk if other else None,
         "can_reassign": policy.can(request, Action.REASSIGN),
     }
 
@@ -149,10 +173,9 @@ def lead_touch(request, pk):
     form = TouchForm(request.POST)
     if not form.is_valid():
         return _queue_row(request, lead, error=_first_error(form), status=400)
-    kind, note = form.cleaned_data["type"], form.cleaned_data["note"]
-    lead_services.record_activity(organization_id=request.organization.pk, lead=lead, type=kind,
-                                  properties={"note": note} if note else {}, actor=request.user)
-    return _queue_row(request, lead, notice=f"{dict(TOUCH_CHOICES)[kind]} logged for {lead}.")
+    lead_services.log_touch(organization_id=request.organization.pk, lead=lead, actor=request.user,
+                            **form.service_arguments())
+    return _queue_row(request, lead, notice=f"{dict(TOUCH_CHOICES)[form.cleaned_data['type']]} logged for {lead}.")
 
 
 @allowed(Action.WORK_LEADS)

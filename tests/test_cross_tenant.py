@@ -140,6 +140,14 @@ ENDPOINTS = [
     Endpoint("ui-leads-saved-views", "get", "/leads/", "absent", api=False, marker="Acme Secrets view"),
     Endpoint("ui-saved-view-open", "get", "/leads/?view={saved_view}", "404", api=False),
     Endpoint("ui-saved-view-delete", "post", "/leads/views/{saved_view}/delete/", "404", api=False),
+    Endpoint("ui-lead-detail-from-list", "get", "/leads/{lead}/?from=list:search=Secrets", "404", api=False),
+    Endpoint("ui-lead-detail-from-queue", "get", "/leads/{lead}/?from=queue:{queue_rep}", "404", api=False),
+    Endpoint("ui-lead-log", "post", "/leads/{lead}/log/", "404", api=False,
+             body={"type": "call", "outcome": "connected", "note": "pwned"}),
+    Endpoint("ui-lead-details", "get", "/leads/{lead}/details/", "404", api=False),
+    Endpoint("ui-lead-details-edit", "get", "/leads/{lead}/details/edit/", "404", api=False),
+    Endpoint("ui-lead-details-edit-post", "post", "/leads/{lead}/details/edit/", "404", api=False,
+             body={"first_name": "Mallory", "email": "victoria@acme.test", "phone": "+14155550100"}),
     Endpoint("ui-lead-erase", "get", "/leads/{lead}/erase/", "404", api=False),
     Endpoint("ui-lead-erase-post", "post", "/leads/{lead}/erase/", "404", api=False, body={"confirm": "erase"}),
     Endpoint("ui-forms-list", "get", "/forms/", "absent", api=False, marker="{form}"),
@@ -730,6 +738,23 @@ def test_owner_from_another_org_is_rejected(org, other_org, victim, api):
     created = api.post("/api/v1/leads/", {"email": "new@acme.test", "owner": outsider.pk}, format="json")
     assert created.status_code == 400
     assert not Lead.objects.filter(email="new@acme.test").exists()
+
+
+def test_previous_and_next_never_step_into_another_org(org, other_org, victim, attacker_objects, client):
+    """The lead page's steps through a list or queue stay in the member's org, whatever the link says."""
+    from urllib.parse import quote
+
+    neighbour = services.capture_lead(organization_id=other_org.pk, data={"email": "vince@rival.test"}).lead
+    client.force_login(Membership.objects.get(organization=other_org, role=Role.ADMIN).user)
+    for origin in ("list:", "list:search=V", "queue", f"queue:{victim['queue_rep']}", f"queue:{victim['admin_user']}"):
+        response = client.get(f"/leads/{attacker_objects['lead']}/?from={quote(origin, safe='')}")
+        assert response.status_code == 200, origin
+        html = response.content.decode()
+        for victims_lead in (victim["lead"], victim["lead2"], victim["pooled"]):
+            assert victims_lead not in html, origin
+        assert "Victoria" not in html and "acme.test" not in html, origin
+        if origin.startswith("list"):
+            assert f"/leads/{neighbour.pk}/?from=" in html, origin  # the steps do work, within the org
 
 
 def test_idempotency_keys_are_per_org(org, other_org, api, other_api):

@@ -204,3 +204,19 @@ def test_posting_a_test_email_or_the_settings_answers_as_the_policy_says(org, me
     assert (settings_page.status_code == 403) != (role == Role.ADMIN)
     org.refresh_from_db()
     assert (org.name == f"Renamed by {role}") == (role == Role.ADMIN)
+
+
+def test_the_lead_pages_edit_and_log_ask_what_the_api_asks():
+    """Editing a lead's details in place needs what the API's PATCH needs, and logging a touch what the queue's Log
+    and the API's touch need: no role does through one door what another refuses. Every role may correct the details
+    of the leads it works (a rep: its own, by policy.visible); the other fields stay org-wide work."""
+    from leads.api.capture import LeadViewSet
+    from routing.api import LeadTouchView
+
+    actions = {route.name: route.action for route in ROUTES}
+    assert actions["leads:details-edit"] == policy.action_of_view(LeadViewSet, "partial_update") == Action.EDIT_LEADS
+    assert actions["leads:log"] == actions["routing:touch"] == policy.action_of_view(LeadTouchView) \
+        == Action.WORK_LEADS
+    assert actions["leads:details"] == actions["leads:detail"] == Action.WORK_LEADS
+    assert policy.ALLOWED[Action.EDIT_LEADS] == policy.ALLOWED[Action.WORK_LEADS]
+    assert Role.REP not in policy.ALLOWED[Action.MANAGE_LEADS]

@@ -1,5 +1,6 @@
 """Readable rendering of JSON values (activity properties, touches). Output stays autoescaped."""
 
+import phonenumbers
 from django import template
 from django.utils.dateparse import parse_datetime
 
@@ -32,3 +33,13 @@ def touch_summary(touch):
 @register.filter
 def iso_datetime(value):
     return parse_datetime(value) if isinstance(value, str) else value
+
+
+@register.filter
+def phone_display(value):
+    """An E.164 number as people read it (+1 415-555-0123); anything else as it is."""
+    try:
+        number = phonenumbers.parse(value or "", None)
+    except phonenumbers.NumberParseException:
+        return value or ""
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

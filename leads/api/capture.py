@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, renderers, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -25,6 +25,8 @@ from .. import imports, selectors, services
 from ..filters import LeadFilter, LeadSearchFilter
 from ..models import Activity, Form, FormSubmission, ImportJob, Touch
 from ..serializers import (
+    DETAIL_FIELDS,
+    LEAD_INPUT_FIELDS,
     ActivityInputSerializer,
     ActivitySerializer,
     FormSerializer,
@@ -53,7 +55,7 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
     policy_action = Action.MANAGE_LEADS
     policy_actions = {name: Action.WORK_LEADS for name in ("list", "retrieve", "activities", "touches", "stage",
                                                            "convert")} | {
-        "export": Action.EXPORT, "erase": Action.ERASE}
+        "partial_update": Action.EDIT_LEADS, "export": Action.EXPORT, "erase": Action.ERASE}
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
     filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]
@@ -80,7 +82,15 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
 
     @extend_schema(responses={200: LeadSerializer, 409: CONFLICT_RESPONSE})
     def partial_update(self, request, pk=None):
+        """Change some of the lead's fields. Every role may correct the contact and company details of the leads
+        it works (`first_name last_name email phone job_title company industry company_size annual_revenue website
+        country region city timezone`); the other fields are for admins, managers and marketers."""
         lead = self.get_object()
+        given = set(request.data) if isinstance(request.data, dict) else set()
+        others = sorted(given & set(LEAD_INPUT_FIELDS) - set(DETAIL_FIELDS))  # unknown ones are the serializer's
+        if others and not policy.principal_of(request).can(Action.MANAGE_LEADS):
+            raise PermissionDenied(f"Your role may change only a lead's contact and company details, not: "
+                                   f"{', '.join(others)}.")
         if lead.erased_at is not None:  # refused before its input is checked: no change of it could be made
             raise services.LeadErased("This lead was erased on request; it cannot be changed.")
         serializer = self.get_serializer(lead, data=request.data, partial=True)

@@ -16,8 +16,8 @@ from leadcrm.csvutil import csv_response
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
-from .. import listing, selectors, services
-from ..lifecycle_forms import LoseDealForm, QualificationForm, SavedViewForm, bant_label
+from .. import listing, navigation, selectors, services
+from ..lifecycle_forms import LoseDealForm, QualificationForm, SavedViewForm, TouchForm, bant_label
 from ..models import (
     ALLOWED_MOVES,
     STAGES_WITH_REASON,
@@ -125,13 +125,20 @@ def _stage_moves(lead, required, reasons_by_stage) -> dict:
     return {"plain_moves": plain, "reason_moves": with_reason}
 
 
-def lead_page(request, lead, *, status=200, stage_error="", qualification_form=None):
-    """The lead page, also shown again (with the problem on it) when a stage move or BANT answer is refused."""
+TIMELINE_LIMIT = 100
+
+
+def timeline(organization_id, lead):
+    """The lead's latest activities, newest first, with who did them."""
+    return (Activity.objects.for_org(organization_id).filter(lead=lead).select_related("actor")
+            .order_by("-occurred_at")[:TIMELINE_LIMIT])
+
+
+def lead_page(request, lead, *, status=200, stage_error="", qualification_form=None, touch_form=None):
+    """The lead page, also shown again (with the problem on it) when a stage move, a BANT answer or a touch is
+    refused. Opened from a list (`?from=`), it steps through that list (leads.navigation)."""
     organization_id = request.organization.pk
-    activities = (
-        Activity.objects.for_org(organization_id).filter(lead=lead).select_related("actor")
-        .order_by("-occurred_at")[:100]
-    )
+    activities = timeline(organization_id, lead)
     required = services.required_bant(organization_id)
     reasons_by_stage = {stage: services.reasons(organization_id, stage)
                         for stage in ALLOWED_MOVES[lead.lifecycle_stage] if stage in STAGES_WITH_REASON}
@@ -149,6 +156,9 @@ def lead_page(request, lead, *, status=200, stage_error="", qualification_form=N
         "deals": deals, "lose_form": LoseDealForm(reasons=lost_reasons),
         "consents": ConsentRecord.objects.for_org(organization_id).filter(lead=lead).order_by("-given_at")[:20],
         "can_export": policy.can(request, Action.EXPORT), "can_erase": policy.can(request, Action.ERASE),
+        "can_edit": policy.can(request, Action.EDIT_LEADS) and lead.erased_at is None,
+        "touch_form": touch_form or TouchForm(auto_id="log-%s"),
+        "steps": navigation.steps(request, lead), "origin": navigation.origin_of(request),
     }, status=status)
 
 
@@ -171,7 +181,7 @@ def lead_stage(request, pk):
         return lead_page(request, lead, status=400, stage_error=str(exc))
     reason = f" ({lead.stage_reason})" if stage in STAGES_WITH_REASON and lead.stage_reason else ""
     messages.success(request, f"Moved to {lead.get_lifecycle_stage_display()}{reason}.")
-    return redirect("leads:detail", pk=lead.pk)
+    return redirect(navigation.detail_url(request, lead))
 
 
 @allowed(Action.WORK_LEADS)
@@ -183,7 +193,7 @@ def lead_qualification(request, pk):
         return lead_page(request, lead, status=400, qualification_form=form)
     services.update_qualification(lead=lead, data=form.cleaned_data, actor=request.user)
     messages.success(request, "Qualification saved.")
-    return redirect("leads:detail", pk=lead.pk)
+    return redirect(navigation.detail_url(request, lead))
 
 
 # Who may take a lead's data out or erase it: a privacy request is handled by admins; marketers, who own consent

@@ -18,6 +18,7 @@ from leadcrm import audit, events
 from leadcrm.errors import Conflict
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
+from leads import touches
 from leads.conditions import as_boolean
 from leads.models import Lead, LifecycleStage
 from leads.segments import definition_q
@@ -40,7 +41,7 @@ _S = LifecycleStage
 # Leads a rep is still working: what counts against capacity and fills the queue.
 OPEN_STAGES = (_S.SUBSCRIBER, _S.LEAD, _S.MQL, _S.SAL, _S.SQL)
 # Logging one of these (or accepting the lead) is the first touch that stops the SLA clock.
-TOUCH_TYPES = ("call", "email_logged", "meeting", "note")
+TOUCH_TYPES = touches.TOUCH_TYPES
 TOUCHED_STAGES = (_S.SAL, _S.SQL, _S.OPPORTUNITY, _S.CUSTOMER, _S.DISQUALIFIED, _S.RECYCLED)
 REP_ROLES = (Role.REP, Role.MANAGER)  # the members who get a routing profile and may be given leads
 

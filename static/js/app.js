@@ -142,3 +142,40 @@ document.addEventListener("keydown", function (event) {
     });
   });
 })();
+
+// A touch's outcome (<select data-outcomes-of="type">) offers only the outcomes of the kind chosen in its form — a
+// call's, an email's, a meeting's; a note has none, and the outcome (or its [data-outcome-holder]) is hidden. Without
+// scripts every group shows and the server checks that the pair fits.
+(function () {
+  function sync(select) {
+    var kind = select.form && select.form.elements[select.getAttribute("data-outcomes-of")];
+    var chosen = kind ? kind.value : "";
+    var offered = false;
+    Array.prototype.forEach.call(select.querySelectorAll("optgroup[data-type]"), function (group) {
+      var on = group.getAttribute("data-type") === chosen;
+      group.hidden = !on;
+      group.disabled = !on;
+      offered = offered || on;
+    });
+    var picked = select.options[select.selectedIndex];
+    if (picked && picked.parentNode.disabled) select.value = "";
+    var holder = select.closest("[data-outcome-holder]") || select;
+    holder.hidden = !offered;
+  }
+  function syncAll(root) {
+    if (!root || !root.querySelectorAll) return;
+    Array.prototype.forEach.call(root.querySelectorAll("select[data-outcomes-of]"), sync);
+  }
+  document.addEventListener("change", function (event) {
+    var form = event.target.form;
+    if (!form) return;
+    Array.prototype.forEach.call(form.querySelectorAll("select[data-outcomes-of]"), function (select) {
+      if (event.target.name === select.getAttribute("data-outcomes-of")) sync(select);
+    });
+  });
+  if (window.htmx) {
+    window.htmx.onLoad(syncAll);
+  } else {
+    document.addEventListener("DOMContentLoaded", function () { syncAll(document); });
+  }
+})();

@@ -641,8 +641,18 @@ def test_reps_read_and_work_only_their_own_leads_over_the_api(client, member, or
     Lead.objects.filter(pk=mine.pk).update(owner=rep)
     client.force_login(rep)
     assert [row["email"] for row in client.get("/api/v1/leads/").json()["results"]] == ["mine@example.com"]
-    assert client.patch(f"/api/v1/leads/{mine.pk}/", {"first_name": "X"}, content_type="application/json"
-                        ).status_code == 403  # changing leads at large is org-wide work, as in the browser
+    # A rep corrects the contact and company details of their own leads, as on the lead page...
+    assert client.patch(f"/api/v1/leads/{mine.pk}/", {"first_name": "X", "phone": "+14155550123"},
+                        content_type="application/json").status_code == 200
+    assert Lead.objects.get(pk=mine.pk).first_name == "X"
+    # ...but changing leads at large (owner, tags, consent…) is org-wide work, as in the browser
+    for body in ({"owner": None}, {"tags": ["mine"]}, {"first_name": "Y", "do_not_contact": True}):
+        response = client.patch(f"/api/v1/leads/{mine.pk}/", body, content_type="application/json")
+        assert response.status_code == 403, body
+    assert Lead.objects.get(pk=mine.pk).first_name == "X" and Lead.objects.get(pk=mine.pk).owner_id == rep.pk
+    theirs = Lead.objects.get(email="theirs@example.com")
+    assert client.patch(f"/api/v1/leads/{theirs.pk}/", {"first_name": "X"}, content_type="application/json"
+                        ).status_code == 404
     assert client.post("/api/v1/leads/", {"email": "new@example.com"}, content_type="application/json"
                        ).status_code == 403
 

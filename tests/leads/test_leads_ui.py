@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def lead_ids(response):
     """Lead ids linked from the list, in page order."""
     assert response.status_code == 200
-    return re.findall(r'href="/leads/([0-9a-f-]{36})/"', response.content.decode())
+    return re.findall(r'href="/leads/([0-9a-f-]{36})/[?"]', response.content.decode())
 
 
 def next_link(response, rel="next"):
@@ -98,7 +98,7 @@ def test_invalid_filter_shows_an_error_not_a_crash(browser, leads):
     response = browser.get("/leads/?score_min=lots")
     assert response.status_code == 400
     assert "score_min" in response.content.decode() and "Enter a number" in response.content.decode()
-    assert not re.findall(r'href="/leads/([0-9a-f-]{36})/"', response.content.decode())
+    assert not re.findall(r'href="/leads/([0-9a-f-]{36})/[?"]', response.content.decode())
 
 
 def test_empty_state_says_what_to_do(browser, org):
@@ -165,7 +165,7 @@ def test_lead_page_shows_details_and_the_timeline_newest_first(browser, org, mem
     for text in ("Tim Line", "CTO", "Clockworks", "tl@example.com", "vip, beta", "plan", "pro",
                  "utm_source=newsletter"):
         assert text in html, text
-    timeline = re.search(r'<ol class="timeline">.*?</ol>', html, re.S).group(0)
+    timeline = re.search(r'<ol class="timeline"[^>]*>.*?</ol>', html, re.S).group(0)
     kinds = re.findall(r"<strong>([^<]+)</strong>", timeline)
     assert kinds == ["API submission", "Download", "Call", "Page view"]
     assert "mgr@acme.test" in timeline  # who logged the call
@@ -357,7 +357,7 @@ def test_a_saved_view_keeps_the_lists_keys_only_and_opens_with_them(browser, lea
 def test_a_view_without_a_name_is_a_form_error(browser, leads):
     response = browser.post("/leads/views/", {"name": "  ", "query": "grade=A"})
     assert response.status_code == 400 and "This field is required" in response.content.decode()
-    shown = re.findall(r'href="/leads/([0-9a-f-]{36})/"', response.content.decode())
+    shown = re.findall(r'href="/leads/([0-9a-f-]{36})/[?"]', response.content.decode())
     assert shown == [str(leads["cy"].pk), str(leads["ada"].pk)]  # the list it was about to save, shown again
     assert not SavedView.objects.exists()
 
