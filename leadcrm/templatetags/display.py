@@ -32,3 +32,12 @@ def touch_summary(touch):
 @register.filter
 def iso_datetime(value):
     return parse_datetime(value) if isinstance(value, str) else value
+
+
+@register.filter
+def thousands(value):
+    """12345 → "12,345": counts people read at a glance."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value

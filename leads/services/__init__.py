@@ -29,7 +29,7 @@ from .lifecycle import (
 )
 from .merge import MergeRefused, merge_leads, tag_leads
 from .privacy import LeadErased, check_changeable, erase_lead, export_lead
-from .saved_views import delete_view, save_view
+from .saved_views import delete_view, remember_columns, save_view
 
 __all__ = [
     "DealClosed", "MergeRefused", "convert_lead", "lose_deal", "merge_leads", "tag_leads", "update_deal", "win_deal",
@@ -38,7 +38,7 @@ __all__ = [
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
     "update_lead", "update_qualification", "LeadErased", "check_changeable", "erase_lead", "export_lead",
-    "delete_view", "save_view",
+    "delete_view", "remember_columns", "save_view",
 ]
 from .segments import (  # noqa: E402
     MEMBERS_LIMIT,
