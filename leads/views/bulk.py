@@ -37,10 +37,13 @@ def back(request) -> str:
 
 def selected(request) -> listing.Selection:
     """The leads the posted bulk action names, among those the member may see in their org: all that match the
-    list's query (`scope=matching`), or the ticked ones (404 when none of them is such a lead)."""
+    list's query (`scope=matching`; Invalid when none does), or the ticked ones (404 when none of them is such a
+    lead)."""
     picked = listing.selection(visible_leads(request), request.POST)
-    if not picked.matching and not picked.leads.exists():
-        raise Http404("No such leads.")
+    if not picked.leads.exists():
+        if not picked.matching:
+            raise Http404("No such leads.")
+        raise Invalid(errors={"query": ["No leads match the list's search and filters: nothing changed."]})
     return picked
 
 
