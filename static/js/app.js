@@ -235,3 +235,13 @@ document.addEventListener("keydown", function (event) {
     });
   });
 })();
+
+// A <details data-closes-on-escape> panel (the leads list's Columns) closes with Escape, giving focus back to its
+// summary.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") return;
+  var panel = event.target.closest && event.target.closest("details[data-closes-on-escape][open]");
+  if (!panel) return;
+  panel.open = false;
+  panel.querySelector("summary").focus();
+});
