@@ -42,9 +42,14 @@ def visible_leads(request):
     return policy.visible_to(request, selectors.leads_for(request.organization))
 
 
-def _remembered_columns(request) -> list[str]:
-    return (ListPreference.objects.for_org(request.organization).filter(user=request.user)
-            .values_list("columns", flat=True).first()) or []
+def _columns(request, params) -> list[str]:
+    """The columns the list (and its export) shows for the query: those it names, else the member's remembered
+    choice (one query), else the default ones. Invalid for an unknown column."""
+    if params.getlist("columns"):
+        return listing.visible_columns(params)
+    remembered = (ListPreference.objects.for_org(request.organization).filter(user=request.user)
+                  .values_list("columns", flat=True).first()) or []
+    return listing.visible_columns(params, remembered=remembered)
 
 
 def _list_params(request, views):
@@ -68,8 +73,7 @@ def _list_page(request, *, status=200, save_form=None, params=None):
     params = given if params is None else params
     problems = []
     try:
-        columns = listing.visible_columns(params, remembered=() if params.getlist("columns")
-                                          else _remembered_columns(request))
+        columns = _columns(request, params)
     except Invalid as exc:
         columns, problems = list(listing.DEFAULT_COLUMNS), exc.messages
     filterset, rows, sort, ordering = listing.list_rows(visible_leads(request), params)
@@ -155,8 +159,7 @@ def lead_list_export(request):
     """The list as it is filtered, searched and sorted, every page of it and the columns it shows (the Export link
     names them), as a streamed CSV."""
     try:
-        columns = listing.visible_columns(request.GET, remembered=() if request.GET.getlist("columns")
-                                          else _remembered_columns(request))
+        columns = _columns(request, request.GET)
     except Invalid:
         columns = None
     filterset, rows, _sort, ordering = listing.list_rows(visible_leads(request), request.GET)
