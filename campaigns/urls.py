@@ -7,6 +7,7 @@ app_name = "campaigns"
 urlpatterns = [
     path("campaigns/", views.campaign_list, name="list"),
     path("campaigns/new/", views.campaign_edit, name="create"),
+    path("campaigns/add-leads/", views.leads_add, name="leads-add"),
     path("campaigns/<uuid:pk>/", views.campaign_detail, name="detail"),
     path("campaigns/<uuid:pk>/edit/", views.campaign_edit, name="edit"),
     path("campaigns/<uuid:pk>/delete/", views.campaign_delete, name="delete"),

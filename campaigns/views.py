@@ -3,14 +3,16 @@ entries, members), the create/edit form, and the Campaigns card of the lead page
 
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from leadcrm import policy
-from leadcrm.errors import add_to_form
+from leadcrm.errors import Invalid, add_to_form
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 from leads import selectors as lead_selectors
 from leads import services as lead_services
+from leads.views import bulk as lead_bulk
 
 from . import selectors, services
 from .forms import AddMembersForm, CampaignForm, CostForm
@@ -134,6 +136,32 @@ def members_add(request, pk):
             messages.success(request, f"{added} lead{'s' if added != 1 else ''} added or moved forward.")
             return redirect("campaigns:detail", pk=campaign.pk)
     return _detail(request, campaign, members_form=form, status=400)
+
+
+@org_wide
+@require_POST
+def leads_add(request):
+    """The leads list's bulk action: put the selected leads (ticked, or all that match the list) into a campaign,
+    chosen on the page that also confirms how many."""
+    try:
+        picked = lead_bulk.selected(request)
+    except Invalid as exc:
+        return lead_bulk.ask(request, None, title="Nothing changed", action_url="", button="", problems=exc.messages,
+                             status=400)
+    campaigns = Campaign.objects.for_org(request.organization).order_by("name", "pk")
+    chosen = request.POST.get("campaign")
+    campaign = campaigns.filter(pk=lead_bulk.uuid_or_none(chosen)).first() if chosen else None
+    if campaign is None or not lead_bulk.confirmed(request):
+        problems = ["Choose a campaign."] if chosen is not None and campaign is None else []
+        if not campaigns.exists():
+            problems = ["There is no campaign yet: make one on the Campaigns page first."]
+        return lead_bulk.ask(request, picked, title="Add to a campaign", action_url=reverse("campaigns:leads-add"),
+                             button="Add to the campaign", problems=problems, status=400 if problems else 200,
+                             choice={"name": "campaign", "label": "Campaign", "value": chosen or "",
+                                     "options": [(str(each.pk), each.name) for each in campaigns]})
+    added = services.add_members(campaign=campaign, leads=picked.leads, source=MemberSource.MANUAL)
+    messages.success(request, f"{added:,} lead{'s' if added != 1 else ''} added to “{campaign.name}”.")
+    return redirect(lead_bulk.back(request))
 
 
 @org_wide

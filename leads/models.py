@@ -584,11 +584,16 @@ class Account(models.Model):
                               related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # What the header's search looks in: the name upper-cased, stored, so its trigram index serves `LIKE` under
+    # row-level security (upper() itself is not leakproof; see Lead.search_text).
+    search_text = models.GeneratedField(expression=Upper("name"), output_field=models.TextField(), db_persist=True)
 
     objects = OrgQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint("organization", Upper("name"), name="account_unique_name")]
+        indexes = [GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"),
+                            name="account_org_search")]
 
     def __str__(self) -> str:
         return self.name
@@ -616,11 +621,13 @@ class Deal(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    search_text = models.GeneratedField(expression=Upper("name"), output_field=models.TextField(), db_persist=True)
 
     objects = OrgQuerySet.as_manager()
 
     class Meta:
         indexes = [
+            GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"), name="deal_org_search"),
             models.Index(fields=["organization", "-created_at", "-id"], name="deal_org_created"),
             models.Index(fields=["organization", "status", "-closed_at"], name="deal_org_status_closed"),
             models.Index(fields=["organization", "lead"], name="deal_org_lead"),
@@ -635,12 +642,14 @@ class Deal(models.Model):
 
 
 class SavedView(models.Model):
-    """A named leads-list query (search, filters, sort) a member keeps; a shared one every member can open."""
+    """A named leads-list query (search, filters, sort, visible columns) a member keeps; a shared one every member
+    can open."""
 
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     name = models.CharField(max_length=100)
-    # The list's query string without its page cursor, keeping only the list's own keys (services.save_view).
+    # The list's query string without its page cursor, keeping only the list's own keys (services.save_view); its
+    # `columns` are the columns the view shows.
     query = models.CharField(max_length=2000, blank=True, default="")
     shared = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -653,3 +662,21 @@ class SavedView(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ListPreference(models.Model):
+    """What a member last chose to see on the leads list: its columns (keys of leads.listing.COLUMNS), in the
+    list's own order. A saved view that names columns shows its own instead."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    columns = ArrayField(models.CharField(max_length=32), default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization", "user"], name="listpreference_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {', '.join(self.columns)}"

@@ -19,12 +19,18 @@ def leads_for(organization):
     return Lead.objects.for_org(organization).select_related("owner")
 
 
-def search_leads(queryset, term: str):
-    """Substring search over name, email and company, served by the lead_org_search trigram index."""
-    term = term.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL; no lead contains one
+def search_text(queryset, term: str):
+    """Substring search (any case) in the rows' stored `search_text`, served by its trigram index (leads:
+    lead_org_search over name, email and company; accounts and deals: *_org_search over their name)."""
+    term = term.replace("\x00", "").strip()  # PostgreSQL text cannot hold NUL; no row contains one
     if not term:
         return queryset
     return queryset.filter(search_text__contains=term.upper())
+
+
+def search_leads(queryset, term: str):
+    """Substring search over name, email and company, served by the lead_org_search trigram index."""
+    return search_text(queryset, term)
 
 
 def free_form_slug(name: str) -> str:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import activity_types, conversion, duplicates, forms, imports, leads, workspace
+from .views import activity_types, bulk, conversion, duplicates, forms, imports, leads, search, workspace
 from .views import segments as segment_views
 
 app_name = "leads"
@@ -9,6 +9,10 @@ urlpatterns = [
     path("leads/", leads.lead_list, name="list"),
     path("leads/export.csv", leads.lead_list_export, name="list-export"),
     path("leads/views/", leads.saved_view_save, name="view-save"),
+    path("leads/columns/", leads.list_columns, name="list-columns"),
+    path("leads/bulk/", bulk.lead_bulk, name="bulk"),
+    path("search/", search.search, name="search"),
+    path("search/suggest/", search.suggest, name="search-suggest"),
     path("leads/views/<int:pk>/delete/", leads.saved_view_delete, name="view-delete"),
     path("leads/<uuid:pk>/", leads.lead_detail, name="detail"),
     path("leads/<uuid:pk>/stage/", leads.lead_stage, name="stage"),

@@ -95,6 +95,18 @@ def test_every_route_names_a_policy_action():
     assert len({r.path for r in ROUTES if r.api}) > 40 and len({r.path for r in ROUTES if not r.api}) > 60
 
 
+def test_the_lists_columns_bulk_actions_and_search_ask_the_policy():
+    """The leads list's Columns control, its bulk doors (tags and lists, campaigns) and the header's search are
+    in the matrix below with the actions they need: every member searches and chooses columns; bulk changes are
+    org-wide work."""
+    actions = {route.name: route.action for route in ROUTES}
+    assert actions["leads:list-columns"] == Action.WORK_LEADS
+    assert actions["leads:search"] == actions["leads:search-suggest"] == Action.WORK_LEADS
+    assert actions["leads:bulk"] == Action.MANAGE_LEADS
+    assert actions["campaigns:leads-add"] == Action.CAMPAIGNS
+    assert Role.REP not in policy.ALLOWED[Action.MANAGE_LEADS] | policy.ALLOWED[Action.CAMPAIGNS]
+
+
 PRINCIPALS = [(role, False) for role in Role.values] + [(role, True) for role in Role.values]
 
 

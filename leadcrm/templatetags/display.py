@@ -43,3 +43,12 @@ def phone_display(value):
     except phonenumbers.NumberParseException:
         return value or ""
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+@register.filter
+def thousands(value):
+    """12345 → "12,345": counts people read at a glance."""
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return value

@@ -29,7 +29,7 @@ from .lifecycle import (
 )
 from .merge import MergeRefused, emit_leads_changed, merge_leads, tag_leads
 from .privacy import LeadErased, check_changeable, erase_lead, export_lead
-from .saved_views import delete_view, save_view
+from .saved_views import delete_view, remember_columns, save_view
 from .touches import log_touch
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",
     "update_lead", "update_qualification", "LeadErased", "check_changeable", "erase_lead", "export_lead",
-    "delete_view", "save_view", "log_touch",
+    "delete_view", "remember_columns", "save_view", "log_touch",
 ]
 from .segments import (  # noqa: E402
     MEMBERS_LIMIT,

@@ -1,26 +1,13 @@
-"""Saved views of the leads list: a member's named search, filters and sort, optionally shared with the org."""
+"""Saved views of the leads list: a member's named search, filters, sort and columns, optionally shared with the
+org; and the columns a member last chose to see."""
 
-from django.http import QueryDict
-
-from ..models import SavedView
-
-# The list's own query keys: anything else in a submitted query (a page cursor, a stray parameter) is dropped.
-LIST_KEYS = ("search", "lifecycle_stage", "grade", "source_type", "temperature", "country", "score_min", "ordering")
-
-
-def clean_query(raw: str) -> str:
-    """The list's query string with only its own keys, and no empty values."""
-    given = QueryDict(raw or "")
-    kept = QueryDict(mutable=True)
-    for key in LIST_KEYS:
-        values = [value for value in given.getlist(key) if value.strip()]
-        if values:
-            kept.setlist(key, values)
-    return kept.urlencode()
+from ..listing import clean_columns, clean_query
+from ..models import ListPreference, SavedView
 
 
 def save_view(*, organization_id, owner, name: str, query: str, shared: bool) -> SavedView:
-    """Saves the view under `name`, replacing the owner's view of that name (saving again updates it)."""
+    """Saves the view under `name`, replacing the owner's view of that name (saving again updates it). The query
+    keeps only the list's own keys (listing.clean_query); an unknown column is Invalid."""
     view, _ = SavedView.objects.update_or_create(
         organization_id=organization_id, owner=owner, name=name.strip(),
         defaults={"query": clean_query(query), "shared": shared},
@@ -30,3 +17,11 @@ def save_view(*, organization_id, owner, name: str, query: str, shared: bool) ->
 
 def delete_view(*, view: SavedView) -> None:
     view.delete()
+
+
+def remember_columns(*, organization_id, user, columns) -> list[str]:
+    """Keeps the member's choice of list columns (checked against the fixed list; Invalid otherwise)."""
+    chosen = clean_columns(columns)
+    ListPreference.objects.update_or_create(organization_id=organization_id, user=user,
+                                            defaults={"columns": chosen})
+    return chosen

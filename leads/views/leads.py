@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from leadcrm import policy
 from leadcrm.csvutil import csv_response
+from leadcrm.errors import Invalid
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
@@ -27,6 +28,7 @@ from ..models import (
     DealStatus,
     Grade,
     LifecycleStage,
+    ListPreference,
     ReasonKind,
     SavedView,
     SourceType,
@@ -40,30 +42,70 @@ def visible_leads(request):
     return policy.visible_to(request, selectors.leads_for(request.organization))
 
 
+def _columns(request, params) -> list[str]:
+    """The columns the list (and its export) shows for the query: those it names, else the member's remembered
+    choice (one query), else the default ones. Invalid for an unknown column."""
+    if params.getlist("columns"):
+        return listing.visible_columns(params)
+    remembered = (ListPreference.objects.for_org(request.organization).filter(user=request.user)
+                  .values_list("columns", flat=True).first()) or []
+    return listing.visible_columns(params, remembered=remembered)
+
+
+def _list_params(request, views):
+    """(the list's query, the saved view open): the query string, or the saved view's that `?view=` names, with
+    `?columns=` chosen since the view was opened (not saved yet) in place of its own."""
+    if not request.GET.get("view"):  # "All leads" sends an empty one
+        return request.GET, None
+    current = next((view for view in views if str(view.pk) == request.GET["view"]), None)
+    if current is None:
+        raise Http404("No such view.")
+    params = QueryDict(current.query, mutable=True)
+    if request.GET.getlist("columns"):
+        params.setlist("columns", request.GET.getlist("columns"))
+    return params, current
+
+
 def _list_page(request, *, status=200, save_form=None, params=None):
     """The leads list for the query string, or for the saved view `?view=` names (its query, this URL's page)."""
     views = list(selectors.saved_views_for(request.organization, request.user))
-    current = None
-    params = request.GET if params is None else params
-    if request.GET.get("view"):  # "All leads" sends an empty one
-        current = next((view for view in views if str(view.pk) == request.GET["view"]), None)
-        if current is None:
-            raise Http404("No such view.")
-        params = QueryDict(current.query)
+    given, current = _list_params(request, views)
+    params = given if params is None else params
+    problems = []
+    try:
+        columns = _columns(request, params)
+    except Invalid as exc:
+        columns, problems = list(listing.DEFAULT_COLUMNS), exc.messages
     filterset, rows, sort, ordering = listing.list_rows(visible_leads(request), params)
     leads, next_url, previous_url = keyset_page(request, rows, ordering)
     list_query = params.copy()
     list_query.pop("cursor", None)  # the download and a saved view hold every page of the list
+    list_query.setlist("columns", columns)  # and the columns shown
+    filter_query = list_query.copy()
+    filter_query.pop("columns")
+    bulk = _bulk_actions(request)
+    # "Select all N that match" is offered when the list runs past this page: counted once, for those who can act.
+    total = rows.order_by().count() if bulk and (next_url or previous_url) else len(leads)
     return render(request, "leads/lead_list.html", {
         "leads": leads, "filterset": filterset, "search": params.get("search", "").strip(),
-        "sort": sort, "sorts": listing.SORTS, "headers": listing.sort_headers(params, sort),
+        "sort": sort, "sorts": listing.SORTS, "headers": listing.sort_headers(params, sort, columns),
+        "columns": columns, "column_choices": listing.COLUMNS, "required_columns": listing.REQUIRED_COLUMNS,
+        "column_problems": problems, "filter_query": filter_query.urlencode(),
         "chosen": {name: params.getlist(name) for name in ("lifecycle_stage", "grade", "source_type", "temperature")},
         "list_query": list_query.urlencode(), "saved_views": views, "current_view": current,
         "save_form": save_form or SavedViewForm(initial={"name": current.name if current else ""}),
         "next_url": next_url, "previous_url": previous_url, "stages": LifecycleStage.choices,
         "grades": Grade.choices, "source_types": SourceType.choices, "temperatures": Temperature.choices,
         "can_see_duplicates": policy.can(request, Action.MANAGE_LEADS),
-    }, status=status if filterset.is_valid() else 400)
+        "bulk": bulk, "total": total,
+    }, status=status if filterset.is_valid() and not problems else 400)
+
+
+def _bulk_actions(request) -> set[str]:
+    """The bulk actions of the list's bar the member may use (each is refused again where it is posted)."""
+    offered = {"tag": Action.MANAGE_LEADS, "list": Action.SEGMENTS, "campaign": Action.CAMPAIGNS,
+               "route": Action.REASSIGN}
+    return {name for name, action in offered.items() if policy.can(request, action)}
 
 
 @allowed(Action.WORK_LEADS)
@@ -86,6 +128,25 @@ def saved_view_save(request):
 
 @allowed(Action.WORK_LEADS)
 @require_POST
+def list_columns(request):
+    """The Columns control: remember the member's choice, and show the list again with it (a saved view that is
+    open keeps showing, with these columns until it is saved again or left)."""
+    columns = services.remember_columns(organization_id=request.organization.pk, user=request.user,
+                                        columns=request.POST.getlist("columns"))
+    target = QueryDict(mutable=True)
+    view = request.POST.get("view", "")
+    if view and selectors.saved_views_for(request.organization, request.user).filter(
+            pk=int(view) if view.isdigit() else None).exists():
+        target["view"] = view
+        target.setlist("columns", columns)
+    else:
+        target = QueryDict(listing.clean_query(request.POST.get("query", "")), mutable=True)
+        target.pop("columns", None)  # the remembered choice shows
+    return redirect(f"{reverse('leads:list')}?{target.urlencode()}" if target else reverse("leads:list"))
+
+
+@allowed(Action.WORK_LEADS)
+@require_POST
 def saved_view_delete(request, pk):
     view = get_object_or_404(SavedView.objects.for_org(request.organization), pk=pk, owner=request.user)
     services.delete_view(view=view)
@@ -95,12 +156,18 @@ def saved_view_delete(request, pk):
 
 @allowed(Action.EXPORT_LIST)
 def lead_list_export(request):
-    """The list as it is filtered, searched and sorted, every page of it, as a streamed CSV."""
+    """The list as it is filtered, searched and sorted, every page of it and the columns it shows (the Export link
+    names them), as a streamed CSV."""
+    try:
+        columns = _columns(request, request.GET)
+    except Invalid:
+        columns = None
     filterset, rows, _sort, ordering = listing.list_rows(visible_leads(request), request.GET)
-    if not filterset.is_valid():
+    if columns is None or not filterset.is_valid():  # the list shows what is wrong
         return redirect(f"{reverse('leads:list')}?{request.GET.urlencode()}")
     stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
-    return csv_response(f"leads-{stamp}.csv", listing.EXPORT_HEADER, listing.export_rows(rows, ordering))
+    return csv_response(f"leads-{stamp}.csv", listing.export_header(columns),
+                        listing.export_rows(rows, ordering, columns))
 
 
 def _stage_history(lead) -> list[tuple[str, object]]:

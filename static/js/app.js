@@ -179,3 +179,106 @@ document.addEventListener("keydown", function (event) {
     document.addEventListener("DOMContentLoaded", function () { syncAll(document); });
   }
 })();
+
+// The leads list's selection (a <form data-bulk>): the header's box ticks every row of the page; then "Select all N
+// leads that match" sets the form's scope to every lead the list's search and filters match (the server counts and
+// asks before it changes them). Unticking a row goes back to the ticked rows. Actions that take ticked leads only
+// ([data-ticked-only]) are switched off while all that match are selected.
+(function () {
+  function parts() {
+    var form = document.querySelector("form[data-bulk]");
+    if (!form) return null;
+    return {
+      form: form, scope: form.querySelector("[data-bulk-scope]"),
+      page: document.querySelector("[data-select-page]"),
+      rows: Array.prototype.slice.call(document.querySelectorAll("[data-select-row]")),
+      banner: document.querySelector("[data-select-all]")
+    };
+  }
+  function show(element, visible) { if (element) element.hidden = !visible; }
+  function setMatching(p, matching) {
+    p.scope.value = matching ? "matching" : "";
+    p.form.querySelectorAll("[data-ticked-only] button").forEach(function (button) { button.disabled = matching; });
+    if (!p.banner) return;
+    show(p.banner.querySelector("[data-select-page-note]"), !matching);
+    show(p.banner.querySelector("[data-select-matching]"), !matching);
+    show(p.banner.querySelector("[data-select-matching-note]"), matching);
+    show(p.banner.querySelector("[data-select-clear]"), matching);
+  }
+  function sync(p) {
+    var all = p.rows.length > 0 && p.rows.every(function (box) { return box.checked; });
+    var some = p.rows.some(function (box) { return box.checked; });
+    if (p.page) { p.page.checked = all; p.page.indeterminate = some && !all; }
+    if (!all) setMatching(p, false);
+    show(p.banner, all);
+  }
+  document.addEventListener("change", function (event) {
+    var p = parts();
+    if (!p) return;
+    if (event.target === p.page) {
+      p.rows.forEach(function (box) { box.checked = p.page.checked; });
+      sync(p);
+    } else if (event.target.matches && event.target.matches("[data-select-row]")) {
+      sync(p);
+    }
+  });
+  document.addEventListener("click", function (event) {
+    var p = parts();
+    if (!p || !event.target.closest) return;
+    if (event.target.closest("[data-select-matching]")) {
+      setMatching(p, true);
+      p.banner.querySelector("[data-select-clear]").focus();
+    } else if (event.target.closest("[data-select-clear]")) {
+      p.rows.forEach(function (box) { box.checked = false; });
+      sync(p);
+      if (p.page) p.page.focus();
+    }
+  });
+  // Back to a page kept in the browser's cache: start from what the boxes show.
+  window.addEventListener("pageshow", function () { var p = parts(); if (p) sync(p); });
+})();
+
+// The header's search box ([data-search-box]): htmx shows the top hits below it as one types. Down arrow goes from
+// the box into the hits and through them, Up arrow back; Escape (or a click elsewhere) closes them.
+(function () {
+  function hits(box) {
+    return Array.prototype.slice.call(box.querySelectorAll(".search-suggest a"));
+  }
+  function close(box) {
+    var holder = box.querySelector(".search-suggest");
+    if (holder) holder.innerHTML = "";
+  }
+  document.addEventListener("keydown", function (event) {
+    var box = event.target.closest && event.target.closest("[data-search-box]");
+    if (!box) return;
+    var input = box.querySelector("input[type=search]");
+    var links = hits(box);
+    var index = links.indexOf(document.activeElement);
+    if (event.key === "ArrowDown" && links.length) {
+      event.preventDefault();
+      links[Math.min(index + 1, links.length - 1)].focus();
+    } else if (event.key === "ArrowUp" && index !== -1) {
+      event.preventDefault();
+      (index === 0 ? input : links[index - 1]).focus();
+    } else if (event.key === "Escape" && links.length) {
+      event.preventDefault();
+      close(box);
+      input.focus();
+    }
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("[data-search-box]").forEach(function (box) {
+      if (!box.contains(event.target)) close(box);
+    });
+  });
+})();
+
+// A <details data-closes-on-escape> panel (the leads list's Columns) closes with Escape, giving focus back to its
+// summary.
+document.addEventListener("keydown", function (event) {
+  if (event.key !== "Escape") return;
+  var panel = event.target.closest && event.target.closest("details[data-closes-on-escape][open]");
+  if (!panel) return;
+  panel.open = false;
+  panel.querySelector("summary").focus();
+});

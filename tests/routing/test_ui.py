@@ -440,7 +440,7 @@ def test_lead_list_bulk_route_now_and_reassign(org, managed, manager, client):
     leads = [make_lead(org, first_name=f"Bulk{i}") for i in range(2)]
     client.force_login(manager)
     page = client.get("/leads/").content.decode()
-    assert 'form="bulk-routing"' in page and 'action="/leads/routing/bulk/"' in page
+    assert 'form="bulk"' in page and 'formaction="/leads/routing/bulk/"' in page  # the list's bulk bar
 
     response = client.post("/leads/routing/bulk/", {"action": "route", "lead": [str(lead.pk) for lead in leads],
                                                     "next": "/leads/"}, follow=True)
