@@ -50,6 +50,7 @@ urlpatterns += [
     path("segments/lists/new/", segment_views.list_create, name="list-create"),
     path("segments/count/", segment_views.segment_count, name="segment-count"),
     path("segments/<uuid:pk>/", segment_views.segment_detail, name="segment-detail"),
+    path("segments/<uuid:pk>/export.csv", segment_views.segment_export, name="segment-export"),
     path("segments/<uuid:pk>/edit/", segment_views.segment_edit, name="segment-edit"),
     path("segments/<uuid:pk>/delete/", segment_views.segment_delete, name="segment-delete"),
     path("segments/<uuid:pk>/tags/", segment_views.segment_tags, name="segment-tags"),

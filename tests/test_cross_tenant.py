@@ -207,6 +207,7 @@ ENDPOINTS = [
     Endpoint("ui-segments-list", "get", "/segments/", "absent", api=False, marker="{segment}"),
     Endpoint("ui-segment-detail", "get", "/segments/{segment}/", "404", api=False),
     Endpoint("ui-segment-detail-dynamic", "get", "/segments/{dynamic}/", "404", api=False),
+    Endpoint("ui-segment-export", "get", "/segments/{dynamic}/export.csv", "404", api=False),
     Endpoint("ui-segment-edit", "get", "/segments/{dynamic}/edit/", "404", api=False),
     Endpoint("ui-segment-edit-post", "post", "/segments/{dynamic}/edit/", "404", api=False,
              body={"name": "Hijacked", "definition": '{{"all": [{{"field": "score", "op": "gt", "value": 1}}]}}'}),

@@ -11,12 +11,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from leadcrm.csvutil import csv_response
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
-from .. import activity_types, selectors, services
+from .. import activity_types, listing, selectors, services
 from ..conditions import (
     CHOICES,
     CUSTOM_PREFIX,
@@ -331,6 +333,17 @@ def list_create(request):
             return redirect("leads:segment-detail", pk=segment.pk)
     return render(request, "leads/segment_list_form.html", {"form": form, "segment": None},
                   status=400 if form.errors else 200)
+
+
+@org_wide
+@require_GET
+def segment_export(request, pk):
+    """The segment's (or static list's) leads as a streamed, formula-safe CSV, newest first."""
+    segment = get_object_or_404(_segments(request), pk=pk)
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
+    name = re.sub(r"[^\w-]+", "-", segment.name.lower()).strip("-")[:60] or "segment"
+    return csv_response(f"{name}-{stamp}.csv", listing.export_header(listing.DEFAULT_COLUMNS),
+                        listing.export_rows(selectors.segment_leads(segment), "-created_at"))
 
 
 @org_wide

@@ -397,3 +397,23 @@ def test_the_builder_in_a_browser_writes_the_json_and_counts_live(live_server, o
     assert problems == []
     assert Segment.objects.get().definition == {"any": [{"field": "country", "op": "eq", "value": "US"},
                                                         {"field": "score", "op": "gt", "value": 60}]}
+
+
+def test_a_segment_exports_its_leads_as_formula_safe_csv(browser, org):
+    import csv
+    import io
+
+    from leads import services as lead_services
+
+    lead_services.capture_lead(organization_id=org.pk, data={"email": "a@example.com", "first_name": "=cmd()",
+                                                             "company": "Bigco"})
+    lead_services.capture_lead(organization_id=org.pk, data={"email": "b@example.com", "company": "Tiny"})
+    segment = lead_services.create_segment(organization_id=org.pk, name="Big ones", definition={
+        "all": [{"field": "company", "op": "eq", "value": "Bigco"}]})
+    page = browser.get(f"/segments/{segment.pk}/").content.decode()
+    assert f"/segments/{segment.pk}/export.csv" in page
+    response = browser.get(f"/segments/{segment.pk}/export.csv")
+    assert response.status_code == 200 and "big-ones-" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode("utf-8-sig"))))
+    assert rows[0][:3] == ["id", "first_name", "last_name"]
+    assert len(rows) == 2 and rows[1][1] == "'=cmd()" and "a@example.com" in rows[1]
