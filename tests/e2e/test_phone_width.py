@@ -319,6 +319,8 @@ def test_an_admin_opens_every_page_at_phone_width(full_org, page, login, shot):
     walk.check("roles")
     walk.menu("Settings", "Audit log")
     walk.check("audit-log")
+    walk.menu("Settings", "Activity types")
+    walk.check("activity-types", main.get_by_role("button", name="Add type"))
     walk.menu("Settings", "Routing")
     walk.check("routing-rules", walk.action("New rule"))
     walk.first_row_link()
@@ -363,4 +365,32 @@ def test_a_rep_works_the_queue_and_the_pool_at_phone_width(full_org, page, login
     walk.check("rep-leads")
     walk.menu("Deals")
     walk.check("rep-deals")
+    assert not walk.problems, "\n".join(walk.problems)
+
+
+def test_a_manager_works_the_team_pool_and_a_lead_at_phone_width(full_org, page, login, shot, member):
+    """A manager's day at 390 px: the team's load, the pool of the team they manage, reports, and a lead's page with
+    its details edited in place and an activity logged."""
+    manager = member(Role.MANAGER, "mira.manager@acme.test")
+    team = routing_services.save_team(organization_id=manager.memberships.first().organization_id, data={
+        "name": "Field sales — Germany, Austria and Switzerland",
+        "members": list(RepProfile.objects.filter(user__email=REP_EMAIL)), "manager": manager})
+    LeadRouting.objects.filter(lead=full_org["pooled"]).update(team=team)
+    page.set_viewport_size(PHONE)
+    login("mira.manager@acme.test", "pw-member-123")
+    walk = Walk(page, shot)
+    main = page.locator("main")
+    walk.menu("Team")
+    walk.check("manager-team")
+    walk.menu("Pool")
+    walk.check("manager-pool", page.get_by_role("link", name=re.compile("Penelope")).first)
+    walk.menu("Reports")
+    walk.check("manager-reports")
+    walk.menu("Leads")
+    walk.check("manager-leads")
+    main.get_by_role("link", name=re.compile("Maximiliana")).first.click()
+    walk.check("manager-lead", main.get_by_role("button", name=re.compile("^Log")).first)
+    main.get_by_role("button", name="Edit contact and company details").click()
+    expect(main.locator("input[name=phone]")).to_be_visible()
+    walk.check("manager-lead-edit", main.get_by_role("button", name="Save").first)
     assert not walk.problems, "\n".join(walk.problems)
