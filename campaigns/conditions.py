@@ -63,5 +63,11 @@ def describe(organization_id, node) -> str:
     return text
 
 
+def choices(organization_id) -> list[tuple[str, str]]:
+    return [(str(pk), name) for pk, name in
+            Campaign.objects.for_org(organization_id).order_by("name", "pk").values_list("pk", "name")[:500]]
+
+
 def register() -> None:
-    register_condition(ConditionKind(key="campaign", validate=validate, q=q, describe=describe))
+    register_condition(ConditionKind(key="campaign", validate=validate, q=q, describe=describe, noun="campaign",
+                                     choices=choices, statuses=tuple(MemberStatus.choices)))

@@ -36,6 +36,11 @@ class ConditionKind:
     validate: Callable
     q: Callable
     describe: Callable
+    # For the browser's condition builder: what the row picks ("campaign"), the org's choices (id, name) and the
+    # statuses a member may be tested for (value, label).
+    noun: str = ""
+    choices: Callable = lambda organization_id: []
+    statuses: tuple = ()
 
 
 _kinds: dict[str, ConditionKind] = {}
@@ -43,6 +48,10 @@ _kinds: dict[str, ConditionKind] = {}
 
 def register_condition(kind: ConditionKind) -> None:
     _kinds[kind.key] = kind
+
+
+def registered_kinds() -> list[ConditionKind]:
+    return list(_kinds.values())
 
 
 def registered_kind(node: dict) -> ConditionKind | None:

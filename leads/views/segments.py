@@ -30,7 +30,7 @@ from ..conditions import (
     value_text,
 )
 from ..models import ActivityType, Lead, Segment, SegmentKind
-from ..segments import MAX_DEPTH, definition_q, registered_kind
+from ..segments import MAX_DEPTH, definition_q, registered_kind, registered_kinds
 
 org_wide = allowed(Action.SEGMENTS)
 
@@ -155,6 +155,11 @@ def builder_group(node, depth: int = 1) -> dict:
         elif "list" in item:
             rows.append({"type": "list", "list": str(item.get("list") or ""),
                          "member": item.get("member", True) is not False})
+        elif kind := registered_kind(item):
+            statuses = item.get("status")
+            rows.append({"type": kind.key, "kind": kind.key, "value": str(item.get(kind.key) or ""),
+                         "member": item.get("member", True) is not False,
+                         "status": statuses if isinstance(statuses, str) else ""})
     return {"combinator": combinator, "rows": rows, "depth": depth, "can_nest": depth < MAX_DEPTH}
 
 
@@ -190,6 +195,10 @@ def builder_context(request, definition) -> dict:
                            "fieldKinds": {**LEAD_FIELDS, "__custom__": JSON_KIND}},
         "empty_field_row": {"type": "field"}, "empty_activity_row": {"type": "activity", "min_count": 1},
         "empty_list_row": {"type": "list", "member": True},
+        "membership_kinds": [{"key": kind.key, "noun": kind.noun, "statuses": kind.statuses,
+                              "choices": kind.choices(request.organization.pk),
+                              "empty_row": {"type": kind.key, "kind": kind.key, "member": True}}
+                             for kind in registered_kinds() if kind.noun],
         "empty_group_row": {"type": "group", "group": {"combinator": "all", "rows": [], "depth": 2,
                                                        "can_nest": True}},
     }

@@ -149,6 +149,16 @@
       var list = text(row, "list");
       return list ? {list: list, member: text(row, "member") !== "false"} : null;
     }
+    if (row.dataset.kind) {  // membership of another app's object: {"campaign": ID, "member": bool, "status"?}
+      var picked = text(row, "value");
+      if (!picked) return null;
+      var membership = {};
+      membership[row.dataset.kind] = picked;
+      membership.member = text(row, "member") !== "false";
+      var status = text(row, "status");
+      if (status && membership.member) membership.status = status;
+      return membership;
+    }
     return null;
   }
 
