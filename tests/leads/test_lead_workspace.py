@@ -373,7 +373,9 @@ def test_next_and_previous_walk_the_leads_list_in_its_own_order_with_its_filters
     shown_on_the_list = re.findall(r'href="/leads/([0-9a-f-]{36})/\?from=([^"]+)"',
                                    browser.get("/leads/?grade=A&ordering=-score").content.decode())
     assert [pk for pk, _ in shown_on_the_list] == [str(lead.pk) for lead in listed]  # ties (score 50) by id
-    assert {unescape(origin_param) for _, origin_param in shown_on_the_list} == {"list:grade%3DA%26ordering%3D-score"}
+    # the list's filters, sort and the columns it shows travel with each link
+    [origin_param] = {unescape(origin_param) for _, origin_param in shown_on_the_list}
+    assert origin_param.startswith("list:grade%3DA%26ordering%3D-score%26columns%3Dname")
 
     assert walk(browser, listed[0], origin) == listed
     previous, following, back = steps_of(browser, listed[0], origin)
