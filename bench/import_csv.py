@@ -170,9 +170,9 @@ def cleanup(organization: Organization) -> None:
     with connection.cursor() as cursor:
         # On a fresh database autovacuum has not looked at the tables yet: without statistics the foreign-key
         # checks of the deletes below may be planned as scans, one per deleted lead.
-        cursor.execute("ANALYZE leads_lead, leads_activity, leads_importrowerror")
+        cursor.execute("ANALYZE leads_lead, leads_activity, leads_touch, leads_importrowerror")
     with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("leads_activity", "leads_importrowerror", "leads_lead"):
+        for table in ("leads_activity", "leads_touch", "leads_consentrecord", "leads_importrowerror", "leads_lead"):
             cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [organization.pk])
     users = [m.user for m in organization.memberships.select_related("user")]
     organization.delete()
