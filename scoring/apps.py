@@ -20,5 +20,6 @@ class ScoringConfig(AppConfig):
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
         events.subscribe(events.LEADS_CHANGED, handlers.score_after_bulk_change)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
+        events.subscribe(events.LEADS_HISTORY_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
         privacy.register()

@@ -1,6 +1,7 @@
 """REST API of leads, one module per concern (thin: validation in serializers, work in services)."""
 
-from .capture import ActivityViewSet, FormViewSet, ImportViewSet, LeadViewSet
+from .capture import ActivityViewSet, FormViewSet, LeadViewSet
+from .imports import ImportViewSet
 from .lifecycle import AccountViewSet, DealViewSet
 
 __all__ = ["AccountViewSet", "ActivityViewSet", "DealViewSet", "FormViewSet", "ImportViewSet", "LeadViewSet"]
