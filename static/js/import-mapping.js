@@ -9,7 +9,11 @@
     select.addEventListener("change", function () {
       box.hidden = select.value !== select.dataset.custom;
       var row = select.closest("tr");
-      if (row) { row.classList.toggle("unmapped", select.value === ""); }
+      if (row) {
+        row.classList.toggle("unmapped", select.value === "");
+        var badge = row.querySelector(".unmapped-badge");
+        if (badge) { badge.hidden = select.value !== ""; }
+      }
     });
   });
 })();

@@ -427,3 +427,98 @@ def test_an_unknown_import_kind_from_the_mapping_step_is_refused_not_a_500(brows
     assert page.status_code == 400 and ImportJob.objects.count() == 0
     assert imports.KEY_PATTERN.match(imports.custom_key("Ünïcode Spaß & more!")) and \
         imports.custom_key("Ünïcode Spaß & more!") == "unicode_spass_more"
+
+
+# --- reports count imported history on its own dates ------------------------------------------------------------
+
+
+def test_reports_bucket_imported_history_by_its_dates(api, org):
+    job = import_now(api, csv_bytes([
+        ["Id", "Email", "Company", "Created", "Stage", "Stage Date", "Deal Outcome", "Amount", "Currency",
+         "Close Date", "Lost Reason"],
+        ["h1", "jan1@example.com", "Jan One", "2024-01-10", "mql", "2024-02-14", "", "", "", "", ""],
+        ["h2", "jan2@example.com", "Jan Two", "2024-01-12", "sql", "2024-01-20", "won", "5000", "EUR", "2024-03-12",
+         ""],
+        ["h3", "jan3@example.com", "Jan Three", "2024-01-20", "subscriber", "", "", "", "", "", ""],
+        ["h4", "mar1@example.com", "Mar One", "2024-03-05", "lead", "", "lost", "", "", "2024-04-16", "Budget"],
+        ["h5", "mar2@example.com", "Mar Two", "2024-03-18", "opportunity", "2024-03-28", "", "", "", "", ""],
+    ]))
+    assert (job["created_count"], job["failed_count"]) == (5, 0), job["errors"]
+
+    def report(name, start, end):
+        response = api.get(f"/api/v1/reports/{name}/", {"start": start, "end": end})
+        assert response.status_code == 200, response.json()
+        return response.json()["rows"]
+
+    january = report("funnel", "2024-01-01", "2024-01-31")[0]
+    assert (january["leads"], january["mql"], january["sql"], january["customer"]) == (3, 2, 1, 1)
+    march = report("funnel", "2024-03-01", "2024-03-31")[0]
+    assert (march["leads"], march["mql"], march["opportunity"]) == (2, 1, 1)
+    assert report("funnel", "2024-02-01", "2024-02-29")[0]["leads"] == 0
+    assert report("funnel", "2025-01-01", "2025-12-31")[0]["leads"] == 0  # nothing lands on the day of the import
+
+    won = report("sales-cycle", "2024-03-01", "2024-03-31")[0]
+    assert (won["won"], won["lost"]) == (1, 0)
+    assert won["created_to_won_days_median"] == 60.0  # 2024-01-12 to 2024-03-12
+    lost = report("sales-cycle", "2024-04-01", "2024-04-30")[0]
+    assert (lost["won"], lost["lost"]) == (0, 1)
+    by_reason = report("sales-cycle", "2024-01-01", "2024-12-31")
+    assert by_reason[0]["won"] + by_reason[0]["lost"] == 2
+
+
+# --- the mapping step in the browser ------------------------------------------------------------------------------
+
+
+def test_mapping_page_lists_unmapped_columns_and_keeps_one_under_a_renamed_key(browser, org):
+    from django.urls import reverse
+
+    data = csv_bytes([["Email", "Favourite Colour", "<i>Shoe size</i>", "Created"],
+                      ["z@example.com", "Teal", "42", "2024-02-02"]])
+    response = browser.post(reverse("leads:import-upload"), {"file": _file(data), "kind": "leads"})
+    job = ImportJob.objects.for_org(org).get()
+    page = browser.get(response["Location"]).content.decode()
+    assert "2 columns not imported yet" in page
+    assert "custom_fields.favourite_colour" in page and "custom_fields.i_shoe_size_i" in page
+    assert "&lt;i&gt;Shoe size&lt;/i&gt;" in page and "<i>Shoe size" not in page
+    assert '<option value="custom" >Custom field (keep this column)</option>' in page.replace("\n", "")
+    assert 'name="key-1" value="favourite_colour"' in page
+
+    started = browser.post(response["Location"], {
+        "column-0": "email", "column-1": "custom", "key-1": "Colour Name", "column-2": "", "column-3": "created_at"})
+    assert started.status_code == 302, started.content.decode()
+    job.refresh_from_db()
+    assert job.mapping == {"Email": "email", "Favourite Colour": "custom_fields.colour_name",
+                           "<i>Shoe size</i>": "", "Created": "created_at"}
+    run_import(job.pk)
+    lead = Lead.objects.get(organization=org, email="z@example.com")
+    assert lead.custom_fields == {"colour_name": "Teal"} and lead.created_at == at("2024-02-02T00:00:00")
+    detail = browser.get(reverse("leads:import-detail", args=[job.pk])).content.decode()
+    assert "Custom field: custom_fields.colour_name" in detail
+    assert "Not imported: &lt;i&gt;Shoe size&lt;/i&gt;" in detail
+    assert "An import of history" in detail
+
+
+def test_mapping_page_refuses_a_key_that_clashes_and_keeps_what_was_typed(browser, org):
+    from django.urls import reverse
+
+    data = csv_bytes([["Email", "A", "B"], ["a@b.co", "1", "2"]])
+    browser.post(reverse("leads:import-upload"), {"file": _file(data)})
+    job = ImportJob.objects.for_org(org).get()
+    url = reverse("leads:import-detail", args=[job.pk])
+    page = browser.post(url, {"column-0": "email", "column-1": "custom", "key-1": "same", "column-2": "custom",
+                              "key-2": "Same!"})
+    assert page.status_code == 400
+    body = page.content.decode()
+    assert "Both “A” and “B” are mapped to custom_fields.same; choose one." in body
+    assert 'name="key-2" value="Same!"' in body  # what the user typed stays in the box
+
+
+def test_activities_upload_by_page_guesses_properties(browser, org):
+    from django.urls import reverse
+
+    data = csv_bytes([["Email", "Type", "Date", "Topic"], ["a@example.com", "call", "2024-01-01", "pricing"]])
+    response = browser.post(reverse("leads:import-upload"), {"file": _file(data), "kind": "activities"})
+    job = ImportJob.objects.for_org(org).get()
+    assert job.kind == "activities" and job.mapping["Topic"] == "properties.topic"
+    page = browser.get(response["Location"]).content.decode()
+    assert "Each row is one activity of a lead already here" in page and "Property (keep this column)" in page
