@@ -305,6 +305,7 @@ MAX_LENGTHS["country"] = MAX_COUNTRY_TEXT  # a name, looked up: the stored code 
 FLAGS = ("consent_opt_in", "unsubscribed", "do_not_contact")
 DATES = ("created_at", "stage_date", "deal_closed_at")
 DEAL_TEXT = {"deal_lost_reason": 200, "deal_name": 200}
+MAX_DEAL_AMOUNT = Decimal("999999999999.99")  # Deal.amount: 14 digits, 2 after the point
 
 
 def _too_long(limit: int, value: str) -> str:
@@ -432,8 +433,9 @@ class RowCleaner:
             elif target == "deal_amount":
                 negative = raw.startswith("-") or (raw.startswith("(") and raw.endswith(")"))
                 value = None if negative else _decimal(_NUMBER_NOISE.sub("", raw))
-                if value is None:
+                if value is None or value > MAX_DEAL_AMOUNT:
                     errors[header] = ["A deal amount cannot be negative." if negative else
+                                      f"Enter an amount of at most {MAX_DEAL_AMOUNT:,}." if value else
                                       "Enter an amount, such as 12500 or 12,500.00."]
                     continue
                 values[target] = value

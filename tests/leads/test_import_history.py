@@ -131,6 +131,7 @@ def test_reimporting_history_by_external_id_merges_and_records_no_second_deal(ap
     ({"Outcome": "won", "Amount": "-5", "Currency": "USD", "Closed": "2024-03-01"}, "Amount", "cannot be negative"),
     ({"Outcome": "won", "Amount": "(5.00)", "Currency": "USD", "Closed": "2024-03-01"}, "Amount", "cannot be negative"),
     ({"Outcome": "won", "Amount": "5", "Closed": "2024-03-01"}, "Outcome", "amount, currency and close date"),
+    ({"Outcome": "won", "Amount": "5e13", "Currency": "USD", "Closed": "2024-03-01"}, "Amount", "at most"),
     ({"Outcome": "won", "Amount": "5", "Currency": "XYZ", "Closed": "2024-03-01"}, "Currency", "ISO 4217"),
     ({"Outcome": "lost", "Closed": "2024-03-01"}, "Outcome", "reason it was lost"),
     ({"Outcome": "maybe"}, "Outcome", "Use won or lost"),
