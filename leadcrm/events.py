@@ -27,6 +27,9 @@ LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
 LEADS_CHANGED = "leads.changed"  # organization_id, lead_ids, fields: many leads changed at once (bulk edits)
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)
+# organization_id, import_id: an import of history (leads with their created/stage/deal dates, or past activities).
+# Only re-scoring should react: webhooks, campaign joins, routing and nurture are for what happens now.
+LEADS_HISTORY_IMPORTED = "leads.history_imported"
 LEAD_STAGE_CHANGED = "lead.stage_changed"  # organization_id, lead_id, from_stage, to_stage
 LEAD_MQL = "lead.mql"  # organization_id, lead_ids (reached the MQL threshold, or moved there by hand)
 LEAD_CONVERTED = "lead.converted"  # organization_id, lead_id, account_id, deal_id

@@ -234,6 +234,7 @@ SPECTACULAR_SETTINGS = {
         "CampaignMemberStatusEnum": "campaigns.models.MemberStatus.choices",
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus.choices",
         "LeadStatusEnum": "leads.models.LeadStatus.choices",
+        "ImportKindEnum": "leads.models.ImportKind.choices",
     },
 }
 

@@ -15,8 +15,13 @@ import logging
 import queue
 import re
 import threading
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
+import pycountry
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator, validate_email
@@ -24,20 +29,23 @@ from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from leadcrm import events, locks, rls
+from leadcrm import currency, events, locks, rls
 from leadcrm.csvutil import csv_response
 from leadcrm.errors import Conflict, Invalid, TooLarge
 
-from . import selectors, services
+from . import bulk_sql, selectors, services
 from .models import (
     Activity,
     ActivityType,
     ConsentChannel,
     ConsentRecord,
+    DealStatus,
     ImportJob,
+    ImportKind,
     ImportRowError,
     ImportStatus,
     Lead,
+    LifecycleStage,
     SourceType,
     Touch,
 )
@@ -57,28 +65,41 @@ DEADLOCK_RETRIES = 3
 # ---------------------------------------------------------------------------------------------------------
 
 IGNORE = ""
-CUSTOM = "custom"  # kept in custom_fields under the column's header
+CUSTOM = "custom"  # kept in custom_fields under a key made from the column's header (custom_key)
+CUSTOM_PREFIX = "custom_fields."  # a stored mapping names the key: "custom_fields.favourite_colour"
 
 TEXT_FIELDS = (
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "website", "country",
     "region", "city", "timezone", "source_type", "source", "utm_source", "utm_medium", "utm_campaign",
-    "utm_term", "utm_content",
+    "utm_term", "utm_content", "external_id",
 )
 TARGETS = {
-    "email": "Email", "first_name": "First name", "last_name": "Last name",
-    "full_name": "Full name (split into first and last)", "phone": "Phone", "job_title": "Job title",
-    "company": "Company", "industry": "Industry", "company_size": "Company size (employees)",
-    "annual_revenue": "Annual revenue", "website": "Website", "country": "Country", "region": "Region / state",
-    "city": "City", "timezone": "Time zone", "source_type": "Source type", "source": "Lead source",
-    "utm_source": "UTM source", "utm_medium": "UTM medium", "utm_campaign": "UTM campaign",
-    "utm_term": "UTM term", "utm_content": "UTM content", "tags": "Tags (separated by ; or ,)",
-    "consent_opt_in": "Opted in to marketing email (yes/no)",
-    CUSTOM: "Custom field (named after the column)",
+    "email": "Email", "external_id": "External id (the lead's id in your old system)", "first_name": "First name",
+    "last_name": "Last name", "full_name": "Full name (split into first and last)", "phone": "Phone",
+    "job_title": "Job title", "company": "Company", "industry": "Industry",
+    "company_size": "Company size (employees)", "annual_revenue": "Annual revenue", "website": "Website",
+    "country": "Country (name or ISO code)", "region": "Region / state", "city": "City", "timezone": "Time zone",
+    "source_type": "Source type", "source": "Lead source", "utm_source": "UTM source", "utm_medium": "UTM medium",
+    "utm_campaign": "UTM campaign", "utm_term": "UTM term", "utm_content": "UTM content",
+    "tags": "Tags (separated by ; or ,)", "owner": "Owner (a member's email)",
+    "consent_opt_in": "Opted in to marketing email (yes/no)", "unsubscribed": "Unsubscribed from email (yes/no)",
+    "do_not_contact": "Do not contact (yes/no)",
+    "created_at": "Created date (when the lead was created)", "lifecycle_stage": "Lifecycle stage",
+    "stage_date": "Date the lead entered its lifecycle stage",
+    "deal_status": "Deal outcome (won / lost)", "deal_amount": "Deal amount",
+    "deal_currency": "Deal currency (USD, EUR…)",
+    "deal_closed_at": "Deal close date", "deal_lost_reason": "Deal lost reason", "deal_name": "Deal name",
+    CUSTOM: "Custom field",
 }
+# Targets that make an import a move of history (the past as it happened): its leads.history_imported event is
+# taken by scoring alone, so no webhook, campaign join or nurture reacts to long-gone days.
+HISTORY_TARGETS = frozenset({"created_at", "stage_date", "deal_status", "deal_closed_at"})
+DEAL_TARGETS = ("deal_amount", "deal_currency", "deal_closed_at", "deal_lost_reason", "deal_name")
 
 _ALIASES = {
     "email": "email emailaddress mail emailid workemail businessemail primaryemail contactemail leademail "
              "emailaddr",
+    "external_id": "externalid id recordid leadid contactid crmid sourceid externalreference externalref",
     "first_name": "firstname first givenname forename fname",
     "last_name": "lastname last surname familyname lname",
     "full_name": "name fullname contactname contact leadname",
@@ -92,7 +113,7 @@ _ALIASES = {
                     "companyheadcount",
     "annual_revenue": "annualrevenue revenue companyrevenue",
     "website": "website web url companywebsite site homepage websiteurl companyurl",
-    "country": "country countrycode countryregion",
+    "country": "country countrycode countryregion countryname",
     "region": "region state province stateprovince stateregion county",
     "city": "city town locality",
     "timezone": "timezone tz",
@@ -104,10 +125,25 @@ _ALIASES = {
     "utm_term": "utmterm",
     "utm_content": "utmcontent",
     "tags": "tags tag labels label",
+    "owner": "owner owneremail leadowner contactowner assignedto assignee salesrep rep ownedby",
     "consent_opt_in": "consent consentoptin optin optedin emailoptin marketingconsent marketingoptin",
+    "unsubscribed": "unsubscribed unsubscribe emailoptout optedout optout hasoptedoutofemail",
+    "do_not_contact": "donotcontact dnc donotcall",
+    "created_at": "createdat createddate createdon createdtime datecreated created creationdate createdate",
+    "lifecycle_stage": "lifecyclestage stage leadstage funnelstage",
+    "stage_date": "stagedate stageenteredat stageentered dateenteredstage stagechangedate stagesince",
+    "deal_status": "dealstatus dealoutcome outcome wonlost",
+    "deal_amount": "dealamount amount dealvalue",
+    "deal_currency": "dealcurrency currency currencycode",
+    "deal_closed_at": "dealclosedate dealclosedat closedate closedat closeddate dealcloseddate wondate",
+    "deal_lost_reason": "deallostreason lostreason closedlostreason reasonlost",
+    "deal_name": "dealname opportunityname",
 }
 HEADER_GUESSES = {alias: field for field, aliases in _ALIASES.items() for alias in aliases.split()}
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
+_KEY_CHARS = re.compile(r"[^a-z0-9]+")
+KEY_PATTERN = re.compile(r"[a-z0-9_]{1,64}\Z")
+CUSTOM_KEY_HELP = "Keys use lowercase letters, digits and _ only (“Favourite colour” becomes favourite_colour)."
 
 
 def normalize_header(header: str) -> str:
@@ -115,18 +151,27 @@ def normalize_header(header: str) -> str:
     return _NOT_ALNUM.sub("", header.casefold())
 
 
-def guess_target(header: str) -> str:
+def custom_key(text: str, fallback: str = "field") -> str:
+    """A safe key for custom_fields (or an activity's properties) from a column header or a typed name:
+    lowercase letters, digits and _, accents dropped. `Favourite Colour (2)` → `favourite_colour_2`."""
+    plain = unicodedata.normalize("NFKD", text.casefold()).encode("ascii", "ignore").decode()
+    return _KEY_CHARS.sub("_", plain).strip("_")[:64].strip("_") or fallback
+
+
+def guess_target(header: str, guesses: dict | None = None) -> str:
+    guesses = HEADER_GUESSES if guesses is None else guesses
     key = normalize_header(header)
-    if key in HEADER_GUESSES:
-        return HEADER_GUESSES[key]
+    if key in guesses:
+        return guesses[key]
     for prefix in ("lead", "contact", "primary", "work", "business", "company"):
-        if key.startswith(prefix) and key[len(prefix):] in HEADER_GUESSES:
-            return HEADER_GUESSES[key[len(prefix):]]
+        if key.startswith(prefix) and key[len(prefix):] in guesses:
+            return guesses[key[len(prefix):]]
     return IGNORE
 
 
 def guess_mapping(headers: list[str]) -> dict[str, str]:
-    """Each lead field is guessed for at most one column (the first that looks like it)."""
+    """Each lead field is guessed for at most one column (the first that looks like it). Columns left unguessed
+    are not imported until the user says so (the mapping step lists them and offers each as a custom field)."""
     mapping, used = {}, set()
     for header in headers:
         target = guess_target(header)
@@ -135,6 +180,12 @@ def guess_mapping(headers: list[str]) -> dict[str, str]:
         used.add(target)
         mapping[header] = target
     return mapping
+
+
+def unmapped_columns(headers: list[str], mapping: dict, prefix: str = CUSTOM_PREFIX) -> list[dict]:
+    """The columns a mapping leaves out, each with the custom target that would keep it."""
+    return [{"column": header, "suggested_target": prefix + custom_key(header, f"column_{position}")}
+            for position, header in enumerate(headers, start=1) if not mapping.get(header)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -183,12 +234,78 @@ SOURCE_TYPES = {**{value: value for value in SourceType.values},
                 **{str(label).casefold(): value for value, label in SourceType.choices}}
 
 
+STAGES = {
+    **{value: value for value in LifecycleStage.values},
+    **{str(label).casefold(): value for value, label in LifecycleStage.choices},
+    # how other CRMs spell them (HubSpot's internal values among them)
+    "marketing qualified lead": LifecycleStage.MQL, "marketingqualifiedlead": LifecycleStage.MQL,
+    "sales accepted lead": LifecycleStage.SAL, "sales qualified lead": LifecycleStage.SQL,
+    "salesqualifiedlead": LifecycleStage.SQL, "opp": LifecycleStage.OPPORTUNITY,
+    "client": LifecycleStage.CUSTOMER, "unqualified": LifecycleStage.DISQUALIFIED,
+    "nurture": LifecycleStage.RECYCLED,
+}
+DEAL_OUTCOMES = {**dict.fromkeys(("won", "closed won", "closed-won", "closedwon", "win", "w"), DealStatus.WON),
+                 **dict.fromkeys(("lost", "closed lost", "closed-lost", "closedlost", "loss", "l"), DealStatus.LOST)}
+MAX_COUNTRY_TEXT = 100
+EARLIEST_DATE = datetime(1900, 1, 1, tzinfo=UTC)
+DATE_HELP = "Use a date such as 2024-03-15, or a date and time such as 2024-03-15 14:30 or 2024-03-15T14:30:00Z"
+_SLASHED_YMD = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?=$|[ T])")
+_DOTTED_DMY = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?=$| )")
+_countries: dict[str, str | None] = {}
+
+
+def country_code(raw: str) -> str | None:
+    """The ISO 3166 alpha-2 code for a code (DE, DEU), an English name (Germany, germany, Federal Republic of
+    Germany) or a common local spelling (Deutschland); None when it names no country. Looked up before any
+    length check: names are longer than codes."""
+    key = raw.strip().casefold()
+    if key not in _countries:
+        code = COUNTRY_ALIASES.get(key)
+        if code is None and len(key) <= MAX_COUNTRY_TEXT:
+            try:
+                code = pycountry.countries.lookup(key).alpha_2
+            except LookupError:
+                code = None
+        if len(_countries) > 10_000:
+            _countries.clear()
+        _countries[key] = code
+    return _countries[key]
+
+
+def parse_when(raw: str, now: datetime) -> tuple[datetime | None, str | None]:
+    """(an aware UTC time, None) or (None, why not). ISO dates and times (2024-03-15, 2024-03-15 14:30,
+    2024-03-15T14:30:00+02:00), 2024/03/15 and 15.03.2024; a time without a zone is UTC. Day/month orders that
+    could be read two ways (03/04/2024) are refused rather than guessed."""
+    text = raw.strip()
+    text = _SLASHED_YMD.sub(lambda m: f"{m[1]}-{int(m[2]):02d}-{int(m[3]):02d}", text, count=1)
+    text = _DOTTED_DMY.sub(lambda m: f"{m[3]}-{int(m[2]):02d}-{int(m[1]):02d}", text, count=1)
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None, f"“{raw[:40]}” is not a date we can read. {DATE_HELP}."
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    if value < EARLIEST_DATE:
+        return None, "The date is before 1900."
+    if value > now:
+        return None, f"The date {value:%Y-%m-%d %H:%M} UTC is in the future."
+    return value, None
+
+
 def _max_length(field: str) -> int:
     return Lead._meta.get_field(field).max_length
 
 
 MAX_LENGTHS = {field: _max_length(field) for field in TEXT_FIELDS}
 MAX_LENGTHS["phone"] = 40  # the raw value; the stored E.164 form is shorter
+MAX_LENGTHS["country"] = MAX_COUNTRY_TEXT  # a name, looked up: the stored code is two letters
+FLAGS = ("consent_opt_in", "unsubscribed", "do_not_contact")
+DATES = ("created_at", "stage_date", "deal_closed_at")
+DEAL_TEXT = {"deal_lost_reason": 200, "deal_name": 200}
+MAX_DEAL_AMOUNT = Decimal("999999999999.99")  # Deal.amount: 14 digits, 2 after the point
 
 
 def _too_long(limit: int, value: str) -> str:
@@ -198,14 +315,17 @@ def _too_long(limit: int, value: str) -> str:
 class RowCleaner:
     """Turns one CSV record into lead values, or errors keyed by column header.
 
-    Written for speed: one pass over the mapped columns, dict lookups and compiled patterns only.
+    Written for speed: one pass over the mapped columns, dict lookups and compiled patterns only. `owners` maps the
+    organization's members' emails (lower case) to their user ids, read once per job.
     """
 
-    def __init__(self, headers: list[str], mapping: dict[str, str]):
+    def __init__(self, headers: list[str], mapping: dict[str, str], owners: dict | None = None, now=None):
         self.width = len(headers)
         self.columns = [
             (index, header, mapping[header]) for index, header in enumerate(headers) if mapping.get(header)
         ]
+        self.owners = owners or {}
+        self.now = now or timezone.now()
         self._phones: dict[tuple[str, str], str | None] = {}
 
     def clean(self, cells: list[str]) -> tuple[dict | None, dict | None]:
@@ -233,9 +353,10 @@ class RowCleaner:
                         errors[header] = ["Enter a valid email address."]
                         continue
                 elif target == "country":
-                    code = raw.upper() if len(raw) == 2 and raw.isalpha() else COUNTRY_ALIASES.get(raw.casefold())
+                    code = raw.upper() if len(raw) == 2 and raw.upper() in _ALPHA_2 else country_code(raw)
                     if code is None:
-                        errors[header] = ["Use a two-letter ISO 3166 country code, such as US or DE."]
+                        errors[header] = [f"“{raw}” is not a country we know. Use its English name (Germany) or "
+                                          "its ISO 3166 code (DE)."]
                         continue
                     raw = code
                 elif target == "source_type":
@@ -246,11 +367,11 @@ class RowCleaner:
                     raw = value
                 values[target] = raw
                 where[target] = header
-            elif target == CUSTOM:
+            elif target.startswith(CUSTOM_PREFIX):
                 if len(raw) > MAX_CUSTOM_VALUE:
                     errors[header] = [_too_long(MAX_CUSTOM_VALUE, raw)]
                     continue
-                values.setdefault("custom_fields", {})[header] = raw
+                values.setdefault("custom_fields", {})[target[len(CUSTOM_PREFIX):]] = raw
             elif target == "company_size":
                 digits = _NUMBER_NOISE.sub("", raw)
                 if not _WHOLE_NUMBER.match(digits) or int(float(digits)) > 2_147_483_647:
@@ -269,7 +390,7 @@ class RowCleaner:
                     errors[header] = [f"At most {MAX_TAGS} tags of at most 64 characters each."]
                     continue
                 values[target] = tags
-            elif target == "consent_opt_in":
+            elif target in FLAGS:
                 value = CONSENT_VALUES.get(raw.casefold())
                 if value is None:
                     errors[header] = ["Use yes or no."]
@@ -281,6 +402,56 @@ class RowCleaner:
                     errors[header] = [_too_long(MAX_LENGTHS["first_name"], raw)]
                     continue
                 values["_first"], values["_last"] = first, last
+            elif target in DATES:
+                value, problem = parse_when(raw, self.now)
+                if problem:
+                    errors[header] = [problem]
+                    continue
+                values[target] = value
+                where[target] = header
+            elif target == "lifecycle_stage":
+                value = STAGES.get(raw.casefold())
+                if value is None:
+                    errors[header] = [f"“{raw[:40]}” is not a lifecycle stage; use one of: "
+                                      f"{', '.join(LifecycleStage.values)}."]
+                    continue
+                values[target] = value
+            elif target == "owner":
+                owner_id = self.owners.get(raw.casefold())
+                if owner_id is None:
+                    errors[header] = [f"No member of this organization has the email “{raw[:254]}”. Invite them "
+                                      "first, or leave the owner empty."]
+                    continue
+                values["owner_id"] = owner_id
+            elif target == "deal_status":
+                value = DEAL_OUTCOMES.get(raw.casefold())
+                if value is None:
+                    errors[header] = ["Use won or lost."]
+                    continue
+                values[target] = value
+                where[target] = header
+            elif target == "deal_amount":
+                negative = raw.startswith("-") or (raw.startswith("(") and raw.endswith(")"))
+                value = None if negative else _decimal(_NUMBER_NOISE.sub("", raw))
+                if value is None or value > MAX_DEAL_AMOUNT:
+                    errors[header] = ["A deal amount cannot be negative." if negative else
+                                      f"Enter an amount of at most {MAX_DEAL_AMOUNT:,}." if value else
+                                      "Enter an amount, such as 12500 or 12,500.00."]
+                    continue
+                values[target] = value
+                where[target] = header
+            elif target == "deal_currency":
+                value = currency.normalise(raw)
+                if value is None:
+                    errors[header] = [currency.MESSAGE]
+                    continue
+                values[target] = value
+            elif target in DEAL_TEXT:
+                if len(raw) > DEAL_TEXT[target]:
+                    errors[header] = [_too_long(DEAL_TEXT[target], raw)]
+                    continue
+                values[target] = raw
+                where[target] = header
         if "_first" in values:  # a full name fills only the parts no other column gave
             values.setdefault("first_name", values.pop("_first"))
             values.setdefault("last_name", values.pop("_last"))
@@ -293,9 +464,13 @@ class RowCleaner:
                 values["phone"] = phone
         if errors:
             return None, errors
-        if not values.get("email") and not values.get("phone"):
-            return None, {"non_field_errors": ["A lead needs an email address or a phone number."]}
-        return values, None
+        if not values.get("email") and not values.get("phone") and not values.get("external_id"):
+            return None, {"non_field_errors": ["A lead needs an email address, a phone number or an external id."]}
+        return _history(values, where)
+
+    def header_of(self, target: str) -> str:
+        """The column mapped to `target` (error messages are keyed by the user's column names)."""
+        return next((header for _, header, mapped in self.columns if mapped == target), "non_field_errors")
 
     def _phone(self, raw: str, country: str) -> str | None:
         # The same number often repeats (switchboards); parsing is the slowest check, so remember it.
@@ -309,6 +484,53 @@ class RowCleaner:
                 self._phones.clear()
             self._phones[key] = result
         return self._phones[key]
+
+
+_ALPHA_2 = frozenset(country.alpha_2 for country in pycountry.countries) | {"XK"}  # Kosovo, used by many CRMs
+
+
+def _history(values: dict, where: dict) -> tuple[dict | None, dict | None]:
+    """The checks across a row's history columns, and its stage history: `stage_dates` {stage: ISO time} holds the
+    stage the row gives at its date (else its created date) and, for a won deal, customer at the close date; stages
+    earlier in the funnel get no invented dates."""
+    created, stage, stage_date = values.get("created_at"), values.get("lifecycle_stage"), values.get("stage_date")
+    errors = {}
+    if stage_date is not None and stage is None:
+        errors[where["stage_date"]] = ["A stage date needs the lifecycle stage it belongs to in the same row."]
+    if stage_date is not None and created is not None and stage_date < created:
+        errors[where["stage_date"]] = [f"The stage date ({stage_date:%Y-%m-%d}) is before the created date "
+                                       f"({created:%Y-%m-%d})."]
+    outcome = values.get("deal_status")
+    if outcome is None:
+        given = [where[target] for target in DEAL_TARGETS if target in where]
+        if given:
+            errors[given[0]] = ["Say whether the deal was won or lost in the deal outcome column."]
+    else:
+        column = where["deal_status"]
+        closed = values.get("deal_closed_at")
+        if outcome == DealStatus.WON and (values.get("deal_amount") is None or not values.get("deal_currency")
+                                          or closed is None):
+            errors[column] = ["A won deal needs its amount, currency and close date."]
+        elif outcome == DealStatus.LOST and (not values.get("deal_lost_reason") or closed is None):
+            errors[column] = ["A lost deal needs the reason it was lost and its close date."]
+        elif values.get("deal_amount") is not None and not values.get("deal_currency"):
+            errors[column] = ["Give the deal's currency with its amount."]
+        elif not values.get("company"):
+            errors[column] = ["A deal needs the lead's company: its account is named after it."]
+        elif created is not None and closed < created:
+            errors[where["deal_closed_at"]] = [f"The deal closed ({closed:%Y-%m-%d}) before the lead was created "
+                                               f"({created:%Y-%m-%d})."]
+    if errors:
+        return None, errors
+    if stage is not None or outcome == DealStatus.WON:
+        dates = {}
+        if stage is not None:
+            dates[stage] = stage_date or created
+        if outcome == DealStatus.WON:  # winning makes the lead a customer (conversion's rule), from that day
+            values["lifecycle_stage"] = LifecycleStage.CUSTOMER
+            dates.setdefault(LifecycleStage.CUSTOMER, values["deal_closed_at"])
+        values["stage_dates"] = {name: at.isoformat() for name, at in dates.items() if at is not None}
+    return values, None
 
 
 def _valid_email(value: str) -> bool:
@@ -447,8 +669,78 @@ def inspect_csv(data: bytes) -> dict:
             "preview": preview, "total_rows": total}
 
 
-def validate_mapping(headers: list[str], mapping) -> dict[str, str]:
-    """A clean {header: target} from user input (a dict or its JSON text); raises ImportRejected."""
+@dataclass(frozen=True)
+class Kind:
+    """What the rows of an import are: the targets a column may have, the guesses from headers, the target that
+    keeps any column under a key of its own (`custom`, stored as `prefix` + key), what an unguessed column
+    becomes, and the checks of a whole mapping."""
+
+    targets: dict
+    guesses: dict
+    custom: str
+    prefix: str
+    custom_label: str
+    unguessed: str
+    check: Callable[[dict], list[str]]
+
+
+def _check_lead_mapping(used: dict) -> list[str]:
+    problems = []
+    if not {"email", "phone", "external_id"} & set(used):
+        problems.append("Map a column to email or phone (or external id): every lead needs one of them.")
+    if "stage_date" in used and "lifecycle_stage" not in used:
+        problems.append("Map a Lifecycle stage column too: the stage date says when the lead entered it.")
+    deal = [target for target in DEAL_TARGETS if target in used]
+    if deal and "deal_status" not in used:
+        problems.append(f"Map a Deal outcome column (won / lost) too: “{used[deal[0]]}” describes a deal.")
+    if "deal_status" in used and "company" not in used:
+        problems.append("Map a Company column too: a won or lost deal's account is named after the lead's company.")
+    return problems
+
+
+LEAD_KIND = Kind(targets=TARGETS, guesses=HEADER_GUESSES, custom=CUSTOM, prefix=CUSTOM_PREFIX,
+                 custom_label="Custom field", unguessed=IGNORE, check=_check_lead_mapping)
+
+
+def kind_of(kind) -> Kind:
+    if kind == ImportKind.ACTIVITIES:
+        from .activity_imports import ACTIVITY_KIND  # it builds on this module
+
+        return ACTIVITY_KIND
+    return LEAD_KIND
+
+
+def guess_kind_mapping(headers: list[str], kind) -> dict[str, str]:
+    """guess_mapping for an import kind: each target for at most one column; a column no header spelling names
+    becomes the kind's `unguessed` target (activities: a property under the column's key)."""
+    spec = kind_of(kind)
+    if spec is LEAD_KIND:
+        return guess_mapping(headers)
+    mapping, used = {}, set()
+    for position, header in enumerate(headers, start=1):
+        target = guess_target(header, spec.guesses)
+        if target in used:
+            target = IGNORE
+        elif not target and spec.unguessed == spec.custom:
+            target = spec.prefix + custom_key(header, f"column_{position}")
+        used.add(target)
+        mapping[header] = target
+    return mapping
+
+
+def target_label(target: str, kind=ImportKind.LEADS) -> str:
+    spec = kind_of(kind)
+    if target.startswith(spec.prefix):
+        return f"{spec.custom_label}: {target}"
+    return str(spec.targets.get(target, target))
+
+
+def validate_mapping(headers: list[str], mapping, kind=ImportKind.LEADS) -> dict[str, str]:
+    """A clean {header: target} from user input (a dict or its JSON text); raises ImportRejected. A column sent as
+    `custom` (activities: `property`) is kept under the key made from its header; `custom_fields.<key>`
+    (`properties.<key>`) names the key."""
+    spec = kind_of(kind)
+    noun = "a lead field" if spec is LEAD_KIND else "an activity field"
     if isinstance(mapping, str):
         try:
             mapping = json.loads(mapping)
@@ -457,32 +749,50 @@ def validate_mapping(headers: list[str], mapping) -> dict[str, str]:
     if not isinstance(mapping, dict):
         _reject('Send the mapping as a JSON object: {"CSV header": "lead field"}.', field="mapping")
     problems, clean, used = [], {}, {}
+    positions = {header: position for position, header in enumerate(headers, start=1)}
     for header, target in mapping.items():
         target = (target or "").strip() if isinstance(target, str) or target is None else target
         if target in ("ignore", "skip"):
             target = IGNORE
-        if header not in headers:
+        if header not in positions:
             problems.append(f"“{header}” is not a column of this file.")
             continue
-        if not isinstance(target, str) or (target and target not in TARGETS):
-            problems.append(f"“{target}” (for “{header}”) is not a lead field; use one of: {', '.join(TARGETS)}.")
+        if not isinstance(target, str):
+            problems.append(f"“{target}” (for “{header}”) is not {noun}; use one of: {', '.join(spec.targets)}.")
             continue
-        if target and target != CUSTOM:
+        if target == spec.custom:
+            target = spec.prefix + custom_key(header, f"column_{positions[header]}")
+        elif target.startswith(spec.prefix):
+            if not KEY_PATTERN.match(target[len(spec.prefix):]):
+                problems.append(f"“{target[len(spec.prefix):]}” (for “{header}”) cannot be a key. {CUSTOM_KEY_HELP}")
+                continue
+        elif target and target not in spec.targets:
+            problems.append(f"“{target}” (for “{header}”) is not {noun}; use one of: {', '.join(spec.targets)}, "
+                            f"or {spec.prefix}<key>.")
+            continue
+        if target:
             if target in used:
                 problems.append(f"Both “{used[target]}” and “{header}” are mapped to {target}; choose one.")
                 continue
             used[target] = header
         clean[header] = target
-    if not problems and not ({"email", "phone"} & set(used)):
-        problems.append("Map a column to email or phone: every lead needs one of them.")
+    if not problems:
+        problems += spec.check(used)
     if problems:
         raise ImportRejected({"mapping": problems})
     return clean
 
 
-def create_import(*, organization_id, upload, created_by, mapping) -> ImportJob:
+def is_historical(job: ImportJob) -> bool:
+    """An import of the past: activities with their times, or leads with their created, stage or deal dates."""
+    return job.kind == ImportKind.ACTIVITIES or bool(HISTORY_TARGETS & set(job.mapping.values()))
+
+
+def create_import(*, organization_id, upload, created_by, mapping, kind=ImportKind.LEADS) -> ImportJob:
     """Check and store an uploaded CSV. With `mapping` (dict or JSON) it is validated and kept; without,
     the guessed mapping is stored for the user to review. The job waits in `mapping` until started."""
+    if kind not in ImportKind.values:
+        _reject(f"Choose what the file holds: {' or '.join(ImportKind.values)}.", field="kind")
     limit = settings.MAX_IMPORT_BYTES
     too_large = ImportTooLarge({"file": [f"The file is larger than {limit // (1024 * 1024)} MB; split it into "
                                          "smaller files."]})
@@ -493,17 +803,18 @@ def create_import(*, organization_id, upload, created_by, mapping) -> ImportJob:
         raise too_large
     info = inspect_csv(data)
     headers = info["headers"]
-    clean = guess_mapping(headers) if mapping in (None, "", {}) else validate_mapping(headers, mapping)
+    clean = (guess_kind_mapping(headers, kind) if mapping in (None, "", {})
+             else validate_mapping(headers, mapping, kind))
     return ImportJob.objects.create(
         organization_id=organization_id, created_by=created_by, filename=(upload.name or "import.csv")[:255],
-        content=data, encoding=info["encoding"], delimiter=info["delimiter"], headers=headers,
+        kind=kind, content=data, encoding=info["encoding"], delimiter=info["delimiter"], headers=headers,
         preview=info["preview"], mapping=clean, total_rows=info["total_rows"], status=ImportStatus.MAPPING,
     )
 
 
 def set_mapping(*, job: ImportJob, mapping) -> ImportJob:
     """Replace the mapping of a job still waiting for one."""
-    clean = validate_mapping(job.headers, mapping)
+    clean = validate_mapping(job.headers, mapping, job.kind)
     updated = ImportJob.objects.for_org(job.organization_id).filter(pk=job.pk, status=ImportStatus.MAPPING)\
         .update(mapping=clean)
     if not updated:
@@ -514,12 +825,14 @@ def set_mapping(*, job: ImportJob, mapping) -> ImportJob:
 
 
 def start_import(*, job: ImportJob) -> ImportJob:
-    """Queue the import (once, on commit). The stored mapping must name an email or phone column."""
-    validate_mapping(job.headers, job.mapping)
+    """Queue the import (once, on commit). The stored mapping must pass its kind's checks (every lead needs an
+    email, phone or external id column); it is stored as checked (custom columns with their keys)."""
+    clean = validate_mapping(job.headers, job.mapping, job.kind)
     with transaction.atomic():
         updated = ImportJob.objects.for_org(job.organization_id).filter(pk=job.pk, status=ImportStatus.MAPPING)\
-            .update(status=ImportStatus.QUEUED)
+            .update(status=ImportStatus.QUEUED, mapping=clean)
         if updated:
+            job.mapping = clean
             job.status = ImportStatus.QUEUED
             job_id, organization_id = str(job.pk), str(job.organization_id)
 
@@ -544,13 +857,15 @@ def start_import(*, job: ImportJob) -> ImportJob:
 
 
 class _Chunk:
-    __slots__ = ("rows_seen", "staged", "errors", "valid_rows")
+    __slots__ = ("rows_seen", "staged", "errors", "valid_rows", "external_ids", "deals")
 
     def __init__(self):
         self.rows_seen = 0  # non-blank records consumed (the resume offset moves by this much)
         self.staged: list[dict] = []
         self.errors: list[tuple[int, list, dict]] = []
         self.valid_rows = 0
+        self.external_ids = False  # whether a staged row names a lead by external id (one more lookup)
+        self.deals = False  # whether a staged row closes a deal (three more statements)
 
 
 def _chunks(text: str, delimiter: str, cleaner: RowCleaner, skip: int):
@@ -559,18 +874,35 @@ def _chunks(text: str, delimiter: str, cleaner: RowCleaner, skip: int):
     next(records, None)  # header
     seen = 0
     chunk, by_email = _Chunk(), {}
+    external_rows: dict[str, int] = {}  # external id -> the row that gave it, across the file
     for row_number, cells in records:
         seen += 1
         if seen <= skip:
             continue
         chunk.rows_seen += 1
         values, errors = cleaner.clean(cells)
+        external_id = values.get("external_id") if values else None
+        if external_id:
+            first = external_rows.setdefault(external_id, row_number)
+            if first != row_number:
+                errors = {cleaner.header_of("external_id"): [
+                    f"The external id “{external_id}” is also in row {first} of this file; each lead's must be "
+                    "its own."]}
+        email = values.get("email") if values and not errors else None
+        existing = by_email.get(email) if email else None
+        if existing is not None and external_id and existing.get("external_id", external_id) != external_id:
+            errors = {cleaner.header_of("email"): [
+                f"This email is also in row {existing['_rows'][0]} of this file, with another external id."]}
+        elif existing is not None and values.get("deal_status") and existing.get("deal_status"):
+            errors = {cleaner.header_of("deal_status"): [
+                f"This email's deal is in row {existing['_rows'][0]} of this file already: one deal per lead "
+                "in a file (import further deals from another file)."]}
         if errors:
             chunk.errors.append((row_number, cells, errors))
         else:
             chunk.valid_rows += 1
-            email = values.get("email")
-            existing = by_email.get(email) if email else None
+            chunk.external_ids = chunk.external_ids or bool(external_id)
+            chunk.deals = chunk.deals or "deal_status" in values
             if existing is None:
                 values["_rows"] = [row_number]
                 chunk.staged.append(values)
@@ -592,7 +924,11 @@ def _merge_values(into: dict, values: dict, row_number: int) -> None:
             into["tags"] = list(dict.fromkeys([*into["tags"], *value]))
         elif key == "custom_fields" and "custom_fields" in into:
             into["custom_fields"] = {**value, **into["custom_fields"]}
-        elif key == "consent_opt_in":  # any row's opt-in counts, as in a merge
+        elif key == "stage_dates" and "stage_dates" in into:
+            into["stage_dates"] = {**value, **into["stage_dates"]}
+        elif key == "created_at" and "created_at" in into:  # the lead existed since the earliest
+            into[key] = min(into[key], value)
+        elif key in FLAGS:  # any row's opt-in (or opt-out) counts, as in a merge
             into[key] = into.get(key) or value
         elif key not in into:
             into[key] = value
@@ -643,19 +979,32 @@ def _prefetch(iterator, depth: int = 2):
 # Staged columns, in COPY order. Text columns hold '' for "no value" so merges can test `= ''`.
 STAGE_TEXT = TEXT_FIELDS
 _NO_TAGS: list = []  # shared, never mutated
-STAGE_COLUMNS = ("row_numbers", *STAGE_TEXT, "company_size", "annual_revenue", "tags", "custom_fields", "consent")
+STAGE_HISTORY = ("owner_id", "unsubscribed", "do_not_contact", "created_at", "lifecycle_stage", "stage_dates",
+                 "deal_status", "deal_amount", "deal_currency", "deal_closed_at", "deal_lost_reason", "deal_name")
+STAGE_COLUMNS = ("row_numbers", *STAGE_TEXT, "company_size", "annual_revenue", "tags", "custom_fields", "consent",
+                 *STAGE_HISTORY)
 _TOUCH_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "source")
 
-STAGE_DDL = (
-    "DROP TABLE IF EXISTS pg_temp.leads_import_stage; "
-    "CREATE TEMP TABLE leads_import_stage ("
-    " row_numbers integer[] NOT NULL, "
-    + " ".join(f"{name} text NOT NULL," for name in STAGE_TEXT)
-    + " company_size integer, annual_revenue numeric(16, 2), tags varchar(64)[] NOT NULL,"
-    " custom_fields jsonb NOT NULL, consent boolean NOT NULL,"
-    " new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
-    " created boolean NOT NULL DEFAULT false) ON COMMIT DROP"
-)
+
+def _owner_type() -> str:
+    return Lead._meta.get_field("owner").target_field.rel_db_type(connection)
+
+
+def _stage_ddl() -> str:
+    return (
+        "DROP TABLE IF EXISTS pg_temp.leads_import_stage; "
+        "CREATE TEMP TABLE leads_import_stage ("
+        " row_numbers integer[] NOT NULL, "
+        + " ".join(f"{name} text NOT NULL," for name in STAGE_TEXT)
+        + " company_size integer, annual_revenue numeric(16, 2), tags varchar(64)[] NOT NULL,"
+        " custom_fields jsonb NOT NULL, consent boolean NOT NULL,"
+        f" owner_id {_owner_type()}, unsubscribed boolean NOT NULL, do_not_contact boolean NOT NULL,"
+        " created_at timestamptz, lifecycle_stage text NOT NULL, stage_dates jsonb NOT NULL,"
+        " deal_status text NOT NULL, deal_amount numeric(14, 2), deal_currency text NOT NULL,"
+        " deal_closed_at timestamptz, deal_lost_reason text NOT NULL, deal_name text NOT NULL,"
+        " new_id uuid NOT NULL DEFAULT gen_random_uuid(), lead_id uuid,"
+        " created boolean NOT NULL DEFAULT false) ON COMMIT DROP"
+    )
 
 
 ERROR_COLUMNS = 'organization_id, job_id, row_number, "values", errors'
@@ -668,10 +1017,13 @@ ERROR_STAGE_DDL = (
 
 def _stage_tuple(values: dict) -> tuple:
     get = values.get
-    custom = values.get("custom_fields")
+    custom, dates = get("custom_fields"), get("stage_dates")
     return (
         values["_rows"], *[get(name, "") for name in STAGE_TEXT], get("company_size"), get("annual_revenue"),
         get("tags") or _NO_TAGS, json.dumps(custom) if custom else "{}", bool(get("consent_opt_in")),
+        get("owner_id"), bool(get("unsubscribed")), bool(get("do_not_contact")), get("created_at"),
+        get("lifecycle_stage", ""), json.dumps(dates) if dates else "{}", get("deal_status", ""), get("deal_amount"),
+        get("deal_currency", ""), get("deal_closed_at"), get("deal_lost_reason", ""), get("deal_name", ""),
     )
 
 
@@ -679,34 +1031,20 @@ def _q(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+# When a staged row's lead came: its created date (history), else now; as a time and as capture's ISO text.
+_WHEN = "COALESCE(s.created_at, %(now)s)"
+_WHEN_ISO = "COALESCE(to_jsonb(s.created_at) #>> '{}', %(now_iso)s::text)"
+
+
 def _touch_sql() -> str:
     """The first/last-touch object capture builds from UTM fields and source (NULL when none is set)."""
     any_set = " OR ".join(f"s.{f} <> ''" for f in _TOUCH_FIELDS)
     pairs = ", ".join(f"'{f}', NULLIF(s.{f}, '')" for f in _TOUCH_FIELDS)
-    return f"CASE WHEN {any_set} THEN jsonb_strip_nulls(jsonb_build_object({pairs}, 'at', %(now_iso)s::text)) END"
+    return f"CASE WHEN {any_set} THEN jsonb_strip_nulls(jsonb_build_object({pairs}, 'at', {_WHEN_ISO})) END"
 
 
-def _default_sql(model, field, params: dict) -> str:
-    """A column this load does not fill gets the model's Python-side default (the database has none),
-    as a typed parameter, so columns added later are filled without touching this SQL."""
-    if field.has_default():
-        key = f"default_{model._meta.model_name}_{field.column}"
-        params[key] = field.get_db_prep_save(field.get_default(), connection)
-        return f"%({key})s::{field.db_type(connection)}"
-    if field.null:
-        return "NULL"
-    raise RuntimeError(f"{model.__name__}.{field.name} is NOT NULL without a default: the import must set it")
-
-
-def _insert_sql(model, given: dict[str, str], params: dict) -> tuple[str, str]:
-    """(column list, select list) covering every concrete column of `model`."""
-    columns, exprs = [], []
-    for field in model._meta.concrete_fields:
-        if field.generated:
-            continue
-        columns.append(_q(field.column))
-        exprs.append(given[field.column] if field.column in given else _default_sql(model, field, params))
-    return ", ".join(columns), ", ".join(exprs)
+_default_sql = bulk_sql.default_sql
+_insert_sql = bulk_sql.insert_sql
 
 
 def _lead_insert_sql(params: dict) -> str:
@@ -717,17 +1055,23 @@ def _lead_insert_sql(params: dict) -> str:
         "company_size": "s.company_size", "annual_revenue": "s.annual_revenue", "tags": "s.tags",
         "custom_fields": "s.custom_fields", "first_touch": "COALESCE(s.touch, '{}'::jsonb)",
         "last_touch": "COALESCE(s.touch, '{}'::jsonb)",
-        "stage_entered_at": "jsonb_build_object(%(stage)s::text, %(now_iso)s::text)",
-        "last_activity_at": "%(now)s", "created_at": "%(now)s", "updated_at": "%(now)s",
+        # the stage the row gives (else the default) since its created date (else now), then the row's own dates
+        "lifecycle_stage": "COALESCE(NULLIF(s.lifecycle_stage, ''), %(stage)s::text)",
+        "stage_entered_at": f"jsonb_build_object(COALESCE(NULLIF(s.lifecycle_stage, ''), %(stage)s::text), {_WHEN_ISO})"
+                            " || s.stage_dates",
+        "last_activity_at": "%(now)s", "created_at": _WHEN, "updated_at": "%(now)s",
         "consent_opt_in": "s.consent", "consent_at": "CASE WHEN s.consent THEN %(now)s END",
+        "owner_id": "s.owner_id", "unsubscribed": "s.unsubscribed", "do_not_contact": "s.do_not_contact",
     }
     columns, select = _insert_sql(Lead, given, params)
     table = _q(Lead._meta.db_table)
+    # No conflict target: a row whose email or external id another lead took meanwhile is matched after this.
     return (
         f"WITH inserted AS ("
         f" INSERT INTO {table} ({columns})"
-        f" SELECT {select} FROM (SELECT s.*, {_touch_sql()} AS touch FROM pg_temp.leads_import_stage s) s"
-        f" ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING id)"
+        f" SELECT {select} FROM (SELECT s.*, {_touch_sql()} AS touch FROM pg_temp.leads_import_stage s"
+        f"  WHERE s.lead_id IS NULL) s"
+        f" ON CONFLICT DO NOTHING RETURNING id)"
         f" UPDATE pg_temp.leads_import_stage s SET lead_id = s.new_id, created = true"
         f" FROM inserted WHERE inserted.id = s.new_id"
     )
@@ -741,6 +1085,14 @@ MATCH_SQL = (
     " AND l.email = ANY(ARRAY(SELECT email FROM pg_temp.leads_import_stage"
     "  WHERE lead_id IS NULL AND email <> ''))"
     " AND l.email = s.email AND l.email <> ''"
+)
+# Before anything is inserted: rows naming a lead by its id in the other system belong to that lead.
+MATCH_EXTERNAL_SQL = (
+    "UPDATE pg_temp.leads_import_stage s SET lead_id = l.id FROM {table} l"
+    " WHERE s.lead_id IS NULL AND s.external_id <> '' AND l.organization_id = %(org)s::uuid"
+    " AND l.external_id = ANY(ARRAY(SELECT external_id FROM pg_temp.leads_import_stage"
+    "  WHERE lead_id IS NULL AND external_id <> ''))"
+    " AND l.external_id = s.external_id AND l.external_id <> ''"
 )
 
 
@@ -763,9 +1115,33 @@ def _merge_sql() -> str:
             " WHERE v NOT IN ('\"\"'::jsonb, 'null'::jsonb, '[]'::jsonb, '{}'::jsonb))")
     sets.append(f"custom_fields = l.custom_fields || s.custom_fields || {kept}")
     changed.append(f"(s.custom_fields - ARRAY(SELECT jsonb_object_keys({kept}))) <> '{{}}'::jsonb")
-    sets.append("first_touch = CASE WHEN l.first_touch = '{}'::jsonb AND s.touch IS NOT NULL"
-                " THEN s.touch ELSE l.first_touch END")
-    sets.append("last_touch = COALESCE(s.touch, l.last_touch)")
+    # Matched by external id, a lead without an email takes the row's, unless another lead has it.
+    sets.append("email = CASE WHEN l.email = '' AND s.email <> '' AND NOT EXISTS"
+                f" (SELECT FROM {_q(Lead._meta.db_table)} x WHERE x.organization_id = l.organization_id"
+                " AND x.email = s.email) THEN s.email ELSE l.email END")
+    changed.append("(l.email = '' AND s.email <> '')")
+    sets.append("external_id = CASE WHEN l.external_id = '' THEN s.external_id ELSE l.external_id END")
+    changed.append("(l.external_id = '' AND s.external_id <> '')")
+    sets.append("owner_id = COALESCE(l.owner_id, s.owner_id)")
+    changed.append("(l.owner_id IS NULL AND s.owner_id IS NOT NULL)")
+    for flag in ("unsubscribed", "do_not_contact"):  # an opt-out is never lost
+        sets.append(f"{flag} = l.{flag} OR s.{flag}")
+        changed.append(f"(s.{flag} AND NOT l.{flag})")
+    # History: the lead existed since the earliest date anyone knew of; a stage date fills a stage without one; a
+    # won deal makes the lead a customer (conversion's rule).
+    sets.append("created_at = LEAST(l.created_at, COALESCE(s.created_at, l.created_at))")
+    changed.append("s.created_at < l.created_at")
+    sets.append("stage_entered_at = s.stage_dates || l.stage_entered_at")
+    changed.append("EXISTS (SELECT FROM jsonb_object_keys(s.stage_dates) AS k(stage)"
+                   " WHERE NOT l.stage_entered_at ? k.stage)")
+    sets.append(f"lifecycle_stage = CASE WHEN s.deal_status = '{DealStatus.WON}' THEN '{LifecycleStage.CUSTOMER}'"
+                " ELSE l.lifecycle_stage END")
+    changed.append(f"(s.deal_status = '{DealStatus.WON}' AND l.lifecycle_stage <> '{LifecycleStage.CUSTOMER}')")
+    # Touches keep their order in time: an older one (history) may become the first, never the last.
+    sets.append("first_touch = CASE WHEN s.touch IS NOT NULL AND (l.first_touch = '{}'::jsonb"
+                " OR s.touch ->> 'at' < COALESCE(l.first_touch ->> 'at', '')) THEN s.touch ELSE l.first_touch END")
+    sets.append("last_touch = CASE WHEN s.touch IS NOT NULL AND (l.last_touch = '{}'::jsonb"
+                " OR NOT s.touch ->> 'at' < COALESCE(l.last_touch ->> 'at', '')) THEN s.touch ELSE l.last_touch END")
     changed.append("s.touch IS NOT NULL")
     sets.append("consent_opt_in = l.consent_opt_in OR s.consent")
     sets.append("consent_at = COALESCE(l.consent_at, CASE WHEN s.consent THEN %(now)s END)")
@@ -787,7 +1163,10 @@ def _activity_insert_sql(params: dict) -> str:
     present = {f: f"s.{f} <> ''" for f in STAGE_TEXT}
     present |= {"company_size": "s.company_size IS NOT NULL", "annual_revenue": "s.annual_revenue IS NOT NULL",
                 "tags": "cardinality(s.tags) > 0", "custom_fields": "s.custom_fields <> '{}'::jsonb",
-                "consent_opt_in": "s.consent"}
+                "consent_opt_in": "s.consent", "owner": "s.owner_id IS NOT NULL", "unsubscribed": "s.unsubscribed",
+                "do_not_contact": "s.do_not_contact", "created_at": "s.created_at IS NOT NULL",
+                "lifecycle_stage": "s.lifecycle_stage <> ''", "stage_entered_at": "s.stage_dates <> '{}'::jsonb",
+                "deal": "s.deal_status <> ''"}
     flags = ", ".join(f"CASE WHEN {test} THEN '{name}' END" for name, test in sorted(present.items()))
     fields = f"to_jsonb(array_remove(ARRAY[{flags}], NULL))"
     properties = (
@@ -808,12 +1187,20 @@ def _touch_insert_sql(params: dict) -> str:
     """Each imported row is a touch of its lead, with the row's source and UTM fields, named by the import."""
     given = {
         "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid", "lead_id": "s.lead_id",
-        "occurred_at": "%(now)s", "channel": "'import'", "import_id": "%(job)s::uuid",
+        "occurred_at": _WHEN, "channel": "'import'", "import_id": "%(job)s::uuid",
         **{name: f"left(s.{name}, 200)" for name in _TOUCH_FIELDS},
     }
     columns, select = _insert_sql(Touch, given, params)
     return (f"INSERT INTO {_q(Touch._meta.db_table)} ({columns})"
             f" SELECT {select} FROM pg_temp.leads_import_stage s WHERE s.lead_id IS NOT NULL")
+
+
+# The won and lost deals of the staged rows, as conversion.record_closed_deals reads them.
+DEAL_ROWS_SQL = (
+    "SELECT lead_id, deal_name AS name, deal_amount AS amount, deal_currency AS currency, deal_status AS status,"
+    " deal_closed_at AS closed_at, deal_lost_reason AS lost_reason FROM pg_temp.leads_import_stage"
+    " WHERE lead_id IS NOT NULL AND deal_status <> ''"
+)
 
 
 def _consent_insert_sql(params: dict) -> str:
@@ -832,13 +1219,13 @@ def _is_deadlock(exc: Exception) -> bool:
     return getattr(exc.__cause__, "sqlstate", None) == "40P01"
 
 
-def _load_chunk(job: ImportJob, chunk: _Chunk, offset: int, preview: list) -> bool:
+def _load_chunk(job: ImportJob, chunk, offset: int, preview: list, load_once=None) -> bool:
     """Load one chunk and move the job's offset, in one transaction. False when another delivery of
     this task has moved the offset (it owns the job now)."""
     for attempt in range(1, DEADLOCK_RETRIES + 1):
         try:
             with transaction.atomic():
-                return _load_chunk_once(job, chunk, offset, preview)
+                return (load_once or _load_chunk_once)(job, chunk, offset, preview)
         except OperationalError as exc:
             if not _is_deadlock(exc) or attempt == DEADLOCK_RETRIES:
                 raise
@@ -866,12 +1253,14 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
     created = 0
     with connection.cursor() as cursor:
         if chunk.staged:
-            cursor.execute(STAGE_DDL)
+            cursor.execute(_stage_ddl())
             with cursor.cursor.copy(
                 f"COPY pg_temp.leads_import_stage ({', '.join(STAGE_COLUMNS)}) FROM STDIN"
             ) as copy:
                 for values in chunk.staged:
                     copy.write_row(_stage_tuple(values))
+            if chunk.external_ids:
+                cursor.execute(MATCH_EXTERNAL_SQL.format(table=_q(Lead._meta.db_table)), params)
             cursor.execute(_lead_insert_sql(params), params)
             created = cursor.rowcount
             _refresh_statistics_if_outgrown(cursor, created)
@@ -880,6 +1269,8 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
             # one statement: each row's touch and its activity
             cursor.execute(f"WITH touches AS ({_touch_insert_sql(params)}) {_activity_insert_sql(params)}", params)
             cursor.execute(_consent_insert_sql(params), params)
+            if chunk.deals:
+                services.record_closed_deals(rows_sql=DEAL_ROWS_SQL, params=params)
         if chunk.errors:
             # COPY cannot load a table under row-level security: stage the rows, then one INSERT ... SELECT.
             cursor.execute(ERROR_STAGE_DDL)
@@ -967,13 +1358,24 @@ def fail_import(import_id, message: str) -> None:
 def _run(job: ImportJob) -> None:
     content = ImportJob.objects.filter(pk=job.pk).values_list("content", flat=True).first()
     text = bytes(content).decode(job.encoding if job.encoding != "utf-8" else "utf-8-sig")
-    cleaner = RowCleaner(job.headers, job.mapping)
     offset = job.processed_rows
     preview = list(job.errors)
-    chunks = _prefetch(_chunks(text, job.delimiter, cleaner, skip=offset))
+    if job.kind == ImportKind.ACTIVITIES:
+        from . import activity_imports
+
+        cleaner = activity_imports.ActivityRowCleaner(
+            job.headers, job.mapping, types=activity_imports.importable_activity_types(
+                organization_id=job.organization_id))
+        chunks = _prefetch(activity_imports.chunks(text, job.delimiter, cleaner, skip=offset))
+        load_once = activity_imports.load_chunk_once
+    else:
+        owners = selectors.member_ids_by_email(job.organization_id) if "owner" in job.mapping.values() else {}
+        cleaner = RowCleaner(job.headers, job.mapping, owners=owners)
+        chunks = _prefetch(_chunks(text, job.delimiter, cleaner, skip=offset))
+        load_once = _load_chunk_once
     try:
         for chunk in chunks:
-            if not _load_chunk(job, chunk, offset, preview):
+            if not _load_chunk(job, chunk, offset, preview, load_once):
                 logger.info("import %s: another worker is running it; stopping", job.pk)
                 return
             offset += chunk.rows_seen
@@ -988,7 +1390,10 @@ def _run(job: ImportJob) -> None:
             status=ImportStatus.DONE, finished_at=timezone.now(), total_rows=offset, content=b""
         )
         if finished:
-            events.emit(events.LEADS_IMPORTED, organization_id=job.organization_id, import_id=job.pk)
+            # History is re-scored (its activities count at their real times) but starts nothing else: no
+            # webhooks, campaign joins or nurture for days long gone. Only scoring takes the history event.
+            event = events.LEADS_HISTORY_IMPORTED if is_historical(job) else events.LEADS_IMPORTED
+            events.emit(event, organization_id=job.organization_id, import_id=job.pk)
 
 
 # ---------------------------------------------------------------------------------------------------------

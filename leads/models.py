@@ -112,6 +112,9 @@ class Lead(models.Model):
     region = models.CharField(max_length=100, blank=True, default="")
     city = models.CharField(max_length=100, blank=True, default="")
     timezone = models.CharField(max_length=64, blank=True, default="")
+    # the lead's id in the system it came from (the CRM an import moved it from, an integration's record id):
+    # unique per organization when given, and matched like email when a lead is captured or imported again
+    external_id = models.CharField(max_length=200, blank=True, default="")
     # acquisition
     source_type = models.CharField(max_length=16, choices=SourceType.choices, blank=True, default="")
     source = models.CharField(max_length=200, blank=True, default="", help_text="Source detail")
@@ -181,8 +184,11 @@ class Lead(models.Model):
             # column gives case-insensitive uniqueness and serves `email=` lookups directly.
             models.UniqueConstraint(fields=["organization", "email"], condition=~Q(email=""),
                                     name="lead_unique_email_per_org"),
+            models.UniqueConstraint(fields=["organization", "external_id"], condition=~Q(external_id=""),
+                                    name="lead_unique_external_id_per_org"),
             models.CheckConstraint(condition=Q(email=Lower("email")), name="lead_email_lowercase"),
-            models.CheckConstraint(condition=~Q(email="", phone="") | Q(erased_at__isnull=False),
+            # A lead is someone we can find again: by email, phone or their id in another system.
+            models.CheckConstraint(condition=~Q(email="", phone="", external_id="") | Q(erased_at__isnull=False),
                                    name="lead_has_email_or_phone"),
         ]
         indexes = [
@@ -323,7 +329,8 @@ class Touch(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
-    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="touches", db_index=False)
+    # Its own index on the lead, as the timeline's: deleting a lead finds its touches without reading every org's.
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="touches")
     occurred_at = models.DateTimeField()
     channel = models.CharField(max_length=16, help_text="api, api_bulk, form or import")
     source = models.CharField(max_length=200, blank=True, default="")
@@ -410,6 +417,11 @@ class ImportStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class ImportKind(models.TextChoices):
+    LEADS = "leads", "Leads"
+    ACTIVITIES = "activities", "Activities of existing leads"
+
+
 class ImportJob(models.Model):
     """A CSV import. The file is kept in the database so any worker host can process it."""
 
@@ -419,6 +431,8 @@ class ImportJob(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     filename = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16, choices=ImportKind.choices, default=ImportKind.LEADS,
+                            help_text="What each row is: a lead, or an activity of an existing lead")
     content = models.BinaryField()
     encoding = models.CharField(max_length=32, default="utf-8", help_text="How the file's bytes were read")
     delimiter = models.CharField(max_length=1, default=",")

@@ -5,6 +5,7 @@ from django.db.models import Q
 from django.utils.text import slugify
 
 from leadcrm import rls
+from leadcrm.models import Membership
 
 from .models import Form, Lead, SavedView, SegmentKind, SegmentMember
 from .segments import definition_q
@@ -107,3 +108,9 @@ def organization_of_import(import_id):
 def organizations_with_stale_imports(since) -> list:
     """Orgs with an import queued or running since before `since`."""
     return rls.lookup_ids("leads_organizations_with_stale_imports", since)
+
+
+def member_ids_by_email(organization_id) -> dict[str, int]:
+    """{email, lower case: user id} of the organization's members: an import names owners by email."""
+    return {email.casefold(): user_id for email, user_id in Membership.objects.for_org(organization_id)
+            .values_list("user__email", "user_id") if email}

@@ -28,7 +28,7 @@ LEAD_INPUT_FIELDS = [
     "email", "first_name", "last_name", "phone", "job_title", "company", "industry", "company_size",
     "annual_revenue", "website", "country", "region", "city", "timezone", "source_type", "source",
     "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content", "lifecycle_stage", "owner",
-    "consent_opt_in", "unsubscribed", "do_not_contact", "tags", "custom_fields",
+    "consent_opt_in", "unsubscribed", "do_not_contact", "tags", "custom_fields", "external_id",
     "bant_budget", "bant_authority", "bant_need", "bant_timeline",
 ]
 # The contact and company details anyone who works a lead may correct (Action.EDIT_LEADS); changing the others
@@ -114,12 +114,16 @@ class LeadSerializer(StrictModelSerializer):
             raise serializers.ValidationError("Use an IANA time zone name, such as Europe/Berlin.")
         return value
 
+    def validate_external_id(self, value):
+        return value.strip()
+
     def validate_tags(self, value):
         return list(dict.fromkeys(tag.strip() for tag in value if tag.strip()))
 
     def validate(self, attrs):
         merged = {"email": getattr(self.instance, "email", ""), "phone": getattr(self.instance, "phone", ""),
-                  "country": getattr(self.instance, "country", "")}
+                  "country": getattr(self.instance, "country", ""),
+                  "external_id": getattr(self.instance, "external_id", "")}
         merged.update({k: v for k, v in attrs.items() if k in merged})
         if "phone" in attrs:
             try:
@@ -129,8 +133,16 @@ class LeadSerializer(StrictModelSerializer):
                     {"phone": ["Enter a valid phone number, with its country code (e.g. +14155550123)."]}
                 ) from None
             merged["phone"] = attrs["phone"]
-        if not merged["email"] and not merged["phone"]:
-            raise serializers.ValidationError({"email": ["A lead needs an email address or a phone number."]})
+        if not merged["email"] and not merged["phone"] and not merged["external_id"]:
+            # A visitor of a public form is never asked for an external id; an integration may send one.
+            needs = ("an email address, a phone number or an external id" if "view" in self.context
+                     else "an email address or a phone number")
+            raise serializers.ValidationError({"email": [f"A lead needs {needs}."]})
+        if self.instance is not None and attrs.get("external_id") and attrs["external_id"] != self.instance.external_id:
+            # Creating merges into the lead with this external id; moving it onto a second lead cannot.
+            others = Lead.objects.for_org(self.instance.organization_id).exclude(pk=self.instance.pk)
+            if others.filter(external_id=attrs["external_id"]).exists():
+                raise serializers.ValidationError({"external_id": ["Another lead already has this external id."]})
         if self.instance is not None and attrs.get("email") and attrs["email"] != self.instance.email:
             # Creating merges into the lead with this email; changing one lead's email onto another's cannot.
             others = Lead.objects.for_org(self.instance.organization_id).exclude(pk=self.instance.pk)

@@ -21,6 +21,7 @@ class ScoringConfig(AppConfig):
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
         events.subscribe(events.LEADS_CHANGED, handlers.score_after_bulk_change)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)
+        events.subscribe(events.LEADS_HISTORY_IMPORTED, handlers.rescore_after_import)
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
         privacy.register()
         activity_types.register_usage_check(handlers.rules_using_activity_type)

@@ -15,7 +15,7 @@ from .capture import (
     track_activity,
     update_lead,
 )
-from .conversion import DealClosed, convert_lead, lose_deal, update_deal, win_deal
+from .conversion import DealClosed, convert_lead, lose_deal, record_closed_deals, update_deal, win_deal
 from .lifecycle import (
     MQL_FROM_STAGES,
     StageMoveRefused,
@@ -34,7 +34,7 @@ from .touches import log_touch
 
 __all__ = [
     "DealClosed", "MergeRefused", "convert_lead", "emit_leads_changed", "lose_deal", "merge_leads", "tag_leads",
-    "update_deal", "win_deal",
+    "record_closed_deals", "update_deal", "win_deal",
     "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused",
     "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",

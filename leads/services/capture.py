@@ -87,6 +87,10 @@ def _merge_into(lead: Lead, data: dict, touch: dict) -> list[str]:
         if is_empty(current):
             setattr(lead, field, value)
             changed.append(field)
+    # The lead's id in another system fills like any empty field (the lead was matched by it, its email or phone).
+    if data.get("external_id") and not lead.external_id:
+        lead.external_id = data["external_id"]
+        changed.append("external_id")
     for flag in ("consent_opt_in", "unsubscribed", "do_not_contact"):
         if data.get(flag) and not getattr(lead, flag):
             setattr(lead, flag, True)
@@ -167,31 +171,53 @@ def _insert_unless_email_taken(lead: Lead) -> bool:
     return _insert(lead, "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING 1")
 
 
+def _insert_unless_known(lead: Lead) -> bool:
+    """INSERT the new lead unless its org already has a lead with its email or its external id (any unique index
+    of the lead table: a conflict on either leaves nothing behind); True if it was inserted."""
+    return _insert(lead, "ON CONFLICT DO NOTHING RETURNING 1")
+
+
+def _existing_for_capture(organization_id, email: str, external_id: str) -> Lead:
+    """The lead a capture with a taken email or external id merges into, row-locked: the lead with the external id
+    when there is one (the other system's id names the person more surely than an address), else the email's."""
+    leads = Lead.objects.for_org(organization_id).select_for_update()
+    if external_id:
+        lead = leads.filter(external_id=external_id).first()
+        if lead is not None:
+            return lead
+    return leads.get(email=email)
+
+
 def capture_lead(
     *, organization_id, data: dict, channel: str = "api", touch: dict | None = None, actor=None,
     activity_type: str = ActivityType.API_SUBMISSION, activity_properties: dict | None = None,
     consent: dict | None = None,
 ) -> CaptureResult:
-    """Create a lead, or merge into the one with the same email. Records a submission activity.
+    """Create a lead, or merge into the one with the same external id or, failing that, the same email. Records a
+    submission activity.
 
     `data` holds validated lead field values (email already normalised). Safe under concurrency:
     two captures of one new email end as one lead, the loser merging into the winner. When `data` opts in,
     a consent record keeps how: `consent` = {"channel", "source", "text", "ip_address"} (channel: form/api).
     """
     email = normalize_email(data.get("email", ""))
-    data = {**data, "email": email}
+    external_id = (data.get("external_id") or "").strip()
+    data = {**data, "email": email, "external_id": external_id}
     touch = _touch(data, touch)
     now = timezone.now()
     with transaction.atomic():
         # Most captures are of new emails, so try the insert first; only a taken email costs the lookup.
         lead = _new_lead(organization_id, data, touch)
         lead.last_activity_at = now  # the submission recorded below; spares record_activity an UPDATE
-        created = _insert_unless_email_taken(lead)
+        created = _insert_unless_known(lead) if external_id else _insert_unless_email_taken(lead)
         if not created:
-            # The email's lead exists, or a concurrent capture just committed it (the insert waited for
-            # that): merge into it under a row lock.
-            lead = Lead.objects.for_org(organization_id).filter(email=email).select_for_update().get()
+            # The lead exists (by external id or email), or a concurrent capture just committed it (the insert
+            # waited for that): merge into it under a row lock.
+            lead = _existing_for_capture(organization_id, email, external_id)
             changed = _merge_into(lead, data, touch)
+            if email and not lead.email and not Lead.objects.for_org(organization_id).filter(email=email).exists():
+                lead.email = email  # matched by external id: an empty address fills like any empty field
+                changed.append("email")
             if changed:
                 lead.save(update_fields=[*changed, "updated_at"])
         if data.get("consent_opt_in"):

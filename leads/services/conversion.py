@@ -1,12 +1,13 @@
 """Conversion: a qualified lead becomes an account with a deal; deals are won or lost."""
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 
 from leadcrm import audit, events
 from leadcrm.errors import Conflict
 
+from ..bulk_sql import insert_sql, quote
 from ..models import Account, Activity, ActivityType, Deal, DealStatus, Lead, LifecycleStage
 from .lifecycle import StageMoveRefused, apply_move
 
@@ -116,3 +117,60 @@ def update_deal(*, deal: Deal, data: dict) -> Deal:
         setattr(deal, field, value)
     deal.save(update_fields=[*data, "updated_at"])
     return deal
+
+
+def record_closed_deals(*, rows_sql: str, params: dict) -> int:
+    """History brought in from elsewhere: the won and lost deals of `rows_sql` — a SELECT of (lead_id, name, amount,
+    currency, status, closed_at, lost_reason) over the organization `%(org)s`'s leads — recorded as they closed, in
+    three set-based statements: each lead's account, found or created from its company as `convert_lead` does (one
+    per name, any case), the deal closed at its date with its deal_won / deal_lost activity then, and the lead linked
+    to the account. A deal already recorded for the lead with the same outcome and close time is not made twice.
+    No events: they happened long ago, so no webhook, nurture or campaign reacts now. Winning makes the lead a
+    customer (see ALLOWED_MOVES); the import sets that stage with the close date, as it sets every imported stage.
+    Returns the number of deals recorded."""
+    lead_table, account_table = quote(Lead._meta.db_table), quote(Account._meta.db_table)
+    deal_table, activity_table = quote(Deal._meta.db_table), quote(Activity._meta.db_table)
+    joined = (f"FROM ({rows_sql}) r JOIN {lead_table} l ON l.id = r.lead_id AND l.organization_id = %(org)s::uuid"
+              f" AND l.company <> ''")
+    account_columns, account_select = insert_sql(Account, {
+        "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid",
+        **{field: f"l.{lead_field}" for field, lead_field in ACCOUNT_FIELDS_FROM_LEAD.items()},
+        "owner_id": "l.owner_id", "created_at": "%(now)s", "updated_at": "%(now)s"}, params)
+    deal_columns, deal_select = insert_sql(Deal, {
+        "id": "n.deal_id", "organization_id": "%(org)s::uuid", "account_id": "n.account_id", "lead_id": "n.lead_id",
+        "name": "n.deal_name", "amount": "n.amount", "currency": "n.currency", "status": "n.status",
+        "lost_reason": "n.lost_reason", "owner_id": "n.owner_id", "created_at": "n.closed_at",
+        "updated_at": "%(now)s", "closed_at": "n.closed_at", "expected_close": "NULL"}, params)
+    properties = ("jsonb_strip_nulls(jsonb_build_object('deal_id', n.deal_id::text, 'name', n.deal_name, 'amount',"
+                  " n.amount::text, 'currency', n.currency, 'reason', NULLIF(n.lost_reason, ''), 'channel', 'import'))")
+    activity_columns, activity_select = insert_sql(Activity, {
+        "id": "gen_random_uuid()", "organization_id": "%(org)s::uuid", "lead_id": "n.lead_id",
+        "type": f"CASE WHEN n.status = '{DealStatus.WON}' THEN '{ActivityType.DEAL_WON}'"
+                f" ELSE '{ActivityType.DEAL_LOST}' END",
+        "properties": properties, "occurred_at": "n.closed_at",
+        "actor_id": f"%(actor)s::{Activity._meta.get_field('actor').db_type(connection)}", "created_at": "%(now)s"},
+        params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {account_table} ({account_columns})"
+            f" SELECT DISTINCT ON (upper(l.company)) {account_select} {joined} ORDER BY upper(l.company), r.closed_at"
+            f" ON CONFLICT (organization_id, upper(name)) DO NOTHING", params)
+        cursor.execute(
+            f"WITH n AS MATERIALIZED ("
+            f" SELECT r.lead_id, gen_random_uuid() AS deal_id, a.id AS account_id, l.owner_id, r.status, r.closed_at,"
+            f"  COALESCE(NULLIF(r.name, ''), l.company) AS deal_name, COALESCE(r.amount, 0) AS amount,"
+            f"  COALESCE(NULLIF(r.currency, ''), %(default_currency)s) AS currency, r.lost_reason"
+            f" {joined} JOIN {account_table} a"
+            f"  ON a.organization_id = %(org)s::uuid AND upper(a.name) = upper(l.company)"
+            f" WHERE NOT EXISTS (SELECT FROM {deal_table} d WHERE d.organization_id = %(org)s::uuid"
+            f"  AND d.lead_id = r.lead_id AND d.status = r.status AND d.closed_at = r.closed_at)),"
+            f" deals AS (INSERT INTO {deal_table} ({deal_columns}) SELECT {deal_select} FROM n)"
+            f" INSERT INTO {activity_table} ({activity_columns}) SELECT {activity_select} FROM n",
+            {**params, "default_currency": Deal._meta.get_field("currency").default})
+        recorded = cursor.rowcount
+        cursor.execute(
+            f"UPDATE {lead_table} l SET account_id = a.id FROM ({rows_sql}) r, {account_table} a"
+            f" WHERE l.id = r.lead_id AND l.organization_id = %(org)s::uuid AND l.account_id IS NULL"
+            f" AND a.organization_id = %(org)s::uuid AND upper(a.name) = upper(l.company) AND l.company <> ''",
+            params)
+    return recorded

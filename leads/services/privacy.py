@@ -32,7 +32,7 @@ from ..models import (
 
 # Lead fields that say who the person is; erasing blanks them. Stage, score, source type, UTM/campaign, company
 # and dates stay, so reports count the lead as before.
-PERSONAL_TEXT = ("email", "first_name", "last_name", "phone", "job_title", "city", "website",
+PERSONAL_TEXT = ("email", "first_name", "last_name", "phone", "job_title", "city", "website", "external_id",
                  "bant_budget", "bant_authority", "bant_need", "bant_timeline")
 # Activity properties that describe what happened rather than who it happened to; the rest are removed.
 KEPT_PROPERTIES = frozenset({

@@ -12,13 +12,20 @@ from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
 
 from .. import imports
-from ..models import ImportJob, ImportStatus
+from ..models import ImportJob, ImportKind, ImportStatus
 
 # How often the progress bar asks for news while an import runs.
 POLL_SECONDS = 1
 
 
 class UploadForm(forms.Form):
+    kind = forms.ChoiceField(
+        label="What does the file hold?", choices=[
+            (ImportKind.LEADS, "Leads — one row per person, with their history if you have it (created date, "
+                               "stage, owner, deals)"),
+            (ImportKind.ACTIVITIES, "Activities of leads already here — one row per call, meeting, email or visit, "
+                                    "with its time")],
+        initial=ImportKind.LEADS, required=False, widget=forms.RadioSelect)
     file = forms.FileField(
         label="CSV file", widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv"}),
         help_text="UTF-8 is best; files saved as Windows-1252 (older Excel) are read too. The first row "
@@ -49,7 +56,7 @@ def import_upload(request):
             try:
                 job = imports.create_import(
                     organization_id=request.organization.pk, upload=form.cleaned_data["file"],
-                    created_by=request.user, mapping=None,
+                    created_by=request.user, mapping=None, kind=form.cleaned_data["kind"] or ImportKind.LEADS,
                 )
             except imports.ImportRejected as rejected:
                 for message in rejected.messages:
@@ -62,14 +69,37 @@ def import_upload(request):
     }, status=status)
 
 
-def _mapping_rows(job: ImportJob, chosen: dict) -> list[dict]:
-    """One row per CSV column: its header, a few sample values and the chosen target."""
+def _mapping_rows(job: ImportJob, chosen: dict, keys: dict | None = None) -> list[dict]:
+    """One row per CSV column: its header, a few sample values, the chosen target, and the key it would be kept
+    under as a custom field (activities: a property), which the user may rename."""
+    spec = imports.kind_of(job.kind)
     samples = [[row[i] if i < len(row) else "" for row in job.preview] for i in range(len(job.headers))]
-    return [
-        {"index": index, "header": header, "samples": [s for s in samples[index] if s.strip()][:3],
-         "target": chosen.get(header, imports.IGNORE)}
-        for index, header in enumerate(job.headers)
-    ]
+    rows = []
+    for index, header in enumerate(job.headers):
+        target = chosen.get(header, imports.IGNORE)
+        key = (keys or {}).get(index)
+        if target.startswith(spec.prefix):
+            target, key = spec.custom, key or target[len(spec.prefix):]
+        rows.append({"index": index, "header": header, "samples": [s for s in samples[index] if s.strip()][:3],
+                     "target": target, "key": key or imports.custom_key(header, f"column_{index + 1}"),
+                     "custom": target == spec.custom, "unmapped": not target})
+    return rows
+
+
+def _posted_mapping(request, job: ImportJob) -> tuple[dict, dict]:
+    """The mapping a user chose ({header: target}, custom columns under the keys they typed, made safe) and the
+    keys as typed, by column position (headers are user text and may repeat once made unique)."""
+    spec = imports.kind_of(job.kind)
+    chosen, keys = {}, {}
+    for index, header in enumerate(job.headers):
+        target = request.POST.get(f"column-{index}", imports.IGNORE)
+        typed = request.POST.get(f"key-{index}", "").strip()
+        if typed:
+            keys[index] = typed
+        if target == spec.custom:
+            target = spec.prefix + imports.custom_key(typed or header, f"column_{index + 1}")
+        chosen[header] = target
+    return chosen, keys
 
 
 @allowed(Action.IMPORTS)
@@ -80,14 +110,16 @@ def import_detail(request, pk):
         if request.method == "POST":
             messages.info(request, "This import has already started.")
             return redirect("leads:import-detail", pk=job.pk)
-        mapped = [(header, imports.TARGETS.get(target, target)) for header, target in job.mapping.items() if target]
-        return render(request, "leads/import_detail.html", {"job": job, "mapped": mapped, "poll_seconds": POLL_SECONDS})
+        mapped = [(header, imports.target_label(target, job.kind)) for header, target in job.mapping.items()
+                  if target]
+        skipped = [header for header in job.headers if not job.mapping.get(header)]
+        return render(request, "leads/import_detail.html", {
+            "job": job, "mapped": mapped, "skipped": skipped, "historical": imports.is_historical(job),
+            "poll_seconds": POLL_SECONDS})
 
-    chosen, errors, status = job.mapping, [], 200
+    chosen, keys, errors, status = job.mapping, {}, [], 200
     if request.method == "POST":
-        # Columns are posted by position: headers are user text and may repeat once made unique.
-        chosen = {header: request.POST.get(f"column-{index}", imports.IGNORE)
-                  for index, header in enumerate(job.headers)}
+        chosen, keys = _posted_mapping(request, job)
         try:
             with transaction.atomic():
                 imports.set_mapping(job=job, mapping=chosen)
@@ -98,8 +130,13 @@ def import_detail(request, pk):
         else:
             messages.success(request, f"Importing {job.total_rows} rows from “{job.filename}”.")
             return redirect("leads:import-detail", pk=job.pk)
+    spec = imports.kind_of(job.kind)
+    columns = _mapping_rows(job, chosen, keys)
     return render(request, "leads/import_mapping.html", {
-        "job": job, "columns": _mapping_rows(job, chosen), "targets": imports.TARGETS.items(), "errors": errors,
+        "job": job, "columns": columns, "targets": [(v, label) for v, label in spec.targets.items()],
+        "custom_target": spec.custom, "custom_label": spec.custom_label, "custom_prefix": spec.prefix,
+        "unmapped": [column for column in columns if column["unmapped"]], "errors": errors,
+        "key_help": imports.CUSTOM_KEY_HELP,
     }, status=status)
 
 

@@ -178,11 +178,12 @@ def test_bad_rows_fail_alone_and_are_listed_in_the_error_report(api, org):
     assert job["status"] == "done"
     assert (job["created_count"], job["failed_count"]) == (1, 5), job
     good = Lead.objects.get(organization=org, email="good@example.com")
-    assert (good.first_name, good.company_size, good.custom_fields) == ("=1+2", 12, {"Notes": "keep"})
+    assert (good.first_name, good.company_size, good.custom_fields) == ("=1+2", 12, {"notes": "keep"})  # a safe key
     assert [e["row"] for e in job["errors"]] == [3, 4, 5, 6, 7]
     assert job["errors"][0]["errors"] == {"Email": ["Enter a valid email address."]}
     assert "at most 100 characters" in job["errors"][1]["errors"]["First Name"][0]
-    assert job["errors"][2]["errors"] == {"non_field_errors": ["A lead needs an email address or a phone number."]}
+    assert job["errors"][2]["errors"] == {"non_field_errors": [
+        "A lead needs an email address, a phone number or an external id."]}
     assert "Phone" in job["errors"][3]["errors"] and "Employees" in job["errors"][4]["errors"]
 
     response = api.get(f"/api/v1/imports/{job['id']}/errors.csv")
