@@ -11,7 +11,7 @@ import json
 from django.db import connection
 from django.db.models import F
 
-from . import bulk_sql
+from . import activity_types, bulk_sql
 from .imports import (
     _EMAIL_FAST,
     _PLACEHOLDER_TRIM,
@@ -60,7 +60,7 @@ def importable_activity_types(*, organization_id) -> dict[str, str]:
     type but those only the app records. The one place the type check lives, so types an organization defines can
     join it."""
     types = {}
-    for value, label in ActivityType.choices:
+    for value, label in activity_types.choices(organization_id):  # built-in ones, then the org's own
         if value not in SYSTEM_TYPES:
             types[value] = value
             types[str(label).casefold()] = value

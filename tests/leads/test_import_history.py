@@ -523,3 +523,17 @@ def test_activities_upload_by_page_guesses_properties(browser, org):
     assert job.kind == "activities" and job.mapping["Topic"] == "properties.topic"
     page = browser.get(response["Location"]).content.decode()
     assert "Each row is one activity of a lead already here" in page and "Property (keep this column)" in page
+
+
+def test_an_activities_file_takes_the_orgs_own_types(api, org):
+    from leads import activity_types
+
+    activity_types.create(organization_id=org.pk, key="sms_sent", label="SMS sent")
+    Lead.objects.create(organization=org, email="ada@example.com")
+    job = import_activities(api, csv_bytes([
+        ["Email", "Activity Type", "Date"],
+        ["ada@example.com", "SMS sent", "2024-02-03 10:00"],
+        ["ada@example.com", "sms_sent", "2024-02-04 10:00"],
+    ]))
+    assert (job["created_count"], job["failed_count"]) == (2, 0), job["errors"]
+    assert Activity.objects.filter(lead__email="ada@example.com", type="sms_sent").count() == 2
