@@ -65,29 +65,48 @@ def stamp_trigger_sql(table: str, *, updates: bool = True) -> str:
             f"FOR EACH ROW EXECUTE FUNCTION {STAMP_FUNCTION}()")
 
 
-# The horizon: the oldest transaction id still running in this database, or the next id to be handed out when none
-# is. A running id that pg_stat_activity shows in another database is left out (a transaction never changes its
-# database); one it cannot place (it ended since the snapshot, a prepared transaction) counts, which only waits.
+# The horizon: the oldest transaction id still running in this database, or, when none is, the snapshot's xmax
+# (latest completed id + 1; any id at or above it may still be running). pg_stat_activity is read first, then the
+# snapshot: a running id it showed in another database is left out (a transaction never changes its database, and
+# ids are never reused); one it cannot place (handed out in between) counts, which only makes the feed wait a little.
+RUNNING_SQL = """
+SELECT coalesce(array_agg(xid) FILTER (WHERE elsewhere), '{}'),
+       coalesce(array_agg(xid) FILTER (WHERE NOT elsewhere), '{}') || coalesce(
+           (SELECT array_agg(transaction::text::bigint) FROM pg_prepared_xacts), '{}'),
+       pg_current_xact_id_if_assigned()::text::bigint
+FROM (SELECT backend_xid::text::bigint AS xid,
+             coalesce(datid <> (SELECT oid FROM pg_database WHERE datname = current_database()), false) AS elsewhere
+      FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()) running
+"""
 HORIZON_SQL = """
-WITH snap AS (SELECT pg_current_snapshot() AS s),
-elsewhere AS (
-    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
-    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
-      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
-)
+WITH snap AS (SELECT pg_current_snapshot() AS s)
 SELECT coalesce(
     (SELECT min(x::text::bigint) FROM snap, pg_snapshot_xip(snap.s) AS x
-     WHERE x::text::bigint %% %s NOT IN (SELECT xid FROM elsewhere)),
-    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap))
+     WHERE x::text::bigint %% %s <> ALL(%s::bigint[])),
+    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)),
+    (SELECT pg_snapshot_xmax(s)::text::bigint FROM snap)
 """
+WRAP = 2 ** 32  # pg_stat_activity and pg_prepared_xacts show 32-bit ids
 
 
 def horizon() -> int:
-    """Every change by a transaction id below this is final; every change yet to be seen has one at or above it."""
+    """Every change by a transaction id below this is final; every change yet to be seen has one at or above it.
+
+    A reader that has written in its own open transaction (a test, say) sees its own changes as final too, when no
+    other transaction of this database that began writing before it is still running: the horizon is then just past
+    its own id. (So a change it makes after reading the feed is not reported to that same transaction again.)"""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")  # pg_stat_activity as it is now, not as first read
-        cursor.execute(HORIZON_SQL, [2 ** 32])  # pg_stat_activity shows a transaction's 32-bit id
-        return cursor.fetchone()[0]
+        cursor.execute(RUNNING_SQL)
+        elsewhere, here, own = cursor.fetchone()
+        cursor.execute(HORIZON_SQL, [WRAP, elsewhere])
+        found, xmax = cursor.fetchone()
+    if own is None or found < xmax or own < xmax:
+        return found
+    # Ids from xmax up are not in the snapshot; pg_stat_activity names those running here (each the 64-bit id
+    # nearest the reader's own). One below the reader's own was handed out before it, so before that read.
+    running = [own + (x - own + WRAP // 2) % WRAP - WRAP // 2 for x in here]
+    return min([own + 1, *(x for x in running if x >= xmax)])
 
 
 def _row(*columns) -> Func:
