@@ -167,3 +167,14 @@ def test_posting_a_test_email_or_the_settings_answers_as_the_policy_says(org, me
     assert (settings_page.status_code == 403) != (role == Role.ADMIN)
     org.refresh_from_db()
     assert (org.name == f"Renamed by {role}") == (role == Role.ADMIN)
+
+
+def test_sync_and_bulk_routes_are_in_the_matrix():
+    """The deleted-leads feed and the bulk operations ask the same actions as their single-item endpoints (the
+    matrix above walks them for every role)."""
+    actions = {(route.name, route.method): route.action for route in ROUTES}
+    assert actions["lead-list", "get"] == actions["lead-deleted", "get"] == Action.WORK_LEADS
+    assert actions["lead-bulk-update", "post"] == actions["lead-detail", "patch"] == Action.MANAGE_LEADS
+    assert actions["lead-bulk-stage", "post"] == actions["lead-stage", "post"] == Action.WORK_LEADS
+    assert actions["lead-bulk-convert", "post"] == actions["lead-convert", "post"] == Action.WORK_LEADS
+    assert actions["deal-bulk-close", "post"] == actions["deal-detail", "patch"] == Action.MANAGE_LEADS
