@@ -150,7 +150,7 @@ class ChangeFeedPagination(CreatedCursorPagination):
             beyond = LessThan if backwards else GreaterThan
             queryset = queryset.filter(beyond(key, _row(Value(position[0]), Value(position[1]))))
         terms = [f"-{self.time_field}", "-pk"] if backwards else [self.time_field, "pk"]
-        rows = list(queryset.order_by(*terms)[:self.page_size + 1])
+        rows = self.load_rows(queryset.order_by(*terms), self.page_size + 1)
         more = len(rows) > self.page_size
         self.page = rows[:self.page_size]
         if backwards:

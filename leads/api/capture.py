@@ -17,6 +17,7 @@ from rest_framework.response import Response
 
 from leadcrm import audit, policy
 from leadcrm.api import BULK_LIMIT, CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.jsonrows import LeanListMixin
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
 from leadcrm.policy import Action
@@ -47,7 +48,7 @@ class TouchCursorPagination(CreatedCursorPagination):
     ordering = "-occurred_at"
 
 
-class LeadViewSet(LifecycleActions, LeadBulkActions, DeletedActions, mixins.RetrieveModelMixin,
+class LeadViewSet(LifecycleActions, LeadBulkActions, DeletedActions, mixins.RetrieveModelMixin, LeanListMixin,
                   mixins.ListModelMixin, OrgScopedViewSet):
     """Reps read and work the leads they own (policy.visible); changing leads at large is org-wide work."""
 

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 
 from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
+from leadcrm.jsonrows import LeanListMixin
 from leadcrm.policy import Action
 from leadcrm.sync import ChangeFeedPagination
 
@@ -190,7 +191,8 @@ class LifecycleActions:
         return Response({"changed": changed})
 
 
-class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                     OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     serializer_class = AccountSerializer
     search_fields = ["name"]
@@ -207,7 +209,8 @@ class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Up
     list.__doc__ = "The organization's accounts, in cursor pages." + FEED_DOC
 
 
-class DealViewSet(DealBulkActions, mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     serializer_class = DealSerializer
     pagination_class = ChangeFeedPagination
