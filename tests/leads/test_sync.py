@@ -415,3 +415,12 @@ def test_deals_and_accounts_have_the_same_feed(org):
     assert deals.poll() == 1 and deals.rows[str(deal.pk)]["status"] == "lost"
     assert accounts.poll() == 1 and accounts.rows[str(account.pk)]["website"] == "firm.example"
     assert deals.poll() == accounts.poll() == 0
+
+
+@pytest.mark.django_db
+def test_deleting_a_lead_in_django_admin_leaves_its_tombstone(client, org):
+    lead = services.capture_lead(organization_id=org.pk, data={"email": "admin-gone@example.com"}).lead
+    client.force_login(org.memberships.get(role=Role.ADMIN).user)
+    response = client.post(f"/admin/leads/lead/{lead.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not Lead.objects.filter(pk=lead.pk).exists()
+    assert LeadTombstone.objects.get(lead_id=lead.pk).reason == "deleted"
