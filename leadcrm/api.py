@@ -3,6 +3,7 @@
 import copy
 import hashlib
 import json
+import uuid
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
@@ -194,3 +195,68 @@ class OrgScopedViewSet(viewsets.GenericViewSet):
         if getattr(self, "swagger_fake_view", False):  # schema generation has no tenant
             return None
         return self.request.organization
+
+
+# ----------------------------------------------------------------------------------------------- bulk operations
+
+BULK_LIMIT = 1000
+
+
+def bulk_rows(data, key: str) -> list:
+    """The rows of a bulk request: `{key: [...]}` (or a bare list), at most BULK_LIMIT; 400 otherwise."""
+    rows = data.get(key) if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        raise exceptions.ValidationError({key: [f'Send a list, as {{"{key}": [...]}}.']})
+    if len(rows) > BULK_LIMIT:
+        raise exceptions.ValidationError({key: [f"At most {BULK_LIMIT:,} rows per request."]})
+    return rows
+
+
+def row_id(row) -> str:
+    """The `id` a bulk row names, checked (a 400 for the row when it is missing or not an id)."""
+    if not isinstance(row, dict):
+        raise exceptions.ValidationError({"non_field_errors": ["Expected an object."]})
+    try:
+        return str(uuid.UUID(str(row["id"])))
+    except KeyError:
+        raise exceptions.ValidationError({"id": ["This field is required."]}) from None
+    except (TypeError, ValueError, AttributeError):
+        raise exceptions.ValidationError({"id": ["Must be a valid UUID."]}) from None
+
+
+def bulk_results(rows: list, handle) -> dict:
+    """Run `handle(row)` for each row in a savepoint of its own, so one row's failure never loses the others.
+    `handle` returns (status, {fields of the row's result}); a refusal becomes the row's status and error body,
+    as the single-item endpoint would answer it. Returns {"results": [...], "succeeded": n, "failed": n}."""
+    results = []
+    for index, row in enumerate(rows):
+        result = {"index": index}
+        if isinstance(row, dict) and isinstance(row.get("id"), str):
+            result["id"] = row["id"]
+        try:
+            with transaction.atomic():
+                status_code, body = handle(row)
+            result.update(status=status_code, **body)
+        except exceptions.ValidationError as exc:
+            detail = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+            result.update(status=400, errors=detail, code=Invalid.default_code)
+        except DomainError as exc:
+            result.update(status=exc.status, **error_body(exc))
+        except (Http404, exceptions.NotFound):
+            result.update(status=404, detail="No such object in this organization.", code="not_found")
+        results.append(result)
+    failed = sum(result["status"] >= 400 for result in results)
+    return {"results": results, "succeeded": len(results) - failed, "failed": failed}
+
+
+def bulk_result_schema(name: str, **fields):
+    """The OpenAPI shape of a bulk answer, with the fields a successful row adds."""
+    return inline_serializer(name, {
+        "results": inline_serializer(f"{name}Row", {
+            "index": serializers.IntegerField(), "id": serializers.CharField(required=False),
+            "status": serializers.IntegerField(help_text="The HTTP status the single-item endpoint would answer."),
+            "errors": serializers.DictField(required=False), "detail": serializers.CharField(required=False),
+            "code": serializers.CharField(required=False), **fields,
+        }, many=True),
+        "succeeded": serializers.IntegerField(), "failed": serializers.IntegerField(),
+    })

@@ -29,7 +29,7 @@ from .models import ApiKey, AuditAction, AuditEntry
 
 SECRET_MARK = "changed"
 # Bookkeeping every model has; not a change anyone made.
-ALWAYS_EXCLUDED = frozenset({"organization", "created_at", "updated_at", "created", "last_used_at"})
+ALWAYS_EXCLUDED = frozenset({"organization", "created_at", "updated_at", "created", "last_used_at", "sync_xid"})
 
 
 @dataclass(frozen=True)

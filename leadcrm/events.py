@@ -23,7 +23,7 @@ from . import rls
 logger = logging.getLogger(__name__)
 
 LEAD_CAPTURED = "lead.captured"  # organization_id, lead_id, created (bool), channel, utm_campaign (the lead's)
-LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id
+LEAD_UPDATED = "lead.updated"  # organization_id, lead_id, fields, actor_id; bulk: a leads.changed follows
 ACTIVITY_RECORDED = "activity.recorded"  # organization_id, lead_id, activity_id, type
 LEADS_CHANGED = "leads.changed"  # organization_id, lead_ids, fields: many leads changed at once (bulk edits)
 LEADS_IMPORTED = "leads.imported"  # organization_id, import_id (set-based: consumers re-process in bulk)

@@ -125,7 +125,7 @@ class CreatedCursorPagination(CursorPagination):
                 queryset = queryset.filter(keyset_filter(keys, position, backwards=backwards))
             except (ValidationError, ValueError, TypeError):  # a value edited into the cursor
                 raise NotFound(self.invalid_cursor_message) from None
-        rows = list(queryset.order_by(*terms)[:self.page_size + 1])
+        rows = self.load_rows(queryset.order_by(*terms), self.page_size + 1)
         more = len(rows) > self.page_size
         self.page = rows[:self.page_size]
         if backwards:
@@ -134,6 +134,14 @@ class CreatedCursorPagination(CursorPagination):
         self.has_next = more if not backwards else True
         self.has_previous = (position is not None) if not backwards else more
         return self.page
+
+    # A view may load the rows its own way (leadcrm/jsonrows.py): row_loader(queryset, ordering, limit).
+    row_loader = None
+
+    def load_rows(self, queryset, limit: int) -> list:
+        if self.row_loader is not None:
+            return self.row_loader(queryset, self.ordering, limit)
+        return list(queryset[:limit])
 
     def get_next_link(self):
         if not self.has_next or not self.page:

@@ -290,10 +290,14 @@ CELERY_BEAT_SCHEDULE: dict = {
     "sweep-imports": {"task": "leads.tasks.sweep_imports", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
     "sweep-routing": {"task": "routing.tasks.sweep_unrouted", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
     "sweep-scoring": {"task": "scoring.tasks.sweep_recalculations", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
+    # Tombstones of deleted, merged and erased leads (GET /api/v1/leads/deleted/) older than their retention go.
+    "purge-tombstones": {"task": "leads.tasks.purge_tombstones", "schedule": crontab(hour=3, minute=55)},
 }
 # How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
 # lock, so it is never taken twice).
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 60)
+# How long the deleted-leads feed keeps a tombstone: an integration that polls less often must copy everything anew.
+SYNC_TOMBSTONE_RETENTION_DAYS = env_int("SYNC_TOMBSTONE_RETENTION_DAYS", 90)
 
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")

@@ -4,7 +4,13 @@ from rest_framework.filters import BaseFilterBackend
 from leadcrm.filters import ChoicesFilter
 
 from . import selectors
-from .models import Grade, Lead, LifecycleStage, SourceType, Temperature
+from .models import Account, Deal, Grade, Lead, LeadTombstone, LifecycleStage, SourceType, Temperature
+
+
+def _updated_after():
+    return django_filters.IsoDateTimeFilter(
+        field_name="updated_at", lookup_expr="gt",
+        help_text="Changed after this instant (ISO 8601). With `ordering=updated_at` the list is the change feed.")
 
 
 class LeadFilter(django_filters.FilterSet):
@@ -18,6 +24,7 @@ class LeadFilter(django_filters.FilterSet):
     industry = django_filters.CharFilter(field_name="industry", lookup_expr="iexact")
     created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    updated_after = _updated_after()
     score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
     score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
     grade = ChoicesFilter(choices=Grade.choices)
@@ -49,3 +56,28 @@ class LeadSearchFilter(BaseFilterBackend):
             "name": "search", "required": False, "in": "query",
             "description": "Substring of the name, email or company.", "schema": {"type": "string"},
         }]
+
+
+class AccountFilter(django_filters.FilterSet):
+    updated_after = _updated_after()
+
+    class Meta:
+        model = Account
+        fields = []
+
+
+class DealFilter(django_filters.FilterSet):
+    updated_after = _updated_after()
+
+    class Meta:
+        model = Deal
+        fields = []
+
+
+class TombstoneFilter(django_filters.FilterSet):
+    since = django_filters.IsoDateTimeFilter(field_name="deleted_at", lookup_expr="gt",
+                                             help_text="Removed after this instant (ISO 8601).")
+
+    class Meta:
+        model = LeadTombstone
+        fields = []

@@ -175,6 +175,8 @@ class Lead(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # privacy: set when the person asked to be forgotten; the row stays (anonymous) so reports still count it
     erased_at = models.DateTimeField(null=True, blank=True)
+    # the transaction that last wrote the row, stamped by a trigger (leadcrm/sync.py): the change feed's order
+    sync_xid = models.BigIntegerField(default=0, editable=False)
 
     objects = OrgQuerySet.as_manager()
 
@@ -203,6 +205,9 @@ class Lead(models.Model):
             models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),
             models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),
+            # the change feed (leadcrm/sync.py): pages in time order, and the few rows a poll's range holds
+            models.Index(fields=["organization", "updated_at", "id"], name="lead_org_updated"),
+            models.Index(fields=["organization", "sync_xid"], name="lead_org_sync"),
             GinIndex(fields=["tags"], name="lead_tags"),
             GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"), name="lead_org_search"),
         ]
@@ -601,13 +606,18 @@ class Account(models.Model):
     # What the header's search looks in: the name upper-cased, stored, so its trigram index serves `LIKE` under
     # row-level security (upper() itself is not leakproof; see Lead.search_text).
     search_text = models.GeneratedField(expression=Upper("name"), output_field=models.TextField(), db_persist=True)
+    # the transaction that last wrote the row, stamped by a trigger (leadcrm/sync.py): the change feed's order
+    sync_xid = models.BigIntegerField(default=0, editable=False)
 
     objects = OrgQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint("organization", Upper("name"), name="account_unique_name")]
-        indexes = [GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"),
-                            name="account_org_search")]
+        indexes = [
+            GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"), name="account_org_search"),
+            models.Index(fields=["organization", "updated_at", "id"], name="account_org_updated"),
+            models.Index(fields=["organization", "sync_xid"], name="account_org_sync"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -636,6 +646,8 @@ class Deal(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     search_text = models.GeneratedField(expression=Upper("name"), output_field=models.TextField(), db_persist=True)
+    # the transaction that last wrote the row, stamped by a trigger (leadcrm/sync.py): the change feed's order
+    sync_xid = models.BigIntegerField(default=0, editable=False)
 
     objects = OrgQuerySet.as_manager()
 
@@ -645,6 +657,8 @@ class Deal(models.Model):
             models.Index(fields=["organization", "-created_at", "-id"], name="deal_org_created"),
             models.Index(fields=["organization", "status", "-closed_at"], name="deal_org_status_closed"),
             models.Index(fields=["organization", "lead"], name="deal_org_lead"),
+            models.Index(fields=["organization", "updated_at", "id"], name="deal_org_updated"),
+            models.Index(fields=["organization", "sync_xid"], name="deal_org_sync"),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="deal_amount_not_negative"),
@@ -694,3 +708,36 @@ class ListPreference(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {', '.join(self.columns)}"
+
+
+class TombstoneReason(models.TextChoices):
+    DELETED = "deleted", "Deleted"
+    MERGED = "merged", "Merged into another lead"
+    ERASED = "erased", "Erased on request"
+
+
+class LeadTombstone(models.Model):
+    """A lead an integration's copy must drop: deleted, merged into another (`merged_into`), or erased on request
+    (the anonymous row stays in the lead list for reports; the person's data must go). Written by the service that
+    removes the lead, in its transaction; kept for SYNC_TOMBSTONE_RETENTION_DAYS."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    lead_id = models.UUIDField()
+    reason = models.CharField(max_length=8, choices=TombstoneReason.choices)
+    merged_into = models.UUIDField(null=True, blank=True, help_text="The lead it was merged into")
+    # whose lead it was: a member who sees only their own leads sees only their own leads' tombstones
+    owner_id = models.IntegerField(null=True, blank=True)
+    deleted_at = models.DateTimeField()
+    sync_xid = models.BigIntegerField(default=0, editable=False)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "deleted_at", "id"], name="tombstone_org_deleted"),
+            models.Index(fields=["organization", "sync_xid"], name="tombstone_org_sync"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id} {self.reason} at {self.deleted_at:%Y-%m-%d %H:%M}"

@@ -8,7 +8,7 @@ from django.db import OperationalError
 
 from leadcrm import rls
 
-from . import imports, selectors
+from . import imports, selectors, services
 
 IMPORT_RETRIES = 5
 
@@ -40,3 +40,9 @@ def sweep_imports():
     for import_id, organization_id in abandoned:
         run_import.delay(str(import_id), str(organization_id))
     return len(abandoned)
+
+
+@shared_task(name="leads.tasks.purge_tombstones", acks_late=True)
+def purge_tombstones():
+    """Beat, daily: tombstones past SYNC_TOMBSTONE_RETENTION_DAYS go, set-based, each org under its own scope."""
+    return services.purge_tombstones()

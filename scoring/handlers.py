@@ -7,7 +7,9 @@ def score_after_activity(*, organization_id, lead_id, **_):
     tasks.score_lead.delay(str(organization_id), str(lead_id))
 
 
-def score_after_update(*, organization_id, lead_id, **_):
+def score_after_update(*, organization_id, lead_id, bulk=False, **_):
+    if bulk:  # one of a bulk edit's leads: the leads.changed event that follows re-scores them all in one statement
+        return
     tasks.score_lead.delay(str(organization_id), str(lead_id))
 
 

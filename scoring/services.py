@@ -246,7 +246,7 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
     sql = f"""
         WITH {scored_sql},
         changed AS (
-            UPDATE leads_lead l SET {", ".join(f"{part} = s.{part}" for part in parts)}
+            UPDATE leads_lead l SET {", ".join(f"{part} = s.{part}" for part in parts)}, updated_at = %s
             FROM scored s
             WHERE l.id = s.id AND l.organization_id = %s{bounds_sql}
               AND ({", ".join(f"l.{part}" for part in parts)}) IS DISTINCT FROM ({", ".join(f"s.{p}" for p in parts)})
@@ -262,8 +262,9 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(PLAN_FOR_SETS)
-            cursor.execute(sql, [*params, organization_id, *bounds, config.mql_score, config.mql_grades(),
-                                 organization_id, config.now, LifecycleStage.RECYCLED])
+            # A new score is a change like any other: integrations syncing leads get it (leadcrm/sync.py).
+            cursor.execute(sql, [*params, timezone.now(), organization_id, *bounds, config.mql_score,
+                                 config.mql_grades(), organization_id, config.now, LifecycleStage.RECYCLED])
             # A recycled lead comes back to MQL only by crossing the threshold after it was recycled: from below
             # it before this statement to over it now, not because a re-score found it still over.
             crossed = [row[0] for row in cursor.fetchall()]

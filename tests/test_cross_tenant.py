@@ -5,7 +5,8 @@ the victim's objects, and what the other tenant must get:
 
 - "404": a detail endpoint — 404 (never 403), and nothing in the database changes;
 - "absent": a list — it answers, but nothing of the victim appears in it;
-- "rejected": a write that names a victim's object in its body — 400/404, and nothing is written.
+- "rejected": a write that names a victim's object in its body — 400/404, and nothing is written;
+- "rows-404": a bulk call naming victim objects in its rows — 200, every row's own status 404, nothing written.
 
 Each row also runs as the owning organization (the control), so a mistyped URL that 404s for
 everyone cannot pass as "isolated". test_every_tenant_api_route_is_in_the_matrix names any API
@@ -33,7 +34,7 @@ class Endpoint:
     name: str
     method: str
     path: str
-    expect: str  # "404" | "absent" | "rejected"
+    expect: str  # "404" | "absent" | "rejected" | "rows-404"
     body: dict | None = None
     api: bool = True  # API endpoint (key and session) or browser page (session only)
     marker: str = "{lead}"  # what must not appear in a list answer
@@ -49,6 +50,24 @@ ENDPOINTS = [
     Endpoint("lead-delete", "delete", "/api/v1/leads/{lead}/", "404"),
     Endpoint("lead-timeline", "get", "/api/v1/leads/{lead}/activities/", "404"),
     Endpoint("lead-touches", "get", "/api/v1/leads/{lead}/touches/", "404"),
+    # --- incremental sync: the change feeds and the deleted-leads feed ({deleted_lead} was deleted)
+    Endpoint("leads-feed", "get", "/api/v1/leads/?ordering=updated_at", "absent"),
+    Endpoint("leads-feed-updated-after", "get",
+             "/api/v1/leads/?ordering=updated_at&updated_after=2000-01-01T00:00:00Z", "absent"),
+    Endpoint("leads-deleted", "get", "/api/v1/leads/deleted/", "absent", marker="{deleted_lead}"),
+    Endpoint("leads-deleted-since", "get", "/api/v1/leads/deleted/?since=2000-01-01T00:00:00Z", "absent",
+             marker="{deleted_lead}"),
+    Endpoint("accounts-feed", "get", "/api/v1/accounts/?ordering=updated_at", "absent", marker="{account}"),
+    Endpoint("deals-feed", "get", "/api/v1/deals/?ordering=updated_at", "absent", marker="{deal}"),
+    # --- bulk operations: another org's lead or deal in a row is that row's 404
+    Endpoint("leads-bulk-update", "post", "/api/v1/leads/bulk-update/", "rows-404",
+             body={"leads": [{"id": "{lead}", "first_name": "Mallory"}, {"id": "{lead2}", "city": "Evil"}]}),
+    Endpoint("leads-bulk-stage", "post", "/api/v1/leads/bulk-stage/", "rows-404",
+             body={"leads": [{"id": "{lead}", "stage": "opportunity"}]}),
+    Endpoint("leads-bulk-convert", "post", "/api/v1/leads/bulk-convert/", "rows-404",
+             body={"leads": [{"id": "{lead}", "deal": {"name": "Hijack", "amount": "10.00"}}]}),
+    Endpoint("deals-bulk-close", "post", "/api/v1/deals/bulk-close/", "rows-404",
+             body={"deals": [{"id": "{deal}", "status": "won"}]}),
     # --- privacy requests
     Endpoint("lead-export", "get", "/api/v1/leads/{lead}/export/", "404"),
     Endpoint("lead-erase", "post", "/api/v1/leads/{lead}/erase/", "404"),
@@ -516,6 +535,9 @@ def victim(org):
         "manager": Membership.objects.get(organization=org, role=Role.ADMIN).user})
     LeadRouting.objects.create(organization=org, lead=twin, team=queue_team, pooled=True)
     admin_user = Membership.objects.get(organization=org, role=Role.ADMIN).user
+    deleted_lead = services.capture_lead(organization_id=org.pk, data={"email": "deleted@acme.test"}).lead
+    deleted_lead_id = str(deleted_lead.pk)
+    services.delete_lead(lead=deleted_lead)
     saved_view = services.save_view(organization_id=org.pk, owner=admin_user, name="Acme Secrets view",
                                      query="search=Secrets", shared=True)
     desk = routing_services.save_team(organization_id=org.pk, data={
@@ -532,6 +554,7 @@ def victim(org):
     activity_type = activity_types.create(organization_id=org.pk, key="acme_secret_type", label="Acme secret")
     return {"lead": str(lead.pk), "lead_email": lead.email, "saved_view": str(saved_view.pk),
             "activity_type": activity_type.key,
+            "deleted_lead": deleted_lead_id,
             "form": str(form.pk), "import": str(job.pk),
             "key": key.prefix, "rule": str(rule.pk), "lead2": str(twin.pk), "account": str(account.pk),
             "deal": str(deal.pk), "segment": str(mailing.pk), "dynamic": str(dynamic.pk),
@@ -678,6 +701,9 @@ def test_other_tenant_cannot_reach(endpoint, actor, org, other_org, victim, atta
         assert "victoria@acme.test" not in content and "Acme Secrets" not in content
     elif endpoint.expect == "rejected":
         assert response.status_code in (400, 404), (response.status_code, response.content[:300])
+    elif endpoint.expect == "rows-404":
+        assert response.status_code == 200, (response.status_code, response.content[:300])
+        assert {row["status"] for row in response.json()["results"]} == {404}, response.content[:300]
     assert snapshot() == before, "another tenant's request changed data"
 
     # Control: the owning org, same request. It must reach the object (else the row proves nothing).
@@ -686,6 +712,8 @@ def test_other_tenant_cannot_reach(endpoint, actor, org, other_org, victim, atta
     assert response.status_code < 400, (response.status_code, response.content[:300])
     if endpoint.expect == "absent":
         assert marker in response.content.decode()
+    if endpoint.expect == "rows-404":
+        assert all(row["status"] < 400 for row in response.json()["results"]), response.content[:300]
 
 
 def test_every_tenant_api_route_is_in_the_matrix():

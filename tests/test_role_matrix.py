@@ -232,3 +232,14 @@ def test_the_lead_pages_edit_and_log_ask_what_the_api_asks():
     assert actions["leads:details"] == actions["leads:detail"] == Action.WORK_LEADS
     assert policy.ALLOWED[Action.EDIT_LEADS] == policy.ALLOWED[Action.WORK_LEADS]
     assert Role.REP not in policy.ALLOWED[Action.MANAGE_LEADS]
+
+
+def test_sync_and_bulk_routes_are_in_the_matrix():
+    """The deleted-leads feed and the bulk operations ask the same actions as their single-item endpoints (the
+    matrix above walks them for every role)."""
+    actions = {(route.name, route.method): route.action for route in ROUTES}
+    assert actions["lead-list", "get"] == actions["lead-deleted", "get"] == Action.WORK_LEADS
+    assert actions["lead-bulk-update", "post"] == actions["lead-detail", "patch"] == Action.MANAGE_LEADS
+    assert actions["lead-bulk-stage", "post"] == actions["lead-stage", "post"] == Action.WORK_LEADS
+    assert actions["lead-bulk-convert", "post"] == actions["lead-convert", "post"] == Action.WORK_LEADS
+    assert actions["deal-bulk-close", "post"] == actions["deal-detail", "patch"] == Action.MANAGE_LEADS

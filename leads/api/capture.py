@@ -16,7 +16,8 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from leadcrm import audit, policy
-from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.api import BULK_LIMIT, CONFLICT_RESPONSE, OrgScopedViewSet, idempotent
+from leadcrm.jsonrows import LeanListMixin
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.parsers import JSONParser
 from leadcrm.policy import Action
@@ -36,9 +37,9 @@ from ..serializers import (
     LeadSerializer,
     TouchSerializer,
 )
+from .bulk import LeadBulkActions
 from .lifecycle import LifecycleActions
-
-BULK_LIMIT = 1000
+from .sync import FEED_DOC, DeletedActions, LeadFeedPagination
 
 
 class ActivityCursorPagination(CreatedCursorPagination):
@@ -49,21 +50,30 @@ class TouchCursorPagination(CreatedCursorPagination):
     ordering = "-occurred_at"
 
 
-class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelMixin, OrgScopedViewSet):
+class LeadViewSet(LifecycleActions, LeadBulkActions, DeletedActions, mixins.RetrieveModelMixin, LeanListMixin,
+                  mixins.ListModelMixin, OrgScopedViewSet):
     """Reps read and work the leads they own (policy.visible); changing leads at large is org-wide work."""
 
     policy_action = Action.MANAGE_LEADS
     policy_actions = {name: Action.WORK_LEADS for name in ("list", "retrieve", "activities", "touches", "stage",
-                                                           "convert")} | {
+                                                           "convert", "bulk_stage", "bulk_convert", "deleted")} | {
         "partial_update": Action.EDIT_LEADS, "export": Action.EXPORT, "erase": Action.ERASE}
     serializer_class = LeadSerializer
     filterset_class = LeadFilter
     filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]
     ordering_fields = ["created_at", "updated_at", "score", "last_activity_at"]
     ordering = ["-created_at"]
+    pagination_class = LeadFeedPagination
 
     def get_queryset(self):
+        if self.action == "deleted":
+            return self.tombstones()
         return policy.visible(policy.principal_of(self.request), selectors.leads_for(self.organization))
+
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    list.__doc__ = "The leads a key or member may see, filtered, searched and ordered, in cursor pages." + FEED_DOC
 
     def get_serializer_class(self):
         return LeadDetailSerializer if self.action == "retrieve" else super().get_serializer_class()
@@ -85,21 +95,25 @@ class LeadViewSet(LifecycleActions, mixins.RetrieveModelMixin, mixins.ListModelM
         """Change some of the lead's fields. Every role may correct the contact and company details of the leads
         it works (`first_name last_name email phone job_title company industry company_size annual_revenue website
         country region city timezone`); the other fields are for admins, managers and marketers."""
-        lead = self.get_object()
         given = set(request.data) if isinstance(request.data, dict) else set()
         others = sorted(given & set(LEAD_INPUT_FIELDS) - set(DETAIL_FIELDS))  # unknown ones are the serializer's
         if others and not policy.principal_of(request).can(Action.MANAGE_LEADS):
             raise PermissionDenied(f"Your role may change only a lead's contact and company details, not: "
                                    f"{', '.join(others)}.")
+        lead = self._update_lead(self.get_object(), request.data, actor=audit.actor_of(request))
+        return Response(self.get_serializer(lead).data)
+
+    def _update_lead(self, lead, data, *, actor, bulk=False):
+        """A lead's fields changed through the API, one by PATCH or many by bulk-update: the same checks, then
+        the same service."""
         if lead.erased_at is not None:  # refused before its input is checked: no change of it could be made
             raise services.LeadErased("This lead was erased on request; it cannot be changed.")
-        serializer = self.get_serializer(lead, data=request.data, partial=True)
+        serializer = LeadSerializer(lead, data=data, partial=True, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         try:
-            services.update_lead(lead=lead, data=serializer.validated_data, actor=audit.actor_of(request))
+            return services.update_lead(lead=lead, data=serializer.validated_data, actor=actor, bulk=bulk)
         except IntegrityError:  # another request took the email after validation passed
             raise ValidationError({"email": ["Another lead already has this email address."]}) from None
-        return Response(self.get_serializer(lead).data)
 
     def destroy(self, request, pk=None):
         services.delete_lead(lead=self.get_object())

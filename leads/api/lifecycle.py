@@ -9,12 +9,16 @@ from rest_framework.response import Response
 
 from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
-from leadcrm.pagination import CreatedCursorPagination
+from leadcrm.jsonrows import LeanListMixin
 from leadcrm.policy import Action
+from leadcrm.sync import ChangeFeedPagination
 
 from .. import selectors, services
+from ..filters import AccountFilter, DealFilter
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
+from .bulk import DealBulkActions
+from .sync import FEED_DOC
 
 
 class OrgMemberField(serializers.PrimaryKeyRelatedField):
@@ -106,29 +110,35 @@ class LifecycleActions:
     @action(detail=True, methods=["post"])
     def stage(self, request, pk=None):
         """Move the lead to another lifecycle stage; an illegal move is a 409 naming the allowed ones."""
-        lead = self.get_object()
-        serializer = StageMoveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        lead = services.move_stage(lead=lead, to_stage=serializer.validated_data["stage"],
-                                   reason=serializer.validated_data["reason"], actor=audit.actor_of(request))
+        lead = self._move_stage(self.get_object(), request.data, actor=audit.actor_of(request))
         return Response(self.get_serializer(lead).data)
+
+    def _move_stage(self, lead, data, *, actor):
+        """A stage move through the API, one or a bulk-stage row: the same checks and service."""
+        serializer = StageMoveSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
+        return services.move_stage(lead=lead, to_stage=serializer.validated_data["stage"],
+                                   reason=serializer.validated_data["reason"], actor=actor)
 
     @extend_schema(request=ConvertSerializer, responses={201: inline_serializer("Conversion", {
         "account": AccountSerializer(), "deal": DealSerializer()})})
     @action(detail=True, methods=["post"])
     def convert(self, request, pk=None):
         """Turn a qualified lead into an account with an open deal (the lead becomes an opportunity)."""
-        lead = self.get_object()
-        serializer = ConvertSerializer(data=request.data, context=self.get_serializer_context())
+        account, deal = self._convert(self.get_object(), request.data, actor=audit.actor_of(request))
+        return Response({"account": AccountSerializer(account).data, "deal": DealSerializer(deal).data},
+                        status=status.HTTP_201_CREATED)
+
+    def _convert(self, lead, data, *, actor):
+        """A conversion through the API, one or a bulk-convert row: the same checks and service."""
+        serializer = ConvertSerializer(data=data, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            account, deal = services.convert_lead(lead=lead, deal=data["deal"], account=data.get("account"),
-                                                  account_id=data.get("account_id"), actor=audit.actor_of(request))
+            return services.convert_lead(lead=lead, deal=data["deal"], account=data.get("account"),
+                                         account_id=data.get("account_id"), actor=actor)
         except Account.DoesNotExist:
             raise exceptions.ValidationError({"account_id": ["No such account."]}) from None
-        return Response({"account": AccountSerializer(account).data, "deal": DealSerializer(deal).data},
-                        status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MergeSerializer, responses=LeadSerializer)
     @action(detail=False, methods=["post"])
@@ -181,21 +191,31 @@ class LifecycleActions:
         return Response({"changed": changed})
 
 
-class AccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin, OrgScopedViewSet):
+class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.UpdateModelMixin,
+                     OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     serializer_class = AccountSerializer
     search_fields = ["name"]
-    ordering_fields = ["created_at", "name"]
+    ordering_fields = ["created_at", "updated_at", "name"]
+    filterset_class = AccountFilter
+    pagination_class = ChangeFeedPagination
 
     def get_queryset(self):
         return Account.objects.for_org(self.organization)
 
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
 
-class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    list.__doc__ = "The organization's accounts, in cursor pages." + FEED_DOC
+
+
+class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     serializer_class = DealSerializer
-    pagination_class = CreatedCursorPagination
-    ordering_fields = ["created_at", "closed_at", "amount"]
+    pagination_class = ChangeFeedPagination
+    ordering_fields = ["created_at", "updated_at", "closed_at", "amount"]
+    filterset_class = DealFilter
 
     def get_queryset(self):
         queryset = Deal.objects.for_org(self.organization).select_related(None)
@@ -204,11 +224,20 @@ class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVie
             queryset = queryset.filter(status=status_filter)
         return queryset
 
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    list.__doc__ = "The organization's deals (`?status=open|won|lost`), in cursor pages." + FEED_DOC
+
     @extend_schema(request=DealSerializer, responses={200: DealSerializer, 409: CONFLICT_RESPONSE})
     def partial_update(self, request, pk=None):
         """Change an open deal, or close it: `{"status": "won"}` or `{"status": "lost", "lost_reason": …}`."""
-        deal = self.get_object()
-        serializer = self.get_serializer(deal, data=request.data, partial=True)
+        deal = self._change_deal(self.get_object(), request.data, actor=audit.actor_of(request))
+        return Response(self.get_serializer(deal).data)
+
+    def _change_deal(self, deal, data, *, actor):
+        """A deal changed or closed through the API, by PATCH or a bulk-close row: the same checks and services."""
+        serializer = DealSerializer(deal, data=data, partial=True, context=self.get_serializer_context())
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)
         new_status = data.pop("status", deal.status)
@@ -219,9 +248,9 @@ class DealViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedVie
             if data:
                 services.update_deal(deal=deal, data=data)
             if new_status == DealStatus.WON and deal.status == DealStatus.OPEN:
-                deal = services.win_deal(deal=deal, actor=audit.actor_of(request))
+                deal = services.win_deal(deal=deal, actor=actor)
             elif new_status == DealStatus.LOST and deal.status == DealStatus.OPEN:
-                deal = services.lose_deal(deal=deal, reason=lost_reason, actor=audit.actor_of(request))
+                deal = services.lose_deal(deal=deal, reason=lost_reason, actor=actor)
             elif new_status != deal.status:
                 raise services.DealClosed(f"This deal is already {deal.status}.")
-        return Response(self.get_serializer(deal).data)
+        return deal

@@ -66,3 +66,6 @@ __all__ += [
     "create_segment", "delete_segment", "leads_by_emails", "leads_by_ids", "remove_from_list", "segment_counts",
     "segment_q", "segments_using", "segments_using_list", "update_segment",
 ]
+from .tombstones import purge_tombstones, record_removal  # noqa: E402
+
+__all__ += ["purge_tombstones", "record_removal"]

@@ -18,8 +18,10 @@ from ..models import (
     Form,
     FormSubmission,
     Lead,
+    TombstoneReason,
     Touch,
 )
+from .tombstones import record_removal
 
 # Fields a merge may fill when the existing lead has them empty.
 MERGEABLE_FIELDS = (
@@ -300,8 +302,10 @@ def track_activity(
     return activity, created
 
 
-def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
-    """Apply a partial update; emits lead.updated with the changed field names."""
+def update_lead(*, lead: Lead, data: dict, actor=None, bulk: bool = False) -> Lead:
+    """Apply a partial update; emits lead.updated with the changed field names. `bulk`: one of many leads changed
+    by one request, whose caller announces them all in one leads.changed (emit_leads_changed), so consumers that
+    work set-based (scoring) take them together instead of one task per lead."""
     from .privacy import check_changeable  # privacy's erasure runs the apps' erasers, which may import capture
 
     check_changeable(lead, data)
@@ -316,7 +320,8 @@ def update_lead(*, lead: Lead, data: dict, actor=None) -> Lead:
         lead.save(update_fields=[*changed, "updated_at"])
         events.emit(events.LEAD_UPDATED, organization_id=lead.organization_id, lead_id=lead.pk, fields=changed,
                     actor_id=getattr(audit.user_of(actor), "pk", None),
-                    api_key=audit.actor_label(actor) if audit.user_of(actor) is None and actor else "")
+                    api_key=audit.actor_label(actor) if audit.user_of(actor) is None and actor else "",
+                    **({"bulk": True} if bulk else {}))
     return lead
 
 
@@ -330,7 +335,10 @@ def assign_owner(*, lead: Lead, owner_id, details: dict, actor=None) -> None:
 
 
 def delete_lead(*, lead: Lead) -> None:
-    lead.delete()
+    """Delete the lead with its timeline; its tombstone tells integrations' copies (GET /api/v1/leads/deleted/)."""
+    with transaction.atomic():
+        record_removal(organization_id=lead.organization_id, leads=[lead], reason=TombstoneReason.DELETED)
+        lead.delete()
 
 
 def submit_form(

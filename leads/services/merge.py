@@ -7,8 +7,19 @@ from django.utils import timezone
 from leadcrm import audit, events
 from leadcrm.errors import Invalid
 
-from ..models import Activity, ActivityType, Deal, FormSubmission, Lead, LifecycleStage, SegmentMember, Touch
+from ..models import (
+    Activity,
+    ActivityType,
+    Deal,
+    FormSubmission,
+    Lead,
+    LifecycleStage,
+    SegmentMember,
+    TombstoneReason,
+    Touch,
+)
 from .capture import MERGEABLE_FIELDS, is_empty
+from .tombstones import record_removal
 
 MERGE_LIMIT = 20
 # How far along the funnel a stage is, for keeping the furthest of merged leads.
@@ -96,6 +107,8 @@ def merge_leads(*, organization_id, keep_id, merge_ids, actor=None) -> Lead:
         )
         events.emit_now(events.LEADS_MERGED, organization_id=organization_id, keep_id=keep.pk,
                         merged_ids=merge_ids)  # other apps move their rows before the merged leads go
+        record_removal(organization_id=organization_id, leads=others, reason=TombstoneReason.MERGED,
+                       merged_into=keep.pk)
         Lead.objects.for_org(organization_id).filter(pk__in=merge_ids).delete()
         keep.email = email
         keep.save()

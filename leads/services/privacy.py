@@ -27,8 +27,10 @@ from ..models import (
     ImportRowError,
     Lead,
     LifecycleStage,
+    TombstoneReason,
     Touch,
 )
+from .tombstones import record_removal
 
 # Lead fields that say who the person is; erasing blanks them. Stage, score, source type, UTM/campaign, company
 # and dates stay, so reports count the lead as before.
@@ -73,7 +75,8 @@ def _kept(properties: dict) -> dict:
 def _row(obj, exclude=("organization",)) -> dict:
     data = {}
     for field in obj._meta.concrete_fields:
-        if field.name in exclude or field.generated:  # derived by PostgreSQL from the fields that are exported
+        # generated columns are derived by PostgreSQL from the fields that are exported; sync_xid is bookkeeping
+        if field.name in exclude or field.generated or field.name == "sync_xid":
             continue
         data[field.name] = getattr(obj, field.attname)
     return data
@@ -142,6 +145,7 @@ def erase_lead(*, lead: Lead, actor=None) -> bool:
         lead.last_touch = {k: v for k, v in lead.last_touch.items() if k in KEPT_TOUCH}
         lead.erased_at = now
         lead.save()
+        record_removal(organization_id=lead.organization_id, leads=[lead], reason=TombstoneReason.ERASED, at=now)
         parts = privacy.erase(organization_id=lead.organization_id, lead_id=lead.pk)
         _forget_in_replays(lead.organization_id, identifiers)
         _forget_in_merges(lead.organization_id, lead.pk, email, identifiers)
