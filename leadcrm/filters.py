@@ -1,8 +1,9 @@
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import django_filters
+from django.core.exceptions import ValidationError
 from django.utils import timezone
-from django_filters.fields import MultipleChoiceField
+from django_filters.fields import IsoDateTimeField, MultipleChoiceField
 
 from .models import AuditAction, AuditEntry
 
@@ -16,6 +17,25 @@ class _ChoicesField(MultipleChoiceField):
 
     def to_python(self, value):
         return [choice for choice in super().to_python(value) if choice != ""]
+
+
+class _UTCDateTimeField(IsoDateTimeField):
+    """An ISO 8601 instant, in UTC: PostgreSQL takes UTC offsets up to 15:59 only, Python's parser up to 23:59."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        if value is None:
+            return value
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Enter an instant between the years 1 and 9999.", code="invalid") from None
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    """`?x=<ISO 8601 date and time>`, compared in UTC, so any offset Python reads is a valid query (never a 500)."""
+
+    field_class = _UTCDateTimeField
 
 
 class ChoicesFilter(django_filters.MultipleChoiceFilter):

@@ -29,7 +29,7 @@ milliseconds; a bulk re-score or import batch holds back what commits after it s
 import base64
 import binascii
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from django.db import connection
@@ -175,8 +175,9 @@ class ChangeFeedPagination(CreatedCursorPagination):
                 position = (datetime.fromisoformat(at), UUID(pk))
                 if hi is None or position[0].tzinfo is None:
                     raise ValueError
+                position = (position[0].astimezone(UTC), position[1])  # PostgreSQL takes offsets to 15:59 only
             return lo, hi, position, bool(data.get("r"))
-        except (TypeError, ValueError, KeyError, binascii.Error, UnicodeDecodeError, AttributeError):
+        except (TypeError, ValueError, KeyError, binascii.Error, UnicodeDecodeError, AttributeError, OverflowError):
             raise NotFound(self.invalid_cursor_message) from None
 
     def _token(self, *, lo, hi, row=None, backwards=False) -> str:

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.utils.html import format_html
 
-from leadcrm import audit, policy
+from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
 
 from . import services
@@ -41,8 +41,11 @@ class LeadAdmin(OrgScopedAdmin):
 
     def delete_model(self, request, obj):
         # The same service as the API's delete: the lead's tombstone tells integrations' copies it is gone.
-        with audit.Deletion(obj, organization=self._audit_organization(request, obj), actor=request.user):
-            services.delete_lead(lead=obj)
+        services.delete_lead(lead=obj)
+
+    def delete_queryset(self, request, queryset):
+        for lead in queryset:
+            services.delete_lead(lead=lead)
 
     def has_change_permission(self, request, obj=None):
         # An erased lead is kept, anonymous, for reports: it can be viewed, not changed (the API answers 409).

@@ -1,14 +1,14 @@
 import django_filters
 from rest_framework.filters import BaseFilterBackend
 
-from leadcrm.filters import ChoicesFilter
+from leadcrm.filters import ChoicesFilter, InstantFilter
 
 from . import selectors
 from .models import Account, Deal, Grade, Lead, LeadTombstone, LifecycleStage, SourceType, Temperature
 
 
 def _updated_after():
-    return django_filters.IsoDateTimeFilter(
+    return InstantFilter(
         field_name="updated_at", lookup_expr="gt",
         help_text="Changed after this instant (ISO 8601). With `ordering=updated_at` the list is the change feed.")
 
@@ -22,8 +22,8 @@ class LeadFilter(django_filters.FilterSet):
     source_type = ChoicesFilter(choices=SourceType.choices)
     country = django_filters.CharFilter(method="filter_country")
     industry = django_filters.CharFilter(field_name="industry", lookup_expr="iexact")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = InstantFilter(field_name="created_at", lookup_expr="gte")
+    created_before = InstantFilter(field_name="created_at", lookup_expr="lt")
     updated_after = _updated_after()
     score_min = django_filters.NumberFilter(field_name="score", lookup_expr="gte")
     score_max = django_filters.NumberFilter(field_name="score", lookup_expr="lte")
@@ -75,7 +75,7 @@ class DealFilter(django_filters.FilterSet):
 
 
 class TombstoneFilter(django_filters.FilterSet):
-    since = django_filters.IsoDateTimeFilter(field_name="deleted_at", lookup_expr="gt",
+    since = InstantFilter(field_name="deleted_at", lookup_expr="gt",
                                              help_text="Removed after this instant (ISO 8601).")
 
     class Meta:

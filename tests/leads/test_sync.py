@@ -424,3 +424,32 @@ def test_deleting_a_lead_in_django_admin_leaves_its_tombstone(client, org):
     response = client.post(f"/admin/leads/lead/{lead.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302 and not Lead.objects.filter(pk=lead.pk).exists()
     assert LeadTombstone.objects.get(lead_id=lead.pk).reason == "deleted"
+
+
+@pytest.mark.django_db
+def test_deleting_leads_with_the_admins_bulk_action_leaves_their_tombstones(client, org):
+    leads = [services.capture_lead(organization_id=org.pk, data={"email": f"bulk-gone-{n}@example.com"}).lead
+             for n in range(2)]
+    ids = {lead.pk for lead in leads}
+    client.force_login(org.memberships.get(role=Role.ADMIN).user)
+    response = client.post("/admin/leads/lead/", {"action": "delete_selected", "post": "yes",
+                                                  "_selected_action": [str(pk) for pk in ids]})
+    assert response.status_code == 302 and not Lead.objects.filter(pk__in=ids).exists()
+    assert set(LeadTombstone.objects.values_list("lead_id", flat=True)) == ids
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", [
+    "/api/v1/leads/?ordering=updated_at&updated_after=0303-02-09T05:10:32.2-17:08",
+    "/api/v1/leads/?created_after=2026-02-09T05:10:32-23:59",
+    "/api/v1/deals/?updated_after=2026-02-09T05:10:32%2B16:00",
+    "/api/v1/leads/deleted/?since=0001-01-01T00:00:00%2B17:08",
+    "/api/v1/accounts/?updated_after=9999-12-31T23:59:59-01:00",
+])
+def test_an_instant_with_an_offset_postgresql_does_not_take_is_compared_in_utc_or_refused(api, query):
+    """Python reads UTC offsets up to 23:59, PostgreSQL takes them up to 15:59: such a filter is a query in UTC
+    (or, past the year 9999 or before the year 1 once in UTC, a 400), never a 500."""
+    response = api.get(query)
+    assert response.status_code in (200, 400), response.content[:300]
+    if response.status_code == 400:
+        assert response.json()["code"] == "invalid"
