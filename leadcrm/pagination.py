@@ -9,14 +9,15 @@ and the next page is the rows strictly after that tuple — every row once, what
 import base64
 import binascii
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import reduce
 from operator import and_, or_
 from uuid import UUID
 
 from django.core.exceptions import FieldDoesNotExist, ValidationError
-from django.db.models import Q
+from django.db.models import DateTimeField, Q
+from django.utils.dateparse import parse_datetime
 from rest_framework.exceptions import NotFound
 from rest_framework.pagination import CursorPagination
 from rest_framework.utils.urls import replace_query_param
@@ -49,10 +50,20 @@ class _Key:
         name = "pk" if self.name in ("pk", "id") else self.name
         self.lookup = name
         try:
-            field = model._meta.pk if name == "pk" else model._meta.get_field(name)
-            self.nullable = field.null
+            self.field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+            self.nullable = self.field.null
         except FieldDoesNotExist:  # an annotation or a related path: assume the worst
-            self.nullable = True
+            self.field, self.nullable = None, True
+
+    def prepared(self, value):
+        """A cursor's value as this column compares it: a time in UTC (an offset PostgreSQL refuses, such as +20:00,
+        is still a time Python reads), else as it came. ValueError for a value that is no time."""
+        if value is not None and isinstance(self.field, DateTimeField):
+            moment = parse_datetime(value) if isinstance(value, str) else None
+            if moment is None or moment.tzinfo is None:
+                raise ValueError(value)
+            return moment.astimezone(UTC)
+        return value
 
     def beyond(self, value, *, backwards: bool) -> Q | None:
         """Rows strictly past `value` in this column's order (before it when going backwards); None if none are."""
@@ -122,6 +133,7 @@ class CreatedCursorPagination(CursorPagination):
             else list(self.ordering)
         if position is not None:
             try:
+                position = [key.prepared(value) for key, value in zip(keys, position, strict=True)]
                 queryset = queryset.filter(keyset_filter(keys, position, backwards=backwards))
             except (ValidationError, ValueError, TypeError):  # a value edited into the cursor
                 raise NotFound(self.invalid_cursor_message) from None
