@@ -137,14 +137,18 @@ class CreatedCursorPagination(CursorPagination):
                 queryset = queryset.filter(keyset_filter(keys, position, backwards=backwards))
             except (ValidationError, ValueError, TypeError):  # a value edited into the cursor
                 raise NotFound(self.invalid_cursor_message) from None
-        rows = self.load_rows(queryset.order_by(*terms), self.page_size + 1)
+        return self.take_page(queryset.order_by(*terms), from_cursor=position is not None, backwards=backwards)
+
+    def take_page(self, ordered, *, from_cursor: bool, backwards: bool) -> list:
+        """One page of `ordered` (in reverse order when going backwards), and whether pages lie either side."""
+        rows = self.load_rows(ordered, self.page_size + 1)
         more = len(rows) > self.page_size
         self.page = rows[:self.page_size]
         if backwards:
             self.page.reverse()
         # Going forwards there is a previous page when we came from a cursor; going backwards, a next one.
         self.has_next = more if not backwards else True
-        self.has_previous = (position is not None) if not backwards else more
+        self.has_previous = from_cursor if not backwards else more
         return self.page
 
     # A view may load the rows its own way (leadcrm/jsonrows.py): row_loader(queryset, ordering, limit).

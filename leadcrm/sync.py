@@ -150,14 +150,7 @@ class ChangeFeedPagination(CreatedCursorPagination):
             beyond = LessThan if backwards else GreaterThan
             queryset = queryset.filter(beyond(key, _row(Value(position[0]), Value(position[1]))))
         terms = [f"-{self.time_field}", "-pk"] if backwards else [self.time_field, "pk"]
-        rows = self.load_rows(queryset.order_by(*terms), self.page_size + 1)
-        more = len(rows) > self.page_size
-        self.page = rows[:self.page_size]
-        if backwards:
-            self.page.reverse()
-        self.has_next = more if not backwards else True
-        self.has_previous = (position is not None) if not backwards else more
-        return self.page
+        return self.take_page(queryset.order_by(*terms), from_cursor=position is not None, backwards=backwards)
 
     # ----------------------------------------------------------------------------------------------- tokens
 
