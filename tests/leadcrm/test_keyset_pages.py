@@ -10,22 +10,10 @@ from django.utils import timezone
 from campaigns.models import Campaign, CampaignMember
 from leadcrm.models import AuditEntry
 from leads.models import Activity, Lead
+from tests.leads.test_leads_api import path_of, walk
 
 TIED = 1_600  # more than the 1,000 rows DRF's cursor would skip by offset
 PAGE = 500
-
-
-def walk(api, url, direction="next", limit=50):
-    """Follows `direction` links from `url`; returns the pages' rows. Fails instead of looping forever."""
-    pages = []
-    while url:
-        response = api.get(url)
-        assert response.status_code == 200, response.content[:300]
-        body = response.json()
-        pages.append(body["results"])
-        assert len(pages) <= limit, f"{url} never ends"
-        url = body[direction] and (lambda parts: f"{parts.path}?{parts.query}")(urlsplit(body[direction]))
-    return pages
 
 
 def ids(pages):
@@ -62,8 +50,7 @@ def test_leads_page_on_a_unique_key_for_every_ordering(api, imported, ordering):
         body = api.get(last).json()
         if not body["next"]:
             break
-        parts = urlsplit(body["next"])
-        last = f"{parts.path}?{parts.query}"
+        last = path_of(body["next"])
     back = walk(api, last, direction="previous")
     assert ids(reversed(back)) == seen
 

@@ -46,13 +46,15 @@ def path_of(url):
     return f"{parts.path}?{parts.query}"
 
 
-def walk(api, url, direction="next"):
+def walk(api, url, direction="next", limit=200):
+    """Follows `direction` links from `url`; returns the pages' rows. Fails instead of looping forever."""
     pages = []
     while url:
         response = api.get(url)
         assert response.status_code == 200, response.content[:300]
         body = response.json()
         pages.append(body["results"])
+        assert len(pages) <= limit, f"{url} never ends"
         url = path_of(body[direction]) if body[direction] else None
     return pages
 
