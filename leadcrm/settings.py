@@ -293,6 +293,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Tombstones of deleted, merged and erased leads (GET /api/v1/leads/deleted/) older than their retention go.
     "purge-tombstones": {"task": "leads.tasks.purge_tombstones", "schedule": crontab(hour=3, minute=55)},
 }
+# Event handlers run in the workers' outbox relay (leadcrm/relay.py), woken on commit, not in the request that
+# emitted the event. Off: in the emitting process after its commit (the unit tests, which have no worker).
+OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)
+# Events the relay claims and hands to their handlers at once (one org's captures are scored by one task).
+OUTBOX_RELAY_BATCH = env_int("OUTBOX_RELAY_BATCH", 500)
+# How long the relay sleeps when nothing wakes it; the beat delivers what it misses (e.g. a relay reconnecting).
+OUTBOX_RELAY_IDLE_SECONDS = env_int("OUTBOX_RELAY_IDLE_SECONDS", 5)
 # How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
 # lock, so it is never taken twice).
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 60)
