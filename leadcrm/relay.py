@@ -9,6 +9,7 @@ done by one task each instead of one per lead. Several workers' relays share the
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
@@ -18,6 +19,7 @@ from . import events, rls
 logger = logging.getLogger(__name__)
 
 RECONNECT_PAUSE = 1.0  # seconds between attempts while the database is unreachable
+STOP_CHECK_SECONDS = 0.5  # a stopping worker waits at most this long for its relay
 
 
 def _listen() -> None:
@@ -26,10 +28,12 @@ def _listen() -> None:
         cursor.execute(f"LISTEN {events.RELAY_CHANNEL}")
 
 
-def _wait(timeout: float) -> None:
-    """Until a NOTIFY arrives (those already queued count) or `timeout` seconds pass."""
-    for _ in connection.connection.notifies(timeout=timeout, stop_after=1):
-        pass
+def _wait(stop: threading.Event, timeout: float) -> None:
+    """Until a NOTIFY arrives (those already queued count), `timeout` seconds pass or the relay is stopped."""
+    deadline = time.monotonic() + timeout
+    while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+        for _ in connection.connection.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
+            return
 
 
 def run(stop: threading.Event) -> None:
@@ -42,7 +46,7 @@ def run(stop: threading.Event) -> None:
                 _listen()  # before delivering, so a commit in between still wakes the wait below
                 listening = True
             events.deliver_due(limit=settings.OUTBOX_RELAY_BATCH)
-            _wait(settings.OUTBOX_RELAY_IDLE_SECONDS)
+            _wait(stop, settings.OUTBOX_RELAY_IDLE_SECONDS)
         except (DatabaseError, InterfaceError):
             logger.warning("outbox relay lost its database connection; reconnecting", exc_info=True)
             listening = False
