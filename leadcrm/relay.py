@@ -2,8 +2,9 @@
 
 A capture request only inserts its events (leadcrm.events.emit) and NOTIFYs this relay, which PostgreSQL delivers
 on commit; the relay then claims the due rows and hands them to their handlers, which enqueue the follow-up tasks.
-When many captures commit while it works, it takes them together on its next turn, so their follow-up work is
-done by one task each instead of one per lead. Several workers' relays share the rows (SKIP LOCKED). The beat's
+When captures come faster than one per OUTBOX_RELAY_LINGER_MS, it waits that long before each turn and takes
+them together, so their follow-up work is done by one task each instead of one per lead; one at a time, it
+delivers at once. Several workers' relays share the rows (SKIP LOCKED). The beat's
 `deliver_outbox` still retries failed handlers and covers a relay that is down or reconnecting.
 """
 
@@ -46,7 +47,13 @@ def run(stop: threading.Event) -> None:
                 _listen()  # before delivering, so a commit in between still wakes the wait below
                 listening = True
             events.deliver_due(limit=settings.OUTBOX_RELAY_BATCH)
+            delivered = time.monotonic()
             _wait(stop, settings.OUTBOX_RELAY_IDLE_SECONDS)
+            linger = settings.OUTBOX_RELAY_LINGER_MS / 1000
+            if time.monotonic() - delivered < linger:
+                # Events come faster than one a linger: let the next few arrive, so their follow-up work is done
+                # by one task (one scoring statement for a dozen captures) instead of one each.
+                stop.wait(linger)
         except (DatabaseError, InterfaceError):
             logger.warning("outbox relay lost its database connection; reconnecting", exc_info=True)
             listening = False

@@ -298,6 +298,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)
 # Events the relay claims and hands to their handlers at once (one org's captures are scored by one task).
 OUTBOX_RELAY_BATCH = env_int("OUTBOX_RELAY_BATCH", 500)
+# Under load (events closer together than this), the relay waits this long before each turn to take more at once.
+OUTBOX_RELAY_LINGER_MS = env_int("OUTBOX_RELAY_LINGER_MS", 100)
 # How long the relay sleeps when nothing wakes it; the beat delivers what it misses (e.g. a relay reconnecting).
 OUTBOX_RELAY_IDLE_SECONDS = env_int("OUTBOX_RELAY_IDLE_SECONDS", 5)
 # How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
