@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 BURST = 10_000
 # Statements one batch may take, whatever its size: locks, rule tests, reps, and the set-based writes.
-BATCH_STATEMENTS = 24
+BATCH_STATEMENTS = 20
 
 
 def new_mqls(org, count, prefix="burst", **fields) -> list:
