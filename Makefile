@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart bench-sync clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart bench-sync bench-routing-burst clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ bench-webhooks: install
 ## Every lead of a 1,000,000-lead org through the change feed (page size 500) beside COPY of the same rows; ARGS="--leads 200000".
 bench-sync: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/sync.py $(ARGS)
+
+## 10,000 leads become MQLs at once: time until ONE worker has routed them all, beside one UPDATE + INSERT; ARGS="--runs 3".
+bench-routing-burst: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/routing_burst.py $(ARGS)
 
 ## Captures over HTTP while Redis is stopped and restarted: accepted = stored = scored = routed.
 bench-capture-restart: install

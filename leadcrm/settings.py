@@ -250,6 +250,7 @@ CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "routing.tasks.email_notification": {"queue": "default"},  # a slow mail server never holds up routing
+    "routing.tasks.email_notifications": {"queue": "default"},
     "leads.tasks.run_import": {"queue": "imports"},
     "leads.tasks.*": {"queue": "capture"},
     "scoring.tasks.*": {"queue": "scoring"},

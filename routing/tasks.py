@@ -15,7 +15,7 @@ from leadcrm.links import site_url
 from leadcrm.mailheaders import header_text
 
 from . import services
-from .models import Notification
+from .models import Notification, NotificationKind
 
 RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff": 1, "max_retries": 5}
 
@@ -44,26 +44,52 @@ def check_deadlines():
     return services.check_deadlines()  # finds due leads in every org, then handles each under its own org
 
 
-@shared_task(name="routing.tasks.email_notification", acks_late=True, autoretry_for=(OSError, smtplib.SMTPException),
-             retry_backoff=5, max_retries=6)
+EMAIL_RETRIES = {"acks_late": True, "autoretry_for": (OSError, smtplib.SMTPException), "retry_backoff": 5,
+                 "max_retries": 6}
+
+
+def _message(notifications: list[Notification]) -> tuple[str, str]:
+    """The subject and body of one email telling one person about their notifications."""
+
+    def link(notification):
+        return site_url(reverse("leads:detail", args=[notification.lead_id]) if notification.lead_id
+                        else reverse("queue"))
+
+    if len(notifications) == 1:
+        [notification] = notifications
+        # The message names the lead, whose name may hold a line break: the subject takes it as one line.
+        return header_text(notification.message, 150), f"{notification.message}\n\nOpen it: {link(notification)}\n"
+    assigned = all(notification.kind == NotificationKind.ASSIGNED for notification in notifications)
+    subject = f"{len(notifications)} new leads for you" if assigned else f"{len(notifications)} lead notifications"
+    lines = [f"- {header_text(notification.message, 300)}\n  {link(notification)}" for notification in notifications]
+    return subject, "\n".join(lines) + f"\n\nYour queue: {site_url(reverse('queue'))}\n"
+
+
+@shared_task(name="routing.tasks.email_notifications", **EMAIL_RETRIES)
+def email_notifications(notification_ids, organization_id):
+    """Email each person their notifications among `notification_ids` in one message, once: the rows are locked
+    while sending and stamped when sent, so a repeated task sends nothing. Returns how many were emailed."""
+    with rls.scope(organization_id), transaction.atomic():
+        pending = (Notification.objects.select_for_update(of=("self",)).select_related("user")
+                   .filter(pk__in=list(notification_ids), emailed_at__isnull=True, user__email__gt="")
+                   .order_by("user_id", "pk"))
+        per_user: dict[int, list[Notification]] = {}
+        for notification in pending:
+            per_user.setdefault(notification.user_id, []).append(notification)
+        for notifications in per_user.values():
+            subject, body = _message(notifications)
+            send_mail(subject=subject, message=body, from_email=None, recipient_list=[notifications[0].user.email])
+        sent = [notification.pk for notifications in per_user.values() for notification in notifications]
+        Notification.objects.filter(pk__in=sent).update(emailed_at=timezone.now())
+    return len(sent)
+
+
+@shared_task(name="routing.tasks.email_notification", **EMAIL_RETRIES)
 def email_notification(notification_id, organization_id=None):
-    """Email a notification once: the row is locked while sending and stamped when sent."""
-    if organization_id is None:  # queued by an older release
+    """One notification's email (as queued by older releases): True when it was sent now."""
+    if organization_id is None:
         found = rls.lookup_ids("routing_notification_organization", int(notification_id))
         if not found:
             return False
         organization_id = found[0]
-    with rls.scope(organization_id), transaction.atomic():
-        notification = (Notification.objects.select_for_update(of=("self",)).select_related("user", "lead")
-                        .filter(pk=notification_id, emailed_at__isnull=True).first())
-        if notification is None or not notification.user.email:
-            return False
-        link = site_url(
-            reverse("leads:detail", args=[notification.lead_id]) if notification.lead_id else reverse("queue"))
-        # The message names the lead, whose name may hold a line break: the subject takes it as one line.
-        send_mail(subject=header_text(notification.message, 150),
-                  message=f"{notification.message}\n\nOpen it: {link}\n", from_email=None,
-                  recipient_list=[notification.user.email])
-        notification.emailed_at = timezone.now()
-        notification.save(update_fields=["emailed_at"])
-    return True
+    return email_notifications.run([notification_id], organization_id) == 1

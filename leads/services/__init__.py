@@ -5,6 +5,7 @@ from .capture import (
     CaptureResult,
     PhoneNumberInvalid,
     assign_owner,
+    assign_owners,
     capture_lead,
     delete_lead,
     is_empty,
@@ -35,7 +36,8 @@ from .touches import log_touch
 __all__ = [
     "DealClosed", "MergeRefused", "convert_lead", "emit_leads_changed", "lose_deal", "merge_leads", "tag_leads",
     "record_closed_deals", "update_deal", "win_deal",
-    "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "CaptureResult", "PhoneNumberInvalid", "StageMoveRefused",
+    "MERGEABLE_FIELDS", "MQL_FROM_STAGES", "assign_owner", "assign_owners", "CaptureResult", "PhoneNumberInvalid",
+    "StageMoveRefused",
     "capture_lead",
     "check_move", "delete_lead", "is_empty", "move_stage", "normalize_email", "normalize_phone", "promote_to_mql",
     "reasons", "record_activity", "required_bant", "set_up_organization", "submit_form", "track_activity",

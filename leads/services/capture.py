@@ -328,10 +328,33 @@ def update_lead(*, lead: Lead, data: dict, actor=None, bulk: bool = False) -> Le
 def assign_owner(*, lead: Lead, owner_id, details: dict, actor=None) -> None:
     """Hand the lead to a user (None: to nobody). The timeline records it with `details` (who, why);
     distribution does the choosing and keeps the history."""
-    Lead.objects.filter(pk=lead.pk).update(owner_id=owner_id, updated_at=timezone.now())
-    lead.owner_id = owner_id
-    record_activity(organization_id=lead.organization_id, lead=lead, type=ActivityType.OWNER_CHANGE,
-                    properties=details, actor=actor, emit_event=False)
+    assign_owners(organization_id=lead.organization_id, changes=[(lead, owner_id, details)], actor=actor)
+
+
+def assign_owners(*, organization_id, changes: list[tuple[Lead, int | None, dict]], actor=None, now=None) -> None:
+    """`assign_owner` for many leads of one org at once: one UPDATE of the owners and one INSERT of the timeline's
+    owner-change rows, however many leads change hands. `changes` are (lead, new owner id, details)."""
+    if not changes:
+        return
+    now = now or timezone.now()
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        # last_activity_at only moves forward (GREATEST skips a NULL): the owner change is the newest activity.
+        cursor.execute(
+            f"UPDATE {quote(Lead._meta.db_table)} AS lead SET owner_id = change.owner_id, updated_at = %s, "
+            f"last_activity_at = GREATEST(lead.last_activity_at, %s) "
+            f"FROM unnest(%s::uuid[], %s::bigint[]) AS change(id, owner_id) "
+            f"WHERE lead.id = change.id AND lead.organization_id = %s",
+            [now, now, [lead.pk for lead, _, _ in changes], [owner_id for _, owner_id, _ in changes],
+             organization_id])
+    Activity.objects.bulk_create([
+        Activity(organization_id=organization_id, lead=lead, type=ActivityType.OWNER_CHANGE, properties=details,
+                 occurred_at=now, **audit.actor_fields(actor))
+        for lead, _, details in changes])
+    for lead, owner_id, _ in changes:
+        lead.owner_id = owner_id
+        if lead.last_activity_at is None or lead.last_activity_at < now:
+            lead.last_activity_at = now
 
 
 def delete_lead(*, lead: Lead) -> None:

@@ -13,6 +13,7 @@ from .assign import (
     record_manual_owner_change,
     record_touch,
     rep_profiles_for,
+    route_batch,
     route_lead,
     route_leads,
 )
@@ -37,6 +38,6 @@ __all__ = [
     "OPEN_STAGES", "REP_ROLES", "TOUCH_TYPES", "TOUCHED_STAGES", "ClaimRefused", "ConfigError", "check_deadlines",
     "claim", "clean_rep", "clean_rule", "clean_team", "delete_rule", "delete_team", "ensure_profiles", "mark_read",
     "move_rule", "notify", "open_lead_counts", "reassign", "rep_profiles_for", "record_manual_owner_change",
-    "record_touch", "route_lead", "route_leads", "save_rule", "save_team", "set_available", "unrouted_mqls",
-    "update_rep",
+    "record_touch", "route_batch", "route_lead", "route_leads", "save_rule", "save_team", "set_available",
+    "unrouted_mqls", "update_rep",
 ]

@@ -1,5 +1,7 @@
 """Telling people about leads: an in-app notification (the queue badge) and an email sent by a task."""
 
+from dataclasses import dataclass
+
 from django.db import transaction
 from django.utils import timezone
 
@@ -12,18 +14,41 @@ MESSAGES = {
 }
 
 
-def notify(lead, *, user_id, kind: str, team=None) -> Notification:
-    message = MESSAGES[kind].format(lead=str(lead)[:200], team=team.name if team else "the team")
-    notification = Notification.objects.create(organization_id=lead.organization_id, user_id=user_id, lead=lead,
-                                               kind=kind, message=message)
+@dataclass
+class Notice:
+    """One notification to write: who hears about which lead, and why."""
+
+    lead: object
+    user_id: int
+    kind: str
+    team: object = None
+
+
+def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
+    """Write the notifications in one statement; once committed, each person gets one email listing theirs (a rep
+    handed 300 leads by one batch gets one email, not 300)."""
+    notifications = Notification.objects.bulk_create([
+        Notification(organization_id=organization_id, user_id=notice.user_id, lead=notice.lead, kind=notice.kind,
+                     message=MESSAGES[notice.kind].format(lead=str(notice.lead)[:200],
+                                                          team=notice.team.name if notice.team else "the team"))
+        for notice in notices])
+    per_user: dict[int, list[int]] = {}
+    for notification in notifications:
+        per_user.setdefault(notification.user_id, []).append(notification.pk)
 
     def send():
-        from ..tasks import email_notification  # tasks import these services
+        from ..tasks import email_notifications  # tasks import these services
 
-        email_notification.delay(notification.pk, organization_id=str(notification.organization_id))
+        for notification_ids in per_user.values():
+            email_notifications.delay(notification_ids, organization_id=str(organization_id))
 
-    transaction.on_commit(send)
-    return notification
+    if per_user:
+        transaction.on_commit(send)
+    return notifications
+
+
+def notify(lead, *, user_id, kind: str, team=None) -> Notification:
+    return notify_many(lead.organization_id, [Notice(lead=lead, user_id=user_id, kind=kind, team=team)])[0]
 
 
 def mark_read(organization_id, user, notification_ids=None) -> int:
