@@ -293,6 +293,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Tombstones of deleted, merged and erased leads (GET /api/v1/leads/deleted/) older than their retention go.
     "purge-tombstones": {"task": "leads.tasks.purge_tombstones", "schedule": crontab(hour=3, minute=55)},
 }
+# Missed first-touch deadlines a tick claimed are left to it for this long; a tick that died leaves them to a later one.
+ROUTING_SLA_LEASE_SECONDS = env_int("ROUTING_SLA_LEASE_SECONDS", 60)
 # How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
 # lock, so it is never taken twice).
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 60)
