@@ -150,6 +150,31 @@ def test_a_schedule_back_off_follows_its_steps_then_gives_up_and_sets_other_colu
 
 
 @pytest.mark.django_db
+def test_the_outbox_shape_claim_then_record_which_handlers_still_fail_with_a_shorter_cap_for_transient_ones():
+    broker_down, handler_bug = _rows(2)
+    transient = claims.Backoff(first=timedelta(seconds=5), cap=timedelta(seconds=15))
+    now = timezone.now()
+
+    claimed = claims.claim(_ours([broker_down, handler_bug]), due="next_attempt_at", limit=100, now=now,
+                           lease=timedelta(seconds=60))
+    for _ in range(3):  # three deliveries in a row fail the same way
+        claims.reschedule(_ours([broker_down]), [claims.Failure(broker_down.pk, "Broker down",
+                                                                {"pending": ["scoring.handlers.a"]})],
+                          due_field="next_attempt_at", backoff=transient, now=now)
+        claims.reschedule(_ours([handler_bug]), [claims.Failure(handler_bug.pk, "KeyError",
+                                                                {"pending": ["routing.handlers.b"]})],
+                          due_field="next_attempt_at", backoff=BACKOFF, now=now)
+
+    assert len(claimed) == 2
+    broker_down.refresh_from_db()
+    handler_bug.refresh_from_db()
+    assert (broker_down.attempts, broker_down.pending, broker_down.next_attempt_at) == (
+        3, ["scoring.handlers.a"], now + timedelta(seconds=15))
+    assert (handler_bug.attempts, handler_bug.last_error, handler_bug.next_attempt_at) == (
+        3, "KeyError", now + timedelta(seconds=20))
+
+
+@pytest.mark.django_db
 def test_reschedule_touches_only_rows_of_its_queryset():
     mine, other = _rows(2)
     before = other.next_attempt_at
