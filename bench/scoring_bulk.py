@@ -487,7 +487,7 @@ def explain(org, half_life) -> None:
 
 def cleanup(organization: Organization) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("scoring_scoresnapshot", "leads_activity", "leads_lead"):
+        for table in ("scoring_scoresnapshot", "leads_touch", "leads_activity", "leads_lead"):
             cursor.execute(f"DELETE FROM {table} WHERE organization_id = %s", [organization.pk])
     users = [m.user for m in organization.memberships.select_related("user")]
     organization.delete()

@@ -56,3 +56,24 @@ def task_organization(task, args, kwargs):
     except TypeError:
         return None
     return bound.arguments.get("organization_id")
+
+
+_relay = None
+
+
+@signals.worker_ready.connect
+def start_outbox_relay(**_):
+    """Each worker runs the outbox relay in a thread of its main process (the pool's processes run the tasks)."""
+    global _relay
+    from django.conf import settings
+
+    from .relay import Relay
+
+    if settings.OUTBOX_RELAY and _relay is None:
+        _relay = Relay().start()
+
+
+@signals.worker_shutdown.connect
+def stop_outbox_relay(**_):
+    if _relay is not None:
+        _relay.close()

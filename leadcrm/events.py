@@ -5,6 +5,15 @@ so `leads` never imports the stages built on it. Handlers take ids and usually e
 
 `emit` is durable: the event is written to an outbox table in the emitting transaction, so follow-up work
 (scoring, routing, enrolment…) survives a broker that is down or a process that dies right after the commit.
+
+Who runs the handlers (settings.OUTBOX_RELAY):
+  * the relay (leadcrm/relay.py, a thread of every worker), woken by NOTIFY when the emitting transaction commits:
+    the request that emitted only inserts the row. Under load the relay takes many rows at once and a batch
+    handler (`subscribe(..., batch=True)`) gets all of one org's events of a kind in one call, so one task
+    scores the leads of many captures;
+  * or the emitting process itself, once its transaction commits (OUTBOX_RELAY off: the unit tests, which have no
+    worker, see each event's handlers run at once).
+Either way, a handler that fails is retried by `deliver_due` with a growing back-off.
 """
 
 import json
@@ -13,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -42,6 +52,10 @@ EMAIL_UNSUBSCRIBED = "email.unsubscribed"  # organization_id, lead_id, how, mess
 ORG_CREATED = "organization.created"  # organization_id; delivered inside the creating transaction (emit_now)
 
 _handlers: dict[str, list[Callable]] = defaultdict(list)
+_batch_handlers: set[Callable] = set()  # those taking (organization_id, payloads) instead of one event's fields
+
+# The relay LISTENs here; an emitting transaction NOTIFYs it, and PostgreSQL delivers that only on commit.
+RELAY_CHANNEL = "leadcrm_outbox"
 
 TRANSIENT_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError)
 
@@ -58,16 +72,28 @@ def handler_name(handler: Callable) -> str:
     return f"{handler.__module__}.{handler.__qualname__}"
 
 
-def subscribe(event: str, handler: Callable) -> None:
+def subscribe(event: str, handler: Callable, *, batch: bool = False) -> None:
+    """`handler(**payload)` runs for each event; with `batch`, `handler(organization_id=…, payloads=[…])` runs once
+    for the events of one org and kind delivered together (one, or many when the relay catches up)."""
     if handler not in _handlers[event]:
         _handlers[event].append(handler)
+    if batch:
+        _batch_handlers.add(handler)
+
+
+def _call(handler: Callable, payloads: list[dict]) -> None:
+    if handler in _batch_handlers:
+        handler(organization_id=payloads[0].get("organization_id"), payloads=payloads)
+    else:
+        for payload in payloads:
+            handler(**payload)
 
 
 def emit_now(event: str, **payload) -> None:
     """Deliver at once, inside the caller's transaction, for consumers whose writes belong to it.
     A failing handler fails the caller."""
     for handler in list(_handlers[event]):
-        handler(**payload)
+        _call(handler, [payload])
 
 
 def _table() -> str:
@@ -88,37 +114,45 @@ def emit_many(items: list[tuple[str, dict]]) -> None:
     items = [(event, payload) for event, payload in items if _handlers[event]]
     if not items:
         return
+    relay = settings.OUTBOX_RELAY
     values, params = [], []
     for event, payload in items:
+        # For the relay the row is due at once; else the emitting process has it for OUTBOX_GRACE first.
         values.append("(%s, %s, 0, '', now(), now() + %s)")
-        params += [event, json.dumps(payload, cls=DjangoJSONEncoder), OUTBOX_GRACE]
+        params += [event, json.dumps(payload, cls=DjangoJSONEncoder), timedelta(0) if relay else OUTBOX_GRACE]
+    insert = (f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
+              f"VALUES {', '.join(values)}")
     with connection.cursor() as cursor:
+        if relay:  # one statement and nothing else on the emitting side: the relay is told on commit
+            cursor.execute(f"WITH added AS ({insert} RETURNING 1) SELECT pg_notify(%s, '') FROM added LIMIT 1",
+                           [*params, RELAY_CHANNEL])
+            return
         # PostgreSQL returns the ids of a VALUES list in its order (bulk_create relies on it too).
-        cursor.execute(f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
-                       f"VALUES {', '.join(values)} RETURNING id", params)
+        cursor.execute(f"{insert} RETURNING id", params)
         ids = [row[0] for row in cursor.fetchall()]
     batch = [(event_id, event, {**payload, "event_id": event_id}) for event_id, (event, payload) in zip(ids, items,
                                                                                                        strict=True)]
     transaction.on_commit(lambda: _deliver_fresh(batch))
 
 
-def _run(handlers, payload: dict, event: str, *, savepoints: bool = False) -> tuple[list[str], str, bool]:
-    """Call each handler (each in a savepoint when inside a transaction, so one handler's database error spoils
-    only its own work); return the names of those that failed, the last error, and whether every failure was a
-    connection that could not be made (a broker down)."""
+def _run(handlers, payloads: list[dict], event: str, *, savepoints: bool = False) -> tuple[list[str], str, bool]:
+    """Call each handler on the events' payloads (each handler in a savepoint when inside a transaction, so one
+    handler's database error spoils only its own work); return the names of those that failed, the last error, and
+    whether every failure was a connection that could not be made (a broker down)."""
     failed, error, transient = [], "", True
     for handler in handlers:
         try:
             if savepoints:
                 with transaction.atomic():
-                    handler(**payload)
+                    _call(handler, payloads)
             else:
-                handler(**payload)
+                _call(handler, payloads)
         except Exception as exc:  # one consumer's failure must not break capture or the others
             # A warning, not a traceback per event: while the broker is down every capture gets here; the outbox
             # row keeps the error and the beat retries.
-            logger.warning("handler %s failed for %s #%s: %r", handler_name(handler), event, payload.get("event_id"),
-                           exc, exc_info=logger.isEnabledFor(logging.DEBUG))
+            logger.warning("handler %s failed for %s #%s: %r", handler_name(handler), event,
+                           ",".join(str(payload.get("event_id")) for payload in payloads), exc,
+                           exc_info=logger.isEnabledFor(logging.DEBUG))
             failed.append(handler_name(handler))
             error = f"{handler_name(handler)}: {exc.__class__.__name__}: {exc}"[:2000]
             transient = transient and isinstance(exc, TRANSIENT_ERRORS)
@@ -133,7 +167,7 @@ def _backoff(attempts: int, transient: bool = False) -> timedelta:
 def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
     failures = {}
     for event_id, event, payload in batch:
-        failed, error, transient = _run(list(_handlers[event]), payload, event)
+        failed, error, transient = _run(list(_handlers[event]), [payload], event)
         if failed:
             failures[event_id] = (failed, error, transient)
     done = [event_id for event_id, _, _ in batch if event_id not in failures]
@@ -155,8 +189,10 @@ def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
 
 
 def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
-    """Beat: run the handlers still pending on due outbox rows (rows claimed with SKIP LOCKED, so several beats
-    or workers share them); delete a row once nothing is pending, else try again later with a growing backoff."""
+    """The relay, and the beat after it: run the handlers still pending on due outbox rows (claimed with SKIP
+    LOCKED, so several relays, beats and workers share them), the rows of one org, kind and pending handlers
+    together (batch handlers get them in one call); delete a row once nothing is pending, else try again later
+    with a growing back-off."""
     from .models import OutboxEvent
 
     totals = {"delivered": 0, "failed": 0}
@@ -166,23 +202,27 @@ def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
                         .select_for_update(skip_locked=True)[:limit])
             if not rows:
                 return totals
-            done = []
+            groups = defaultdict(list)
             for row in rows:
-                names = None if row.pending is None else set(row.pending)
-                handlers = [h for h in _handlers[row.event] if names is None or handler_name(h) in names]
+                pending = None if row.pending is None else tuple(sorted(row.pending))
+                groups[(row.event, row.payload.get("organization_id"), pending)].append(row)
+            done = []
+            for (event, organization_id, pending), group in groups.items():
+                handlers = [h for h in _handlers[event] if pending is None or handler_name(h) in pending]
                 # Handlers run for the event's org, as they did in the request or task that emitted it.
-                with rls.scope(row.payload.get("organization_id") or rls.NOBODY):
-                    failed, error, transient = _run(handlers, {**row.payload, "event_id": row.pk}, row.event,
-                                                    savepoints=True)
-                if failed:
+                with rls.scope(organization_id or rls.NOBODY):
+                    failed, error, transient = _run(handlers, [{**row.payload, "event_id": row.pk} for row in group],
+                                                    event, savepoints=True)
+                if not failed:
+                    done += [row.pk for row in group]
+                    totals["delivered"] += len(group)
+                    continue
+                for row in group:
                     row.pending, row.last_error = failed, error
                     row.attempts += 1
                     row.next_attempt_at = timezone.now() + _backoff(row.attempts, transient)
                     row.save(update_fields=["pending", "attempts", "last_error", "next_attempt_at"])
-                    totals["failed"] += 1
-                else:
-                    done.append(row.pk)
-                    totals["delivered"] += 1
+                totals["failed"] += len(group)
             OutboxEvent.objects.filter(pk__in=done).delete()
         if len(rows) < limit:
             return totals

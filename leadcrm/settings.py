@@ -295,6 +295,15 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 # Missed first-touch deadlines a tick claimed are left to it for this long; a tick that died leaves them to a later one.
 ROUTING_SLA_LEASE_SECONDS = env_int("ROUTING_SLA_LEASE_SECONDS", 60)
+# Event handlers run in the workers' outbox relay (leadcrm/relay.py), woken on commit, not in the request that
+# emitted the event. Off: in the emitting process after its commit (the unit tests, which have no worker).
+OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)
+# Events the relay claims and hands to their handlers at once (one org's captures are scored by one task).
+OUTBOX_RELAY_BATCH = env_int("OUTBOX_RELAY_BATCH", 500)
+# Under load (events closer together than this), the relay waits this long before each turn to take more at once.
+OUTBOX_RELAY_LINGER_MS = env_int("OUTBOX_RELAY_LINGER_MS", 100)
+# How long the relay sleeps when nothing wakes it; the beat delivers what it misses (e.g. a relay reconnecting).
+OUTBOX_RELAY_IDLE_SECONDS = env_int("OUTBOX_RELAY_IDLE_SECONDS", 5)
 # How long a row may wait for its task before a sweeper enqueues it again (a running import or re-scoring holds a
 # lock, so it is never taken twice).
 SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 60)

@@ -14,7 +14,7 @@ class NurturingConfig(AppConfig):
         audit.register(EmailTemplate, related={"content": selectors.template_content})
         audit.register(Sequence, related={"steps": selectors.sequence_steps})
 
-        events.subscribe(events.LEAD_STAGE_CHANGED, handlers.stage_changed)
+        events.subscribe(events.LEAD_STAGE_CHANGED, handlers.stage_changed, batch=True)
         events.subscribe(events.ACTIVITY_RECORDED, handlers.form_submitted)
         events.subscribe(events.LEAD_UPDATED, handlers.lead_updated)
         privacy.register()

@@ -4,7 +4,9 @@ Each is safe to run twice (the outbox retries a handler that failed): exits only
 an enrolment made at or after the fact that caused it is not made again.
 """
 
+from collections import defaultdict
 from datetime import datetime
+from uuid import UUID
 
 from leads.models import Activity, ActivityType, Lead
 
@@ -13,16 +15,28 @@ from . import services
 CONSENT_FIELDS = {"unsubscribed", "bounced", "do_not_contact"}
 
 
-def stage_changed(*, organization_id, lead_id, to_stage, **_):
-    """Reaching an exit stage ends the lead's enrolments there; reaching an entry stage enrols it."""
-    services.exit_on_stage(organization_id=organization_id, lead_id=lead_id, to_stage=to_stage)
-    entered = (Lead.objects.for_org(organization_id).filter(pk=lead_id).values_list("stage_entered_at", flat=True)
-               .first() or {}).get(to_stage)
+def stage_changed(*, organization_id, payloads):
+    """Reaching an exit stage ends the leads' enrolments there; reaching an entry stage enrols them. The stage
+    changes delivered together cost one statement per stage when no sequence starts there (the usual case)."""
+    leads_by_stage = defaultdict(list)
+    for payload in payloads:
+        leads_by_stage[payload["to_stage"]].append(payload["lead_id"])
+    for to_stage, lead_ids in leads_by_stage.items():
+        services.exit_on_stage(organization_id=organization_id, lead_ids=lead_ids, to_stage=to_stage)
+        if not services.stage_sequences(organization_id, to_stage).exists():
+            continue
+        entered = dict(Lead.objects.for_org(organization_id).filter(pk__in=lead_ids)
+                       .values_list("pk", "stage_entered_at"))
+        for lead_id in lead_ids:
+            services.enroll_on_stage(organization_id=organization_id, lead_id=lead_id, to_stage=to_stage,
+                                     since=_entered(entered.get(UUID(str(lead_id))), to_stage))
+
+
+def _entered(stage_entered_at, stage: str) -> datetime | None:
     try:
-        since = datetime.fromisoformat(entered) if entered else None
-    except (TypeError, ValueError):
-        since = None
-    services.enroll_on_stage(organization_id=organization_id, lead_id=lead_id, to_stage=to_stage, since=since)
+        return datetime.fromisoformat((stage_entered_at or {})[stage])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def form_submitted(*, organization_id, lead_id, activity_id=None, type=None, **_):

@@ -16,7 +16,7 @@ class RoutingConfig(AppConfig):
         audit.register(Team, exclude={"turns_taken"}, related={"members": lambda team: sorted(
             str(member.rep) for member in team.memberships.select_related("rep__user"))})
 
-        events.subscribe(events.LEAD_MQL, handlers.route_new_mqls)
+        events.subscribe(events.LEAD_MQL, handlers.route_new_mqls, batch=True)
         events.subscribe(events.ACTIVITY_RECORDED, handlers.touch_on_activity)
         events.subscribe(events.LEAD_STAGE_CHANGED, handlers.touch_on_stage)
         events.subscribe(events.LEAD_UPDATED, handlers.owner_edited)

@@ -7,8 +7,9 @@ from . import services, tasks
 ROUTING_BATCH = 500  # leads per routing task, so one big re-score never makes one long task
 
 
-def route_new_mqls(*, organization_id, lead_ids, **_):
-    lead_ids = [str(lead_id) for lead_id in lead_ids]
+def route_new_mqls(*, organization_id, payloads):
+    """The MQLs of the events delivered together, routed in tasks of up to ROUTING_BATCH leads."""
+    lead_ids = list(dict.fromkeys(str(lead_id) for payload in payloads for lead_id in payload["lead_ids"]))
     for start in range(0, len(lead_ids), ROUTING_BATCH):
         tasks.route_leads.delay(str(organization_id), lead_ids[start:start + ROUTING_BATCH])
 

@@ -18,7 +18,7 @@ class ScoringConfig(AppConfig):
             label=lambda settings: "Scoring and grading settings")
 
         # A capture always records a submission activity, so ACTIVITY_RECORDED covers new leads too.
-        events.subscribe(events.ACTIVITY_RECORDED, handlers.score_after_activity)
+        events.subscribe(events.ACTIVITY_RECORDED, handlers.score_after_activities, batch=True)
         events.subscribe(events.LEAD_UPDATED, handlers.score_after_update)
         events.subscribe(events.LEADS_CHANGED, handlers.score_after_bulk_change)
         events.subscribe(events.LEADS_IMPORTED, handlers.rescore_after_import)

@@ -3,8 +3,13 @@
 from . import services, tasks
 
 
-def score_after_activity(*, organization_id, lead_id, **_):
-    tasks.score_lead.delay(str(organization_id), str(lead_id))
+def score_after_activities(*, organization_id, payloads):
+    """Activities delivered together (many captures, when the relay catches up) are scored by one task."""
+    lead_ids = list(dict.fromkeys(str(payload["lead_id"]) for payload in payloads))
+    if len(lead_ids) == 1:
+        tasks.score_lead.delay(str(organization_id), lead_ids[0])
+    else:
+        tasks.score_leads.delay(str(organization_id), lead_ids)
 
 
 def score_after_update(*, organization_id, lead_id, bulk=False, **_):

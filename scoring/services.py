@@ -227,6 +227,9 @@ def update_settings(*, organization_id, actor=None, **fields) -> ScoringSettings
 # ----------------------------------------------------------------------------------------------- scoring
 
 
+FEW_LEADS = 50
+
+
 def _mql_reason(config: Config) -> str:
     return (f"Reached the MQL threshold: score {config.mql_score} or more "
             f"and grade {config.mql_min_grade} or better.")
@@ -262,16 +265,20 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
         )
         SELECT id FROM changed WHERE stage = %s AND NOT was_over
     """
+    # A handful of leads (a capture's, a few captures' delivered together) is found by index: no planner hint.
+    few = "id" in scope or len(scope.get("id__in", ())) <= FEW_LEADS
     with transaction.atomic():
         with connection.cursor() as cursor:
-            cursor.execute(PLAN_FOR_SETS)
+            if not few:
+                cursor.execute(PLAN_FOR_SETS)
             # A new score is a change like any other: integrations syncing leads get it (leadcrm/sync.py).
             cursor.execute(sql, [*params, timezone.now(), organization_id, *bounds, config.mql_score,
                                  config.mql_grades(), organization_id, config.now, LifecycleStage.RECYCLED])
             # A recycled lead comes back to MQL only by crossing the threshold after it was recycled: from below
             # it before this statement to over it now, not because a re-score found it still over.
             crossed = [row[0] for row in cursor.fetchall()]
-            cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
+            if not few:
+                cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
         promoted = promote_to_mql(
             organization_id=organization_id, reason=_mql_reason(config),
             leads=config.meets_mql() & (Q(**scope) & ~Q(lifecycle_stage=LifecycleStage.RECYCLED) | Q(pk__in=crossed)))

@@ -4,7 +4,6 @@ from celery import shared_task
 from django.db import OperationalError
 
 from leadcrm.models import Organization
-from leads.models import Lead
 
 from . import services
 
@@ -14,9 +13,9 @@ RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff
 
 @shared_task(name="scoring.tasks.score_lead", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
 def score_lead(organization_id, lead_id):
-    """Instant scoring after a capture, activity or edit. Idempotent: it recomputes from the facts."""
-    if Lead.objects.for_org(organization_id).filter(pk=lead_id).exists():  # it may have been deleted since
-        services.score_lead(organization_id=organization_id, lead_id=lead_id)
+    """Instant scoring after a capture, activity or edit. Idempotent: it recomputes from the facts. A lead deleted
+    since matches nothing."""
+    services.score_lead(organization_id=organization_id, lead_id=lead_id)
 
 
 @shared_task(name="scoring.tasks.score_leads", acks_late=True, **RETRY_ON_DATABASE_ERRORS)

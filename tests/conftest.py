@@ -67,6 +67,13 @@ def _fast_passwords(settings):
 
 
 @pytest.fixture(autouse=True)
+def _events_delivered_in_process(settings):
+    """Without a worker there is no outbox relay: a test's events are handled in its own process after each commit.
+    A test that starts a worker (start_worker) hands them to the worker's relay, as in production."""
+    settings.OUTBOX_RELAY = False
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(settings):
     """Each test gets its own cache namespace in the real Redis (rate limits, counters)."""
     import uuid
@@ -127,7 +134,7 @@ def _test_database_url() -> str:
 
 
 @pytest.fixture
-def start_worker():
+def start_worker(settings):
     """start_worker(purge=True) -> name: a worker process on the test database, consuming every queue, with this
     process's environment as it is at the call (mail server, SITE_URL); stopped after the test. purge=False keeps
     tasks already queued by this test. `env` adds variables (a broker of its own: CELERY_BROKER_URL, which this
@@ -150,7 +157,8 @@ def start_worker():
         name = f"e2e-{uuid.uuid4().hex[:8]}@localhost"
         if purge:
             celery_app.control.purge()  # tasks left by earlier tests name rows their rolled-back transactions removed
-        env = {**os.environ, "DATABASE_URL": _test_database_url(), **(env or {})}
+        env = {**os.environ, "DATABASE_URL": _test_database_url(), "OUTBOX_RELAY": "1", **(env or {})}
+        settings.OUTBOX_RELAY = True  # this process's events go to the worker's relay from now on
         for owner_only in ("DATABASE_OWNER_URL", "DATABASE_LOGIN"):  # a worker has the app role's login alone
             env.pop(owner_only, None)
         command = [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-l", "warning",

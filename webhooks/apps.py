@@ -10,7 +10,7 @@ class WebhooksConfig(AppConfig):
         from . import handlers, privacy
         from .models import Endpoint
 
-        for event, handler in handlers.SUBSCRIPTIONS.items():
-            events.subscribe(event, handler)
+        for event, (handler, *event_types) in handlers.SUBSCRIPTIONS.items():
+            events.subscribe(event, handlers.batched(handler, *event_types), batch=True)
         audit.register(Endpoint, secret={"secret"})
         privacy.register()

@@ -151,10 +151,11 @@ def promote_to_mql(*, organization_id, leads: Q, reason: str) -> list:
         *candidates_params, LifecycleStage.MQL, LifecycleStage.MQL, now.isoformat(), now,
         organization_id, ActivityType.STAGE_CHANGE, LifecycleStage.MQL, reason, now, now,
     ]
-    with transaction.atomic(), connection.cursor() as cursor:
+    # No savepoint of its own: the move and its events stand or fall with the caller's transaction.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(sql, params)
         moved = cursor.fetchall()
-    for lead_id, previous in moved:
-        events.emit(events.LEAD_STAGE_CHANGED, organization_id=organization_id, lead_id=lead_id,
-                    from_stage=previous, to_stage=LifecycleStage.MQL)
+        events.emit_many([(events.LEAD_STAGE_CHANGED, {"organization_id": organization_id, "lead_id": lead_id,
+                                                       "from_stage": previous, "to_stage": LifecycleStage.MQL})
+                          for lead_id, previous in moved])
     return [lead_id for lead_id, _ in moved]

@@ -35,6 +35,7 @@ from .sequences import (  # noqa: E402
     exit_if_unreachable,
     exit_on_stage,
     save_sequence,
+    stage_sequences,
 )
 from .tracking import (  # noqa: E402
     EMAIL_EVENTS,
@@ -53,7 +54,7 @@ __all__ += [
     "delete_sequence", "deliver", "enroll", "enroll_on_form", "enroll_on_stage", "enroll_segment_entries",
     "exit_enrollment", "exit_enrollments", "exit_if_unreachable", "exit_on_stage", "make_token", "message_for",
     "next_allowed", "read_token", "record_click", "record_email_event", "record_open", "save_sequence",
-    "sweep_stale", "tick", "track_links", "unsubscribe", "wait_until",
+    "stage_sequences", "sweep_stale", "tick", "track_links", "unsubscribe", "wait_until",
 ]
 
 # --- test emails to the signed-in member

@@ -475,11 +475,16 @@ def enroll_segment_entries(*, now=None) -> int:
     return total
 
 
+def stage_sequences(organization_id, to_stage: str):
+    """The org's active sequences that enrol leads reaching `to_stage`."""
+    return Sequence.objects.for_org(organization_id).filter(active=True, entry_type=EntryType.STAGE,
+                                                             entry_stage=to_stage)
+
+
 def enroll_on_stage(*, organization_id, lead_id, to_stage: str, since=None) -> int:
     """`since`: when the lead reached the stage (an enrolment from then on already answered it)."""
     total = 0
-    for sequence in Sequence.objects.for_org(organization_id).filter(active=True, entry_type=EntryType.STAGE,
-                                                                       entry_stage=to_stage):
+    for sequence in stage_sequences(organization_id, to_stage):
         total += enroll(sequence=sequence, leads=[lead_id], enrolled_by="stage", unless_enrolled_since=since)
     return total
 
@@ -513,8 +518,8 @@ def exit_enrollment(*, enrollment: Enrollment, reason: str = "replied") -> bool:
                             reason=reason, sequences=Q(pk=enrollment.sequence_id)) > 0
 
 
-def exit_on_stage(*, organization_id, lead_id, to_stage: str) -> int:
-    return exit_enrollments(organization_id=organization_id, lead_ids=[lead_id], reason=f"reached {to_stage}",
+def exit_on_stage(*, organization_id, lead_ids, to_stage: str) -> int:
+    return exit_enrollments(organization_id=organization_id, lead_ids=lead_ids, reason=f"reached {to_stage}",
                             sequences=Q(exit_stages__contains=[to_stage]))
 
 

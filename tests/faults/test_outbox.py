@@ -115,5 +115,5 @@ def test_capture_with_the_broker_down_answers_201_fast_and_scores_once_it_is_bac
     assert response.status_code == 201
     assert elapsed < 2, f"the capture took {elapsed:.1f} s with the broker down"
     pending = [name for row in OutboxEvent.objects.all() for name in row.pending or []]
-    assert "scoring.handlers.score_after_activity" in pending
+    assert "scoring.handlers.score_after_activities" in pending
     assert app.conf.broker_url == settings.CELERY_BROKER_URL
