@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-capture-restart bench-sync bench-routing-burst clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,9 @@ bench-reports: install
 ## Webhook deliveries per second by one worker process to a local receiver, beside plain sequential POSTs.
 bench-webhooks: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/webhooks.py $(ARGS)
+
+bench-claims: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/claims.py $(ARGS)
 
 ## Every lead of a 1,000,000-lead org through the change feed (page size 500) beside COPY of the same rows; ARGS="--leads 200000".
 bench-sync: install

@@ -275,6 +275,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+SWEEP_TICK_SECONDS = env_int("SWEEP_TICK_SECONDS", 30)
 CELERY_BEAT_SCHEDULE: dict = {
     "scoring-decay": {"task": "scoring.tasks.apply_decay", "schedule": crontab(hour=3, minute=15)},
     "scoring-windows": {"task": "scoring.tasks.expire_windows", "schedule": crontab(hour=3, minute=25)},
@@ -288,12 +289,13 @@ CELERY_BEAT_SCHEDULE: dict = {
     # Event handlers that failed (the broker was down, say) are retried; rows whose task never ran or whose worker
     # died are re-enqueued (imports, unrouted MQLs, stalled re-scoring).
     "outbox": {"task": "leadcrm.tasks.deliver_outbox", "schedule": env_int("OUTBOX_TICK_SECONDS", 5)},
-    "sweep-imports": {"task": "leads.tasks.sweep_imports", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
-    "sweep-routing": {"task": "routing.tasks.sweep_unrouted", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
-    "sweep-scoring": {"task": "scoring.tasks.sweep_recalculations", "schedule": env_int("SWEEP_TICK_SECONDS", 30)},
+    # One entry for every kind of lost work (leadcrm.claims.register_sweeper): imports, unrouted MQLs, re-scoring.
+    "sweep": {"task": "leadcrm.tasks.sweep", "schedule": SWEEP_TICK_SECONDS},
     # Tombstones of deleted, merged and erased leads (GET /api/v1/leads/deleted/) older than their retention go.
     "purge-tombstones": {"task": "leads.tasks.purge_tombstones", "schedule": crontab(hour=3, minute=55)},
 }
+# Missed first-touch deadlines a tick claimed are left to it for this long; a tick that died leaves them to a later one.
+ROUTING_SLA_LEASE_SECONDS = env_int("ROUTING_SLA_LEASE_SECONDS", 60)
 # Event handlers run in the workers' outbox relay (leadcrm/relay.py), woken on commit, not in the request that
 # emitted the event. Off: in the emitting process after its commit (the unit tests, which have no worker).
 OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)

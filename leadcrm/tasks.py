@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from . import events
+from . import claims, events
 
 
 @shared_task(name="leadcrm.tasks.deliver_outbox", acks_late=True)
@@ -10,3 +10,10 @@ def deliver_outbox():
     """Beat (every OUTBOX_TICK_SECONDS): run event handlers that failed, or never ran because the process that
     committed the event stopped first. Overlapping runs share the rows (SKIP LOCKED)."""
     return events.deliver_due()
+
+
+@shared_task(name="leadcrm.tasks.sweep", acks_late=True)
+def sweep():
+    """Beat (every SWEEP_TICK_SECONDS): every registered sweeper re-enqueues work of its kind whose task was lost
+    (imports, unrouted MQLs, stalled re-scoring); each claims what it finds, so overlapping sweeps share it."""
+    return claims.run_sweepers()

@@ -26,10 +26,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import EmailValidator, validate_email
 from django.db import OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import DateTimeField, ExpressionWrapper, F
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadcrm import currency, events, locks, rls
+from leadcrm import claims, currency, events, locks, rls
 from leadcrm.csvutil import csv_response
 from leadcrm.errors import Conflict, Invalid, TooLarge
 
@@ -1320,17 +1321,21 @@ def run_import(*, import_id) -> None:
         _claim_and_run(import_id)
 
 
-def abandoned_imports(*, older_than) -> list:
+def abandoned_imports(*, older_than, limit: int = 100) -> list:
     """Jobs queued or running for longer than `older_than` (a timedelta) that no worker holds: their task never
-    ran, or its worker died. Running them again resumes from the last committed chunk."""
-    since = timezone.now() - older_than
+    ran, or its worker died. Each is claimed for `older_than` (so a job whose new task waits in the queue is not
+    re-enqueued again meanwhile). Running them again resumes from the last committed chunk."""
+    now = timezone.now()
+    # Due once it has been queued or running this long, or once the last sweep's lease ran out.
+    due = Coalesce("swept_until", ExpressionWrapper(Coalesce("started_at", "created_at") + older_than,
+                                                    output_field=DateTimeField()))
     found = []
-    for organization_id in selectors.organizations_with_stale_imports(since):  # then each org under its own scope
+    for organization_id in selectors.organizations_with_stale_imports(now - older_than):  # each under its own scope
         with rls.scope(organization_id):
-            found += (ImportJob.objects.for_org(organization_id)
-                      .filter(status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
-                      .filter(Q(started_at__lt=since) | Q(started_at__isnull=True, created_at__lt=since))
-                      .values_list("pk", "organization_id"))
+            waiting = ImportJob.objects.for_org(organization_id).filter(
+                status__in=(ImportStatus.QUEUED, ImportStatus.RUNNING))
+            found += [(row.pk, organization_id) for row in claims.claim(
+                waiting, due=due, lease_field="swept_until", limit=limit, lease=older_than, now=now)]
     return [(pk, organization_id) for pk, organization_id in found if not locks.is_held(locks.IMPORT, pk)]
 
 

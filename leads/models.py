@@ -457,6 +457,8 @@ class ImportJob(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The sweeper's lease: a job it re-enqueued is not re-enqueued again before this (null: never swept).
+    swept_until = models.DateTimeField(null=True, blank=True)
 
     objects = OrgQuerySet.as_manager()
 

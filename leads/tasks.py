@@ -32,10 +32,9 @@ def run_import(self, import_id, organization_id=None):
             raise self.retry(exc=exc, countdown=min(300, 10 * 2 ** self.request.retries)) from exc
 
 
-@shared_task(name="leads.tasks.sweep_imports", acks_late=True)
-def sweep_imports():
-    """Beat: enqueue again the imports whose task never ran or whose worker died (a running one holds its lock and
-    is left alone)."""
+def enqueue_abandoned_imports() -> int:
+    """A sweeper (leadcrm.claims): enqueue again the imports whose task never ran or whose worker died (a running
+    one holds its lock and is left alone)."""
     abandoned = imports.abandoned_imports(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
     for import_id, organization_id in abandoned:
         run_import.delay(str(import_id), str(organization_id))

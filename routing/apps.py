@@ -5,10 +5,10 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self):
-        from leadcrm import audit, events
+        from leadcrm import audit, claims, events
         from leads import navigation
 
-        from . import handlers, privacy, views
+        from . import handlers, privacy, tasks, views
         from .models import AssignmentRule, RepProfile, Team
 
         audit.register(AssignmentRule)
@@ -22,4 +22,5 @@ class RoutingConfig(AppConfig):
         events.subscribe(events.LEAD_UPDATED, handlers.owner_edited)
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
         privacy.register()
+        claims.register_sweeper("unrouted MQLs", tasks.enqueue_unrouted_mqls)
         navigation.register("queue", views.queue_steps)  # the lead page's Previous / Next through a queue

@@ -26,9 +26,9 @@ def route_leads(organization_id, lead_ids):
     return services.route_leads(organization_id=organization_id, lead_ids=lead_ids, only_unowned=True)
 
 
-@shared_task(name="routing.tasks.sweep_unrouted", acks_late=True)
-def sweep_unrouted():
-    """Beat: route MQLs whose routing task was lost. A lead routed meanwhile is left as it is (only_unowned)."""
+def enqueue_unrouted_mqls() -> int:
+    """A sweeper (leadcrm.claims): route MQLs whose routing task was lost. A lead routed meanwhile is left as it is
+    (only_unowned)."""
     from .handlers import ROUTING_BATCH
 
     found = services.unrouted_mqls(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))  # each org in turn

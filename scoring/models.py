@@ -85,6 +85,8 @@ class ScoringSettings(models.Model):
     recalc_error = models.TextField(blank=True, default="")
     recalc_started_at = models.DateTimeField(null=True, blank=True)
     recalc_finished_at = models.DateTimeField(null=True, blank=True)
+    # Until then a requested re-scoring is left to its queued task; after it the sweeper enqueues it again.
+    recalc_swept_until = models.DateTimeField(null=True, blank=True)
     windows_expired_through = models.DateTimeField(
         null=True, blank=True, help_text="Points of windowed rules that ran out before this were taken away.")
     updated_at = models.DateTimeField(auto_now=True)

@@ -3,14 +3,16 @@
 import itertools
 import logging
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
+from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from leadcrm import audit, events, locks, rls
+from leadcrm import audit, claims, events, locks, rls
 from leads import activity_types
 from leads.conditions import (
     SCORE_FIELDS,
@@ -173,7 +175,8 @@ def request_recalculation(*, organization_id) -> None:
     """Mark the stored scores stale and re-score the org in the background (after this transaction)."""
     get_settings(organization_id)
     ScoringSettings.objects.filter(organization_id=organization_id).update(
-        config_version=F("config_version") + 1, recalc_status=RecalculationStatus.QUEUED, recalc_error="")
+        config_version=F("config_version") + 1, recalc_status=RecalculationStatus.QUEUED, recalc_error="",
+        recalc_swept_until=timezone.now() + timedelta(seconds=django_settings.SWEEP_AFTER_SECONDS))
 
     def enqueue():
         from .tasks import recalculate
@@ -365,11 +368,24 @@ def recalculate_organization(*, organization_id) -> None:
             return
 
 
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # a re-scoring requested before sweeps kept a lease is due at once
+
+
 def stalled_recalculations() -> list:
     """Orgs whose stored scores are behind their rules while no worker re-scores them: the task was lost (a killed
-    worker, a broker restarted empty). The lock tells a running recalculation from a dead one."""
-    return [organization_id for organization_id in selectors.organizations_behind()
-            if not locks.is_held(locks.RECALCULATION, organization_id)]
+    worker, a broker restarted empty). Each is claimed for SWEEP_AFTER_SECONDS, so its new task has that long to
+    start; the lock tells a running recalculation from a dead one."""
+    lease = timedelta(seconds=django_settings.SWEEP_AFTER_SECONDS)
+    stalled = []
+    for organization_id in selectors.organizations_behind():  # each claimed under its own scope
+        with rls.scope(organization_id):
+            behind = ScoringSettings.objects.filter(organization_id=organization_id,
+                                                    scored_version__lt=F("config_version"))
+            claimed = claims.claim(behind, due=Coalesce("recalc_swept_until", Value(NEVER)),
+                                   lease_field="recalc_swept_until", limit=1, lease=lease)
+        if claimed and not locks.is_held(locks.RECALCULATION, organization_id):
+            stalled.append(organization_id)
+    return stalled
 
 
 def apply_decay() -> int:

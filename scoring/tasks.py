@@ -44,10 +44,9 @@ def expire_windows():
     return services.expire_windows()
 
 
-@shared_task(name="scoring.tasks.sweep_recalculations", acks_late=True)
-def sweep_recalculations():
-    """Beat: enqueue again the re-scoring of orgs whose task was lost (a second one queued meanwhile does nothing:
-    it finds the scores current or the lock taken)."""
+def enqueue_stalled_recalculations() -> int:
+    """A sweeper (leadcrm.claims): enqueue again the re-scoring of orgs whose task was lost (a second one queued
+    meanwhile does nothing: it finds the scores current or the lock taken)."""
     organization_ids = services.stalled_recalculations()
     for organization_id in organization_ids:
         recalculate.delay(str(organization_id))

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from leadcrm import audit, rls
+from leadcrm import audit, claims, rls
 from leadcrm.errors import Invalid
 from leads.models import Activity, ActivityType, Deal, Lead
 
@@ -252,8 +252,10 @@ def replay(*, delivery: Delivery) -> Delivery:
 # ------------------------------------------------------------------------------------------------- sending
 
 
-def retry_schedule() -> list[int]:
-    return [int(s) for s in str(settings.WEBHOOKS_RETRY_SCHEDULE).split(",") if s.strip()]
+def retry_backoff() -> claims.Backoff:
+    """The wait after each failed attempt, WEBHOOKS_RETRY_SCHEDULE's steps; after the last the delivery fails."""
+    steps = [int(step) for step in str(settings.WEBHOOKS_RETRY_SCHEDULE).split(",") if step.strip()]
+    return claims.Backoff(schedule=tuple(timedelta(seconds=seconds) for seconds in steps))
 
 
 def _enqueue(ids) -> None:
@@ -284,21 +286,11 @@ def _enqueue_drain(count: int) -> None:
 def _claim(*, delivery_id=None, limit: int = 1) -> list[Delivery]:
     """Lease due deliveries (of active endpoints) to this worker: their next_attempt_at moves past the longest a
     send can take, so no other worker takes them meanwhile, and a worker that dies leaves them due again later."""
-    now = timezone.now()
-    lease = now + timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS)
-    only = "AND d.id = %s" if delivery_id is not None else ""
-    sql = (
-        f"UPDATE {Delivery._meta.db_table} d SET next_attempt_at = %s FROM ("
-        f" SELECT d.id FROM {Delivery._meta.db_table} d"
-        f" WHERE d.status = %s AND d.next_attempt_at <= %s {only}"
-        f" AND EXISTS (SELECT 1 FROM {Endpoint._meta.db_table} e WHERE e.id = d.endpoint_id AND e.active)"
-        " ORDER BY d.next_attempt_at LIMIT %s FOR UPDATE OF d SKIP LOCKED) due"
-        " WHERE d.id = due.id RETURNING d.id"
-    )
-    params = [lease, DeliveryStatus.PENDING, now, *([delivery_id] if delivery_id is not None else []), limit]
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        ids = [row[0] for row in cursor.fetchall()]
+    due = Delivery.objects.filter(status=DeliveryStatus.PENDING, endpoint__active=True)
+    if delivery_id is not None:
+        due = due.filter(pk=delivery_id)
+    ids = [row.pk for row in claims.claim(due, due="next_attempt_at", limit=limit,
+                                          lease=timedelta(seconds=settings.WEBHOOKS_LEASE_SECONDS))]
     if not ids:
         return []
     return list(Delivery.objects.filter(pk__in=ids).select_related("endpoint").order_by("next_attempt_at"))
@@ -320,7 +312,7 @@ def _post(delivery: Delivery):
 def _record(outcomes: list) -> list[Attempt]:
     """Store the attempts of sent deliveries, and move each to delivered, due again after its backoff, or failed —
     in one transaction for a whole batch (a crash before it commits only means those are sent again later)."""
-    schedule = retry_schedule()
+    backoff = retry_backoff()
     now = timezone.now()
     if not outcomes:
         return []
@@ -329,14 +321,15 @@ def _record(outcomes: list) -> list[Attempt]:
         for delivery, attempted_at, result in outcomes:
             ok = result.status_code is not None and 200 <= result.status_code < 300 and not result.error
             count = delivery.attempt_count + 1
+            wait = None if ok else backoff.after(count)
             if ok:
                 status, next_at = DeliveryStatus.DELIVERED, None
-            elif count > len(schedule):
+            elif wait is None:  # the schedule is spent
                 status, next_at = DeliveryStatus.FAILED, None
             else:
-                status, next_at = DeliveryStatus.PENDING, now + timedelta(seconds=schedule[count - 1])
-                if schedule[count - 1] <= settings.WEBHOOKS_SWEEP_SECONDS:
-                    retries.append((delivery.pk, schedule[count - 1]))  # sooner than the sweeper's next look
+                status, next_at = DeliveryStatus.PENDING, now + wait
+                if wait <= timedelta(seconds=settings.WEBHOOKS_SWEEP_SECONDS):
+                    retries.append((delivery.pk, wait.total_seconds()))  # sooner than the sweeper's next look
             error = (result.error or ("" if ok else f"HTTP {result.status_code}"))[:500]
             attempts.append(Attempt(
                 organization_id=delivery.organization_id, delivery=delivery, attempted_at=attempted_at,
@@ -364,7 +357,7 @@ def attempt(delivery: Delivery) -> Attempt:
     return _record([(delivery, *_post(delivery))])[0]
 
 
-def _retry_later(delivery_id, seconds: int) -> None:
+def _retry_later(delivery_id, seconds: float) -> None:
     from . import tasks
 
     try:

@@ -25,7 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
-from leadcrm import events, rls
+from leadcrm import claims, events, rls
 from leadcrm.links import site_url
 from leadcrm.mailheaders import sender, sending_address
 from leads.conditions import ConditionError
@@ -395,8 +395,23 @@ def _advance(batch: _Batch, enrollment, counts: Counter) -> None:
     enrollment.next_run_at = now + RETRY_AFTER
 
 
-def _due(now):
-    return Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE, next_run_at__lte=now, sequence__active=True)
+def claim_due(*, now, limit: int, skip_organizations=(), organization_id=None) -> list[Enrollment]:
+    """Lock up to `limit` due enrolments of active sequences that others do not hold (of one org, when given), the
+    longest due first, with their sequence, lead and owner. Inside the caller's transaction: its row locks keep
+    other ticks away until it commits, and by then each enrolment has its next run time (the lease written by the
+    claim is never seen)."""
+    due = Enrollment.objects.filter(status=EnrollmentStatus.ACTIVE, sequence__active=True).exclude(
+        organization_id__in=list(skip_organizations))
+    if organization_id is not None:
+        due = due.for_org(organization_id)
+    claimed = claims.claim(due, due="next_run_at", limit=limit, now=now, lease=RETRY_AFTER)
+    found = Enrollment.objects.select_related("sequence", "lead", "lead__owner").in_bulk([row.pk for row in claimed])
+    enrollments = []
+    for row in claimed:
+        enrollment = found[row.pk]
+        enrollment.next_run_at = row.due_at  # an enrolment that waits for the next tick (the rate limit) stays due
+        enrollments.append(enrollment)
+    return enrollments
 
 
 def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=(),
@@ -405,13 +420,9 @@ def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=(),
     and commit. Returns how many were claimed and the batch (its `outgoing` emails are for `deliver`)."""
     now = now or timezone.now()
     counts = Counter()
-    due = _due(now) if organization_id is None else _due(now).for_org(organization_id)
     with transaction.atomic():
-        enrollments = list(
-            due.exclude(organization_id__in=list(skip_organizations))
-            .select_related("sequence", "lead", "lead__owner")
-            .order_by("next_run_at").select_for_update(of=("self",), skip_locked=True)[:batch_size]
-        )
+        enrollments = claim_due(now=now, limit=batch_size, skip_organizations=skip_organizations,
+                                organization_id=organization_id)
         if not enrollments:
             return 0, None
         batch = _Batch(enrollments, now)

@@ -1,9 +1,12 @@
 """First-touch deadlines: a beat task finds running clocks that ran out and re-assigns or escalates the lead."""
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from leadcrm import rls
+from leadcrm import claims, rls
 from leadcrm.models import Membership, Role
 from leads.models import Activity, Lead
 
@@ -65,22 +68,35 @@ def handle_missed_deadline(lead, routing, now) -> str:
 
 
 def check_deadlines(*, now=None, limit=BATCH) -> dict[str, int]:
-    """Process up to `limit` missed deadlines, each lead in its own transaction. Rows another worker holds
-    are skipped (SKIP LOCKED), so overlapping ticks on several hosts share the work instead of doubling it."""
+    """Process up to `limit` missed deadlines, org by org, the most overdue first. Each org's are claimed in one
+    statement (SKIP LOCKED, leased for ROUTING_SLA_LEASE_SECONDS), so overlapping ticks on several hosts share the
+    work instead of doubling it, and a tick that dies leaves its leads to a later one; then each lead is handled in
+    its own transaction."""
     now = now or timezone.now()
+    lease = timedelta(seconds=settings.ROUTING_SLA_LEASE_SECONDS)
     outcomes: dict[str, int] = {}
-    due = []  # the orgs with a missed deadline (a definer function: leadcrm/rls.py), then each org's leads
+    # The orgs with a missed deadline (a definer function: leadcrm/rls.py), then each org's clocks under its scope.
     for organization_id in rls.lookup_ids("routing_organizations_with_missed_deadlines", now):
+        if limit <= 0:
+            break
         with rls.scope(organization_id):
-            due += LeadRouting.objects.for_org(organization_id).filter(sla_due_at__lte=now).values_list(
-                "sla_due_at", "organization_id", "lead_id").order_by("sla_due_at")[:limit]
-    for _, organization_id, lead_id in sorted(due)[:limit]:  # the most overdue first, across orgs as before
-        with rls.scope(organization_id), transaction.atomic():
-            lead = (Lead.objects.for_org(organization_id).filter(pk=lead_id, routing__sla_due_at__lte=now)
-                    .select_for_update(of=("self",), skip_locked=True).first())
-            if lead is None:  # another worker has it, or it was touched meanwhile
-                continue
-            routing = LeadRouting.objects.select_related("rule", "team").get(lead=lead)
-            outcome = handle_missed_deadline(lead, routing, now)
-        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            claimed = claims.claim(LeadRouting.objects.for_org(organization_id), due="sla_due_at", limit=limit,
+                                   now=now, lease=lease)
+            limit -= len(claimed)
+            for row in claimed:
+                outcome = _handle_claimed(organization_id, row, leased_until=now + lease, now=now)
+                if outcome:
+                    outcomes[outcome] = outcomes.get(outcome, 0) + 1
     return outcomes
+
+
+def _handle_claimed(organization_id, row, *, leased_until, now) -> str | None:
+    """One claimed clock, under its lead's lock; left alone when touched or re-assigned since the claim."""
+    with transaction.atomic():
+        lead = Lead.objects.for_org(organization_id).select_for_update(of=("self",)).filter(routing__pk=row.pk).first()
+        routing = (LeadRouting.objects.for_org(organization_id).select_related("rule", "team")
+                   .filter(pk=row.pk, sla_due_at=leased_until).first())
+        if lead is None or routing is None:
+            return None
+        routing.sla_due_at = row.due_at  # the deadline that was missed, not the lease
+        return handle_missed_deadline(lead, routing, now)

@@ -2,13 +2,16 @@
 
 import threading
 from collections import Counter
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
+from leadcrm.models import Role
 from leads.models import Lead, LifecycleStage
 from routing import services
-from routing.models import Assignment
+from routing.models import Assignment, Notification, NotificationKind
 from tests.routing import make_lead, make_rep, make_rule, make_team, route
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -76,3 +79,20 @@ def test_two_reps_claiming_at_once_one_wins(org):
     assert loser == f"Already claimed by {winner.email}."
     assert Lead.objects.get(pk=lead.pk).owner_id == winner.pk
     assert Assignment.objects.filter(lead=lead, reason="claim").count() == 1
+
+
+def test_four_concurrent_sla_ticks_escalate_each_missed_lead_once(org, member):
+    manager = member(Role.MANAGER)
+    rep = make_rep(org, name="only")
+    make_rule(org, team=make_team(org, "Sales", [rep], manager=manager), sla_minutes=15)
+    start = timezone.now()
+    leads = [make_lead(org) for _ in range(12)]
+    for lead in leads:
+        route(lead, now=start)
+
+    results = run_at_once(4, lambda _: services.check_deadlines(now=start + timedelta(minutes=16)))
+
+    assert sum(result.get("escalated", 0) for result in results) == len(leads)
+    assert Notification.objects.filter(kind=NotificationKind.ESCALATED, user=manager).count() == len(leads)
+    assert Counter(Assignment.objects.filter(lead__in=leads).values_list("lead_id", flat=True)) == {
+        lead.pk: 2 for lead in leads}  # the rep's, then the manager's: never a second escalation

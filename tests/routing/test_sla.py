@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from leadcrm import claims
 from leadcrm.models import Role
 from leads.models import Activity, ActivityType, Lead
 from routing import services
@@ -97,6 +98,21 @@ def test_after_the_last_reassignment_the_manager_gets_it(org, member):
     routing = LeadRouting.objects.get(lead=lead)
     assert routing.escalated_at is not None and routing.sla_due_at is None
     assert Notification.objects.filter(user=manager, kind=NotificationKind.ESCALATED, lead=lead).exists()
+
+
+def test_a_deadline_claimed_by_a_tick_that_died_is_handled_once_its_lease_ends(org, member, settings):
+    _, reps = setup_sla(org, member)
+    start = timezone.now()
+    lead = make_lead(org)
+    route(lead, now=start)
+    missed = start + timedelta(minutes=16)
+    lease = timedelta(seconds=settings.ROUTING_SLA_LEASE_SECONDS)
+    claims.claim(LeadRouting.objects.for_org(org), due="sla_due_at", limit=10, now=missed, lease=lease)  # then died
+
+    assert services.check_deadlines(now=missed + lease - timedelta(seconds=1)) == {}  # another tick keeps off
+    assert services.check_deadlines(now=missed + lease) == {"reassigned": 1}
+    assert Lead.objects.get(pk=lead.pk).owner_id == reps[1].user_id
+    assert services.check_deadlines(now=missed + 2 * lease) == {}
 
 
 def test_escalates_when_no_other_rep_can_take_it(org, member):
