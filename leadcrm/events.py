@@ -25,10 +25,9 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from . import rls
+from . import claims, rls
 
 logger = logging.getLogger(__name__)
 
@@ -61,11 +60,14 @@ TRANSIENT_ERRORS = (BrokerUnavailable, ConnectionError, TimeoutError)
 
 # A fresh row is left to the process that committed it for this long before the beat may deliver it too.
 OUTBOX_GRACE = timedelta(seconds=30)
-RETRY_BACKOFF_MAX = 300  # seconds between attempts of a handler that keeps failing, at most
+# Between attempts of a handler that keeps failing: 5 s, doubling, at most 5 min.
+RETRY_BACKOFF = claims.Backoff(first=timedelta(seconds=5), cap=timedelta(minutes=5))
 # A broker or network that is down fails in milliseconds and is back any moment: retry those at least this often,
 # so follow-up work drains soon after an outage rather than at the end of a long backoff.
-TRANSIENT_BACKOFF_MAX = 15
-OUTBOX_BATCH = 100  # rows one beat run claims per transaction
+TRANSIENT_BACKOFF = claims.Backoff(first=timedelta(seconds=5), cap=timedelta(seconds=15))
+OUTBOX_BATCH = 100  # rows one beat run claims per statement
+# A claimed row is left to its claimer this long; handlers only enqueue, so a turn takes milliseconds.
+OUTBOX_LEASE = timedelta(seconds=60)
 
 
 def handler_name(handler: Callable) -> str:
@@ -135,18 +137,15 @@ def emit_many(items: list[tuple[str, dict]]) -> None:
     transaction.on_commit(lambda: _deliver_fresh(batch))
 
 
-def _run(handlers, payloads: list[dict], event: str, *, savepoints: bool = False) -> tuple[list[str], str, bool]:
-    """Call each handler on the events' payloads (each handler in a savepoint when inside a transaction, so one
-    handler's database error spoils only its own work); return the names of those that failed, the last error, and
-    whether every failure was a connection that could not be made (a broker down)."""
+def _run(handlers, payloads: list[dict], event: str) -> tuple[list[str], str, bool]:
+    """Call each handler on the events' payloads, outside any transaction, as after the emitting commit (a service a
+    handler calls keeps its own transaction; a handler that fails halfway is run again, so each is safe to repeat);
+    return the names of those that failed, the last error, and whether every failure was a connection that could
+    not be made (a broker down)."""
     failed, error, transient = [], "", True
     for handler in handlers:
         try:
-            if savepoints:
-                with transaction.atomic():
-                    _call(handler, payloads)
-            else:
-                _call(handler, payloads)
+            _call(handler, payloads)
         except Exception as exc:  # one consumer's failure must not break capture or the others
             # A warning, not a traceback per event: while the broker is down every capture gets here; the outbox
             # row keeps the error and the beat retries.
@@ -159,70 +158,72 @@ def _run(handlers, payloads: list[dict], event: str, *, savepoints: bool = False
     return failed, error, transient
 
 
-def _backoff(attempts: int, transient: bool = False) -> timedelta:
-    cap = TRANSIENT_BACKOFF_MAX if transient else RETRY_BACKOFF_MAX
-    return timedelta(seconds=min(cap, 5 * 2 ** max(0, attempts - 1)))
-
-
 def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
-    failures = {}
+    failures = []
     for event_id, event, payload in batch:
         failed, error, transient = _run(list(_handlers[event]), [payload], event)
         if failed:
-            failures[event_id] = (failed, error, transient)
-    done = [event_id for event_id, _, _ in batch if event_id not in failures]
+            failures.append((event_id, failed, error, transient))
+    failed_ids = {event_id for event_id, *_ in failures}
+    done = [event_id for event_id, _, _ in batch if event_id not in failed_ids]
     try:
-        with connection.cursor() as cursor:
-            if done:
+        if done:
+            with connection.cursor() as cursor:
                 # One statement on the capture path. Its commit need not wait for the disk: losing it in a database
                 # crash only means the beat delivers these events once more (set_config(..., true) lasts until the
                 # end of this statement's own transaction).
                 cursor.execute(f"WITH quick AS (SELECT set_config('synchronous_commit', 'off', true)) "
                                f"DELETE FROM {_table()} WHERE id = ANY(%s) AND EXISTS (SELECT FROM quick)", [done])
-            for event_id, (failed, error, transient) in failures.items():
-                cursor.execute(f"UPDATE {_table()} SET pending = %s, attempts = 1, last_error = %s, "
-                               "next_attempt_at = now() + %s WHERE id = %s",
-                               [json.dumps(failed), error, _backoff(1, transient), event_id])
+        _reschedule(failures)
     except DatabaseError:  # the rows stay: the beat delivers them again after the grace period
         logger.warning("could not record the delivery of events %s", [event_id for event_id, _, _ in batch],
                        exc_info=True)
 
 
 def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
-    """The relay, and the beat after it: run the handlers still pending on due outbox rows (claimed with SKIP
-    LOCKED, so several relays, beats and workers share them), the rows of one org, kind and pending handlers
-    together (batch handlers get them in one call); delete a row once nothing is pending, else try again later
-    with a growing back-off."""
+    """The relay, and the beat after it: run the handlers still pending on due outbox rows, the rows of one org,
+    kind and pending handlers together (batch handlers get them in one call); delete a row once nothing is pending,
+    else try again later with a growing back-off. Rows are claimed with a lease (leadcrm.claims), so several relays,
+    beats and workers share them, and the rows of one that dies mid-turn are due again when the lease ends."""
     from .models import OutboxEvent
 
     totals = {"delivered": 0, "failed": 0}
     while True:
-        with transaction.atomic():
-            rows = list(OutboxEvent.objects.filter(next_attempt_at__lte=timezone.now()).order_by("next_attempt_at")
-                        .select_for_update(skip_locked=True)[:limit])
-            if not rows:
-                return totals
-            groups = defaultdict(list)
-            for row in rows:
-                pending = None if row.pending is None else tuple(sorted(row.pending))
-                groups[(row.event, row.payload.get("organization_id"), pending)].append(row)
-            done = []
-            for (event, organization_id, pending), group in groups.items():
-                handlers = [h for h in _handlers[event] if pending is None or handler_name(h) in pending]
-                # Handlers run for the event's org, as they did in the request or task that emitted it.
-                with rls.scope(organization_id or rls.NOBODY):
-                    failed, error, transient = _run(handlers, [{**row.payload, "event_id": row.pk} for row in group],
-                                                    event, savepoints=True)
-                if not failed:
-                    done += [row.pk for row in group]
-                    totals["delivered"] += len(group)
-                    continue
-                for row in group:
-                    row.pending, row.last_error = failed, error
-                    row.attempts += 1
-                    row.next_attempt_at = timezone.now() + _backoff(row.attempts, transient)
-                    row.save(update_fields=["pending", "attempts", "last_error", "next_attempt_at"])
-                totals["failed"] += len(group)
-            OutboxEvent.objects.filter(pk__in=done).delete()
-        if len(rows) < limit:
+        claimed = claims.claim(OutboxEvent.objects.all(), due="next_attempt_at", limit=limit, lease=OUTBOX_LEASE)
+        if not claimed:
             return totals
+        rows = sorted(OutboxEvent.objects.filter(pk__in=[row.pk for row in claimed]),
+                      key=lambda row: (row.created_at, row.pk))
+        groups = defaultdict(list)
+        for row in rows:
+            pending = None if row.pending is None else tuple(sorted(row.pending))
+            groups[(row.event, row.payload.get("organization_id"), pending)].append(row)
+        done, failures = [], []
+        for (event, organization_id, pending), group in groups.items():
+            handlers = [h for h in _handlers[event] if pending is None or handler_name(h) in pending]
+            # Handlers run for the event's org, as they did in the request or task that emitted it.
+            with rls.scope(organization_id or rls.NOBODY):
+                failed, error, transient = _run(handlers, [{**row.payload, "event_id": row.pk} for row in group],
+                                                event)
+            if failed:
+                failures += [(row.pk, failed, error, transient) for row in group]
+            else:
+                done += [row.pk for row in group]
+        OutboxEvent.objects.filter(pk__in=done).delete()
+        _reschedule(failures)
+        totals["delivered"] += len(done)
+        totals["failed"] += len(failures)
+        if len(claimed) < limit:
+            return totals
+
+
+def _reschedule(failures: list[tuple[int, list[str], str, bool]]) -> None:
+    """Record failed deliveries (row id, the handlers that failed, the error, whether only the broker was
+    unreachable): the handlers left to run, and the next attempt after a back-off."""
+    from .models import OutboxEvent
+
+    for transient in (False, True):
+        claims.reschedule(
+            OutboxEvent.objects.all(),
+            [claims.Failure(pk, error, {"pending": failed}) for pk, failed, error, was in failures if was == transient],
+            due_field="next_attempt_at", backoff=TRANSIENT_BACKOFF if transient else RETRY_BACKOFF, error_length=2000)
