@@ -93,6 +93,21 @@ def test_a_serializer_with_a_field_sql_cannot_write_is_served_the_ordinary_way()
     assert jsonrows.lean_rows(Computed) is None
 
 
+@pytest.mark.parametrize("field", [
+    serializers.CharField(source="company_size"),  # DRF writes "12", the column 12
+    serializers.IntegerField(source="annual_revenue"),  # DRF writes int() of the decimal
+])
+def test_a_field_that_converts_its_column_is_served_the_ordinary_way(field):
+    class Converting(serializers.ModelSerializer):
+        value = field
+
+        class Meta:
+            model = Lead
+            fields = ["id", "value"]
+
+    assert jsonrows.lean_rows(Converting) is None
+
+
 def test_the_browsable_api_is_not_lean(varied):
     client = APIClient()
     client.force_login(varied.memberships.get(role=Role.ADMIN).user)
