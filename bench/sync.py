@@ -2,6 +2,7 @@
 
     make bench-sync                 (= python bench/sync.py: 1,000,000 leads)
     python bench/sync.py --leads 200000 --repeat 3
+    python bench/sync.py --org SLUG --page-size 2000   (a kept org; the largest page the feed takes)
 
 Builds a throwaway org set-based in SQL (INSERT ... SELECT over generate_series, in batches of 50,000): leads with
 the spread of fields of bench/scoring_bulk.py (names, company, industry, size, country, title, custom fields),
