@@ -141,23 +141,24 @@ class CreatedCursorPagination(CursorPagination):
 
     def take_page(self, ordered, *, from_cursor: bool, backwards: bool) -> list:
         """One page of `ordered` (in reverse order when going backwards), and whether pages lie either side."""
-        rows = self.load_rows(ordered, self.page_size + 1)
-        more = len(rows) > self.page_size
-        self.page = rows[:self.page_size]
-        if backwards:
-            self.page.reverse()
+        self.page, more = self.load_page(ordered, backwards=backwards)
         # Going forwards there is a previous page when we came from a cursor; going backwards, a next one.
         self.has_next = more if not backwards else True
         self.has_previous = from_cursor if not backwards else more
         return self.page
 
-    # A view may load the rows its own way (leadcrm/jsonrows.py): row_loader(queryset, ordering, limit).
-    row_loader = None
+    # A view may load its pages its own way (leadcrm/jsonrows.py): page_loader(queryset, ordering, page_size,
+    # backwards=) returns the page in display order (anything with len(), [0] and [-1]) and whether rows follow it.
+    page_loader = None
 
-    def load_rows(self, queryset, limit: int) -> list:
-        if self.row_loader is not None:
-            return self.row_loader(queryset, self.ordering, limit)
-        return list(queryset[:limit])
+    def load_page(self, ordered, *, backwards: bool) -> tuple[list, bool]:
+        if self.page_loader is not None:
+            return self.page_loader(ordered, self.ordering, self.page_size, backwards=backwards)
+        rows = list(ordered[:self.page_size + 1])
+        page = rows[:self.page_size]
+        if backwards:
+            page.reverse()
+        return page, len(rows) > self.page_size
 
     def get_next_link(self):
         if not self.has_next or not self.page:

@@ -39,7 +39,7 @@ from ..serializers import (
 )
 from .bulk import LeadBulkActions
 from .lifecycle import LifecycleActions
-from .sync import FEED_DOC, DeletedActions, LeadFeedPagination
+from .sync import FEED_DOC, DeletedActions, LeanFeedPagination
 
 
 class ActivityCursorPagination(CreatedCursorPagination):
@@ -63,7 +63,7 @@ class LeadViewSet(LifecycleActions, LeadBulkActions, DeletedActions, mixins.Retr
     filter_backends = [DjangoFilterBackend, LeadSearchFilter, OrderingFilter]
     ordering_fields = ["created_at", "updated_at", "score", "last_activity_at"]
     ordering = ["-created_at"]
-    pagination_class = LeadFeedPagination
+    pagination_class = LeanFeedPagination
 
     def get_queryset(self):
         if self.action == "deleted":

@@ -11,14 +11,13 @@ from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.jsonrows import LeanListMixin
 from leadcrm.policy import Action
-from leadcrm.sync import ChangeFeedPagination
 
 from .. import selectors, services
 from ..filters import AccountFilter, DealFilter
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
 from .bulk import DealBulkActions
-from .sync import FEED_DOC
+from .sync import FEED_DOC, LeanFeedPagination
 
 
 class OrgMemberField(serializers.PrimaryKeyRelatedField):
@@ -198,7 +197,7 @@ class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     search_fields = ["name"]
     ordering_fields = ["created_at", "updated_at", "name"]
     filterset_class = AccountFilter
-    pagination_class = ChangeFeedPagination
+    pagination_class = LeanFeedPagination
 
     def get_queryset(self):
         return Account.objects.for_org(self.organization)
@@ -213,7 +212,7 @@ class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.
                   OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     serializer_class = DealSerializer
-    pagination_class = ChangeFeedPagination
+    pagination_class = LeanFeedPagination
     ordering_fields = ["created_at", "updated_at", "closed_at", "amount"]
     filterset_class = DealFilter
 

@@ -137,6 +137,48 @@ def test_a_feed_page_costs_the_same_queries_whatever_its_size(api, org):
 
 
 @pytest.mark.django_db
+def test_an_integration_copies_the_feed_in_pages_of_up_to_2000_other_lists_stay_at_500(api, org):
+    Lead.objects.bulk_create([Lead(organization=org, email=f"big{n}@example.com") for n in range(2_100)])
+    assert len(api.get("/api/v1/leads/?ordering=updated_at&page_size=5000").json()["results"]) == 2_000
+    assert len(api.get("/api/v1/leads/?ordering=-created_at&page_size=5000").json()["results"]) == PAGE
+
+    mirror = Mirror(api, page_size=2_000)
+    mirror.poll()
+    assert len(mirror.rows) == len(mirror.versions) == 2_100
+    assert mirror.pages == 2 + 1  # two pages of leads, one of the deleted feed
+
+    # A browser in its own time zone is answered through the serializer, row by row: it keeps the list's own cap.
+    browser = APIClient()
+    browser.force_login(org.memberships.get(role=Role.ADMIN).user)
+    browser.cookies["tz"] = "Europe/Berlin"
+    body = browser.get("/api/v1/leads/?ordering=updated_at&page_size=5000", HTTP_ACCEPT="application/json").json()
+    assert len(body["results"]) == PAGE and not body["results"][0]["created_at"].endswith("Z")
+
+
+@pytest.mark.django_db
+def test_a_page_ends_early_when_its_leads_json_passes_4_mb_and_the_walk_still_reaches_each_lead_once(api, org):
+    bulky = {"notes": "x" * 200_000}  # about 200 kB of JSON a lead: 4 MB hold about 20
+    Lead.objects.bulk_create([Lead(organization=org, email=f"bulky{n}@example.com", custom_fields=bulky)
+                              for n in range(50)])
+    url = f"/api/v1/leads/?ordering=updated_at&page_size={PAGE}"
+    pages = []
+    while url:
+        response = api.get(url)
+        assert len(response.content) < 5_000_000, "at most 4 MB of leads and one lead more"
+        body = response.json()
+        pages.append([row["id"] for row in body["results"]])
+        url = body["next"] and path_of(body["next"])
+    assert len(pages) == 3 and all(15 <= len(page) <= 21 for page in pages[:2])
+    ids = [pk for page in pages for pk in page]
+    assert len(ids) == len(set(ids)) == 50
+
+    # And back with `previous`: the same leads, the same short pages.
+    second = api.get(f"/api/v1/leads/?ordering=updated_at&page_size={PAGE}").json()["next"]
+    back = api.get(path_of(api.get(path_of(second)).json()["previous"])).json()["results"]
+    assert [row["id"] for row in back] == pages[0]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("token", [
     "nonsense",
     "eyJsbyI6LTEsImhpIjpudWxsfQ",  # {"lo": -1, "hi": null}
