@@ -11,8 +11,11 @@ consuming every queue (`-Q capture,scoring,routing,nurturing,webhooks,imports,de
 processes as cores, as the Procfile's worker runs), then posts leads at a steady `--rate` per second for
 `--warmup` + `--seconds` seconds (leads of the warm-up are not counted). Each lead goes through
 
-    POST (capture commits) -> scoring task (scored, promoted to MQL) -> routing task (owner, assignment,
-    notification) -> the rep's queue
+    POST (capture commits, NOTIFY) -> the worker's outbox relay -> scoring task (scored, promoted to MQL)
+    -> relay -> routing task (owner, assignment, notification) -> the rep's queue
+
+(under load the relay hands the events of a dozen captures to one scoring task, and their MQLs to one routing
+task: `--task-times` shows how many tasks ran for how many leads)
 
 and for each one it takes, from the moment just before its POST (the client's clock; the server's timestamps
 come from the same machine's clock):
