@@ -67,21 +67,24 @@ def _message(notifications: list[Notification]) -> tuple[str, str]:
 
 @shared_task(name="routing.tasks.email_notifications", **EMAIL_RETRIES)
 def email_notifications(notification_ids, organization_id):
-    """Email each person their notifications among `notification_ids` in one message, once: the rows are locked
-    while sending and stamped when sent, so a repeated task sends nothing. Returns how many were emailed."""
-    with rls.scope(organization_id), transaction.atomic():
-        pending = (Notification.objects.select_for_update(of=("self",)).select_related("user")
-                   .filter(pk__in=list(notification_ids), emailed_at__isnull=True, user__email__gt="")
-                   .order_by("user_id", "pk"))
-        per_user: dict[int, list[Notification]] = {}
-        for notification in pending:
-            per_user.setdefault(notification.user_id, []).append(notification)
-        for notifications in per_user.values():
-            subject, body = _message(notifications)
-            send_mail(subject=subject, message=body, from_email=None, recipient_list=[notifications[0].user.email])
-        sent = [notification.pk for notifications in per_user.values() for notification in notifications]
-        Notification.objects.filter(pk__in=sent).update(emailed_at=timezone.now())
-    return len(sent)
+    """Email each person their notifications among `notification_ids` in one message, once: each person's rows are
+    locked while sending and stamped when sent, in a transaction of their own, so a retry after one mail failed
+    sends only the rest. Returns how many notifications were emailed."""
+    sent = 0
+    with rls.scope(organization_id):
+        unsent = Notification.objects.filter(pk__in=list(notification_ids), emailed_at__isnull=True,
+                                             user__email__gt="")
+        for user_id in unsent.values_list("user_id", flat=True).distinct().order_by("user_id"):
+            with transaction.atomic():
+                notifications = list(unsent.filter(user_id=user_id).select_for_update(of=("self",))
+                                     .select_related("user").order_by("pk"))
+                if not notifications:  # another run sent them meanwhile
+                    continue
+                subject, body = _message(notifications)
+                send_mail(subject=subject, message=body, from_email=None, recipient_list=[notifications[0].user.email])
+                Notification.objects.filter(pk__in=[n.pk for n in notifications]).update(emailed_at=timezone.now())
+                sent += len(notifications)
+    return sent
 
 
 @shared_task(name="routing.tasks.email_notification", **EMAIL_RETRIES)

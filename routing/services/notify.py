@@ -32,17 +32,15 @@ def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
                      message=MESSAGES[notice.kind].format(lead=str(notice.lead)[:200],
                                                           team=notice.team.name if notice.team else "the team"))
         for notice in notices])
-    per_user: dict[int, list[int]] = {}
-    for notification in notifications:
-        per_user.setdefault(notification.user_id, []).append(notification.pk)
+    notification_ids = [notification.pk for notification in notifications]
 
     def send():
         from ..tasks import email_notifications  # tasks import these services
 
-        for notification_ids in per_user.values():
-            email_notifications.delay(notification_ids, organization_id=str(organization_id))
+        # One task for the batch: it writes each person one email listing theirs.
+        email_notifications.delay(notification_ids, organization_id=str(organization_id))
 
-    if per_user:
+    if notification_ids:
         transaction.on_commit(send)
     return notifications
 

@@ -187,3 +187,31 @@ def test_two_workers_routing_overlapping_batches_at_once_never_exceed_capacity(o
     per_lead = Counter(Assignment.objects.filter(lead_id__in=lead_ids).values_list("lead_id", flat=True))
     assert len(per_lead) == 300 and set(per_lead.values()) == {1}  # each lead routed (or pooled) once
     assert LeadRouting.objects.filter(Q(pooled=True), lead_id__in=lead_ids).count() == 300 - 120
+
+
+def test_a_batch_emails_each_rep_once_and_a_retry_after_one_failed_mail_sends_only_the_rest(
+        org, smtp_server, monkeypatch, django_capture_on_commit_callbacks):
+    queued = []
+    monkeypatch.setattr(tasks.email_notifications, "delay", lambda *args, **kwargs: queued.append((args, kwargs)))
+    reps = [make_rep(org, name=name, capacity=None) for name in ("ann", "bob", "cy")]
+    make_rule(org, team=make_team(org, "Sales", reps))
+    with django_capture_on_commit_callbacks(execute=True):
+        services.route_leads(organization_id=org.pk, lead_ids=new_mqls(org, 9), only_unowned=True)
+    [(args, kwargs)] = queued  # one task for the whole batch
+
+    real_send = tasks.send_mail
+
+    def bob_unreachable(**message):
+        if message["recipient_list"] == ["bob@acme.test"]:
+            raise ConnectionRefusedError("mail server hung up")
+        return real_send(**message)
+
+    monkeypatch.setattr(tasks, "send_mail", bob_unreachable)
+    with pytest.raises(ConnectionRefusedError):
+        tasks.email_notifications.run(*args, **kwargs)
+    monkeypatch.setattr(tasks, "send_mail", real_send)
+    assert tasks.email_notifications.run(*args, **kwargs) == 6  # bob's three, then cy's: ann's were sent before
+
+    assert sorted(message["To"] for message in smtp_server.messages) == ["ann@acme.test", "bob@acme.test",
+                                                                           "cy@acme.test"]
+    assert all(message["Subject"] == "3 new leads for you" for message in smtp_server.messages)
