@@ -23,8 +23,16 @@ RECONNECT_PAUSE = 1.0  # seconds between attempts while the database is unreacha
 STOP_CHECK_SECONDS = 0.5  # a stopping worker waits at most this long for its relay
 
 
+# The relay's own database connection, held here as well as by its thread: a pool process forked later (one that
+# replaces a dead one) inherits the object but not the thread, and must never finalize it, which would end the
+# relay's session on the shared socket.
+_session = None
+
+
 def _listen() -> None:
+    global _session
     connection.ensure_connection()
+    _session = connection.connection
     with connection.cursor() as cursor:
         cursor.execute(f"LISTEN {events.RELAY_CHANNEL}")
 
