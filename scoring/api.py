@@ -121,7 +121,7 @@ class ScoringSettingsSerializer(StrictModelSerializer):
     class Meta:
         model = ScoringSettings
         fields = ["mql_score", "mql_min_grade", "grade_bands", "temperature_bands", "decay_half_life_days",
-                  "recalculation", "updated_at"]
+                  "sql_counts_as_converted", "recalculation", "updated_at"]
         read_only_fields = ["recalculation", "updated_at"]
 
     def get_recalculation(self, settings) -> dict:

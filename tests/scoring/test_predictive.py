@@ -188,3 +188,14 @@ def test_the_lead_page_shows_the_probability(org, trained, browser):
     page = browser.get(f"/leads/{lead.pk}/").content.decode()
     assert "Conversion probability" in page
     assert f"{round(lead.conversion_probability * 100)}%" in page
+
+
+def test_reaching_sql_counts_as_converted_when_the_org_says_so(org, api):
+    lost = [Lead(organization=org, email=f"sql{number}@example.com", lifecycle_stage="disqualified",
+                 stage_entered_at={"sql": "2025-01-01T00:00:00+00:00", "disqualified": "2025-02-01T00:00:00+00:00"})
+            for number in range(3)]
+    Lead.objects.bulk_create(lost)
+    assert predictive.outcome_counts(org.pk) == (0, 3)
+    response = api.patch("/api/v1/scoring-settings/", {"sql_counts_as_converted": True}, format="json")
+    assert response.status_code == 200 and response.json()["sql_counts_as_converted"] is True
+    assert predictive.outcome_counts(org.pk) == (3, 0)
