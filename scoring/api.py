@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadcrm import audit, policy
-from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.policy import Action, Allowed
 from leads.conditions import ConditionError
 from leads.models import Lead
@@ -282,7 +282,7 @@ class PredictiveTrainView(APIView):
     permission_classes = [Allowed]
     policy_action = Action.SCORING
 
-    @extend_schema(request=None, responses={202: PredictiveVersionSerializer})
+    @extend_schema(request=None, responses={202: PredictiveVersionSerializer, 409: CONFLICT_RESPONSE})
     @idempotent
     def post(self, request):
         version = predictive.request_training(organization_id=request.organization.pk)
