@@ -169,7 +169,7 @@ def _discover(cursor, params: dict) -> list[dict]:
     cursor.execute(f"""
         WITH {_outcomes_sql()}
         SELECT a.type, count(DISTINCT a.lead_id) FROM leads_activity a JOIN outcomes o ON o.id = a.lead_id
-        WHERE a.organization_id = %(org)s AND a.type <> ALL(%(excluded)s)
+        WHERE a.organization_id = %(org)s AND {TRAINING_TYPES} AND a.occurred_at <= o.outcome_at
         GROUP BY a.type ORDER BY 2 DESC, 1""", params)
     activity = [{"source": "activity", "name": kind, "kind": "number"}
                 for kind, leads in cursor.fetchall() if leads >= enough and _SAFE_KEY.match(kind)]

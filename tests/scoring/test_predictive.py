@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from sklearn.metrics import roc_auc_score
 
 from leads import services as leads_services
-from leads.models import Lead
+from leads.models import Activity, Lead
 from scoring import predictive, services
 from scoring.models import PredictiveModel, PredictiveStatus
 
@@ -31,21 +31,29 @@ def _outcomes(org, count, seed=7, prefix="lead"):
     industries = rng.choice(list(INDUSTRIES), count)
     sizes = np.round(np.exp(rng.normal(4, 1.2, count))).astype(int)
     seats = rng.integers(1, 60, count)
-    logits = (-0.4 + np.array([SOURCES[s] for s in sources]) + np.array([INDUSTRIES[i] for i in industries])
-              + 0.7 * (np.log1p(sizes) - 4) + 0.04 * (seats - 30))
+    webinars = rng.poisson(0.6, count)
+    logits = (-0.7 + np.array([SOURCES[s] for s in sources]) + np.array([INDUSTRIES[i] for i in industries])
+              + 0.7 * (np.log1p(sizes) - 4) + 0.04 * (seats - 30) + 0.9 * np.log1p(webinars))
     truth = 1 / (1 + np.exp(-logits))
     converted = rng.random(count) < truth
-    leads, probabilities, order = [], {}, []
+    leads, activities, probabilities, order = [], [], {}, []
     for number in range(count):
         email = f"{prefix}{number}@example.com"
         stage = "customer" if converted[number] else "disqualified"
         at = START + timedelta(hours=number)  # lead n's outcome is the n-th
-        leads.append(Lead(organization=org, email=email, source_type=sources[number], industry=industries[number],
-                          company_size=int(sizes[number]), custom_fields={"seats": int(seats[number])},
-                          lifecycle_stage=stage, stage_entered_at={stage: at.isoformat()}))
+        lead = Lead(organization=org, email=email, source_type=sources[number], industry=industries[number],
+                    company_size=int(sizes[number]), custom_fields={"seats": int(seats[number])},
+                    lifecycle_stage=stage, stage_entered_at={stage: at.isoformat()})
+        leads.append(lead)
+        activities += [Activity(organization=org, lead=lead, type="webinar_attended",
+                                occurred_at=at - timedelta(days=1)) for _ in range(webinars[number])]
+        # after the outcome: what the model must not learn from (it would know the answer)
+        activities.append(Activity(organization=org, lead=lead, type="meeting" if converted[number] else "note",
+                                   occurred_at=at + timedelta(days=1)))
         probabilities[email] = float(truth[number])
         order.append(email)
     Lead.objects.bulk_create(leads)
+    Activity.objects.bulk_create(activities)
     return probabilities, order
 
 
@@ -106,11 +114,13 @@ def test_every_lead_gets_a_probability_and_a_band(org, trained, api):
 
 def test_the_probability_follows_an_activity(org, trained):
     version, _, _ = trained
+    weight = next(feature["coef"] for feature in version.model["features"] if feature["name"] == "webinar_attended")
+    assert weight > 0
+    # activities after an outcome were not learnt from: they would have made meetings a sure sign of a customer
+    assert not any(feature["name"] in ("meeting", "note") for feature in version.model["features"])
     lead = Lead.objects.for_org(org).get(email="lead0@example.com")
     before = lead.conversion_probability
-    # the model counts seats; a new value arrives, and an activity re-scores the lead
-    Lead.objects.filter(pk=lead.pk).update(custom_fields={"seats": 200})
-    leads_services.record_activity(organization_id=org.pk, lead=lead, type="note", properties={"text": "call me"})
+    leads_services.record_activity(organization_id=org.pk, lead=lead, type="webinar_attended")
     with CaptureQueriesContext(connection) as queries:
         services.score_lead_set(organization_id=org.pk, lead_ids=[lead.pk])
     lead.refresh_from_db()
