@@ -22,6 +22,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from leadcrm import errors
 from leads.models import FUNNEL_RANK, ActivityType, LifecycleStage
 
+from .calculation import PLAN_FOR_SETS
 from .models import PredictiveModel, PredictiveStatus, ScoringSettings
 
 MIN_OUTCOMES = 50  # of each kind, converted and lost
@@ -430,6 +431,7 @@ def _run(organization_id, version_id) -> PredictiveModel | None:
         return None  # done already (a repeated delivery of the task), or no such run
     params = _outcome_params(organization_id)
     with connection.cursor() as cursor:
+        cursor.execute(PLAN_FOR_SETS)  # joins of whole sets: a nested loop over the outcomes would be quadratic
         features = _discover(cursor, params)
         rows = _training_rows(cursor, params, features)
     converted = sum(1 for row in rows if row[1])
