@@ -25,6 +25,7 @@ router.register("segments", leads_api.SegmentViewSet, basename="segment")
 router.register("api-keys", core_views.ApiKeyViewSet, basename="api-key")
 router.register("audit-log", core_views.AuditLogViewSet, basename="audit-entry")
 router.register("scoring-rules", scoring_api.ScoringRuleViewSet, basename="scoring-rule")
+router.register("predictive/versions", scoring_api.PredictiveVersionViewSet, basename="predictive-version")
 router.register("reps", routing_api.RepViewSet, basename="rep")
 router.register("teams", routing_api.TeamViewSet, basename="team")
 router.register("assignment-rules", routing_api.AssignmentRuleViewSet, basename="assignment-rule")
@@ -64,6 +65,10 @@ urlpatterns = [
     path("api/v1/leads/reassign/", routing_api.ReassignView.as_view(), name="leads-reassign"),
     path("api/v1/queue/", routing_api.QueueView.as_view(), name="queue"),
     path("api/v1/scoring-settings/", scoring_api.ScoringSettingsView.as_view(), name="scoring-settings"),
+    path("api/v1/predictive/", scoring_api.PredictiveView.as_view(), name="predictive"),
+    path("api/v1/predictive/train/", scoring_api.PredictiveTrainView.as_view(), name="predictive-train"),
+    path("api/v1/predictive/thresholds/", scoring_api.PredictiveThresholdsView.as_view(),
+         name="predictive-thresholds"),
     path("api/v1/leads/<uuid:pk>/messages/", nurturing_api.LeadMessagesView.as_view(), name="lead-messages"),
     path("api/v1/email-events/", nurturing_api.EmailEventView.as_view(), name="email-events"),
     path("api/v1/reports/", include("reports.urls_api")),

@@ -63,6 +63,16 @@ def _reached_rank():
     )
 
 
+class PredictiveBand(models.TextChoices):
+    """The fifth of the org's leads a probability falls in, A the likeliest to convert."""
+
+    A = "A", "A"
+    B = "B", "B"
+    C = "C", "C"
+    D = "D", "D"
+    E = "E", "E"
+
+
 class LeadStatus(models.TextChoices):
     OPEN = "open", "Open"
     WORKING = "working", "Working"
@@ -143,6 +153,11 @@ class Lead(models.Model):
     behavior_lost = models.IntegerField(default=0)
     grade = models.CharField(max_length=1, choices=Grade.choices, blank=True, default="")
     temperature = models.CharField(max_length=8, choices=Temperature.choices, blank=True, default="")
+    # written by the org's predictive model (scoring/predictive.py); empty until one is trained
+    conversion_probability = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True,
+                                                 editable=False)
+    predictive_band = models.CharField(max_length=1, choices=PredictiveBand.choices, blank=True, default="",
+                                       editable=False)
     # kept by PostgreSQL, for reports: the furthest funnel stage reached (FUNNEL_RANK)
     reached_rank = models.GeneratedField(expression=_reached_rank(), output_field=models.SmallIntegerField(),
                                          db_persist=True)

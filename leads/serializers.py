@@ -20,6 +20,7 @@ from .models import (
     Grade,
     ImportJob,
     Lead,
+    PredictiveBand,
     Temperature,
     Touch,
 )
@@ -68,6 +69,10 @@ class OwnerField(serializers.PrimaryKeyRelatedField):
         return get_user_model().objects.filter(memberships__organization=organization)
 
 
+# Written by the org's predictive model (scoring/predictive.py): null and empty until one is trained.
+PREDICTIVE_FIELDS = ("conversion_probability", "predictive_band")
+
+
 class LeadSerializer(StrictModelSerializer):
     owner = OwnerField(required=False, allow_null=True)
     tags = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
@@ -79,16 +84,18 @@ class LeadSerializer(StrictModelSerializer):
     # Empty until scoring first runs for the lead (the schema must say so).
     grade = serializers.ChoiceField(choices=Grade.choices, allow_blank=True, read_only=True)
     temperature = serializers.ChoiceField(choices=Temperature.choices, allow_blank=True, read_only=True)
+    predictive_band = serializers.ChoiceField(choices=PredictiveBand.choices, allow_blank=True, read_only=True)
 
     class Meta:
         model = Lead
         fields = [
-            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
+            "id", *LEAD_INPUT_FIELDS, "status", *SCORE_FIELDS, *PREDICTIVE_FIELDS, "stage_entered_at", "stage_reason",
+            "account",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
             "erased_at",
         ]
         read_only_fields = [
-            "id", "status", *SCORE_FIELDS, "stage_entered_at", "stage_reason", "account",
+            "id", "status", *SCORE_FIELDS, *PREDICTIVE_FIELDS, "stage_entered_at", "stage_reason", "account",
             "first_touch", "last_touch", "bounced", "consent_at", "last_activity_at", "created_at", "updated_at",
             "erased_at",
         ]

@@ -2,20 +2,20 @@
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadcrm import audit, policy
-from leadcrm.api import OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
+from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.policy import Action, Allowed
 from leads.conditions import ConditionError
 from leads.models import Lead
 
-from . import selectors, services
+from . import predictive, selectors, services
 from .calculation import Rule
-from .models import ScoringRule, ScoringSettings
+from .models import PredictiveModel, ScoringRule, ScoringSettings
 
 
 def _validation_error(exc: ConditionError) -> serializers.ValidationError:
@@ -121,7 +121,7 @@ class ScoringSettingsSerializer(StrictModelSerializer):
     class Meta:
         model = ScoringSettings
         fields = ["mql_score", "mql_min_grade", "grade_bands", "temperature_bands", "decay_half_life_days",
-                  "recalculation", "updated_at"]
+                  "sql_counts_as_converted", "recalculation", "updated_at"]
         read_only_fields = ["recalculation", "updated_at"]
 
     def get_recalculation(self, settings) -> dict:
@@ -164,8 +164,23 @@ class ContributionSerializer(StrictSerializer):
     count = serializers.IntegerField()
 
 
+class FactorSerializer(StrictSerializer):
+    feature = serializers.CharField()
+    value = serializers.JSONField(help_text="The lead's value of the feature (a category, or a number).")
+    contribution = serializers.FloatField(help_text="Its signed push on the log-odds of converting.")
+
+
+class LeadPredictionSerializer(StrictSerializer):
+    probability = serializers.FloatField(allow_null=True)
+    band = serializers.CharField(allow_blank=True)
+    factors = FactorSerializer(many=True)
+
+
 class LeadScoreSerializer(serializers.ModelSerializer):
     contributions = ContributionSerializer(many=True)
+    predictive = LeadPredictionSerializer(allow_null=True,
+                                          help_text="The org's conversion model's view of the lead; null "
+                                                    "until a model is trained.")
     history = inline_serializer("ScorePoint", {
         "recorded_at": serializers.DateTimeField(), "score": serializers.IntegerField(),
         "fit_score": serializers.IntegerField(), "behavior_score": serializers.IntegerField(),
@@ -174,7 +189,7 @@ class LeadScoreSerializer(serializers.ModelSerializer):
     class Meta:
         model = Lead
         fields = ["id", "score", "fit_score", "behavior_score", "fit_gained", "fit_lost", "behavior_gained",
-                  "behavior_lost", "grade", "temperature", "lifecycle_stage", "contributions", "history"]
+                  "behavior_lost", "grade", "temperature", "lifecycle_stage", "contributions", "history", "predictive"]
 
 
 def lead_score(lead) -> dict:
@@ -182,6 +197,11 @@ def lead_score(lead) -> dict:
     config = services.load_config(lead.organization_id)
     lead.contributions = selectors.score_explanation(lead, config)
     lead.history = selectors.score_history(lead)
+    lead.predictive = None
+    if config.predictive:
+        probability = lead.conversion_probability
+        lead.predictive = {"probability": None if probability is None else float(probability),
+                           "band": lead.predictive_band, "factors": predictive.explain(lead, config.predictive)}
     return LeadScoreSerializer(lead).data
 
 
@@ -197,3 +217,97 @@ class LeadScoreView(APIView):
             policy.visible(policy.principal_of(request), Lead.objects.for_org(request.organization)), pk=pk)
         return Response(lead_score(lead))
 
+
+
+# ----------------------------------------------------------------------------------------------- predictive scoring
+
+
+class PredictiveVersionSerializer(serializers.ModelSerializer):
+    features = serializers.SerializerMethodField()
+
+    class Meta:
+        model = PredictiveModel
+        fields = ["id", "version", "status", "message", "created_at", "trained_at", "positives", "negatives",
+                  "training_size", "holdout_size", "features", "metrics"]
+
+    def get_features(self, version) -> list[str]:
+        return [predictive.feature_label(feature) for feature in version.model.get("features", [])]
+
+
+class PredictiveVersionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedViewSet):
+    """The org's training runs, newest first: counts, features and holdout metrics of each."""
+
+    policy_action = Action.SCORING
+    serializer_class = PredictiveVersionSerializer
+    ordering_fields = ["created_at", "version"]
+
+    def get_queryset(self):
+        return PredictiveModel.objects.for_org(self.organization).order_by("-created_at", "-id")
+
+
+PredictiveStateSerializer = inline_serializer("PredictiveState", {
+    "status": serializers.CharField(help_text="The latest run's status; `untrained` before the first."),
+    "message": serializers.CharField(allow_blank=True),
+    "outcomes": inline_serializer("PredictiveOutcomes", {"converted": serializers.IntegerField(),
+                                                         "lost": serializers.IntegerField()}),
+    "active": PredictiveVersionSerializer(allow_null=True, help_text="The version that scores leads now."),
+    "latest": PredictiveVersionSerializer(allow_null=True),
+})
+
+
+class PredictiveView(APIView):
+    """`GET /api/v1/predictive/`: the org's conversion model: which version scores leads, how accurate it is on
+    the outcomes it never saw (beside the rule score), and how many outcomes there are to learn from."""
+
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
+
+    @extend_schema(responses=PredictiveStateSerializer)
+    def get(self, request):
+        organization_id = request.organization.pk
+        converted, lost = predictive.outcome_counts(organization_id)
+        active = predictive.active_model(organization_id)
+        latest = PredictiveModel.objects.for_org(organization_id).order_by("-version").first()
+        message = predictive.shortfall(converted, lost) or (latest.message if latest else "")
+        serialize = lambda version: version and PredictiveVersionSerializer(version).data  # noqa: E731
+        return Response({"status": latest.status if latest else "untrained", "message": message,
+                         "outcomes": {"converted": converted, "lost": lost},
+                         "active": serialize(active), "latest": serialize(latest)})
+
+
+class PredictiveTrainView(APIView):
+    """`POST /api/v1/predictive/train/`: train a new version in the background (202). 409 `not_enough_outcomes`
+    while there are fewer than 50 converted or 50 lost leads, saying how many more are needed."""
+
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
+
+    @extend_schema(request=None, responses={202: PredictiveVersionSerializer, 409: CONFLICT_RESPONSE})
+    @idempotent
+    def post(self, request):
+        version = predictive.request_training(organization_id=request.organization.pk)
+        return Response(PredictiveVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
+
+
+PredictiveThresholdsSerializer = inline_serializer("PredictiveThresholds", {
+    "version": serializers.IntegerField(allow_null=True),
+    "results": inline_serializer("PredictiveThreshold", {
+        "threshold": serializers.FloatField(), "handed_off": serializers.FloatField(),
+        "precision": serializers.FloatField(allow_null=True), "recall": serializers.FloatField(allow_null=True),
+    }, many=True),
+})
+
+
+class PredictiveThresholdsView(APIView):
+    """`GET /api/v1/predictive/thresholds/`: for each probability threshold, on the active version's holdout: the
+    share of leads at or above it, how many of them converted (precision), the share of converters caught
+    (recall)."""
+
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
+
+    @extend_schema(responses=PredictiveThresholdsSerializer)
+    def get(self, request):
+        active = predictive.active_model(request.organization.pk)
+        return Response({"version": active.version if active else None,
+                         "results": active.thresholds if active else []})

@@ -51,6 +51,7 @@ class Config:
     mql_min_grade: str
     decay_half_life_days: int | None
     now: datetime = field(default_factory=timezone.now)
+    predictive: dict | None = None  # the org's fitted conversion model (scoring/predictive.py), if it has one
 
     @property
     def fit_rules(self) -> list[Rule]:

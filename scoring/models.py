@@ -89,6 +89,11 @@ class ScoringSettings(models.Model):
     recalc_swept_until = models.DateTimeField(null=True, blank=True)
     windows_expired_through = models.DateTimeField(
         null=True, blank=True, help_text="Points of windowed rules that ran out before this were taken away.")
+    # predictive scoring: whether reaching SQL counts as a conversion, and the model that writes probabilities
+    sql_counts_as_converted = models.BooleanField(
+        default=False, help_text="Train the predictive model on reaching SQL, not only on becoming a customer.")
+    predictive_model = models.ForeignKey("PredictiveModel", null=True, blank=True, on_delete=models.SET_NULL,
+                                         related_name="+", help_text="The version that scores leads now.")
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OrgQuerySet.as_manager()
@@ -125,3 +130,40 @@ class ScoreSnapshot(models.Model):
         return f"{self.score} at {self.recorded_at:%Y-%m-%d %H:%M}"
 
 
+
+
+class PredictiveStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    TRAINING = "training", "Training"
+    READY = "ready", "Ready"
+    INSUFFICIENT = "insufficient", "Not enough outcomes"
+    FAILED = "failed", "Failed"
+
+
+class PredictiveModel(models.Model):
+    """One training run of an org's conversion model. The fitted model is plain JSON (feature definitions,
+    vocabularies, scaling, coefficients), evaluated in SQL: nothing stored here is ever executed or unpickled."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=12, choices=PredictiveStatus.choices, default=PredictiveStatus.QUEUED)
+    message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    trained_at = models.DateTimeField(null=True, blank=True)
+    positives = models.PositiveIntegerField(default=0)
+    negatives = models.PositiveIntegerField(default=0)
+    training_size = models.PositiveIntegerField(default=0)
+    holdout_size = models.PositiveIntegerField(default=0)
+    model = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    thresholds = models.JSONField(default=list, blank=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [models.UniqueConstraint(fields=["organization", "version"], name="predictive_org_version")]
+
+    def __str__(self) -> str:
+        return f"Predictive model v{self.version} ({self.get_status_display()})"

@@ -24,7 +24,7 @@ from leads.conditions import (
 from leads.models import Activity, Grade, Lead, LifecycleStage
 from leads.services import promote_to_mql
 
-from . import selectors
+from . import predictive, selectors
 from .calculation import PLAN_AS_USUAL, PLAN_FOR_SETS, Config, Rule, scored_leads_sql
 from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
 
@@ -147,7 +147,9 @@ def setup_organization(*, organization_id) -> ScoringSettings:
 
 
 def get_settings(organization_id) -> ScoringSettings:
-    settings = ScoringSettings.objects.filter(organization_id=organization_id).first()
+    # the predictive model rides along: instant scoring writes its probability too, without another query
+    settings = (ScoringSettings.objects.filter(organization_id=organization_id)
+                .select_related("predictive_model").first())
     return settings or setup_organization(organization_id=organization_id)
 
 
@@ -168,6 +170,7 @@ def load_config(organization_id, *, draft: Rule | None = None, replaces=None, se
         rules=rules, grade_bands=settings.grade_bands, temperature_bands=settings.temperature_bands,
         mql_score=settings.mql_score, mql_min_grade=settings.mql_min_grade,
         decay_half_life_days=settings.decay_half_life_days,
+        predictive=settings.predictive_model.model if settings.predictive_model_id else None,
     )
 
 
@@ -277,6 +280,9 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
             # A recycled lead comes back to MQL only by crossing the threshold after it was recycled: from below
             # it before this statement to over it now, not because a re-score found it still over.
             crossed = [row[0] for row in cursor.fetchall()]
+            if config.predictive:  # the new score is one of the model's inputs
+                predictive.write_probabilities(cursor, organization_id=organization_id, model=config.predictive,
+                                               scope=scope)
             if not few:
                 cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
         promoted = promote_to_mql(
@@ -315,6 +321,15 @@ def _chunks(organization_id):
             high = leads.order_by("-id").first()
         yield low, high
         low = leads.filter(id__gt=high).first()
+
+
+def write_all_probabilities(*, organization_id, model: dict) -> None:
+    """The model's probability for every lead of the org: one statement per chunk, a transaction each."""
+    for low, high in _chunks(organization_id):
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(PLAN_FOR_SETS)
+            predictive.write_probabilities(cursor, organization_id=organization_id, model=model,
+                                           scope={"id__gte": low, "id__lte": high})
 
 
 def _settings_row(organization_id):

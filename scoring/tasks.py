@@ -5,7 +5,7 @@ from django.db import OperationalError
 
 from leadcrm.models import Organization
 
-from . import services
+from . import predictive, services
 
 # A deadlock with a concurrent writer, or a dropped connection, is worth another try: the tasks are idempotent.
 RETRY_ON_DATABASE_ERRORS = {"autoretry_for": (OperationalError,), "retry_backoff": 2, "max_retries": 5}
@@ -51,3 +51,10 @@ def enqueue_stalled_recalculations() -> int:
     for organization_id in organization_ids:
         recalculate.delay(str(organization_id))
     return len(organization_ids)
+
+
+@shared_task(name="scoring.tasks.train_model", acks_late=True)
+def train_model(organization_id, version_id):
+    """Train a queued version of the org's predictive model, then score every lead with it. A repeat finds the
+    version no longer queued and does nothing."""
+    predictive.train(organization_id=organization_id, version_id=version_id)

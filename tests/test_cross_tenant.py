@@ -133,6 +133,12 @@ ENDPOINTS = [
              body={"replaces": "{rule}", "name": "x", "kind": "fit", "points": 1,
                    "condition": {"field": "city", "op": "is_empty"}}),
     Endpoint("scoring-settings", "get", "/api/v1/scoring-settings/", "absent", marker="4321"),
+    # --- predictive scoring ({predictive_version} is the victim's active model; 0.1234 a share on its holdout)
+    Endpoint("predictive-state", "get", "/api/v1/predictive/", "absent", marker="{predictive_version}"),
+    Endpoint("predictive-versions-list", "get", "/api/v1/predictive/versions/", "absent",
+             marker="{predictive_version}"),
+    Endpoint("predictive-version-retrieve", "get", "/api/v1/predictive/versions/{predictive_version}/", "404"),
+    Endpoint("predictive-thresholds", "get", "/api/v1/predictive/thresholds/", "absent", marker="0.1234"),
     # --- segments API ({segment} is a static list holding the victim's lead, {dynamic} a segment of conditions)
     Endpoint("segments-list", "get", "/api/v1/segments/", "absent", marker="{segment}"),
     Endpoint("segments-list-counted", "get", "/api/v1/segments/?with_counts=1", "absent", marker="{dynamic}"),
@@ -563,7 +569,19 @@ def victim(org):
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
             **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account),
-            **_webhook_victims(org, lead)}
+            **_webhook_victims(org, lead), **_predictive_victims(org)}
+
+
+def _predictive_victims(org):
+    from scoring.models import PredictiveModel, PredictiveStatus
+
+    model = {"features": [{"source": "lead", "name": "industry", "kind": "category", "levels": {"secrets": 0.5},
+                           "other": 0.0}], "intercept": -1.0, "band_cutoffs": [0.8, 0.6, 0.4, 0.2]}
+    version = PredictiveModel.objects.create(
+        organization=org, version=1, status=PredictiveStatus.READY, model=model, metrics={"auc": 0.81},
+        thresholds=[{"threshold": 0.5, "handed_off": 0.1234, "precision": 0.5, "recall": 0.5}])
+    ScoringSettings.objects.filter(organization=org).update(predictive_model=version)
+    return {"predictive_version": str(version.pk)}
 
 
 def _webhook_victims(org, lead):
@@ -729,7 +747,8 @@ def test_every_tenant_api_route_is_in_the_matrix():
                "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
-               "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}"}
+               "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}",
+               "predictive-version": "{predictive_version}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:
