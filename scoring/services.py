@@ -230,9 +230,6 @@ def update_settings(*, organization_id, actor=None, **fields) -> ScoringSettings
 # ----------------------------------------------------------------------------------------------- scoring
 
 
-FEW_LEADS = 50
-
-
 def _mql_reason(config: Config) -> str:
     return (f"Reached the MQL threshold: score {config.mql_score} or more "
             f"and grade {config.mql_min_grade} or better.")
@@ -268,12 +265,11 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
         )
         SELECT id FROM changed WHERE stage = %s AND NOT was_over
     """
-    # A handful of leads (a capture's, a few captures' delivered together) is found by index: no planner hint.
-    few = "id" in scope or len(scope.get("id__in", ())) <= FEW_LEADS
     with transaction.atomic():
         with connection.cursor() as cursor:
-            if not few:
-                cursor.execute(PLAN_FOR_SETS)
+            # Even for a handful of leads: an org that grew since its statistics were taken (a busy new org) is
+            # planned as a few rows, and a nested loop would then scan all its leads once per lead.
+            cursor.execute(PLAN_FOR_SETS)
             # A new score is a change like any other: integrations syncing leads get it (leadcrm/sync.py).
             cursor.execute(sql, [*params, timezone.now(), organization_id, *bounds, config.mql_score,
                                  config.mql_grades(), organization_id, config.now, LifecycleStage.RECYCLED])
@@ -283,8 +279,7 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
             if config.predictive:  # the new score is one of the model's inputs
                 predictive.write_probabilities(cursor, organization_id=organization_id, model=config.predictive,
                                                scope=scope)
-            if not few:
-                cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
+            cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
         promoted = promote_to_mql(
             organization_id=organization_id, reason=_mql_reason(config),
             leads=config.meets_mql() & (Q(**scope) & ~Q(lifecycle_stage=LifecycleStage.RECYCLED) | Q(pk__in=crossed)))
