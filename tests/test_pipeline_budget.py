@@ -22,7 +22,7 @@ REPS = 3
 CAPTURE_STATEMENTS = 7  # the key's org and the key, BEGIN, lead, touch + activity, outbox (+ NOTIFY), COMMIT
 # Everything the leads cause (deliveries, scoring, routing, notifications), for LEADS leads captured together:
 TASKS = {"scoring.tasks.score_leads": 1, "routing.tasks.route_leads": 1, "routing.tasks.email_notifications": 1}
-WORK_STATEMENTS_PER_LEAD = 8  # 77 for ten leads delivered together, when this was written
+WORK_STATEMENTS_PER_LEAD = 8  # 67 for ten leads delivered together, when this was written
 
 
 @pytest.fixture
