@@ -86,7 +86,7 @@ def claim(queryset, *, due: str | Expression, limit: int, lease: timedelta, now=
               .select_for_update(of=("self",), skip_locked=True))
     column = model._meta.get_field(lease_field).column
     pk_column = model._meta.pk.column
-    with transaction.atomic(using=database):
+    with transaction.atomic(using=database):  # Django compiles FOR UPDATE only inside one
         locked_sql, locked_params = locked.query.get_compiler(using=database).as_sql()
         with connection.cursor() as cursor:
             cursor.execute(
@@ -140,7 +140,7 @@ def reschedule(queryset, failures: Iterable[Failure], *, due_field: str, backoff
     assignments = [f"{attempts} = t.{attempts} + 1", f"{quote(meta.get_field(due_field).column)} = %s + {wait_sql}"]
     assignments += [f"{quote(column.column)} = v.{name}" for column, name in zip(columns[1:], names[1:], strict=True)]
     scope_sql, scope_params = queryset.values("pk").query.get_compiler(using=queryset.db).as_sql()
-    with transaction.atomic(using=queryset.db), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {quote(meta.db_table)} AS t SET {', '.join(assignments)}"
             f" FROM (VALUES {', '.join([row_sql] * len(failures))}) AS v({', '.join(names)})"
