@@ -315,18 +315,27 @@ def test_the_app_role_cannot_change_the_wall(org, leads):
                             ).fetchone()[0] == 0
 
 
-def test_the_signed_setting_never_shows_in_pg_stat_activity(org):
-    """Sessions of the app role may read each other's last statement: the value is a bound parameter."""
-    import psycopg
+def test_the_signed_setting_never_shows_in_pg_stat_activity(org, tmp_path):
+    """Sessions of the app role may read each other's last statement: the value travels as a bound parameter, never
+    in a statement's text (libpq's trace of what this connection sent: Parse carries text, Bind the values)."""
+    from psycopg import pq
 
-    db = connection.settings_dict
     connection.ensure_connection()
-    with rls.scope(org):  # applied at once: the wall's statement is this session's last one
-        pid = connection.connection.info.backend_pid
-        with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
-                             user=db["USER"], autocommit=True) as watcher:
-            query = watcher.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]
-    assert "set_config" in query and rls.signed(org.pk).split(":")[1] not in query
+    trace = tmp_path / "trace"
+    pgconn = connection.connection.pgconn
+    with open(trace, "w") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            with rls.scope(org):
+                assert Lead.objects.count() == 0
+        finally:
+            pgconn.untrace()
+    sent = [line for line in trace.read_text().splitlines() if line.split("\t")[:1] == ["F"]]
+    signature = rls.signed(org.pk).split(":")[1]
+    assert any("Parse" in line and "set_config" in line for line in sent), sent
+    assert not any(signature in line for line in sent if "Bind" not in line)
+    assert any(signature in line for line in sent if "Bind" in line)
 
 
 @pytest.mark.django_db(transaction=True)
