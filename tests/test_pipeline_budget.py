@@ -24,11 +24,12 @@ CAPTURE_STATEMENTS = 7  # the key's org and the key, BEGIN, lead, touch + activi
 TASKS = {"scoring.tasks.score_leads": 1, "routing.tasks.route_leads": 1, "routing.tasks.email_notifications": 1}
 WORK_STATEMENTS_PER_LEAD = 8  # 67 for ten leads delivered together, when this was written
 # The tenant scope, set per transaction (leadcrm/rls.py) and pipelined with the statement it scopes: one more
-# statement, no more round trips. Not in the counts above (the connection counts them apart, rls_statements). The
-# test process logs in as the owner, so its unscoped statements take the app role too (SET LOCAL ROLE); a web
-# process logs in as the app role, where those cost nothing: one fewer per capture.
-SCOPE_STATEMENTS_PER_CAPTURE = 3  # the key's org (unscoped), the key (autocommit, scoped), the capture's transaction
-SCOPE_STATEMENTS_PER_LEAD = 2  # SCOPE_STATEMENTS_WORK for ten leads delivered together, when this was written
+# statement each, no more round trips (a transaction's BEGIN rides in the same pipeline). Not in the counts above:
+# the connection counts them apart (rls_statements). The test process logs in as the owner, so its unscoped
+# statements take the app role too (SET LOCAL ROLE); a web process logs in as the app role, where they cost nothing:
+# 2 per capture there (the key, read in autocommit under its org, and the capture's transaction).
+SCOPE_STATEMENTS_PER_CAPTURE = 3  # + the key's org, looked up unscoped; measured: 3 (4 for the key's first request)
+SCOPE_STATEMENTS_PER_LEAD = 2  # 15 for ten leads delivered together, when this was written
 
 
 @pytest.fixture
