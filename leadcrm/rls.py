@@ -205,17 +205,23 @@ def _before_each_statement(execute, sql, params, many, context):
 
 def _run_scoped(connection, state, execute, sql, params, many, context):
     raw = connection.connection
+    named = isinstance(context["cursor"].cursor, psycopg.ServerCursor)
+    # A pipeline takes one statement per query: SQL of several (`DROP ...; CREATE ...`) goes on its own, as does a
+    # named cursor (QuerySet.iterator()), which psycopg cannot pipeline.
+    alone = named or ";" in sql.strip().rstrip(";") or raw._pipeline is not None
+    if alone and raw.autocommit:
+        if named and getattr(settings, "DATABASE_POOLED", False):
+            raise ProgrammingError("QuerySet.iterator() outside transaction.atomic() would leave its cursor on a "
+                                   "server connection the pooler gives to others: iterate inside a transaction.")
+        with transaction.atomic(using=connection.alias):  # a transaction of its own, for the scope to last in
+            return _before_each_statement(execute, sql, params, many, context)
     statement, values = _statement(connection, state)
     connection.rls_statements = getattr(connection, "rls_statements", 0) + 1
     # The raw connection: these statements are the wall's bookkeeping, not the view's queries (query-count
     # assertions stay about the view; rls_statements counts them). Server-side parameters: the signed value never
     # appears in the statement's text, which other sessions of the same role can read in pg_stat_activity.
     with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
-        if isinstance(context["cursor"].cursor, psycopg.ServerCursor) or raw._pipeline is not None:
-            # A named cursor (QuerySet.iterator()) cannot be pipelined: the scope goes first, on its own.
-            if raw.autocommit:
-                raise ProgrammingError("A server-side cursor (QuerySet.iterator()) outside transaction.atomic() "
-                                       "would outlive its transaction and its scope: iterate inside a transaction.")
+        if alone:
             cursor.execute(statement, values)
             return execute(sql, params, many, context)
         with raw.pipeline():

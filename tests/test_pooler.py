@@ -112,3 +112,19 @@ def test_nothing_of_a_failed_scoped_transaction_stays_behind(leads, org, bouncer
             cursor.execute("SELECT 1 / 0")
     with client_b(bouncer) as b:
         assert what_b_sees(b)[1:] == (rls.app_role(), "", 0)
+
+
+def test_with_through_pgbouncer_this_process_talks_to_the_pooler(request):
+    """`make test`'s last pass (--through-pgbouncer): the suite's own connection reaches the server through PgBouncer,
+    with the settings production uses behind one."""
+    if not request.config.getoption("--through-pgbouncer"):
+        pytest.skip("only in the pass through PgBouncer (pytest --through-pgbouncer)")
+    import dj_database_url
+
+    server = dj_database_url.parse(settings.DATABASE_DIRECT_URL)
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT inet_server_port()")
+        assert cursor.fetchone()[0] == int(server["PORT"] or 5432)
+    assert connection.connection.info.port != int(server["PORT"] or 5432)  # the pooler's port, in between
+    assert connection.connection.prepare_threshold is None and settings.DATABASE_POOLED
