@@ -128,3 +128,15 @@ def test_with_through_pgbouncer_this_process_talks_to_the_pooler(request):
         assert cursor.fetchone()[0] == int(server["PORT"] or 5432)
     assert connection.connection.info.port != int(server["PORT"] or 5432)  # the pooler's port, in between
     assert connection.connection.prepare_threshold is None and settings.DATABASE_POOLED
+
+
+def test_deploy_check_warns_when_pooled_without_a_direct_url(settings):
+    from leadcrm.checks import pooled_has_direct_url
+
+    settings.DATABASE_POOLED, settings.DATABASE_DIRECT_URL = True, ""
+    [warning] = pooled_has_direct_url(None)
+    assert warning.id == "leadcrm.W020" and "LISTEN" in warning.msg
+    settings.DATABASE_DIRECT_URL = "postgres://leadcrm_app@db:5432/leadcrm"
+    assert pooled_has_direct_url(None) == []
+    settings.DATABASE_POOLED, settings.DATABASE_DIRECT_URL = False, ""
+    assert pooled_has_direct_url(None) == []
