@@ -65,3 +65,16 @@ def scope_key_matches(app_configs, databases=None, **kwargs):
                 hint="Run web, workers and migrate with the same DATABASE_SCOPE_KEY (or SECRET_KEY), then migrate.",
                 id="leadcrm.W002"))
     return warnings
+
+
+@checks.register(checks.Tags.database, deploy=True)
+def pooled_has_direct_url(app_configs, **kwargs):
+    # Behind PgBouncer in transaction pooling, a LISTEN or a session lock sent through it would stay on whichever
+    # server connection ran it (leadcrm/direct.py).
+    if getattr(settings, "DATABASE_POOLED", False) and not getattr(settings, "DATABASE_DIRECT_URL", ""):
+        return [checks.Warning(
+            "DATABASE_POOLED is on but DATABASE_DIRECT_URL is unset: the outbox relay would LISTEN, and imports and "
+            "re-scoring would hold their locks, through the pooler.",
+            hint="Set DATABASE_DIRECT_URL to PostgreSQL itself (the same user as DATABASE_URL, the server's address).",
+            id="leadcrm.W020")]
+    return []

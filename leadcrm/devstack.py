@@ -157,15 +157,21 @@ def run() -> int:
 SERIAL_TESTS = ["tests/e2e", "tests/test_worker_e2e.py", "tests/faults", "tests/webhooks/test_worker.py"]
 
 
+# The tenancy and row-level security tests run once more through a real PgBouncer in transaction pooling, as
+# production may (tests/pgbouncer.py; skipped without the binary, failed in CI); tests/test_pooler.py only there.
+POOLED_TESTS = ["tests/test_rls.py", "tests/test_cross_tenant.py", "tests/test_pooler.py"]
+
+
 def test(args: list[str]) -> int:
     services = ensure_services()  # noqa: F841
     pytest = [sys.executable, "-m", "pytest"]
     if args:  # the caller chose what to run, and how
         return subprocess.call([*pytest, *args], cwd=BASE_DIR)
-    parallel = subprocess.call([*pytest, "-n", str(min(os.cpu_count() or 1, 4)),
+    parallel = subprocess.call([*pytest, "-n", str(min(os.cpu_count() or 1, 4)), "--ignore=tests/test_pooler.py",
                                 *(f"--ignore={path}" for path in SERIAL_TESTS)], cwd=BASE_DIR)
     serial = subprocess.call([*pytest, *SERIAL_TESTS], cwd=BASE_DIR)
-    return parallel or serial
+    pooled = subprocess.call([*pytest, "--through-pgbouncer", *POOLED_TESTS], cwd=BASE_DIR)
+    return parallel or serial or pooled
 
 
 def shell_env() -> int:

@@ -1,10 +1,18 @@
-"""Session-level PostgreSQL advisory locks: "someone is doing this now", freed by the server when the holder's
-connection ends — so a worker killed mid-task frees its lock, and a sweeper can tell abandoned work from work
-in progress."""
+"""PostgreSQL advisory locks for long work: "someone is doing this now", freed by the server when the holder's
+session ends — so a worker killed mid-task frees its lock, and a sweeper can tell abandoned work from work in
+progress.
+
+The work spans many transactions, and behind PgBouncer in transaction pooling no session state may outlive one
+(a session lock would stay on a server connection another client gets next). So the lock is a transaction-level
+one (pg_try_advisory_xact_lock) held by a transaction of its own, on a direct connection of its own
+(leadcrm/direct.py) that stays open while the work runs: ending the block ends that transaction, and a dead
+worker's connection takes it along."""
 
 from contextlib import contextmanager
 
 from django.db import connection
+
+from . import direct
 
 IMPORT = 7302  # namespaces (the first key): one running import per job
 RECALCULATION = 7301  # one bulk re-scoring per org
@@ -12,19 +20,25 @@ RECALCULATION = 7301  # one bulk re-scoring per org
 
 @contextmanager
 def try_lock(namespace: int, key):
-    """Yields True when this connection took the lock (held until the block ends), False when another holds it."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", [namespace, str(key)])
-        acquired = cursor.fetchone()[0]
+    """Yields True when this process took the lock (held until the block ends), False when another holds it."""
+    holder = direct.connect(autocommit=False)
     try:
+        acquired = holder.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, hashtext(%s))", [namespace, str(key)]
+        ).fetchone()[0]
         yield acquired
     finally:
-        if acquired:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", [namespace, str(key)])
+        holder.close()  # the transaction, and the lock with it, ends with the session (also if it is gone already)
 
 
 def is_held(namespace: int, key) -> bool:
-    """Whether some session holds the lock now (a moment later it may not)."""
-    with try_lock(namespace, key) as acquired:
-        return not acquired
+    """Whether some session holds the lock now (a moment later it may not). Read from pg_locks, so asking takes
+    nothing, even inside a transaction."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND classid = %s::oid AND objid = hashtext(%s)::oid AND objsubid = 2)",
+            [namespace, str(key)],
+        )
+        return cursor.fetchone()[0]

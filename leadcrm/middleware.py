@@ -7,7 +7,7 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -77,7 +77,9 @@ class ActiveOrganizationMiddleware:
 
 
 def _scoped(chunks, organization):
-    with rls.scope(organization):
+    """The body in one transaction: an export's server-side cursor (QuerySet.iterator()) lives in it, on one server
+    connection even behind a pooler, and reads one snapshot."""
+    with rls.scope(organization), transaction.atomic():
         yield from chunks
 
 

@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, connection
 
-from . import events, rls
+from . import direct, events, rls
 
 logger = logging.getLogger(__name__)
 
@@ -23,25 +24,32 @@ RECONNECT_PAUSE = 1.0  # seconds between attempts while the database is unreacha
 STOP_CHECK_SECONDS = 0.5  # a stopping worker waits at most this long for its relay
 
 
-# The relay's own database connection, held here as well as by its thread: a pool process forked later (one that
-# replaces a dead one) inherits the object but not the thread, and must never finalize it, which would end the
-# relay's session on the shared socket.
+# The relay's LISTEN session, held here as well as by its thread: a pool process forked later (one that replaces a
+# dead one) inherits the object but not the thread, and must never finalize it, which would end the relay's session
+# on the shared socket. It is a direct connection (leadcrm/direct.py): a LISTEN through PgBouncer in transaction
+# pooling would stay on whichever server connection ran it. Delivering goes through the usual (pooled) connection.
 _session = None
 
 
 def _listen() -> None:
     global _session
-    connection.ensure_connection()
-    _session = connection.connection
-    with connection.cursor() as cursor:
-        cursor.execute(f"LISTEN {events.RELAY_CHANNEL}")
+    _close_session()
+    _session = direct.connect()
+    _session.execute(f"LISTEN {events.RELAY_CHANNEL}")
+
+
+def _close_session() -> None:
+    global _session
+    if _session is not None:
+        _session.close()
+        _session = None
 
 
 def _wait(stop: threading.Event, timeout: float) -> None:
     """Until a NOTIFY arrives (those already queued count), `timeout` seconds pass or the relay is stopped."""
     deadline = time.monotonic() + timeout
     while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-        for _ in connection.connection.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
+        for _ in _session.notifies(timeout=min(left, STOP_CHECK_SECONDS), stop_after=1):
             return
 
 
@@ -62,14 +70,16 @@ def run(stop: threading.Event) -> None:
                 # Events come faster than one a linger: let the next few arrive, so their follow-up work is done
                 # by one task (one scoring statement for a dozen captures) instead of one each.
                 stop.wait(linger)
-        except (DatabaseError, InterfaceError):
+        except (DatabaseError, InterfaceError, psycopg.Error):
             logger.warning("outbox relay lost its database connection; reconnecting", exc_info=True)
             listening = False
+            _close_session()
             connection.close()
             stop.wait(RECONNECT_PAUSE)
         except Exception:  # a bug in one delivery must not end the relay: the rows stay for the next turn
             logger.exception("outbox relay failed to deliver; trying again")
             stop.wait(RECONNECT_PAUSE)
+    _close_session()
     connection.close()
 
 

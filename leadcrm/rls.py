@@ -14,9 +14,9 @@ two policies:
 
 Web and worker processes log in as the app role itself (DATABASE_URL; NOSUPERUSER NOBYPASSRLS, owns nothing, member
 of no other role), so `RESET ROLE` or `SET ROLE` gains nothing. manage.py commands and the test process log in as the
-owner (DATABASE_OWNER_URL) and switch to the app role for request and task code with `SET ROLE`.
+owner (DATABASE_OWNER_URL) and take the app role for request and task code with `SET LOCAL ROLE`.
 
-A scope is kept per connection and applied to the session when it changes, and again on a new connection:
+A scope is wanted per connection (a stack: `scope()`, `enter()`/`leave()`, `set_organization()`):
 
 - OWNER — the login role as it is: every org for the owner; nothing for a process logged in as the app role;
 - NOBODY — the app role, no org: a request or task until its org is known (so a forgotten org shows nothing);
@@ -27,8 +27,20 @@ prefix, a user's memberships, a public form by slug, a tracking token, the beat 
 SECURITY DEFINER functions (`definer_function()` in each app's migrations) that return only org ids or what picks
 the org; the work itself then runs under that org. `grep -rn "rls.lookup("` lists the callers.
 
-The session setting outlives transactions (the request is not one transaction), so the org is set when it becomes
-known and put back when the request or task ends.
+The scope lives in the transaction, never in the session, so the app runs behind PgBouncer in transaction pooling
+(where the next transaction may run on a server connection another client just used): an execute wrapper on every
+connection sends `set_config('app.organization_id', <signed>, true)` (and `set_config('role', ..., true)`, i.e.
+SET LOCAL ROLE, where the owner's login takes the app role) with the first statement of each transaction that
+needs it, pipelined with it in one round trip:
+
+- a statement outside a transaction (autocommit) and its scope go together in one implicit transaction, which
+  ends with the statement and takes the scope along;
+- in a transaction (`atomic()`), the scope goes with the first statement (psycopg's BEGIN rides in the same
+  pipeline) and again only when the scope changes within the transaction or a savepoint was rolled back to;
+- a statement already in its state costs nothing: for the app role's login, every unscoped statement (NOBODY).
+
+The extra statements are counted on the connection (`rls_statements`), not in its queries log, so query-count
+assertions stay about the code under test; tests/test_pipeline_budget.py holds them to a budget.
 """
 
 import hashlib
@@ -40,8 +52,7 @@ from functools import lru_cache
 import psycopg
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, migrations, transaction
-from django.db.backends.base.base import NO_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, ProgrammingError, connections, migrations, transaction
 from django.utils.crypto import salted_hmac
 
 SETTING = "app.organization_id"
@@ -72,7 +83,7 @@ WHERE s ~ '^[0-9a-f]{{8}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{4}}-[0-9a-f]{{12
 LEAKPROOF_FUNCTIONS = ("pg_catalog.textlike(text, text)",)
 
 _process_default = OWNER
-_INERROR = 3  # psycopg.pq.TransactionStatus.INERROR: a failed transaction takes no statement until rolled back
+_IDLE, _INTRANS = 0, 2  # psycopg.pq.TransactionStatus: no transaction open / one open and healthy
 
 
 def app_role() -> str:
@@ -96,16 +107,15 @@ def _signed(organization_id: str, key: bytes) -> str:
 
 
 def signed(organization_id: str) -> str:
-    """The setting's value that scopes a session to this org."""
+    """The setting's value that scopes a transaction to this org."""
     return _signed(str(uuid.UUID(str(organization_id))), scope_key())
 
 
 def set_process_default(scope: str) -> None:
-    """Web and worker processes start each connection fail-closed (NOBODY); other processes keep OWNER."""
+    """Web and worker processes run each transaction fail-closed (NOBODY) outside a scope; other processes keep
+    OWNER. Takes effect from the next transaction."""
     global _process_default
     _process_default = scope
-    for connection in connections.all(initialized_only=True):
-        _apply(connection)
 
 
 def _normalise(scope) -> str:
@@ -121,51 +131,112 @@ def _stack(connection) -> list:
 
 
 def current(using=DEFAULT_DB_ALIAS) -> str:
-    stack = _stack(connections[using])
+    return _current(connections[using])
+
+
+def _current(connection) -> str:
+    stack = _stack(connection)
     return stack[-1] if stack else _process_default
 
 
-def _statement(scope: str, role: str) -> tuple[str, list]:
-    """One statement switching role and org. `role` as a setting is SET ROLE (`none` is RESET ROLE)."""
-    value = "" if scope in (OWNER, NOBODY) else signed(scope)
-    if not role:
-        return "SELECT set_config(%s, %s, false)", [SETTING, value]
-    return ("SELECT set_config('role', %s, false), set_config(%s, %s, false)",
-            ["none" if scope == OWNER else role, SETTING, value])
+def _switches_role(connection) -> bool:
+    """Whether this connection logs in as someone else than the app role (the owner), and so must take the app role
+    for scoped work."""
+    role = app_role()
+    return bool(role) and connection.settings_dict.get("USER") != role
 
 
-def _apply(connection) -> None:
-    """Bring the session in line with the wanted scope; only a change costs a round trip."""
-    wanted = _stack(connection)[-1] if _stack(connection) else _process_default
-    if getattr(connection, "rls_applied", None) == wanted or connection.connection is None:
-        return
-    raw = connection.connection
-    if raw.info.transaction_status == _INERROR:
-        connection.rls_applied = None  # applied before the next statement, after the rollback
-        return
-    # The raw connection: these statements are the wall's bookkeeping, not the view's queries (query-count
-    # assertions stay about the view). Server-side parameters: the signed value never appears in the statement's
-    # text, which other sessions of the same role can read in pg_stat_activity.
-    with psycopg.Cursor(raw) as cursor:
-        cursor.execute(*_statement(wanted, app_role()))
-    connection.rls_applied = wanted
+def _state(connection, scope: str) -> str:
+    """What a scope means on this connection: OWNER (the login as it is), NOBODY or an org id. For a login that is
+    the app role, OWNER is NOBODY."""
+    if scope == OWNER and not _switches_role(connection):
+        return NOBODY
+    return scope
+
+
+def _baseline(connection) -> str:
+    """The state every transaction starts in: nothing is ever set for the session."""
+    return OWNER if _switches_role(connection) else NOBODY
+
+
+def _statement(connection, state: str) -> tuple[str, list]:
+    """One statement putting this transaction in `state`: set_config(..., true) is SET LOCAL, undone when the
+    transaction ends (a savepoint rolled back to undoes it too). `role` as a setting is SET LOCAL ROLE (`none`:
+    back to the login role)."""
+    value = "" if state in (OWNER, NOBODY) else signed(state)
+    if not _switches_role(connection):
+        return "SELECT set_config(%s, %s, true)", [SETTING, value]
+    return ("SELECT set_config('role', %s, true), set_config(%s, %s, true)",
+            ["none" if state == OWNER else app_role(), SETTING, value])
 
 
 def _before_each_statement(execute, sql, params, many, context):
-    _apply(context["connection"])
-    return execute(sql, params, many, context)
+    """Every statement runs in the wanted scope, set in its own transaction.
+
+    - Outside a transaction (autocommit), a statement that needs a scope is sent with it in one pipeline: the
+      server runs both in one implicit transaction, in one round trip, and forgets the scope at its end.
+    - In a transaction, the scope is sent with the transaction's first statement (psycopg's BEGIN rides in the
+      same pipeline), and again only when it changes within the transaction, or after a rollback to a savepoint.
+
+    A statement needs nothing when the transaction already is in its state: for a process logged in as the app
+    role, every unscoped statement (NOBODY) costs nothing extra."""
+    connection = context["connection"]
+    raw = connection.connection
+    status = raw.info.transaction_status
+    if status == _IDLE:
+        in_effect = _baseline(connection)
+    elif status == _INTRANS:
+        in_effect = getattr(connection, "rls_in_effect", None)
+    else:  # a failed transaction takes no statement but a rollback (to a savepoint): nothing to set
+        result = execute(sql, params, many, context)
+        connection.rls_in_effect = None  # the savepoint may have undone what was set after it
+        return result
+    wanted = _state(connection, _current(connection))
+    if in_effect == wanted:
+        result = execute(sql, params, many, context)
+    else:
+        result = _run_scoped(connection, wanted, execute, sql, params, many, context)
+    if not raw.autocommit:
+        # What the transaction is in now; after ROLLBACK TO SAVEPOINT, unknown (the savepoint may have undone it).
+        rolled_back = sql.lstrip()[:8].upper() == "ROLLBACK"
+        connection.rls_in_effect = None if rolled_back else wanted
+    return result
+
+
+def _run_scoped(connection, state, execute, sql, params, many, context):
+    raw = connection.connection
+    named = isinstance(context["cursor"].cursor, psycopg.ServerCursor)
+    # A pipeline takes one statement per query: SQL of several (`DROP ...; CREATE ...`) goes on its own, as does a
+    # named cursor (QuerySet.iterator()), which psycopg cannot pipeline.
+    alone = named or ";" in sql.strip().rstrip(";") or raw._pipeline is not None
+    if alone and raw.autocommit:
+        if named and getattr(settings, "DATABASE_POOLED", False):
+            raise ProgrammingError("QuerySet.iterator() outside transaction.atomic() would leave its cursor on a "
+                                   "server connection the pooler gives to others: iterate inside a transaction.")
+        with transaction.atomic(using=connection.alias):  # a transaction of its own, for the scope to last in
+            return _before_each_statement(execute, sql, params, many, context)
+    statement, values = _statement(connection, state)
+    connection.rls_statements = getattr(connection, "rls_statements", 0) + 1
+    # The raw connection: these statements are the wall's bookkeeping, not the view's queries (query-count
+    # assertions stay about the view; rls_statements counts them). Server-side parameters: the signed value never
+    # appears in the statement's text, which other sessions of the same role can read in pg_stat_activity.
+    with connection.wrap_database_errors, psycopg.Cursor(raw) as cursor:
+        if alone:
+            cursor.execute(statement, values)
+            return execute(sql, params, many, context)
+        with raw.pipeline():
+            cursor.execute(statement, values)
+            return execute(sql, params, many, context)
 
 
 def on_connection_created(sender, connection, **kwargs) -> None:
-    """A new session starts as the login role with no org: apply the wanted scope at once, in autocommit, so no
-    later rollback can undo it."""
+    """Hook the scope onto every statement of the connection. Nothing is set for the session: a pooler (PgBouncer
+    in transaction mode) may hand the server connection to another client after any transaction."""
     if connection.vendor != "postgresql":
         return
-    connection.rls_applied = None
+    connection.rls_in_effect = None
     if _before_each_statement not in connection.execute_wrappers:
         connection.execute_wrappers.append(_before_each_statement)
-    if connection.alias != NO_DB_ALIAS:  # the maintenance connection (creating the test database) reads no table
-        _apply(connection)
 
 
 @contextmanager
@@ -184,13 +255,11 @@ def enter(organization, using=DEFAULT_DB_ALIAS) -> int:
     stack = _stack(connections[using])
     depth = len(stack)
     stack.append(_normalise(organization))
-    _apply(connections[using])
     return depth
 
 
 def leave(depth: int, using=DEFAULT_DB_ALIAS) -> None:
     del _stack(connections[using])[depth:]
-    _apply(connections[using])
 
 
 def set_organization(organization, using=DEFAULT_DB_ALIAS) -> None:
@@ -200,7 +269,6 @@ def set_organization(organization, using=DEFAULT_DB_ALIAS) -> None:
     if not stack:
         raise RuntimeError("set_organization() needs an enclosing rls.scope() (a request or a task)")
     stack[-1] = _normalise(organization)
-    _apply(connection)
 
 
 def lookup(function: str, *args, using=DEFAULT_DB_ALIAS) -> list[tuple]:

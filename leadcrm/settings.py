@@ -104,9 +104,21 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# Behind PgBouncer in transaction pooling (README "Running in production"): every transaction may run on another
+# server connection, so nothing may live in the session. The tenant scope is per transaction anyway (leadcrm/rls.py);
+# this also turns off psycopg's prepared statements (PgBouncer 1.18 cannot carry them from one server connection to
+# the next) and the startup `options` parameter PgBouncer refuses.
+DATABASE_POOLED = env_bool("DATABASE_POOLED", False)
+# What needs a session of its own, past the pooler: the outbox relay's LISTEN and the advisory locks of long work
+# (leadcrm/direct.py). Empty: the same server as DATABASE_URL (right when no pooler is in between).
+DATABASE_DIRECT_URL = os.environ.get("DATABASE_DIRECT_URL", "")
 # JIT compilation pays off for long analytical queries only; for this app's short set-based statements it
-# cost more (200–280 ms) than running them (measured with bench/segments.py).
-DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+# cost more (200–280 ms) than running them (measured with bench/segments.py). migrate also stores it in the database
+# (leadcrm migration 0007), which is what a pooled connection gets.
+if DATABASE_POOLED:
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
+else:
+    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
 # Requests and tasks run as this role: NOSUPERUSER NOBYPASSRLS NOCREATEROLE, owns nothing (leadcrm/rls.py).
 DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE") or (
     _app_login["USER"] if DATABASE_OWNER_URL else "leadcrm_app")

@@ -6,6 +6,92 @@ from rest_framework.test import APIClient
 from leadcrm import services
 from leadcrm.models import Role
 
+# ----------------------------------------------------------------------------------------------- PgBouncer
+
+
+def pytest_addoption(parser):
+    parser.addoption("--through-pgbouncer", action="store_true", default=False,
+                     help="run the tests (and the workers they start) through a real PgBouncer in transaction "
+                          "pooling in front of the test database (tests/pgbouncer.py)")
+
+
+def _pooler_users() -> list[str]:
+    from django.conf import settings
+    from django.db import connection
+
+    return sorted({connection.settings_dict["USER"] or "postgres", settings.DATABASE_APP_ROLE})
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker, request):
+    """With --through-pgbouncer: once the test database exists, every connection of this process and of the workers
+    it starts goes through a PgBouncer in transaction pooling, configured as production runs behind one
+    (DATABASE_POOLED); the relay's LISTEN and the locks go to the server itself (DATABASE_DIRECT_URL)."""
+    if not request.config.getoption("--through-pgbouncer"):
+        yield
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    from tests import pgbouncer
+
+    db = connections["default"].settings_dict
+    server = (db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    bouncer = pgbouncer.start(server_host=server[0], server_port=server[1], users=_pooler_users())
+    saved = {"HOST": db["HOST"], "PORT": db["PORT"], "OPTIONS": dict(db["OPTIONS"])}
+    saved_settings = {name: getattr(settings, name) for name in ("DATABASE_POOLED", "DATABASE_DIRECT_URL")}
+    saved_environ = {name: os.environ.get(name) for name in ("DATABASE_POOLED", "DATABASE_DIRECT_URL")}
+    direct = _test_database_url()  # the app role's login straight to the server, for the workers
+    settings.DATABASE_DIRECT_URL = _database_url(db["USER"], db["PASSWORD"], *server, db["NAME"])
+    settings.DATABASE_POOLED = True
+    os.environ.update(DATABASE_POOLED="1", DATABASE_DIRECT_URL=direct)
+    connections.close_all()
+    options = {key: value for key, value in db["OPTIONS"].items() if key != "options"}  # PgBouncer refuses it
+    db.update(HOST=bouncer.host, PORT=str(bouncer.port), OPTIONS={**options, "prepare_threshold": None})
+    try:
+        yield
+    finally:
+        connections.close_all()
+        db.update(saved)
+        for name, value in saved_settings.items():
+            setattr(settings, name, value)
+        for name, value in saved_environ.items():
+            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        bouncer.stop()
+
+
+@pytest.fixture
+def pgbouncer():
+    """pgbouncer(pool_size=1) -> a PgBouncer of this test's own in transaction pooling in front of the test server
+    (skipped without the binary, failed in CI); stopped after the test."""
+    from tests import pgbouncer as pooler
+
+    started = []
+
+    def start(pool_size=20):
+        host, port = _server_address()
+        started.append(pooler.start(server_host=host, server_port=port, users=_pooler_users(),
+                                    pool_size=pool_size))
+        return started[-1]
+
+    pooler.require()
+    try:
+        yield start
+    finally:
+        for bouncer in started:
+            bouncer.stop()
+
+
+def _server_address() -> tuple[str, int]:
+    """The PostgreSQL server itself, even while this run goes through a pooler."""
+    import dj_database_url
+    from django.conf import settings
+    from django.db import connection
+
+    if getattr(settings, "DATABASE_POOLED", False) and settings.DATABASE_DIRECT_URL:
+        direct = dj_database_url.parse(settings.DATABASE_DIRECT_URL)
+        return direct["HOST"] or "127.0.0.1", int(direct["PORT"] or 5432)
+    return connection.settings_dict["HOST"] or "127.0.0.1", int(connection.settings_dict["PORT"] or 5432)
 
 @pytest.fixture
 def org(db):
@@ -120,17 +206,20 @@ def smtp_server(settings, monkeypatch):
 def _test_database_url() -> str:
     """The test database as web and worker processes log in to it: as the app role (leadcrm/rls.py), which migrate
     made a LOGIN role with DATABASE_APP_PASSWORD (none: local trust)."""
-    from urllib.parse import quote
-
     from django.conf import settings
     from django.db import connection
 
     db = connection.settings_dict
-    host = quote(db["HOST"] or "127.0.0.1", safe="")
-    port = f":{db['PORT']}" if db["PORT"] else ""
-    password = settings.DATABASE_APP_PASSWORD
+    return _database_url(settings.DATABASE_APP_ROLE, settings.DATABASE_APP_PASSWORD, db["HOST"], db["PORT"], db["NAME"])
+
+
+def _database_url(user, password, host, port, name) -> str:
+    from urllib.parse import quote
+
+    host = quote(host or "127.0.0.1", safe="")
+    port = f":{port}" if port else ""
     password = f":{quote(password, safe='')}" if password else ""
-    return f"postgres://{quote(settings.DATABASE_APP_ROLE, safe='')}{password}@{host}{port}/{db['NAME']}"
+    return f"postgres://{quote(user, safe='')}{password}@{host}{port}/{name}"
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Row-level security: the database itself keeps tenants apart, even from a query that forgets its org."""
 
+import contextlib
 import json
 import time
 import uuid
@@ -7,7 +8,7 @@ import uuid
 import pytest
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, ProgrammingError, connection, transaction
 from django.utils import timezone
 
 from leadcrm import rls
@@ -173,6 +174,48 @@ def test_search_reads_its_trigram_index_under_the_policy(org, other_org):
                for name, condition in index_conditions(plan)), index_conditions(plan)
 
 
+# ----------------------------------------------------------------------------------------------- per transaction
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_scope_lives_in_each_transaction_and_never_in_the_session(org, other_org, leads):
+    mine = ["mine0@acme.test", "mine1@acme.test"]
+    with rls.scope(org):
+        assert emails(Lead.objects.all()) == mine  # outside atomic(): each statement with its scope, in one go
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 0; SELECT count(*) FROM leads_lead")  # several statements in one query
+            assert cursor.nextset() and cursor.fetchone()[0] == 2
+        assert sorted(Lead.objects.values_list("email", flat=True).iterator(chunk_size=1)) == mine  # a named cursor
+        with transaction.atomic():
+            assert Lead.objects.count() == 2
+            with rls.scope(other_org):  # changed within the transaction, and back
+                assert emails(Lead.objects.all()) == ["theirs@rival.test"]
+            assert emails(Lead.objects.all()) == mine
+    with connection.cursor() as cursor:  # the session is as it logged in: no org, its own role
+        cursor.execute("SELECT current_setting(%s, true), current_user = session_user", [rls.SETTING])
+        assert cursor.fetchone() == ("", True)
+    assert Lead.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_savepoint_rolled_back_to_takes_the_scope_along_and_it_is_sent_again(org, leads):
+    with transaction.atomic(), rls.scope(rls.NOBODY):  # as a request starts
+        assert Lead.objects.count() == 0
+        with contextlib.suppress(RuntimeError), transaction.atomic():
+            rls.set_organization(org)  # the org becomes known inside the savepoint, and is set there
+            assert Lead.objects.count() == 2
+            raise RuntimeError("rolled back to the savepoint")
+        assert rls.current() == str(org.pk)
+        assert Lead.objects.count() == 2  # the rollback undid the setting: it was sent again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_pooler_an_iterator_outside_a_transaction_is_refused(settings, org, leads):
+    settings.DATABASE_POOLED = True
+    with rls.scope(org), pytest.raises(ProgrammingError, match="iterate inside a transaction"):
+        list(Lead.objects.values_list("email", flat=True).iterator(chunk_size=1))
+
+
 # ----------------------------------------------------------------------------------------------- HTTP
 
 
@@ -252,13 +295,14 @@ def test_check_warns_when_search_cannot_use_its_index():
 
 
 def app_login(**kwargs):
-    """A connection of its own, logged in as web and worker processes are: the app role itself."""
+    """A connection of its own, logged in as web and worker processes are: the app role itself (through the pooler
+    with --through-pgbouncer: so no prepared statements)."""
     import psycopg
 
     db = connection.settings_dict
     return psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
                            user=settings.DATABASE_APP_ROLE, password=settings.DATABASE_APP_PASSWORD or None,
-                           autocommit=True, **kwargs)
+                           autocommit=True, prepare_threshold=None, **kwargs)  # through a pooler too (README)
 
 
 def visible(conn) -> list[str]:
@@ -315,18 +359,27 @@ def test_the_app_role_cannot_change_the_wall(org, leads):
                             ).fetchone()[0] == 0
 
 
-def test_the_signed_setting_never_shows_in_pg_stat_activity(org):
-    """Sessions of the app role may read each other's last statement: the value is a bound parameter."""
-    import psycopg
+def test_the_signed_setting_never_shows_in_pg_stat_activity(org, tmp_path):
+    """Sessions of the app role may read each other's last statement: the value travels as a bound parameter, never
+    in a statement's text (libpq's trace of what this connection sent: Parse carries text, Bind the values)."""
+    from psycopg import pq
 
-    db = connection.settings_dict
     connection.ensure_connection()
-    with rls.scope(org):  # applied at once: the wall's statement is this session's last one
-        pid = connection.connection.info.backend_pid
-        with psycopg.connect(host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, dbname=db["NAME"],
-                             user=db["USER"], autocommit=True) as watcher:
-            query = watcher.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone()[0]
-    assert "set_config" in query and rls.signed(org.pk).split(":")[1] not in query
+    trace = tmp_path / "trace"
+    pgconn = connection.connection.pgconn
+    with open(trace, "w") as out:
+        pgconn.trace(out.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            with rls.scope(org):
+                assert Lead.objects.count() == 0
+        finally:
+            pgconn.untrace()
+    sent = [line for line in trace.read_text().splitlines() if line.split("\t")[:1] == ["F"]]
+    signature = rls.signed(org.pk).split(":")[1]
+    assert any("Parse" in line and "set_config" in line for line in sent), sent
+    assert not any(signature in line for line in sent if "Bind" not in line)
+    assert any(signature in line for line in sent if "Bind" in line)
 
 
 @pytest.mark.django_db(transaction=True)
