@@ -1,0 +1,206 @@
+"""Everything that changes tasks: create (one, or one per lead of a selection), change, complete, snooze, delete,
+and the reminder pass the beat runs. Plain functions, keyword-only arguments, one transaction each."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from leadcrm import claims, rls
+from leadcrm.errors import Conflict, Invalid
+from leads import services as lead_services
+from leads import touches
+from leads.models import Lead
+from routing.models import NotificationKind
+from routing.services.notify import Notice, notify_many
+
+from .models import Task, TaskType
+
+MAX_NOTE = 10_000
+MAX_BULK = 1000
+# The touch a completed task logs on the lead's timeline (a to-do logs nothing).
+TOUCH_OF = {TaskType.CALL: "call", TaskType.EMAIL: "email_logged", TaskType.MEETING: "meeting"}
+SNOOZES = {"1h": timedelta(hours=1), "3h": timedelta(hours=3), "1d": timedelta(days=1), "1w": timedelta(days=7)}
+
+
+class TaskDone(Conflict):
+    default_code = "task_done"
+
+
+def problems(*, type=None, due_at=None, note=None, partial=False) -> dict[str, list[str]]:
+    """Field errors of a task's own fields ({} when it may be saved). A due time in the past is allowed (a task
+    logged late) and shows as overdue."""
+    errors: dict[str, list[str]] = {}
+    if (type is not None or not partial) and type not in TaskType.values:
+        errors["type"] = ["Choose a call, an email, a meeting or a to-do."]
+    if (due_at is not None or not partial) and (due_at is None or timezone.is_naive(due_at)):
+        errors["due_at"] = ["Give the date and time it is due."]
+    if note is not None and len(note) > MAX_NOTE:
+        errors["note"] = [f"Keep the note under {MAX_NOTE:,} characters."]
+    return errors
+
+
+def person(actor):
+    """The member behind an action (an API key is none)."""
+    return actor if isinstance(actor, get_user_model()) else None
+
+
+def default_owner(*, lead=None, deal=None, account=None, actor=None):
+    target = lead or deal or account
+    owner_id = getattr(target, "owner_id", None)
+    if owner_id is None and deal is not None and deal.lead_id:
+        owner_id = deal.lead.owner_id
+    return owner_id or getattr(person(actor), "pk", None)
+
+
+def create_task(*, organization_id, type: str, due_at, lead: Lead | None = None, deal=None, account=None,
+                owner_id=None, note: str = "", actor=None) -> Task:
+    """A task on exactly one of `lead`, `deal`, `account` (already checked to be the org's and the actor's to
+    see), owned by `owner_id` (already checked assignable) or by default the target's owner, else the actor."""
+    note = (note or "").strip()
+    errors = problems(type=type, due_at=due_at, note=note)
+    if sum(target is not None for target in (lead, deal, account)) != 1:
+        errors["lead"] = ["Name the lead (or the deal, or the account) the task is about."]
+    owner_id = owner_id or default_owner(lead=lead, deal=deal, account=account, actor=actor)
+    if owner_id is None:
+        errors["owner"] = ["Choose who does it: the lead has no owner."]
+    if errors:
+        raise Invalid(errors=errors)
+    with transaction.atomic():
+        return Task.objects.create(organization_id=organization_id, lead=lead, deal=deal, account=account,
+                                   type=type, due_at=due_at, remind_at=due_at, owner_id=owner_id, note=note,
+                                   created_by=person(actor))
+
+
+def create_for_leads(*, organization_id, leads: list[Lead], type: str, due_at, owner_id=None, note: str = "",
+                     actor=None) -> list[Task]:
+    """One task per lead of a selection (at most MAX_BULK), in one INSERT: each owned by `owner_id` or its lead's
+    owner, else the actor."""
+    note = (note or "").strip()
+    errors = problems(type=type, due_at=due_at, note=note)
+    if not leads:
+        errors["leads"] = ["Choose the leads to plan a task for."]
+    elif len(leads) > MAX_BULK:
+        errors["leads"] = [f"At most {MAX_BULK:,} leads at once."]
+    fallback = getattr(person(actor), "pk", None)
+    if not errors and owner_id is None and fallback is None and any(lead.owner_id is None for lead in leads):
+        errors["owner"] = ["Choose who does them: some of these leads have no owner."]
+    if errors:
+        raise Invalid(errors=errors)
+    with transaction.atomic():
+        return Task.objects.bulk_create([
+            Task(organization_id=organization_id, lead=lead, type=type, due_at=due_at, remind_at=due_at,
+                 owner_id=owner_id or lead.owner_id or fallback, note=note, created_by_id=fallback)
+            for lead in leads])
+
+
+def update_task(*, task: Task, data: dict) -> Task:
+    """Change a task's type, note, due time or owner (already checked assignable). A new due time re-arms its
+    reminder; a done task keeps its outcome and takes no new due time."""
+    note = data.get("note")
+    if note is not None:
+        data["note"] = note = note.strip()
+    errors = problems(type=data.get("type"), due_at=data.get("due_at"), note=note, partial=True)
+    if errors:
+        raise Invalid(errors=errors)
+    if task.done_at is not None and "due_at" in data:
+        raise TaskDone("This task is done; plan a new one instead.")
+    fields = {"updated_at"}
+    with transaction.atomic():
+        for name in ("type", "note", "due_at", "owner_id"):
+            if name in data:
+                setattr(task, name, data[name])
+                fields.add(name)
+        if "due_at" in data:
+            task.remind_at, task.reminded_at = task.due_at, None
+            fields |= {"remind_at", "reminded_at"}
+        task.save(update_fields=sorted(fields))
+    return task
+
+
+def snooze(*, task: Task, until) -> Task:
+    """Move an open task's due time (snooze or reschedule); its reminder comes again then."""
+    return update_task(task=task, data={"due_at": until})
+
+
+def complete_task(*, task: Task, outcome: str = "", note: str = "", actor=None, now=None):
+    """Mark the task done with how it went. A call, an email or a meeting on a lead (or on a deal that came from
+    one) is logged on the lead's timeline through the touch log, which stops a running first-touch clock and is
+    scored like any activity. Returns the activity logged, or None."""
+    now = now or timezone.now()
+    if task.done_at is not None:
+        raise TaskDone("This task is already done.")
+    note = (note or "").strip()
+    touch_type = TOUCH_OF.get(task.type)
+    errors = {}
+    if touch_type and (problem := touches.outcome_problem(touch_type, outcome)):
+        errors["outcome"] = [problem]
+    elif not touch_type and outcome:
+        errors["outcome"] = ["A to-do has no outcome; leave it empty."]
+    if len(note) > MAX_NOTE:
+        errors["note"] = [f"Keep the note under {MAX_NOTE:,} characters."]
+    if errors:
+        raise Invalid(errors=errors)
+    lead = task.lead or (task.deal.lead if task.deal_id and task.deal.lead_id else None)
+    with transaction.atomic():
+        locked = Task.objects.for_org(task.organization_id).select_for_update().filter(
+            pk=task.pk, done_at__isnull=True).first()
+        if locked is None:
+            raise TaskDone("This task is already done.")
+        activity = None
+        if touch_type and lead is not None:
+            activity = lead_services.log_touch(
+                organization_id=task.organization_id, lead=lead, type=touch_type, outcome=outcome,
+                note=" — ".join(part for part in (task.note, note) if part)[:MAX_NOTE], actor=actor)
+        task.done_at, task.outcome, task.remind_at = now, outcome or "", None
+        if note:
+            task.note = f"{task.note}\n{note}".strip()[:MAX_NOTE]
+        task.save(update_fields=["done_at", "outcome", "remind_at", "note", "updated_at"])
+    return activity
+
+
+def delete_task(*, task: Task) -> None:
+    with transaction.atomic():
+        task.delete()
+
+
+# ---------------------------------------------------------------------------------------------- reminders
+
+
+def _reminder(task: Task) -> str:
+    target = task.target
+    return f"{task.get_type_display()} due: {str(target)[:200]}" + (f" — {task.note[:60]}" if task.note else "")
+
+
+def remind_org(organization_id, *, now=None, limit=None) -> int:
+    """Tell each owner of this org's tasks that came due (one in-app notification per task; one email per owner
+    listing theirs, sent once the pass commits). The claim (leadcrm.claims, SKIP LOCKED), the notifications and the
+    clearing of `remind_at` are one transaction: a pass that dies sends nothing and leaves the tasks due, and two
+    passes at once never claim the same task, so each reminder is sent exactly once. Set-based: one claim, one
+    read, one insert, one update."""
+    now = now or timezone.now()
+    limit = limit or settings.AGENDA_REMINDER_BATCH
+    with transaction.atomic():
+        claimed = claims.claim(Task.objects.for_org(organization_id).filter(done_at__isnull=True), due="remind_at",
+                               limit=limit, lease=timedelta(seconds=settings.AGENDA_REMINDER_LEASE_SECONDS), now=now)
+        if not claimed:
+            return 0
+        ids = [row.pk for row in claimed]
+        tasks = list(Task.objects.for_org(organization_id).filter(pk__in=ids)
+                     .select_related("lead", "deal", "account").order_by("due_at", "id"))
+        notify_many(organization_id, [Notice(lead=task.lead, user_id=task.owner_id, kind=NotificationKind.TASK_DUE,
+                                             message=_reminder(task)) for task in tasks])
+        Task.objects.for_org(organization_id).filter(pk__in=ids).update(remind_at=None, reminded_at=now)
+    return len(tasks)
+
+
+def send_due_reminders(*, now=None, limit=None) -> int:
+    """The beat: the orgs with due reminders (a definer function, leadcrm/rls.py), then each under its own scope."""
+    now = now or timezone.now()
+    sent = 0
+    for organization_id in rls.lookup_ids("agenda_organizations_with_due_reminders", now):
+        with rls.scope(organization_id):
+            sent += remind_org(organization_id, now=now, limit=limit)
+    return sent
