@@ -5,7 +5,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from leadcrm import policy
@@ -61,6 +61,20 @@ def zone_of(organization_id, user_id):
         return timezone.get_current_timezone()
 
 
+def zones(organization_id, user_ids) -> dict:
+    """{user id: time zone} for several members in one query (the viewer's zone for those with none set)."""
+    found = dict(RepProfile.objects.for_org(organization_id).filter(user_id__in=list(user_ids))
+                 .values_list("user_id", "working_hours"))
+    result = {}
+    for user_id in user_ids:
+        name = (found.get(user_id) or {}).get("timezone")
+        try:
+            result[user_id] = ZoneInfo(name) if name else timezone.get_current_timezone()
+        except (ZoneInfoNotFoundError, ValueError):
+            result[user_id] = timezone.get_current_timezone()
+    return result
+
+
 def end_of_day(moment, zone):
     local = moment.astimezone(zone)
     return datetime.combine(local.date() + timedelta(days=1), time(0, 0), tzinfo=zone)
@@ -81,7 +95,12 @@ def for_target(organization_id, principal, *, lead=None, deal=None):
     """Open tasks first (soonest due first), then the latest done, of one lead or deal."""
     tasks = visible(organization_id, principal)
     tasks = tasks.filter(lead=lead) if lead is not None else tasks.filter(deal=deal)
-    return tasks.select_related("owner").order_by("done_at", "due_at", "id")[:50]
+    tasks = list(tasks.select_related("owner", "lead", "deal", "account")
+                 .order_by(F("done_at").desc(nulls_first=True), "due_at", "id")[:50])
+    owner_zones = zones(organization_id, {task.owner_id for task in tasks})
+    for task in tasks:
+        task.owner_zone = owner_zones[task.owner_id]
+    return tasks
 
 
 @dataclass

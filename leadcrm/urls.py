@@ -88,6 +88,7 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("emails/", include("nurturing.urls")),
     path("", include("campaigns.urls")),
+    path("", include("agenda.urls")),
     path("reports/", include("reports.urls")),
     path("settings/webhooks/", include("webhooks.urls")),
 ]
