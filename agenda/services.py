@@ -96,6 +96,40 @@ def create_for_leads(*, organization_id, leads: list[Lead], type: str, due_at, o
             for lead in leads])
 
 
+MAX_SEQUENCE_HOURS = 24 * 90
+
+
+def sequence_step_problems(step: dict, path: str) -> dict[str, list[str]]:
+    """Field errors of a sequence's "create a task" step (`task_type`, `due_hours`, `note`), for the sequence
+    checks; {} when it may be saved."""
+    errors = {}
+    if step.get("task_type", TaskType.CALL) not in TaskType.values:
+        errors[f"{path}.task_type"] = ["Choose a call, an email, a meeting or a to-do."]
+    hours = step.get("due_hours", 0)
+    if isinstance(hours, bool) or not isinstance(hours, int) or not 0 <= hours <= MAX_SEQUENCE_HOURS:
+        errors[f"{path}.due_hours"] = [f"A whole number of hours from 0 to {MAX_SEQUENCE_HOURS:,}."]
+    note = step.get("note", "")
+    if not isinstance(note, str) or len(note) > 500 or "\x00" in note:
+        errors[f"{path}.note"] = ["Text of at most 500 characters."]
+    return errors
+
+
+def planned_by_sequence(*, organization_id, lead: Lead, config: dict, now) -> Task | None:
+    """The task a sequence step plans for the lead's owner (None for a lead without one), unsaved: the nurture tick
+    saves the tasks of its whole batch at once, in its own transaction (save_planned)."""
+    if lead.owner_id is None:
+        return None
+    due_at = now + timedelta(hours=config.get("due_hours", 0))
+    return Task(organization_id=organization_id, lead=lead, owner_id=lead.owner_id, due_at=due_at, remind_at=due_at,
+                type=config.get("task_type", TaskType.CALL), note=config.get("note", ""))
+
+
+def save_planned(tasks: list[Task]) -> list[Task]:
+    """Insert the tasks sequences planned, in one statement (inside the caller's transaction)."""
+    with transaction.atomic():
+        return Task.objects.bulk_create(tasks) if tasks else []
+
+
 def update_task(*, task: Task, data: dict) -> Task:
     """Change a task's type, note, due time or owner (already checked assignable). A new due time re-arms its
     reminder; a done task keeps its outcome and takes no new due time."""
