@@ -6,6 +6,7 @@ lead of a selection.
 """
 
 import django_filters
+from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.decorators import action
@@ -124,12 +125,13 @@ class TaskViewSet(OrgScopedViewSet):
         if "due_at" in data:
             data["due_at"] = selectors.localize(self.organization.pk, data["due_at"],
                                                 data.get("owner_id", task.owner_id))
-        if data:
-            task = services.update_task(task=task, data=data)
-        if done:
-            services.complete_task(task=task, outcome=outcome, actor=audit.actor_of(request))
-        elif outcome:
+        if outcome and not done:
             raise Invalid(errors={"outcome": ["An outcome goes with completing the task (\"done\": true)."]})
+        with transaction.atomic():  # a change and a completion: both, or neither when one is refused
+            if data:
+                task = services.update_task(task=task, data=data)
+            if done:
+                services.complete_task(task=task, outcome=outcome, actor=audit.actor_of(request))
         return self._answer(task)
 
     def destroy(self, request, *args, **kwargs):

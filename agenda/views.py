@@ -137,14 +137,13 @@ def task_done(request, pk):
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            activity = services.complete_task(task=task, outcome=form.cleaned_data["outcome"],
+            services.complete_task(task=task, outcome=form.cleaned_data["outcome"],
                                               note=form.cleaned_data["note"], actor=request.user)
         except Invalid as exc:
             add_to_form(form, exc)
             status = 400
         else:
-            logged = " and logged on the timeline" if activity is not None else ""
-            messages.success(request, f"Done: {task}{logged}.")
+            # The next page says it is done (and what was logged), and offers to schedule the next one.
             kind, target = next((k, getattr(task, k)) for k in KINDS if getattr(task, f"{k}_id"))
             return redirect(f"{reverse('agenda:new')}?{kind}={target.pk}&type={task.type}&after={task.pk}"
                             f"&next={next_url}")

@@ -263,3 +263,14 @@ def test_a_task_on_a_deal_defaults_to_the_deal_owner_and_completion_logs_on_its_
     done = api.patch(f"/api/v1/tasks/{response.json()['id']}/", {"done": True, "outcome": "held"}, format="json")
     assert done.status_code == 200
     assert Activity.objects.filter(lead=lead, type="meeting", properties__outcome="held").exists()
+
+
+def test_a_change_with_a_refused_completion_changes_nothing(owned):
+    lead, ann = owned
+    task_id = session(ann).post("/api/v1/tasks/", {"lead": str(lead.pk), "due_at": _due(), "note": "first"},
+                                format="json").json()["id"]
+    response = session(ann).patch(f"/api/v1/tasks/{task_id}/", {"note": "changed", "done": True,
+                                                                "outcome": "held"}, format="json")
+    assert response.status_code == 400 and "outcome" in response.json()["errors"]
+    task = Task.objects.get()
+    assert task.note == "first" and task.done_at is None
