@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst bench-tasks clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,10 @@ bench-routing-burst: install
 ## Captures over HTTP while Redis is stopped and restarted: accepted = stored = scored = routed.
 bench-capture-restart: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/capture_redis_restart.py $(ARGS)
+
+## Reminder pass over 10,000 due of 1,000,000 open tasks (1,000 reps) beside one UPDATE, and a rep's /today/; ARGS="--tasks 100000 --reps 100".
+bench-tasks: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/tasks.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

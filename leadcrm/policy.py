@@ -26,6 +26,8 @@ class Action(models.TextChoices):
     CLAIM = "claim", "Take leads from the pools of one's teams"
     TEAM_QUEUES = "team_queues", "Oversee the reps of the teams one manages: their queues, load, pause, team page"
     ALL_QUEUES = "all_queues", "Oversee every rep and every team's pool"
+    TASKS = "tasks", "Tasks: plan, change and complete follow-ups (one's own, and those on the leads one works)"
+    ALL_TASKS = "all_tasks", "See and change every member's tasks (without it: one's own, on one's leads, a team's)"
     FORMS = "forms", "Capture forms"
     IMPORTS = "imports", "CSV imports"
     SEGMENTS = "segments", "Segments and static lists"
@@ -59,6 +61,8 @@ ALLOWED: dict[Action, frozenset] = {
     Action.CLAIM: frozenset({Role.ADMIN, Role.MANAGER, Role.REP}),
     Action.TEAM_QUEUES: frozenset({Role.ADMIN, Role.MANAGER}),
     Action.ALL_QUEUES: frozenset({Role.ADMIN}),
+    Action.TASKS: _ALL,
+    Action.ALL_TASKS: frozenset({Role.ADMIN, Role.MARKETER}),
     Action.FORMS: _ORG_WIDE,
     Action.IMPORTS: _ORG_WIDE,
     Action.SEGMENTS: _ORG_WIDE,

@@ -48,6 +48,7 @@ INSTALLED_APPS = [
     "routing",
     "campaigns",
     "webhooks",
+    "agenda",
     "reports",
 ]
 
@@ -269,6 +270,7 @@ CELERY_TASK_ROUTES = {
     "routing.tasks.*": {"queue": "routing"},
     "nurturing.tasks.*": {"queue": "nurturing"},
     "webhooks.tasks.*": {"queue": "webhooks"},
+    "agenda.tasks.*": {"queue": "routing"},
 }
 # A task taken by a worker that was killed (SIGKILL, lost host) goes back to the queue after this many seconds. It must
 # exceed the longest retry countdown (imports wait up to 300 s), or a waiting retry is delivered again and again.
@@ -303,11 +305,17 @@ CELERY_BEAT_SCHEDULE: dict = {
     "outbox": {"task": "leadcrm.tasks.deliver_outbox", "schedule": env_int("OUTBOX_TICK_SECONDS", 5)},
     # One entry for every kind of lost work (leadcrm.claims.register_sweeper): imports, unrouted MQLs, re-scoring.
     "sweep": {"task": "leadcrm.tasks.sweep", "schedule": SWEEP_TICK_SECONDS},
+    # Reminders of tasks that came due: each sent once (agenda.services.remind_org).
+    "agenda-reminders": {"task": "agenda.tasks.send_reminders",
+                         "schedule": env_int("AGENDA_REMINDER_TICK_SECONDS", 30)},
     # Tombstones of deleted, merged and erased leads (GET /api/v1/leads/deleted/) older than their retention go.
     "purge-tombstones": {"task": "leads.tasks.purge_tombstones", "schedule": crontab(hour=3, minute=55)},
 }
 # Missed first-touch deadlines a tick claimed are left to it for this long; a tick that died leaves them to a later one.
 ROUTING_SLA_LEASE_SECONDS = env_int("ROUTING_SLA_LEASE_SECONDS", 60)
+# Due task reminders one pass claims per org, and how long a claim holds them (the pass commits long before).
+AGENDA_REMINDER_BATCH = env_int("AGENDA_REMINDER_BATCH", 10_000)
+AGENDA_REMINDER_LEASE_SECONDS = env_int("AGENDA_REMINDER_LEASE_SECONDS", 300)
 # Event handlers run in the workers' outbox relay (leadcrm/relay.py), woken on commit, not in the request that
 # emitted the event. Off: in the emitting process after its commit (the unit tests, which have no worker).
 OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)

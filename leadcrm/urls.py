@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from agenda import api as agenda_api
 from campaigns import api as campaigns_api
 from leadcrm import login_throttle, urlids
 from leadcrm import views as core_views
@@ -34,6 +35,7 @@ router.register("campaigns", campaigns_api.CampaignViewSet, basename="campaign")
 router.register("template-folders", nurturing_api.TemplateFolderViewSet, basename="template-folder")
 router.register("sequences", nurturing_api.SequenceViewSet, basename="sequence")
 router.register("webhooks", webhooks_api.WebhookViewSet, basename="webhook")
+router.register("tasks", agenda_api.TaskViewSet, basename="task")
 
 # Both login pages count failed attempts per address and per account (leadcrm.login_throttle).
 admin.site.login_form = login_throttle.ThrottledAdminAuthenticationForm
@@ -86,6 +88,7 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("emails/", include("nurturing.urls")),
     path("", include("campaigns.urls")),
+    path("", include("agenda.urls")),
     path("reports/", include("reports.urls")),
     path("settings/webhooks/", include("webhooks.urls")),
 ]

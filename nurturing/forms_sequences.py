@@ -7,6 +7,7 @@ import json
 
 from django import forms
 
+from agenda.models import TaskType
 from leads.models import Form, LifecycleStage, Segment
 
 from .models import EntryType, StepType
@@ -15,7 +16,7 @@ from .services.sequences import MAX_STEPS, UPDATE_FIELDS
 CONDITIONS = [("opened_last", "opened the last email"), ("clicked_last", "clicked in the last email"),
               ("score_gte", "score at least"), ("segment", "is in the segment")]
 ROW_KEYS = ("type", "template", "amount", "unit", "business_days", "condition", "score", "segment", "then", "else",
-            "field", "value", "message")
+            "field", "value", "message", "task_type", "due_hours", "task_note")
 MAX_EMAILS = 1000
 
 
@@ -108,7 +109,7 @@ def initial_of(sequence) -> dict:
 def blank_row(kind: str = StepType.EMAIL) -> dict:
     row = dict.fromkeys(ROW_KEYS, "")
     row.update({"type": kind if kind in StepType.values else StepType.EMAIL, "unit": "days", "condition":
-                "opened_last", "then": "end", "else": "end"})
+                "opened_last", "then": "end", "else": "end", "task_type": "call", "due_hours": "0"})
     return row
 
 
@@ -134,6 +135,9 @@ def row_of(step, count: int) -> dict:
         row["field"], row["value"] = config.get("field", ""), str(config.get("value", ""))
     elif step.type == StepType.NOTIFY_OWNER:
         row["message"] = config.get("message", "")
+    elif step.type == StepType.CREATE_TASK:
+        row["task_type"], row["due_hours"] = config.get("task_type", "call"), str(config.get("due_hours", 0))
+        row["task_note"] = config.get("note", "")
     return row
 
 
@@ -177,6 +181,9 @@ def step_of(row: dict, count: int) -> dict:
         return {"type": kind, "field": row["field"], "value": row["value"]}
     if kind == StepType.NOTIFY_OWNER:
         return {"type": kind, **({"message": row["message"]} if row["message"] else {})}
+    if kind == StepType.CREATE_TASK:
+        return {"type": kind, "task_type": row["task_type"] or "call", "due_hours": _number(row["due_hours"] or "0"),
+                "note": row["task_note"]}
     return {"type": kind}
 
 
@@ -222,13 +229,20 @@ def step_words(row: dict, *, templates: dict, segments: dict) -> str:
         return f"Set {field.split(' (')[0]} to “{row['value']}”" if field else "Change a field: choose which"
     if kind == StepType.NOTIFY_OWNER:
         return "Email the lead's owner" + (f": “{row['message']}”" if row["message"] else "")
+    if kind == StepType.CREATE_TASK:
+        what = dict(TaskType.choices).get(row["task_type"], "task").lower()
+        hours = _number(row["due_hours"])
+        when = ("due at once" if hours == 0 else f"due in {_counted(hours, 'hour')}") if isinstance(hours, int) \
+            else "due: enter the hours"
+        return f"Plan a {what} for the lead's owner, {when}" + (f": “{row['task_note']}”" if row["task_note"] else "")
     return StepType(kind).label if kind in StepType.values else kind
 
 
 def primary_input(index: int, kind: str) -> str:
     """The id of the input a person fills in first on a step of this type (focused when the step is added)."""
     return f"s{index}-" + {StepType.EMAIL: "template", StepType.WAIT: "amount", StepType.BRANCH: "condition",
-                           StepType.UPDATE: "field", StepType.NOTIFY_OWNER: "message"}.get(kind, "type")
+                           StepType.UPDATE: "field", StepType.NOTIFY_OWNER: "message",
+                           StepType.CREATE_TASK: "task_type"}.get(kind, "type")
 
 
 def _renumber(rows: list[dict], mapping) -> None:

@@ -112,6 +112,7 @@ class StepType(models.TextChoices):
     BRANCH = "branch", "Branch on a condition"
     UPDATE = "update", "Change a field or stage"
     NOTIFY_OWNER = "notify_owner", "Notify the owner"
+    CREATE_TASK = "create_task", "Create a task for the owner"
 
 
 class SequenceStep(models.Model):

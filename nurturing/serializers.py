@@ -94,7 +94,8 @@ class SequenceSerializer(StrictSerializer):
         'In order: {"type": "email", "template": ID}; {"type": "wait", "hours"|"days": N, "business_days": bool}; '
         '{"type": "branch", "condition": {"opened_last"|"clicked_last": true} | {"score_gte": N} | '
         '{"segment": ID}, "then": INDEX, "else": INDEX} (an index equal to the number of steps ends the sequence); '
-        '{"type": "update", "field", "value"}; {"type": "notify_owner"}.'))
+        '{"type": "update", "field", "value"}; {"type": "notify_owner"}; {"type": "create_task", "task_type": '
+        '"call"|"email"|"meeting"|"todo", "due_hours": N, "note"} (a task for the lead\'s owner, due N hours later).'))
     entry = serializers.JSONField(required=False, help_text=(
         '{"segment": ID}, {"form": ID}, {"stage": STAGE} or {"manual": true} (the default).'))
     exit = serializers.JSONField(required=False, help_text=(

@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from agenda.models import TaskType
 from leadcrm import policy
 from leadcrm.errors import DomainError
 from leadcrm.paging import keyset_page
@@ -99,6 +100,7 @@ def _editor(request, *, form, rows, sequence=None, errors=None, status=200, part
         "steps_errors": general, "refused": status == 400 and not tests, "step_count": len(rows),
         "step_types": StepType.choices, "add_buttons": ADD_BUTTONS, "templates": templates, "segments": segments,
         "conditions": CONDITIONS, "update_fields": UPDATE_FIELD_CHOICES, "stages": LifecycleStage.choices,
+        "task_types": TaskType.choices,
         "targets": [str(number) for number in range(1, len(rows) + 1)], "focus": focus, "announce": announce,
         "partial": partial,
     }
@@ -111,7 +113,8 @@ def _editor(request, *, form, rows, sequence=None, errors=None, status=200, part
 
 # The "add a step" buttons: (type, button text).
 ADD_BUTTONS = [(StepType.EMAIL, "Add email"), (StepType.WAIT, "Add wait"), (StepType.BRANCH, "Add branch"),
-               (StepType.UPDATE, "Add field change"), (StepType.NOTIFY_OWNER, "Add owner notification")]
+               (StepType.UPDATE, "Add field change"), (StepType.NOTIFY_OWNER, "Add owner notification"),
+               (StepType.CREATE_TASK, "Add task")]
 
 
 def _moved(action: str, before: int, rows: list[dict]) -> tuple[str, str]:

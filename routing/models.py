@@ -215,6 +215,7 @@ class NotificationKind(models.TextChoices):
     ASSIGNED = "assigned", "Lead assigned to you"
     POOLED = "pooled", "Lead waiting in the pool"
     ESCALATED = "escalated", "Lead escalated"
+    TASK_DUE = "task_due", "Task due"
 
 
 class Notification(models.Model):

@@ -60,7 +60,9 @@ def _message(notifications: list[Notification]) -> tuple[str, str]:
         # The message names the lead, whose name may hold a line break: the subject takes it as one line.
         return header_text(notification.message, 150), f"{notification.message}\n\nOpen it: {link(notification)}\n"
     assigned = all(notification.kind == NotificationKind.ASSIGNED for notification in notifications)
-    subject = f"{len(notifications)} new leads for you" if assigned else f"{len(notifications)} lead notifications"
+    due = all(notification.kind == NotificationKind.TASK_DUE for notification in notifications)
+    subject = (f"{len(notifications)} new leads for you" if assigned else f"{len(notifications)} tasks due" if due
+               else f"{len(notifications)} lead notifications")
     lines = [f"- {header_text(notification.message, 300)}\n  {link(notification)}" for notification in notifications]
     return subject, "\n".join(lines) + f"\n\nYour queue: {site_url(reverse('queue'))}\n"
 

@@ -470,6 +470,29 @@ ENDPOINTS = [
              marker="Acme Secrets campaign"),
     Endpoint("ui-report-score-calibration", "get", "/reports/score-calibration/", "absent", api=False,
              marker="980 to 989"),
+    # --- tasks ({task} is a call on the victim's lead)
+    Endpoint("tasks-list", "get", "/api/v1/tasks/", "absent", marker="{task}"),
+    Endpoint("tasks-list-by-lead", "get", "/api/v1/tasks/?lead={lead}", "absent", marker="{task}"),
+    Endpoint("task-retrieve", "get", "/api/v1/tasks/{task}/", "404"),
+    Endpoint("task-patch", "patch", "/api/v1/tasks/{task}/", "404", body={"note": "Hijacked"}),
+    Endpoint("task-complete", "patch", "/api/v1/tasks/{task}/", "404", body={"done": True}),
+    Endpoint("task-delete", "delete", "/api/v1/tasks/{task}/", "404"),
+    Endpoint("task-create-on-lead", "post", "/api/v1/tasks/", "rejected",
+             body={"lead": "{lead}", "due_at": "2030-01-01T09:00:00Z", "owner": "{admin_user}"}),
+    Endpoint("task-create-on-deal", "post", "/api/v1/tasks/", "rejected",
+             body={"deal": "{deal}", "due_at": "2030-01-01T09:00:00Z", "owner": "{admin_user}"}),
+    Endpoint("tasks-bulk", "post", "/api/v1/tasks/bulk/", "rejected",
+             body={"leads": ["{lead}"], "due_at": "2030-01-01T09:00:00Z", "owner": "{admin_user}"}),
+    Endpoint("ui-task-new", "get", "/tasks/new/?lead={lead}", "404", api=False),
+    Endpoint("ui-task-new-post", "post", "/tasks/new/", "404", api=False,
+             body={"lead": "{lead}", "type": "call", "due_at": "2030-01-01T09:00"}),
+    Endpoint("ui-task-new-deal", "get", "/tasks/new/?deal={deal}", "404", api=False),
+    Endpoint("ui-task-done-page", "get", "/tasks/{task}/done/", "404", api=False),
+    Endpoint("ui-task-done", "post", "/tasks/{task}/done/", "404", api=False, body={"outcome": "connected"}),
+    Endpoint("ui-task-snooze", "post", "/tasks/{task}/snooze/", "404", api=False, body={"snooze": "1d"}),
+    Endpoint("ui-task-delete", "post", "/tasks/{task}/delete/", "404", api=False),
+    Endpoint("ui-lead-tasks-card", "get", "/leads/{lead}/tasks/", "404", api=False),
+    Endpoint("ui-tasks-bulk", "post", "/tasks/bulk/", "404", api=False, body={"lead": ["{lead}"]}),
     # --- webhooks API ({webhook} has a delivery {delivery_id} about the victim's lead)
     Endpoint("webhooks-list", "get", "/api/v1/webhooks/", "absent", marker="{webhook}"),
     Endpoint("webhook-retrieve", "get", "/api/v1/webhooks/{webhook}/", "404"),
@@ -569,7 +592,19 @@ def victim(org):
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
             **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account),
-            **_webhook_victims(org, lead), **_predictive_victims(org)}
+            **_webhook_victims(org, lead), **_predictive_victims(org), **_task_victims(org, lead, admin_user)}
+
+
+def _task_victims(org, lead, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agenda import services as agenda_services
+
+    task = agenda_services.create_task(organization_id=org.pk, lead=lead, type="call", owner_id=owner.pk,
+                                       due_at=timezone.now() + timedelta(hours=1), note="Acme Secrets call")
+    return {"task": str(task.pk)}
 
 
 def _predictive_victims(org):
@@ -694,7 +729,7 @@ def snapshot():
     return tables
 
 
-TENANT_APPS = {"leadcrm", "leads", "scoring", "nurturing", "routing", "campaigns", "webhooks", "reports"}
+TENANT_APPS = {"leadcrm", "leads", "scoring", "nurturing", "routing", "campaigns", "webhooks", "reports", "agenda"}
 
 
 def _has_field(model, name):
@@ -748,7 +783,7 @@ def test_every_tenant_api_route_is_in_the_matrix():
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
                "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}",
-               "predictive-version": "{predictive_version}"}
+               "predictive-version": "{predictive_version}", "task": "{task}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

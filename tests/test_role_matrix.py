@@ -245,3 +245,15 @@ def test_sync_and_bulk_routes_are_in_the_matrix():
     assert actions["lead-bulk-stage", "post"] == actions["lead-stage", "post"] == Action.WORK_LEADS
     assert actions["lead-bulk-convert", "post"] == actions["lead-convert", "post"] == Action.WORK_LEADS
     assert actions["deal-bulk-close", "post"] == actions["deal-detail", "patch"] == Action.MANAGE_LEADS
+
+
+def test_tasks_and_the_today_view_are_in_the_matrix():
+    """Tasks (agenda) name their actions: every role plans and completes tasks (which ones it sees is
+    agenda.selectors.visible, the same for the API and the pages); only some see every member's."""
+    actions = {(route.name, route.method): route.action for route in ROUTES}
+    assert actions["agenda:today", "get"] == actions["agenda:new", "get"] == actions["agenda:lead-card", "get"] \
+        == Action.TASKS
+    assert actions["task-list", "get"] == actions["task-list", "post"] == actions["task-bulk", "post"] == Action.TASKS
+    assert actions["task-detail", "patch"] == actions["task-detail", "delete"] == Action.TASKS
+    assert policy.ALLOWED[Action.TASKS] == set(Role)
+    assert policy.ALLOWED[Action.ALL_TASKS] == {Role.ADMIN, Role.MARKETER}

@@ -104,7 +104,7 @@ def _list_page(request, *, status=200, save_form=None, params=None):
 def _bulk_actions(request) -> set[str]:
     """The bulk actions of the list's bar the member may use (each is refused again where it is posted)."""
     offered = {"tag": Action.MANAGE_LEADS, "list": Action.SEGMENTS, "campaign": Action.CAMPAIGNS,
-               "route": Action.REASSIGN}
+               "route": Action.REASSIGN, "task": Action.TASKS}
     return {name for name, action in offered.items() if policy.can(request, action)}
 
 

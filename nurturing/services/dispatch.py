@@ -25,6 +25,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import strip_tags
 
+from agenda import services as agenda_services
 from leadcrm import claims, events, rls
 from leadcrm.links import site_url
 from leadcrm.mailheaders import sender, sending_address
@@ -160,6 +161,7 @@ class _Batch:
         self.outgoing: list[Outgoing] = []
         self.limited: set = set()
         self.notify: list[tuple] = []
+        self.tasks: list = []  # planned by "create a task" steps, saved with the batch
         sequence_ids = {enrollment.sequence_id for enrollment in enrollments}
         self.steps = defaultdict(list)
         for step in SequenceStep.objects.filter(sequence_id__in=sequence_ids).order_by("sequence_id", "position"):
@@ -385,6 +387,12 @@ def _advance(batch: _Batch, enrollment, counts: Counter) -> None:
         elif step.type == StepType.UPDATE:
             _update(enrollment, config)
             enrollment.position += 1
+        elif step.type == StepType.CREATE_TASK:
+            task = agenda_services.planned_by_sequence(organization_id=enrollment.organization_id,
+                                                       lead=enrollment.lead, config=config, now=batch.now)
+            if task is not None:
+                batch.tasks.append(task)
+            enrollment.position += 1
         elif step.type == StepType.NOTIFY_OWNER:
             if enrollment.lead.owner_id:
                 batch.notify.append((enrollment.organization_id, enrollment.lead_id, enrollment.sequence_id,
@@ -429,7 +437,7 @@ def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=(),
         batch.counts = counts
         for enrollment in enrollments:
             state = (enrollment.status, enrollment.position, len(batch.messages), len(batch.outgoing),
-                     len(batch.notify), dict(batch.budget))
+                     len(batch.notify), dict(batch.budget), len(batch.tasks))
             try:
                 with transaction.atomic():
                     _advance(batch, enrollment, counts)
@@ -437,10 +445,12 @@ def claim_and_run(*, now=None, batch_size: int = BATCH, skip_organizations=(),
                 logger.exception("Enrolment %s failed at step %s", enrollment.pk, enrollment.position)
                 enrollment.status, enrollment.position = state[0], state[1]
                 del batch.messages[state[2]:], batch.outgoing[state[3]:], batch.notify[state[4]:]
+                del batch.tasks[state[6]:]
                 batch.budget = state[5]
                 enrollment.next_run_at = now + RETRY_AFTER
                 counts["errors"] += 1
         Message.objects.bulk_create(batch.messages)
+        agenda_services.save_planned(batch.tasks)
         Enrollment.objects.bulk_update(enrollments, ["status", "position", "next_run_at", "exit_reason",
                                                      "finished_at"])
         notify = list(batch.notify)

@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from agenda import services as agenda_services
 from leadcrm import audit, rls
 from leadcrm.errors import Invalid
 from leads.conditions import ConditionError
@@ -97,13 +98,15 @@ class _Checker:
                 continue
             kind = step.get("type")
             handler = {StepType.EMAIL: self.email, StepType.WAIT: self.wait, StepType.BRANCH: self.branch,
-                       StepType.UPDATE: self.update, StepType.NOTIFY_OWNER: self.notify}.get(kind)
+                       StepType.UPDATE: self.update, StepType.NOTIFY_OWNER: self.notify,
+                       StepType.CREATE_TASK: self.task}.get(kind)
             if handler is None:
                 self.error(f"{path}.type", f"Use one of {', '.join(StepType.values)}.")
                 continue
             allowed = {"type", *{StepType.EMAIL: ("template",), StepType.WAIT: ("hours", "days", "business_days"),
                                  StepType.BRANCH: ("condition", "then", "else"), StepType.UPDATE: ("field", "value"),
-                                 StepType.NOTIFY_OWNER: ("message",)}[kind]}
+                                 StepType.NOTIFY_OWNER: ("message",),
+                                 StepType.CREATE_TASK: ("task_type", "due_hours", "note")}[kind]}
             unknown = sorted(str(key) for key in step if key not in allowed)
             if unknown:
                 self.error(path, f"Unknown keys for a {kind} step: {', '.join(unknown)}.")
@@ -212,6 +215,16 @@ class _Checker:
             self.error(f"{path}.message", "Text of at most 500 characters.")
             return None
         return {"config": {"message": message} if message else {}}
+
+    def task(self, step, path, count, templates):
+        problems = agenda_services.sequence_step_problems(step, path)
+        for field, messages in problems.items():
+            for message in messages:
+                self.error(field, message)
+        if problems:
+            return None
+        return {"config": {"task_type": step.get("task_type", "call"), "due_hours": step.get("due_hours", 0),
+                           "note": step.get("note", "")}}
 
     def flow(self, steps) -> None:
         """Loops must wait (at least an hour per round) and a run must always be able to reach the end."""

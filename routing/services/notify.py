@@ -16,12 +16,14 @@ MESSAGES = {
 
 @dataclass
 class Notice:
-    """One notification to write: who hears about which lead, and why."""
+    """One notification to write: who hears about which lead, and why (`message`, when given, says it instead of the
+    kind's words: a due task names itself)."""
 
     lead: object
     user_id: int
     kind: str
     team: object = None
+    message: str = ""
 
 
 def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
@@ -29,8 +31,8 @@ def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
     handed 300 leads by one batch gets one email, not 300)."""
     notifications = Notification.objects.bulk_create([
         Notification(organization_id=organization_id, user_id=notice.user_id, lead=notice.lead, kind=notice.kind,
-                     message=MESSAGES[notice.kind].format(lead=str(notice.lead)[:200],
-                                                          team=notice.team.name if notice.team else "the team"))
+                     message=notice.message[:300] or MESSAGES[notice.kind].format(
+                         lead=str(notice.lead)[:200], team=notice.team.name if notice.team else "the team"))
         for notice in notices])
     notification_ids = [notification.pk for notification in notifications]
 
