@@ -147,8 +147,29 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Hashed, compressed names need the manifest that collectstatic writes. Without it (tests, a process
 # started without collectstatic) pages would fail on every {% static %}, so plain names are served instead.
 _STATIC_MANIFEST = STATIC_ROOT / "staticfiles.json"
+# Uploaded files (CSV imports) go through Django's storage API, never a path only one host can read: by default a
+# directory (MEDIA_ROOT: in production one that every web and worker host mounts), or an S3-compatible bucket when
+# STORAGE_S3_BUCKET is set (django-storages; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the host's
+# role). The files are private: nothing serves MEDIA_URL, and S3 objects are written without a public ACL.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
+MEDIA_URL = "/media/"
+STORAGE_S3_BUCKET = os.environ.get("STORAGE_S3_BUCKET", "")
+_default_storage: dict = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if STORAGE_S3_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": STORAGE_S3_BUCKET,
+            "location": os.environ.get("STORAGE_S3_PREFIX", ""),
+            "endpoint_url": os.environ.get("STORAGE_S3_ENDPOINT_URL") or None,  # MinIO, Ceph, R2 ...; unset: AWS
+            "region_name": os.environ.get("STORAGE_S3_REGION") or None,
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG and _STATIC_MANIFEST.exists() else "django.contrib.staticfiles.storage.StaticFilesStorage"

@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 
 from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
-from leads import activity_types, services
+from leads import activity_types, import_files, services
 from leads.models import Account, Activity, Deal, Form, FormSubmission, ImportJob, ImportStatus, Lead
 from scoring.models import ScoringRule, ScoringSettings
 
@@ -518,7 +518,7 @@ def victim(org):
     form = Form.objects.create(organization=org, name="Acme contact", slug="acme-contact", fields=["email"])
     FormSubmission.objects.create(organization=org, form=form, lead=lead, data={"email": lead.email})
     job = ImportJob.objects.create(
-        organization=org, filename="acme.csv", content=b"email\nbad\n", headers=["email"],
+        organization=org, filename="acme.csv", file=import_files.upload(b"email\nbad\n"), headers=["email"],
         mapping={"email": "email"}, status=ImportStatus.DONE, total_rows=1, processed_rows=1, failed_count=1,
         errors=[{"row": 2, "errors": {"email": ["Enter a valid email address."]}}],
     )
@@ -645,7 +645,7 @@ def attacker_objects(other_org):
     form = Form.objects.create(organization=other_org, name="Rival contact", slug="rival-contact",
                                fields=["email"])
     FormSubmission.objects.create(organization=other_org, form=form, lead=lead, data={})
-    ImportJob.objects.create(organization=other_org, filename="rival.csv", content=b"email\n",
+    ImportJob.objects.create(organization=other_org, filename="rival.csv", file=import_files.upload(b"email\n"),
                              status=ImportStatus.DONE)
     return {"lead": str(lead.pk)}
 
