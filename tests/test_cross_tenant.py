@@ -854,3 +854,20 @@ def test_admin_of_one_org_cannot_open_another_orgs_lead_in_django_admin(client, 
     assert changelist.status_code == 200
     assert b"victoria@acme.test" not in changelist.content
 
+
+
+def test_the_operator_routes_name_no_organization_or_lead(org, other_org, settings):
+    """/metrics, /readyz and /healthz answer across orgs: they carry counts and states, never an org's ids or data."""
+    settings.METRICS_TOKEN = "operator-token"
+    secret = Lead.objects.create(organization=org, email="secret-person@acme.test", stage_entered_at={})
+    for tenant in (org, other_org):
+        _, plain = tenancy.create_api_key(organization=tenant, name="ops")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+        client.get(f"/api/v1/leads/{secret.pk}/")
+    operator = APIClient()
+    text = "".join(operator.get(path, HTTP_AUTHORIZATION="Bearer operator-token").content.decode()
+                   for path in ("/metrics", "/readyz", "/healthz"))
+    assert "leadcrm_http_request_duration_seconds" in text  # the control: the page was read
+    for value in (str(org.pk), str(other_org.pk), str(secret.pk), "secret-person", org.slug, other_org.slug):
+        assert value not in text

@@ -26,8 +26,11 @@ def media(settings, tmp_path):
 
 
 def upload(api, data=DATA):
-    response = api.post("/api/v1/imports/", {"file": SimpleUploadedFile("../../etc/people.csv", data,
-                                                                        content_type="text/csv")}, format="multipart")
+    response = api.post(
+        "/api/v1/imports/",
+        {"file": SimpleUploadedFile("../../etc/people.csv", data, content_type="text/csv")},
+        format="multipart",
+    )
     assert response.status_code == 202, response.json()
     return ImportJob.objects.get(pk=response.json()["id"])
 
@@ -43,8 +46,9 @@ def test_an_uploaded_file_is_in_the_storage_under_the_jobs_name_not_in_the_datab
         assert "content" not in {row[0] for row in cursor.fetchall()}
 
 
-def test_the_worker_reads_the_file_from_storage_and_removes_it_when_done(api, org, media,
-                                                                           django_capture_on_commit_callbacks):
+def test_the_worker_reads_the_file_from_storage_and_removes_it_when_done(
+    api, org, media, django_capture_on_commit_callbacks
+):
     job = upload(api)
     stored = media / job.file.name
 
@@ -69,8 +73,9 @@ def test_a_file_only_the_storage_has_is_imported(api, org, media, django_capture
     assert list(Lead.objects.for_org(org).values_list("email", flat=True)) == ["linus@example.com"]
 
 
-def test_deleting_a_job_or_its_organization_deletes_its_file(api, org, other_org, media,
-                                                             django_capture_on_commit_callbacks):
+def test_deleting_a_job_or_its_organization_deletes_its_file(
+    api, org, other_org, media, django_capture_on_commit_callbacks
+):
     job = upload(api)
     other = ImportJob.objects.create(organization=other_org, filename="x.csv", file=import_files.upload(b"email\n"))
     assert (media / job.file.name).exists() and (media / other.file.name).exists()
@@ -92,12 +97,24 @@ def test_a_rolled_back_delete_keeps_the_file(api, org, media, django_capture_on_
 
 
 def test_s3_storage_is_configured_from_the_environment():
-    code = ("from django.conf import settings; s = settings.STORAGES['default']; "
-            "print(s['BACKEND'], s['OPTIONS']['bucket_name'], s['OPTIONS']['endpoint_url'])")
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "leadcrm.settings", "STORAGE_S3_BUCKET": "leadcrm-files",
-           "STORAGE_S3_ENDPOINT_URL": "http://minio:9000"}
-    out = subprocess.run([sys.executable, "-c", "import django; django.setup(); " + code], env=env, text=True,
-                         capture_output=True, cwd=Path(__file__).resolve().parents[2], check=True).stdout.split()
+    code = (
+        "from django.conf import settings; s = settings.STORAGES['default']; "
+        "print(s['BACKEND'], s['OPTIONS']['bucket_name'], s['OPTIONS']['endpoint_url'])"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "leadcrm.settings",
+        "STORAGE_S3_BUCKET": "leadcrm-files",
+        "STORAGE_S3_ENDPOINT_URL": "http://minio:9000",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        env=env,
+        text=True,
+        capture_output=True,
+        cwd=Path(__file__).resolve().parents[2],
+        check=True,
+    ).stdout.split()
     assert out == ["storages.backends.s3.S3Storage", "leadcrm-files", "http://minio:9000"]
 
 
