@@ -6,9 +6,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     MEDIA_ROOT=/data/media \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus
+    PROMETHEUS_MULTIPROC_DIR=/tmp/prometheus \
+    PYTHONPATH=/app
 
 WORKDIR /app
+# The apps are imported from /app (PYTHONPATH), with their templates, static files and migrations beside them;
+# `pip install .` brings in the dependencies.
 COPY pyproject.toml README.md ./
 COPY leadcrm ./leadcrm
 COPY leads ./leads
