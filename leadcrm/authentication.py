@@ -5,7 +5,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
-from . import ratelimits, rls, tenancy
+from . import logs, ratelimits, rls, tenancy
 from .models import ApiKey
 
 # last_used_at is refreshed at most this often, so a busy integration does not write on every request.
@@ -33,6 +33,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             if organization_id is None:
                 raise ApiKey.DoesNotExist
             rls.set_organization(organization_id)
+            logs.bind_organization(organization_id)
             api_key = ApiKey.objects.get_from_key(key)
         except ApiKey.DoesNotExist:
             ratelimits.count_auth_failure(request._request)

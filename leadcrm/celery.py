@@ -1,5 +1,6 @@
 import inspect
 import os
+import time
 
 from celery import Celery, signals
 
@@ -77,3 +78,35 @@ def start_outbox_relay(**_):
 def stop_outbox_relay(**_):
     if _relay is not None:
         _relay.close()
+
+
+@signals.task_prerun.connect
+def start_task_clock(task_id=None, task=None, args=(), kwargs=None, **_):
+    """Task latency by task name (leadcrm.metrics), and the task's id and org on every log line it writes."""
+    from . import logs
+
+    task.request.metrics_started = time.perf_counter()
+    task.request.log_context = logs.enter_task(task_id, task_organization(task, args, kwargs or {}))
+
+
+@signals.task_postrun.connect
+def stop_task_clock(task=None, state=None, **_):
+    from . import logs, metrics
+
+    started = getattr(task.request, "metrics_started", None)
+    if started is not None:
+        metrics.TASK_LATENCY.labels(task.name, state or "UNKNOWN").observe(time.perf_counter() - started)
+        task.request.metrics_started = None
+    logs.leave_task(getattr(task.request, "log_context", None))
+    task.request.log_context = None
+
+
+@signals.worker_ready.connect
+def serve_metrics(**_):
+    """The main process serves its pool's task metrics (PROMETHEUS_MULTIPROC_DIR) when WORKER_METRICS_PORT is set."""
+    from django.conf import settings
+
+    from . import metrics
+
+    if settings.WORKER_METRICS_PORT:
+        metrics.serve_worker_metrics(settings.WORKER_METRICS_PORT)

@@ -1,6 +1,7 @@
 import io
 import logging
 import sys
+import time
 import zoneinfo
 from urllib.parse import unquote
 
@@ -13,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from . import rls, tenancy
+from . import logs, metrics, rls, tenancy
 from .errors import DomainError, Forbidden, NotFound
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,26 @@ class BodySizeLimitMiddleware:
                             status=413)
 
 
+class RequestMetricsMiddleware:
+    """Request latency by route: the resolver's route name (`lead-detail`), never the raw path, so one histogram
+    series stands for every lead's page."""
+
+    METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = (match.view_name or match.route or "unnamed") if match else "unmatched"
+        method = request.method if request.method in self.METHODS else "other"
+        metrics.REQUEST_LATENCY.labels(route, method, f"{response.status_code // 100}xx").observe(
+            time.perf_counter() - started)
+        return response
+
+
 class ActiveOrganizationMiddleware:
     """Sets request.membership / request.organization for session users (API keys set them in DRF), and the
     database's current org for row-level security: nothing is visible until the org is known, and the
@@ -70,6 +91,8 @@ class ActiveOrganizationMiddleware:
     def __call__(self, request):
         with rls.scope(rls.NOBODY):
             request.membership, request.organization, request.memberships = tenancy.resolve_membership(request)
+            if request.organization is not None:
+                logs.bind_organization(request.organization)
             response = self.get_response(request)
             if response.streaming:  # the body (CSV exports) is read after this returns: keep the org for it
                 response.streaming_content = _scoped(response.streaming_content, rls.current())

@@ -53,6 +53,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "leadcrm.logs.RequestIdMiddleware",
+    "leadcrm.middleware.RequestMetricsMiddleware",
     "leadcrm.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -140,6 +142,10 @@ CACHES = {
     }
 }
 
+# No state local to one process or host: sessions in the database, the cache and every rate-limit counter in Redis
+# (tests/leadcrm/test_shared_state.py), so any web process can answer any request.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
@@ -160,8 +166,29 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 # Hashed, compressed names need the manifest that collectstatic writes. Without it (tests, a process
 # started without collectstatic) pages would fail on every {% static %}, so plain names are served instead.
 _STATIC_MANIFEST = STATIC_ROOT / "staticfiles.json"
+# Uploaded files (CSV imports) go through Django's storage API, never a path only one host can read: by default a
+# directory (MEDIA_ROOT: in production one that every web and worker host mounts), or an S3-compatible bucket when
+# STORAGE_S3_BUCKET is set (django-storages; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the host's
+# role). The files are private: nothing serves MEDIA_URL, and S3 objects are written without a public ACL.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / ".data" / "media"))
+MEDIA_URL = "/media/"
+STORAGE_S3_BUCKET = os.environ.get("STORAGE_S3_BUCKET", "")
+_default_storage: dict = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+if STORAGE_S3_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": STORAGE_S3_BUCKET,
+            "location": os.environ.get("STORAGE_S3_PREFIX", ""),
+            "endpoint_url": os.environ.get("STORAGE_S3_ENDPOINT_URL") or None,  # MinIO, Ceph, R2 ...; unset: AWS
+            "region_name": os.environ.get("STORAGE_S3_REGION") or None,
+            "default_acl": "private",
+            "file_overwrite": False,
+            "querystring_auth": True,
+        },
+    }
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG and _STATIC_MANIFEST.exists() else "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -384,8 +411,8 @@ if os.environ.get("SECURE_PROXY_SSL_HEADER"):
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)  # browsers remember it: start small, then a year
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-# The health check is polled over plain HTTP by load balancers inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# The health checks and metrics are polled over plain HTTP by load balancers inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -411,9 +438,31 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# Logs: one JSON object per line on stderr (LOG_FORMAT=json, the default) with time, level, logger, message and the
+# request_id, org_id and task_id of the request or task that wrote it (leadcrm.logs); LOG_FORMAT=text for reading
+# in a terminal. Celery workers keep this configuration instead of installing their own.
+LOG_FORMAT = "text" if os.environ.get("LOG_FORMAT", "json") == "text" else "json"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"context": {"()": "leadcrm.logs.ContextFilter"}},
+    "formatters": {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(org_id)s %(task_id)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+        },
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(org_id)s %(task_id)s] %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["context"], "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Prometheus metrics at /metrics (leadcrm.metrics): readable with `Authorization: Bearer <METRICS_TOKEN>` or from
+# METRICS_ALLOWED_NETWORKS (comma-separated, e.g. "10.0.0.0/8"); with neither, by nobody. A Celery worker serves its
+# task metrics on WORKER_METRICS_PORT when set. Several processes per container: set PROMETHEUS_MULTIPROC_DIR.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("METRICS_ALLOWED_NETWORKS", "").split(",") if n.strip()]
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)

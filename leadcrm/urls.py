@@ -52,6 +52,8 @@ urlpatterns = [
         login_throttle.ThrottledPasswordResetView.as_view()), name="password_reset"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("healthz", core_views.healthz, name="healthz"),
+    path("readyz", core_views.readyz, name="readyz"),
+    path("metrics", core_views.metrics_view, name="metrics"),
     # Pages link the SVG icon; browsers and tools that ask for the conventional address are sent there too.
     path("favicon.ico", core_views.favicon, name="favicon"),
     path("api/v1/ping/", core_views.ping, name="api-ping"),

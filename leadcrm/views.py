@@ -2,11 +2,9 @@ import json
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-import redis
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import connection
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
@@ -14,13 +12,13 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import defaults
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from drf_spectacular.utils import extend_schema, inline_serializer
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import audit, policy, services, tenancy, urlids
+from . import audit, health, metrics, policy, services, tenancy, urlids
 from .api import OrgScopedViewSet, StrictModelSerializer
-from .celery import app as celery_app
 from .errors import Invalid, add_to_form
 from .filters import AuditFilter
 from .forms import ApiKeyForm, OrganizationSettingsForm, RoleForm
@@ -33,31 +31,25 @@ from .policy import Action, Allowed, allowed
 
 @require_GET
 def healthz(request):
-    checks = {}
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        checks["database"] = "ok"
-    except Exception as exc:  # report, never raise: this is what monitors read
-        checks["database"] = f"error: {exc.__class__.__name__}"
-    try:
-        # A direct client with short timeouts: Celery's connection would retry for seconds before failing.
-        client = redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1)
-        client.ping()
-        client.close()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = f"error: {exc.__class__.__name__}"
-    if checks["redis"] == "ok":
-        try:
-            replies = celery_app.control.ping(timeout=1.0)
-            checks["celery"] = f"ok ({len(replies)} workers)" if replies else "no workers"
-        except Exception as exc:
-            checks["celery"] = f"error: {exc.__class__.__name__}"
-    else:
-        checks["celery"] = "unknown: broker unreachable"
-    healthy = all(value.startswith("ok") for value in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503)
+    """Liveness: the process is up and answering. Nothing outside it is asked (see /readyz)."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def readyz(request):
+    """Readiness: this process can serve — database reachable and migrated, broker reachable (leadcrm.health)."""
+    ready, checks = health.readiness()
+    return JsonResponse({"status": "ok" if ready else "unavailable", **checks}, status=200 if ready else 503)
+
+
+@require_GET
+def metrics_view(request):
+    """Prometheus metrics (leadcrm.metrics): a bearer token (METRICS_TOKEN) or an allowed network."""
+    if not metrics.allowed(request):
+        response = HttpResponse("A metrics token is needed.\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = "Bearer"
+        return response
+    return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
 
 @extend_schema(responses=inline_serializer("Ping", {"ok": serializers.BooleanField(),

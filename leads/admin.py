@@ -93,7 +93,7 @@ class ImportJobAdmin(OrgScopedAdmin):
     policy_action = policy.Action.IMPORTS
     list_display = ["filename", "status", "total_rows", "created_count", "merged_count", "failed_count",
                     "created_at"]
-    exclude = ["content"]
+    exclude = ["file"]
 
     def has_add_permission(self, request):
         return False

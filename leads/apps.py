@@ -5,11 +5,15 @@ class LeadsConfig(AppConfig):
     name = "leads"
 
     def ready(self):
+        from django.db.models.signals import post_delete
+
         from leadcrm import claims, events
 
-        from . import tasks
+        from . import import_files, tasks
+        from .models import ImportJob
         from .services import lifecycle, privacy
 
         events.subscribe(events.ORG_CREATED, lifecycle.set_up_organization)
         claims.register_sweeper("imports", tasks.enqueue_abandoned_imports)
         privacy.register_parts()
+        post_delete.connect(import_files.discard_with_job, sender=ImportJob, dispatch_uid="import-file-cleanup")

@@ -34,7 +34,7 @@ from leadcrm import claims, currency, events, locks, rls
 from leadcrm.csvutil import csv_response
 from leadcrm.errors import Conflict, Invalid, TooLarge
 
-from . import bulk_sql, selectors, services
+from . import bulk_sql, import_files, selectors, services
 from .models import (
     Activity,
     ActivityType,
@@ -808,8 +808,9 @@ def create_import(*, organization_id, upload, created_by, mapping, kind=ImportKi
              else validate_mapping(headers, mapping, kind))
     return ImportJob.objects.create(
         organization_id=organization_id, created_by=created_by, filename=(upload.name or "import.csv")[:255],
-        kind=kind, content=data, encoding=info["encoding"], delimiter=info["delimiter"], headers=headers,
-        preview=info["preview"], mapping=clean, total_rows=info["total_rows"], status=ImportStatus.MAPPING,
+        kind=kind, file=import_files.upload(data), encoding=info["encoding"], delimiter=info["delimiter"],
+        headers=headers, preview=info["preview"], mapping=clean, total_rows=info["total_rows"],
+        status=ImportStatus.MAPPING,
     )
 
 
@@ -1300,7 +1301,7 @@ def _load_chunk_once(job: ImportJob, chunk: _Chunk, offset: int, preview: list) 
 def _claim(import_id) -> ImportJob | None:
     """Mark a queued job running (or pick up a running one after a crash); None when there is nothing to do."""
     with transaction.atomic():
-        job = (ImportJob.objects.select_for_update().defer("content").filter(pk=import_id).first())
+        job = (ImportJob.objects.select_for_update().filter(pk=import_id).first())
         if job is None or job.status not in (ImportStatus.QUEUED, ImportStatus.RUNNING):
             return None
         if job.status == ImportStatus.QUEUED:
@@ -1361,8 +1362,7 @@ def fail_import(import_id, message: str) -> None:
 
 
 def _run(job: ImportJob) -> None:
-    content = ImportJob.objects.filter(pk=job.pk).values_list("content", flat=True).first()
-    text = bytes(content).decode(job.encoding if job.encoding != "utf-8" else "utf-8-sig")
+    text = import_files.read(job.file.name).decode(job.encoding if job.encoding != "utf-8" else "utf-8-sig")
     offset = job.processed_rows
     preview = list(job.errors)
     if job.kind == ImportKind.ACTIVITIES:
@@ -1392,9 +1392,10 @@ def _run(job: ImportJob) -> None:
     with transaction.atomic():
         # The file is no longer needed once every row is in (failed rows keep their cells in row_errors).
         finished = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.RUNNING, processed_rows=offset).update(
-            status=ImportStatus.DONE, finished_at=timezone.now(), total_rows=offset, content=b""
+            status=ImportStatus.DONE, finished_at=timezone.now(), total_rows=offset, file=""
         )
         if finished:
+            import_files.discard_on_commit(job.file.name)
             # History is re-scored (its activities count at their real times) but starts nothing else: no
             # webhooks, campaign joins or nurture for days long gone. Only scoring takes the history event.
             event = events.LEADS_HISTORY_IMPORTED if is_historical(job) else events.LEADS_IMPORTED

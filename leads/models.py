@@ -442,8 +442,14 @@ class ImportKind(models.TextChoices):
     ACTIVITIES = "activities", "Activities of existing leads"
 
 
+def import_file_name(job, filename) -> str:
+    """Where an uploaded CSV is stored: named by org and job, never by the name the uploader gave it."""
+    return f"imports/{job.organization_id}/{job.pk}.csv"
+
+
 class ImportJob(models.Model):
-    """A CSV import. The file is kept in the database so any worker host can process it."""
+    """A CSV import. The file is in the shared file storage (STORAGES["default"]: a directory every host mounts, or
+    an S3-compatible bucket), so any worker host can process it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="imports")
@@ -453,7 +459,8 @@ class ImportJob(models.Model):
     filename = models.CharField(max_length=255)
     kind = models.CharField(max_length=16, choices=ImportKind.choices, default=ImportKind.LEADS,
                             help_text="What each row is: a lead, or an activity of an existing lead")
-    content = models.BinaryField()
+    file = models.FileField(upload_to=import_file_name, max_length=255, blank=True,
+                            help_text="The uploaded CSV; removed once every row is in")
     encoding = models.CharField(max_length=32, default="utf-8", help_text="How the file's bytes were read")
     delimiter = models.CharField(max_length=1, default=",")
     headers = models.JSONField(default=list, help_text="Column names, made unique (empty ones named 'Column N')")

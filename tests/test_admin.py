@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 
 from leadcrm import services as tenancy
 from leadcrm.models import ApiKey, Membership, Role
-from leads import services
+from leads import import_files, services
 from leads.models import Activity, Form, ImportJob, Lead
 
 pytestmark = pytest.mark.django_db
@@ -22,7 +22,7 @@ def two_orgs(org, other_org):
         rep = tenancy.add_member(organization=o, email=f"rep@{tag}.test", password="pw-rep-1234", role=Role.REP).user
         lead = services.capture_lead(organization_id=o.pk, data={"email": f"lead@{tag}.test", "owner": rep}).lead
         form = Form.objects.create(organization=o, name=f"{tag} form", slug=f"{tag}-form", fields=["email"])
-        job = ImportJob.objects.create(organization=o, filename=f"{tag}.csv", content=b"email\n")
+        job = ImportJob.objects.create(organization=o, filename=f"{tag}.csv", file=import_files.upload(b"email\n"))
         key, _ = tenancy.create_api_key(organization=o, name=f"{tag} key")
         data[tag] = {"org": o, "rep": rep, "lead": lead, "form": form, "import": job, "key": key,
                      "admin": Membership.objects.get(organization=o, role=Role.ADMIN).user}

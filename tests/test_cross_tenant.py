@@ -22,7 +22,7 @@ from rest_framework.test import APIClient
 
 from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
-from leads import activity_types, services
+from leads import activity_types, import_files, services
 from leads.models import Account, Activity, Deal, Form, FormSubmission, ImportJob, ImportStatus, Lead
 from scoring.models import ScoringRule, ScoringSettings
 
@@ -541,7 +541,7 @@ def victim(org):
     form = Form.objects.create(organization=org, name="Acme contact", slug="acme-contact", fields=["email"])
     FormSubmission.objects.create(organization=org, form=form, lead=lead, data={"email": lead.email})
     job = ImportJob.objects.create(
-        organization=org, filename="acme.csv", content=b"email\nbad\n", headers=["email"],
+        organization=org, filename="acme.csv", file=import_files.upload(b"email\nbad\n"), headers=["email"],
         mapping={"email": "email"}, status=ImportStatus.DONE, total_rows=1, processed_rows=1, failed_count=1,
         errors=[{"row": 2, "errors": {"email": ["Enter a valid email address."]}}],
     )
@@ -680,7 +680,7 @@ def attacker_objects(other_org):
     form = Form.objects.create(organization=other_org, name="Rival contact", slug="rival-contact",
                                fields=["email"])
     FormSubmission.objects.create(organization=other_org, form=form, lead=lead, data={})
-    ImportJob.objects.create(organization=other_org, filename="rival.csv", content=b"email\n",
+    ImportJob.objects.create(organization=other_org, filename="rival.csv", file=import_files.upload(b"email\n"),
                              status=ImportStatus.DONE)
     return {"lead": str(lead.pk)}
 
@@ -889,3 +889,20 @@ def test_admin_of_one_org_cannot_open_another_orgs_lead_in_django_admin(client, 
     assert changelist.status_code == 200
     assert b"victoria@acme.test" not in changelist.content
 
+
+
+def test_the_operator_routes_name_no_organization_or_lead(org, other_org, settings):
+    """/metrics, /readyz and /healthz answer across orgs: they carry counts and states, never an org's ids or data."""
+    settings.METRICS_TOKEN = "operator-token"
+    secret = Lead.objects.create(organization=org, email="secret-person@acme.test", stage_entered_at={})
+    for tenant in (org, other_org):
+        _, plain = tenancy.create_api_key(organization=tenant, name="ops")
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+        client.get(f"/api/v1/leads/{secret.pk}/")
+    operator = APIClient()
+    text = "".join(operator.get(path, HTTP_AUTHORIZATION="Bearer operator-token").content.decode()
+                   for path in ("/metrics", "/readyz", "/healthz"))
+    assert "leadcrm_http_request_duration_seconds" in text  # the control: the page was read
+    for value in (str(org.pk), str(other_org.pk), str(secret.pk), "secret-person", org.slug, other_org.slug):
+        assert value not in text

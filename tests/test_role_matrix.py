@@ -27,6 +27,8 @@ PUBLIC = {
     "tracking-open", "tracking-click", "tracking-unsubscribe", "leads:public-form", "leads:public-form-embed",
 }
 SIGNED_IN = {"home", "switch-org", "routing:badge"}
+# Routes for the operator's monitoring, not for members: a token or an allowed network opens them, never a role.
+OPERATOR = {"readyz", "metrics"}
 
 # Values for the URLs' parameters: well-formed, matching nothing (a report's name must be one that exists).
 VALUES = {"uuid": str(uuid.UUID(int=1)), "int": "999999", "str": "nosuchthing", "slug": "funnel",
@@ -65,7 +67,7 @@ def _routes():
     """Every (route, method) with the policy action it needs; and the routes that name none."""
     routes, unnamed = [], []
     for name, pattern, callback in _walk(get_resolver().url_patterns):
-        if "format" in pattern or name in PUBLIC | SIGNED_IN or pattern.startswith("admin/"):
+        if "format" in pattern or name in PUBLIC | SIGNED_IN | OPERATOR or pattern.startswith("admin/"):
             continue  # DRF's `.json` suffix twins answer as their plain routes
         path = _concrete(pattern)
         view_class = getattr(callback, "cls", None)
@@ -132,6 +134,22 @@ def test_every_route_answers_as_the_policy_says(org, member, role, by_key):
             wrong.append(f"{route.method.upper()} {route.path} [{route.action}]: {response.status_code}, "
                          f"policy says {'allowed' if allowed else 'refused'}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize(("role", "by_key"), PRINCIPALS,
+                         ids=[f"{role}-{'key' if key else 'session'}" for role, key in PRINCIPALS])
+def test_no_role_opens_the_metrics_and_readiness_needs_none(org, member, role, by_key, settings):
+    settings.METRICS_TOKEN = "operator-token"
+    user = member(role, email=f"ops-{role}@acme.test") if role != Role.ADMIN else None
+    client = APIClient()
+    if by_key:
+        _, plain = services.create_api_key(organization=org, name=f"{role} key", role=role, created_by=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {plain}")
+    else:
+        client.force_login(user or org.memberships.get(role=Role.ADMIN).user)
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/readyz").status_code == 200
+    assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer operator-token").status_code == 200
 
 
 @pytest.mark.parametrize("role", Role.values)

@@ -34,7 +34,7 @@ def test_csv_import_runs_on_a_real_worker(api, org, worker):
     assert Lead.objects.for_org(org).get(email="person7@example.com").company == "Firm 0"
     assert ImportJob.objects.get(pk=job_id).progress_percent == 100
 
-    health = api.get("/healthz")
+    health = api.get("/readyz")
     assert health.status_code == 200
     assert health.json()["celery"].startswith("ok")
 

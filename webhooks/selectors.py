@@ -38,3 +38,8 @@ def organizations_with_due(now) -> list:
 
 def organizations_with_endpoints() -> list:
     return rls.lookup_ids("webhooks_organizations_with_endpoints")
+
+
+def retry_backlog() -> int:
+    """Deliveries that failed at least once and wait for another attempt, across every org (the metrics gauge)."""
+    return rls.lookup("webhooks_retry_backlog")[0][0]

@@ -292,7 +292,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, OrgScopedV
     search_fields = ["filename"]
 
     def get_queryset(self):
-        return ImportJob.objects.for_org(self.organization).defer("content")
+        return ImportJob.objects.for_org(self.organization)
 
     @extend_schema(
         request={"multipart/form-data": inline_serializer(

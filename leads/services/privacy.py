@@ -17,6 +17,7 @@ from leadcrm import audit, privacy
 from leadcrm.errors import Conflict
 from leadcrm.models import AuditAction, IdempotencyRecord
 
+from .. import import_files
 from ..models import (
     Activity,
     ActivityType,
@@ -197,18 +198,25 @@ def _erase_own(organization_id, lead_id) -> None:
 
 
 def _erase_from_imports(organization_id, email: str) -> None:
-    """An imported file is kept for its error report: remove the lines that name the person."""
+    """An imported file is kept until its rows are in: remove the lines that name the person from it."""
     if not email:
         return
     needle = email.encode()
-    in_file = ImportJob.objects.for_org(organization_id).extra(
-        where=["position(%s in lower(encode(content, 'escape'))) > 0"], params=[email]).values("pk")
-    jobs = ImportJob.objects.for_org(organization_id).filter(Q(pk__in=in_file) | Q(preview__icontains=email))
+    jobs = ImportJob.objects.for_org(organization_id).filter(Q(preview__icontains=email) | ~Q(file=""))
     for job in jobs.iterator():
-        lines = bytes(job.content).splitlines(keepends=True)
-        job.content = b"".join(line for line in lines if needle not in line.lower())
-        job.preview = [row for row in job.preview if email not in str(row).lower()]
-        job.save(update_fields=["content", "preview"])
+        update = []
+        if job.file:
+            lines = import_files.read(job.file.name).splitlines(keepends=True)
+            kept = [line for line in lines if needle not in line.lower()]
+            if len(kept) != len(lines):
+                import_files.rewrite(job, b"".join(kept))
+                update.append("file")
+        preview = [row for row in job.preview if email not in str(row).lower()]
+        if preview != job.preview:
+            job.preview = preview
+            update.append("preview")
+        if update:
+            job.save(update_fields=update)
     for row in ImportRowError.objects.for_org(organization_id).filter(values__icontains=email):
         row.values = []
         row.save(update_fields=["values"])

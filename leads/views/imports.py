@@ -34,7 +34,7 @@ class UploadForm(forms.Form):
 
 
 def _jobs(request):
-    return ImportJob.objects.for_org(request.organization).defer("content")
+    return ImportJob.objects.for_org(request.organization)
 
 
 @allowed(Action.IMPORTS)

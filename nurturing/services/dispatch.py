@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.html import strip_tags
 
 from agenda import services as agenda_services
-from leadcrm import claims, events, rls
+from leadcrm import claims, events, metrics, rls
 from leadcrm.links import site_url
 from leadcrm.mailheaders import sender, sending_address
 from leads.conditions import ConditionError
@@ -149,6 +149,7 @@ class Outgoing:
     position: int  # the email step's position (a send that could not start puts the enrolment back there)
     email: EmailMultiAlternatives
     sequence_name: str
+    due_at: datetime | None = None  # when the step was due (its send lag is measured from here)
 
 
 class _Batch:
@@ -286,7 +287,7 @@ def _email(batch: _Batch, enrollment, step) -> str:
                                   **common))
     batch.outgoing.append(Outgoing(message_id=message_id, organization_id=enrollment.organization_id, lead=lead,
                                    enrollment_id=enrollment.pk, position=step.position, email=email,
-                                   sequence_name=sequence.name))
+                                   sequence_name=sequence.name, due_at=enrollment.next_run_at))
     batch.budget[enrollment.organization_id] -= 1
     return "sent"
 
@@ -520,7 +521,9 @@ def deliver(outgoing: list[Outgoing], *, now=None, put_back: bool = True) -> dic
 def _mark_sent(sent: list[Outgoing], now) -> None:
     if not sent:
         return
+    lags = [(now - item.due_at).total_seconds() for item in sent if item.due_at is not None]
     with transaction.atomic():
+        transaction.on_commit(lambda: metrics.observe_many(metrics.NURTURE_SEND_LAG, lags))
         Message.objects.filter(pk__in=[item.message_id for item in sent],
                                status__in=(MessageStatus.SENDING, MessageStatus.UNKNOWN)).update(
             status=MessageStatus.SENT, sent_at=now, error="")
@@ -588,7 +591,7 @@ def send_abandoned(*, now=None, limit: int = BATCH) -> dict[str, int]:
         outgoing.append(Outgoing(
             message_id=message.pk, organization_id=message.organization_id, lead=message.lead,
             enrollment_id=message.enrollment_id, position=message.step.position if message.step else -1, email=email,
-            sequence_name=message.enrollment.sequence.name if message.enrollment else ""))
+            sequence_name=message.enrollment.sequence.name if message.enrollment else "", due_at=message.created_at))
     # Should the mail server be down they stay `queued` for the next tick.
     return deliver(outgoing, now=now, put_back=False) if outgoing else {}
 

@@ -20,7 +20,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from leadcrm import audit, events
+from leadcrm import audit, events, metrics
 from leadcrm.errors import Conflict
 from leadcrm.models import Membership, Role
 from leads import services as lead_services
@@ -316,6 +316,11 @@ def record_many(organization_id, handouts: list[Handout], *, actor=None, now=Non
     lead_services.assign_owners(organization_id=organization_id, actor=actor, changes=[
         (h.lead, h.rep_id, _details(h, emails, previous[h.lead.pk])) for h in handouts])
     next_states = [_next_state(h, states.get(h.lead.pk), hours=hours, now=now) for h in handouts]
+    # Speed to lead: capture to the first time a rep has the lead, counted once the handout is committed.
+    speeds = [(now - h.lead.created_at).total_seconds() for h in handouts
+              if h.rep_id is not None and getattr(states.get(h.lead.pk), "first_assigned_at", None) is None]
+    if speeds:
+        transaction.on_commit(lambda: metrics.observe_many(metrics.SPEED_TO_LEAD, speeds))
     LeadRouting.objects.bulk_create(next_states, update_conflicts=True, unique_fields=["lead"],
                                     update_fields=STATE_FIELDS)
     assignments = Assignment.objects.bulk_create([

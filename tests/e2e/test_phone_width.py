@@ -11,7 +11,7 @@ from campaigns import services as campaign_services
 from campaigns.models import MemberStatus
 from leadcrm import services as tenancy
 from leadcrm.models import Membership, Role
-from leads import services
+from leads import import_files, services
 from leads.models import Account, Deal, Form, FormSubmission, ImportJob, ImportStatus, Lead
 from nurturing import services as nurturing_services
 from routing import services as routing_services
@@ -90,7 +90,8 @@ def full_org(org, member, site):
         "name": "Trade fair follow-up over three weeks", "steps": [{"type": "email", "template": str(template.pk)}]})
     nurturing_services.enroll(sequence=sequence, leads=[leads[1].pk])
     ImportJob.objects.create(
-        organization=org, filename="trade-fair-badge-scans-frankfurt-2026-final-v2.csv", content=b"email\nbad\n",
+        organization=org, filename="trade-fair-badge-scans-frankfurt-2026-final-v2.csv",
+        file=import_files.upload(b"email\nbad\n"),
         headers=["email"], mapping={"email": "email"}, status=ImportStatus.DONE, total_rows=1, processed_rows=1,
         failed_count=1, errors=[{"row": 2, "errors": {"email": ["Enter a valid email address."]}}])
     form = Form.objects.create(organization=org, name="Request a demo", slug="request-a-demo",

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from leadcrm import rls, tasks
-from leads import imports
+from leads import import_files, imports
 from leads.models import ImportJob
 from scoring import services as scoring
 from scoring.models import ScoringSettings
@@ -17,7 +17,8 @@ STALE = timedelta(seconds=60)
 
 
 def _job(org, *, age, status="queued"):
-    job = ImportJob.objects.create(organization=org, filename="leads.csv", content=b"email\n", status=status)
+    job = ImportJob.objects.create(organization=org, filename="leads.csv", file=import_files.upload(b"email\n"),
+                                   status=status)
     ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - age)
     return job
 

@@ -1,5 +1,5 @@
 """The leads REST API beyond capture: filters, search, ordering, cursor pages, PATCH/DELETE, bulk,
-activities and the timeline, query counts, API-key authentication, OpenAPI and /healthz."""
+activities and the timeline, query counts, API-key authentication, OpenAPI and /readyz."""
 
 import os
 import subprocess
@@ -683,39 +683,18 @@ def test_openapi_schema_and_docs():
     assert b"swagger" in docs.content.lower()
 
 
-def _workers_answering():
-    return celery_app.control.ping(timeout=1.0)
-
-
-def test_healthz_reports_each_part_as_json(client):
-    response = client.get("/healthz")
+def test_readyz_reports_each_part_as_json(client):
+    response = client.get("/readyz")
     body = response.json()
-    assert body["database"] == "ok"
-    assert body["redis"] == "ok"
-    # Whether a worker is up is not this test's to decide: check the answer agrees with the broker.
-    if _workers_answering():
-        assert body["celery"].startswith("ok")
-        assert response.status_code == 200 and body["status"] == "ok"
-    else:
-        assert body["celery"] == "no workers"
-        assert response.status_code == 503 and body["status"] == "degraded"
-
-
-def test_healthz_is_503_when_redis_is_unreachable(client, settings):
-    celery_app.conf.broker_url = "redis://127.0.0.1:1/0"
-    try:
-        response = client.get("/healthz")
-    finally:
-        celery_app.conf.broker_url = settings.CELERY_BROKER_URL
-    assert response.status_code == 503
-    body = response.json()
-    assert body["database"] == "ok"
-    assert body["redis"].startswith("error")
-    assert body["status"] == "degraded"
+    assert (body["database"], body["broker"]) == ("ok", "ok")
+    assert response.status_code == 200 and body["status"] == "ok"
+    # Workers are reported, not required: a web process serves (captures wait in the outbox) without them.
+    replies = celery_app.control.ping(timeout=1.0)
+    assert body["celery"] == (f"ok ({len(replies)} workers)" if replies else "no workers")
 
 
 @pytest.mark.worker
-def test_healthz_turns_200_when_a_worker_answers_and_503_when_it_is_gone(client):
+def test_readyz_counts_a_worker_that_answers(client):
     name = f"health-{uuid.uuid4().hex[:8]}@%h"
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "leadcrm", "worker", "--pool", "solo", "-Q", "default", "-n", name,
@@ -725,8 +704,8 @@ def test_healthz_turns_200_when_a_worker_answers_and_503_when_it_is_gone(client)
     try:
         deadline = time.monotonic() + 60
         while True:
-            response = client.get("/healthz")
-            if response.status_code == 200 or time.monotonic() > deadline or worker.poll() is not None:
+            response = client.get("/readyz")
+            if response.json()["celery"].startswith("ok (") or time.monotonic() > deadline or worker.poll() is not None:
                 break
             time.sleep(0.5)
         assert response.status_code == 200, response.json()
@@ -734,6 +713,3 @@ def test_healthz_turns_200_when_a_worker_answers_and_503_when_it_is_gone(client)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    # Gone again: degraded, unless some other worker shares this broker (then the first test's rule holds).
-    response = client.get("/healthz")
-    assert (response.status_code == 503) == (not _workers_answering())
