@@ -324,17 +324,21 @@ def threshold_advice(organization_id) -> dict:
     probability; with the current MQL score."""
     settings = services.get_settings(organization_id)
     version = predictive.active_model(organization_id)
-    if version is None or version.status != PredictiveStatus.READY or not version.metrics.get("holdout_from"):
+    if version is None or version.status != PredictiveStatus.READY:
         return {"version": None, "mql_score": settings.mql_score, "score": [], "probability": []}
-    converted, scores = _holdout(organization_id, version)
-    table = predictive.threshold_table(converted, scores, thresholds=score_thresholds(scores, settings.mql_score))
-    return {
+    found = {
         "version": version.version,
         "mql_score": settings.mql_score,
-        "holdout_size": len(converted),
-        "score": table,
+        "score": [],
         "probability": version.thresholds,
     }
+    if version.metrics.get("holdout_from"):
+        converted, scores = _holdout(organization_id, version)
+        found["holdout_size"] = len(converted)
+        found["score"] = predictive.threshold_table(
+            converted, scores, thresholds=score_thresholds(scores, settings.mql_score)
+        )
+    return found
 
 
 def threshold_for_recall(table: list[dict], recall: float) -> dict | None:

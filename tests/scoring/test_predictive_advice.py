@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.template.defaultfilters import floatformat
 
 from leadcrm.models import AuditEntry
 from leads.models import Lead
@@ -190,3 +191,72 @@ def test_rule_names_and_cut_points_read_like_a_person_wrote_them():
         "industry is empty",
     ]
     assert predictive.shortfall(50, 50) is None
+
+
+# ----------------------------------------------------------------------------------------------- the page
+
+
+def test_the_page_says_how_many_more_outcomes_are_needed(org, browser):
+    _outcomes(org, 30)
+    converted, lost = predictive.outcome_counts(org.pk)
+    page = browser.get("/scoring/predictive/").content.decode()
+    assert f"{50 - converted} more converted leads and {50 - lost} more lost leads" in page
+    assert "Suggest rules" not in page
+    response = browser.post("/scoring/predictive/train/", follow=True)
+    assert "more converted leads" in response.content.decode()
+    assert not PredictiveModel.objects.exists()
+
+
+def test_the_page_shows_the_model_beside_the_rules_and_its_advice(org, trained, browser, django_assert_max_num_queries):
+    with django_assert_max_num_queries(25):
+        page = browser.get("/scoring/predictive/").content.decode()
+    assert "It beats your rules:" in page
+    assert floatformat(trained.metrics["auc"], 3) in page and "0.500" in page
+    assert "custom_fields.seats" in page and "webinar_attended activities" in page
+    assert 'data-chart="calibration-chart"' in page and 'data-chart="threshold-chart"' in page
+    assert "Use " in page and "Catch at least this share of converters" in page
+
+
+def test_suggest_then_save_from_the_browser(org, trained, browser):
+    page = browser.post("/scoring/predictive/suggest/").content.decode()
+    assert (
+        "Suggested rules" in page and "If you save these rules" in page and "Learned: source type is referral" in page
+    )
+    assert not ScoringRule.objects.for_org(org).filter(name__startswith="Learned: ").exists()
+    import html
+    import re
+
+    rules = html.unescape(re.search(r'name="rules" value="([^"]*)"', page).group(1))
+    response = browser.post("/scoring/predictive/suggest/save/", {"rules": rules}, follow=True)
+    assert "learnt rules saved" in response.content.decode()
+    assert ScoringRule.objects.for_org(org).filter(active=True, name__startswith="Learned: ").count() == len(
+        __import__("json").loads(rules)
+    )
+    assert not ScoringRule.objects.for_org(org).filter(active=True).exclude(name__startswith="Learned: ").exists()
+
+
+def test_a_tampered_draft_saves_nothing(org, trained, browser):
+    bad = '[{"name": "x", "kind": "fit", "points": 9999, "condition": {"field": "industry", "op": "eq", "value": "a"}}]'
+    response = browser.post("/scoring/predictive/suggest/save/", {"rules": bad}, follow=True)
+    assert "Must be a whole number from -1000 to 1000" in response.content.decode()
+    assert browser.post("/scoring/predictive/suggest/save/", {"rules": "{not json"}, follow=True).status_code == 200
+    assert ScoringRule.objects.for_org(org).filter(active=True).count() == 8
+
+
+def test_picking_a_threshold_sets_the_mql_score(org, trained, browser):
+    table = advice.threshold_advice(org.pk)["score"]
+    target = advice.threshold_for_recall(table, 0.7)
+    response = browser.post("/scoring/predictive/threshold/", {"recall": "70"}, follow=True)
+    assert f"The MQL threshold is now a score of {target['threshold']}" in response.content.decode()
+    assert ScoringSettings.objects.get(organization=org).mql_score == target["threshold"]
+    browser.post("/scoring/predictive/threshold/", {"score": str(table[1]["threshold"])})
+    assert ScoringSettings.objects.get(organization=org).mql_score == table[1]["threshold"]
+
+
+@pytest.mark.parametrize("recall", ["", "0", "150", "lots"])
+def test_a_bad_recall_target_is_a_form_error(org, trained, browser, recall):
+    before = ScoringSettings.objects.get(organization=org).mql_score
+    response = browser.post("/scoring/predictive/threshold/", {"recall": recall})
+    assert response.status_code == 400
+    assert 'class="errorlist"' in response.content.decode()
+    assert ScoringSettings.objects.get(organization=org).mql_score == before
