@@ -335,6 +335,8 @@ def threshold_advice(organization_id) -> dict:
     if version.metrics.get("holdout_from"):
         converted, scores = _holdout(organization_id, version)
         found["holdout_size"] = len(converted)
+        # the rules may have changed since training (a suggestion saved): how they rank the same leads now
+        found["rule_auc_now"] = predictive._auc(converted, scores)
         found["score"] = predictive.threshold_table(
             converted, scores, thresholds=score_thresholds(scores, settings.mql_score)
         )

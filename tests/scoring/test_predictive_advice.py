@@ -233,6 +233,13 @@ def test_suggest_then_save_from_the_browser(org, trained, browser):
         __import__("json").loads(rules)
     )
     assert not ScoringRule.objects.for_org(org).filter(active=True).exclude(name__startswith="Learned: ").exists()
+    # once re-scored, the page measures the saved rules on the same held-out leads, beside the figure at training
+    from scoring import services
+
+    services.recalculate_organization(organization_id=org.pk)
+    page = browser.get("/scoring/predictive/").content.decode()
+    now = advice.threshold_advice(org.pk)["rule_auc_now"]
+    assert now > 0.7 and "AUC of your rule score now" in page and floatformat(now, 3) in page
 
 
 def test_a_tampered_draft_saves_nothing(org, trained, browser):
@@ -260,3 +267,34 @@ def test_a_bad_recall_target_is_a_form_error(org, trained, browser, recall):
     assert response.status_code == 400
     assert 'class="errorlist"' in response.content.decode()
     assert ScoringSettings.objects.get(organization=org).mql_score == before
+
+
+def test_lead_supplied_levels_are_escaped_on_the_suggestion_page(org, browser):
+    """A category level is whatever leads were captured with: it becomes a rule name and condition, as text."""
+    tag = "<img src=x onerror=alert(1)>"
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    leads = []
+    for number in range(160):
+        converted = number % 2 == 0
+        industry = (tag if number % 10 else "other") if converted else ("other" if number % 10 else tag)
+        stage = "customer" if converted else "disqualified"
+        leads.append(
+            Lead(
+                organization=org,
+                email=f"x{number}@example.com",
+                industry=industry,
+                lifecycle_stage=stage,
+                stage_entered_at={stage: (start + timedelta(hours=number)).isoformat()},
+            )
+        )
+    Lead.objects.bulk_create(leads)
+    version = _train(org.pk)
+    assert (
+        tag
+        in version.model["features"][
+            next(i for i, f in enumerate(version.model["features"]) if f["name"] == "industry")
+        ]["levels"]
+    )
+    page = browser.post("/scoring/predictive/suggest/").content.decode()
+    assert "Learned: industry is &lt;img src=x onerror=alert(1)&gt;" in page
+    assert tag not in page
