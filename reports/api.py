@@ -253,8 +253,10 @@ class ScoreCalibrationView(ReportView):
                    responses={200: _response_schema("ScoreCalibration", selectors.CALIBRATION_COLUMNS),
                               400: OpenApiResponse(description="Bad dates or breakdown")})
     def get(self, request):
-        """Leads created in the range by score band of ten points (`key`: the band's lowest score) or by grade:
-        `leads`, `reached_sql`, `sql_rate`, `won` (leads with a won deal), `won_rate`."""
+        """Leads created in the range by score band of ten points (`key`: the band's lowest score), by grade, by
+        predictive band (A–E; `key` empty for leads without a probability) or by scoring rule: `leads`,
+        `reached_sql`, `sql_rate`, `won` (leads with a won deal), `won_rate`, `base_rate` (the win rate of all
+        the leads created in the range) and `lift` (`won_rate` / `base_rate`)."""
         return super().get(request)
 
     def rows(self, organization_id, params):

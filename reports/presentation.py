@@ -10,7 +10,7 @@ from leads.models import SourceType
 BREAKDOWN_LABELS = {
     "source_type": "Source type", "source": "Source", "campaign": "Campaign (UTM)", "owner": "Owner",
     "team": "Team", "segment": "In or out of a segment", "rep": "Rep", "lost_reason": "Lost reason",
-    "band": "Score band", "grade": "Grade", "rule": "Scoring rule",
+    "band": "Score band", "grade": "Grade", "predictive_band": "Predictive band", "rule": "Scoring rule",
 }
 ATTRIBUTION_LABELS = {"first_touch": "First touch", "last_touch": "Last touch", "linear": "Linear (equal shares)"}
 
@@ -50,7 +50,7 @@ COLUMN_LABELS = {
     "sources": {"leads": "Leads", "cost": "Campaign cost (shared)", **_PERFORMANCE},
     "campaigns": {"leads": "Members joined", "cost": "Cost", **_PERFORMANCE},
     "score-calibration": {"leads": "Leads", "reached_sql": "Reached SQL", "sql_rate": "SQL rate", "won": "Won",
-                          "won_rate": "Win rate"},
+                          "won_rate": "Win rate", "base_rate": "Base win rate", "lift": "Lift (× base)"},
 }
 
 # The heading of the first column: what a row is.

@@ -55,7 +55,7 @@ FUNNEL_BREAKDOWNS = ("source_type", "source", "campaign", "owner", "team", "segm
 SPEED_BREAKDOWNS = ("team", "rep")
 CYCLE_BREAKDOWNS = ("source", "campaign", "lost_reason")
 SOURCE_BREAKDOWNS = ("source", "source_type")
-CALIBRATION_BREAKDOWNS = ("band", "grade", "rule")
+CALIBRATION_BREAKDOWNS = ("band", "grade", "predictive_band", "rule")
 ATTRIBUTION_MODELS = ("first_touch", "last_touch", "linear")
 
 
@@ -469,39 +469,59 @@ def campaigns(organization_id, *, start, end, attribution="first_touch") -> list
 # --- 6. score calibration
 
 CALIBRATION_COLUMNS = [("key", "str"), ("label", "str"), ("leads", "int"), ("reached_sql", "int"),
-                       ("sql_rate", "float"), ("won", "int"), ("won_rate", "float")]
+                       ("sql_rate", "float"), ("won", "int"), ("won_rate", "float"), ("base_rate", "float"),
+                       ("lift", "float")]
+NO_PROBABILITY = "No probability yet"
 
 
 def score_calibration(organization_id, *, start, end, breakdown="band") -> list[dict]:
     """Leads created in the range by score band of ten points (their score now; key = the band's lowest score),
-    by grade, or by scoring rule (the leads each rule adds to or takes from now, every rule of the org listed):
-    how many reached sql and how many have a won deal, and those as rates."""
-    if breakdown == "rule":
-        return _calibration_by_rule(organization_id, start=start, end=end)
+    by grade, by predictive band (A–E, from the conversion model), or by scoring rule (the leads each rule adds to
+    or takes from now, every rule of the org listed): how many reached sql and how many have a won deal, and those
+    as rates; beside them the base rate (the win rate of all the leads created in the range) and each row's lift
+    over it (its win rate / the base rate: 2.0 wins twice as often as the average lead)."""
     since, until = time_range(start, end)
     leads = Lead.objects.for_org(organization_id).filter(created_at__gte=since, created_at__lt=until)
     # IN (…) rather than EXISTS: PostgreSQL hashes the won deals' lead ids once instead of probing per lead
     has_won = Q(pk__in=Deal.objects.for_org(organization_id).filter(status=DealStatus.WON).values("lead_id"))
-    band = Func(F("score"), template="(floor(%(expressions)s / 10.0) * 10)::int", output_field=IntegerField())
-    keys = {"band": (band, band), "grade": (F("grade"), F("grade"))}
     aggregates = {"leads": Count("pk"), "reached_sql": Count("pk", filter=reached(_S.SQL)),
                   "won": Count("pk", filter=has_won)}
+    if breakdown == "rule":
+        rows = _calibration_by_rule(organization_id, since=since, until=until)
+        totals = leads.aggregate(leads=aggregates["leads"], won=aggregates["won"])
+        return _with_lift(rows, won=totals["won"], leads=totals["leads"])
+    band = Func(F("score"), template="(floor(%(expressions)s / 10.0) * 10)::int", output_field=IntegerField())
+    keys = {"band": (band, band), "grade": (F("grade"), F("grade")),
+            "predictive_band": (F("predictive_band"), F("predictive_band"))}
     rows = _grouped(leads, breakdown, keys, aggregates)
     if breakdown == "band":
         rows.sort(key=lambda row: int(row["key"]))
     for row in rows:
         if breakdown == "band":
             row["label"] = f"{row['key']} to {int(row['key']) + 9}"
-    return [_calibration_row(row) for row in rows]
+        elif breakdown == "predictive_band" and not row["key"]:
+            row["key"], row["label"] = "", NO_PROBABILITY
+    if breakdown == "predictive_band":  # A (likeliest) first, the leads without a probability last
+        rows.sort(key=lambda row: (not row["key"], row["key"]))
+    return _with_lift([_calibration_row(row) for row in rows], won=sum(row["won"] for row in rows),
+                      leads=sum(row["leads"] for row in rows))
+
+
+def _with_lift(rows: list[dict], *, won: int, leads: int) -> list[dict]:
+    """Each row's base rate (`won` of `leads`, all the leads of the range) and its win rate's lift over it."""
+    for row in rows:
+        row["base_rate"] = _rate(won, leads)
+        row["lift"] = round(row["won"] * leads / (row["leads"] * won), 2) if won and row["leads"] else None
+    return rows
 
 
 def _calibration_row(row: dict) -> dict:
-    row = {**row, "sql_rate": _rate(row["reached_sql"], row["leads"]), "won_rate": _rate(row["won"], row["leads"])}
+    row = {**row, "sql_rate": _rate(row["reached_sql"], row["leads"]), "won_rate": _rate(row["won"], row["leads"]),
+           "base_rate": None, "lift": None}
     return {name: row[name] for name, _ in CALIBRATION_COLUMNS}
 
 
-def _calibration_by_rule(organization_id, *, start, end) -> list[dict]:
-    since, until = time_range(start, end)
+def _calibration_by_rule(organization_id, *, since, until) -> list[dict]:
     sql = f"""
         WITH leads AS (
             SELECT l.score_rules, {_reached_sql("l", _S.SQL)} AS reached_sql, w.lead_id IS NOT NULL AS won

@@ -13,7 +13,7 @@ from leadcrm.policy import Action, Allowed
 from leads.conditions import ConditionError
 from leads.models import Lead
 
-from . import predictive, selectors, services
+from . import advice, predictive, selectors, services
 from .calculation import Rule
 from .models import PredictiveModel, ScoringRule, ScoringSettings
 
@@ -289,25 +289,88 @@ class PredictiveTrainView(APIView):
         return Response(PredictiveVersionSerializer(version).data, status=status.HTTP_202_ACCEPTED)
 
 
+_THRESHOLD_ROW = {"handed_off": serializers.FloatField(), "precision": serializers.FloatField(allow_null=True),
+                  "recall": serializers.FloatField(allow_null=True)}
 PredictiveThresholdsSerializer = inline_serializer("PredictiveThresholds", {
     "version": serializers.IntegerField(allow_null=True),
-    "results": inline_serializer("PredictiveThreshold", {
-        "threshold": serializers.FloatField(), "handed_off": serializers.FloatField(),
-        "precision": serializers.FloatField(allow_null=True), "recall": serializers.FloatField(allow_null=True),
-    }, many=True),
+    "mql_score": serializers.IntegerField(help_text="The org's MQL score threshold now."),
+    "holdout_size": serializers.IntegerField(required=False),
+    "results": inline_serializer("PredictiveThreshold", {"threshold": serializers.FloatField(), **_THRESHOLD_ROW},
+                                 many=True, help_text="By probability threshold."),
+    "score_results": inline_serializer("ScoreThreshold", {"threshold": serializers.IntegerField(), **_THRESHOLD_ROW},
+                                       many=True, help_text="By rule score threshold (what the MQL score reads)."),
 })
 
 
 class PredictiveThresholdsView(APIView):
-    """`GET /api/v1/predictive/thresholds/`: for each probability threshold, on the active version's holdout: the
-    share of leads at or above it, how many of them converted (precision), the share of converters caught
-    (recall)."""
+    """`GET /api/v1/predictive/thresholds/`: on the active version's holdout, for each threshold of the probability
+    (`results`) and of the rule score (`score_results`): the share of leads at or above it, how many of them
+    converted (precision), the share of converters caught (recall). Set the MQL score from a row with
+    `PATCH /api/v1/scoring-settings/`."""
 
     permission_classes = [Allowed]
     policy_action = Action.SCORING
 
     @extend_schema(responses=PredictiveThresholdsSerializer)
     def get(self, request):
-        active = predictive.active_model(request.organization.pk)
-        return Response({"version": active.version if active else None,
-                         "results": active.thresholds if active else []})
+        found = advice.threshold_advice(request.organization.pk)
+        body = {"version": found["version"], "mql_score": found["mql_score"], "results": found["probability"],
+                "score_results": found["score"]}
+        if "holdout_size" in found:
+            body["holdout_size"] = found["holdout_size"]
+        return Response(body)
+
+
+class SuggestedRuleSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200)
+    kind = serializers.ChoiceField(choices=ScoringRule._meta.get_field("kind").choices)
+    points = serializers.IntegerField(min_value=-services.POINTS_LIMIT, max_value=services.POINTS_LIMIT)
+    condition = serializers.JSONField()
+    max_occurrences = serializers.IntegerField(allow_null=True, required=False)
+    window_days = serializers.IntegerField(allow_null=True, required=False)
+
+
+SuggestionSerializer = inline_serializer("SuggestedRules", {
+    "version": serializers.IntegerField(help_text="The model version the rules were learnt from."),
+    "rules": SuggestedRuleSerializer(many=True),
+    "auc": inline_serializer("SuggestedRulesAuc", {
+        "draft": serializers.FloatField(allow_null=True), "rules": serializers.FloatField(allow_null=True),
+        "model": serializers.FloatField(allow_null=True)}),
+    "holdout_size": serializers.IntegerField(),
+    "preview": PreviewResultSerializer,
+})
+
+
+class PredictiveSuggestRulesView(APIView):
+    """`POST /api/v1/predictive/suggest-rules/`: a draft rule set with integer points learnt from the org's
+    outcomes (a handful of rules on its own fields and activities), its holdout AUC beside the current rules' and
+    the model's, and what saving it would change. Saves nothing: send the rules to `apply-rules/` to use them.
+    409 `no_predictive_model` before a model is trained."""
+
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
+
+    @extend_schema(request=None, responses={200: SuggestionSerializer, 409: CONFLICT_RESPONSE})
+    def post(self, request):
+        return Response(advice.suggest_rules(request.organization.pk))
+
+
+class ApplyRulesSerializer(StrictSerializer):
+    rules = SuggestedRuleSerializer(many=True, allow_empty=False)
+
+
+class PredictiveApplyRulesView(APIView):
+    """`POST /api/v1/predictive/apply-rules/`: put these rules (a suggestion, edited or not) in place of the active
+    ones, which are switched off and kept; the org is re-scored. All or nothing; 201 with the saved rules."""
+
+    permission_classes = [Allowed]
+    policy_action = Action.SCORING
+
+    @extend_schema(request=ApplyRulesSerializer, responses={201: ScoringRuleSerializer(many=True)})
+    @idempotent
+    def post(self, request):
+        serializer = ApplyRulesSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        saved = advice.apply_rules(organization_id=request.organization.pk, actor=audit.actor_of(request),
+                                   rules=serializer.validated_data["rules"])
+        return Response({"results": ScoringRuleSerializer(saved, many=True).data}, status=status.HTTP_201_CREATED)

@@ -433,3 +433,35 @@ class SettingsForm(forms.Form):
     def changed_values(self, settings) -> dict:
         """The cleaned values that differ from `settings`."""
         return {name: value for name, value in self.settings_values.items() if getattr(settings, name) != value}
+
+
+class SuggestedRulesForm(forms.Form):
+    """The draft rule set the suggestion page shows, posted back as it was shown when the admin saves it. It is
+    checked rule by rule by the same service as every rule (scoring.advice.apply_rules)."""
+
+    rules = forms.CharField(widget=forms.HiddenInput)
+
+    def clean_rules(self):
+        try:
+            rules = json.loads(self.cleaned_data["rules"])
+        except ValueError:
+            raise forms.ValidationError("The draft could not be read; suggest the rules again.") from None
+        if not isinstance(rules, list) or not rules:
+            raise forms.ValidationError("The draft has no rules; suggest the rules again.")
+        return rules
+
+
+class ThresholdPickForm(forms.Form):
+    """The MQL score picked on the predictive page: a share of converters to catch, or a row of the table."""
+
+    recall = forms.IntegerField(
+        label="Catch at least this share of converters (%)", min_value=1, max_value=100, required=False,
+        help_text="The highest score threshold that does so on the held-out leads becomes the MQL score.",
+        widget=forms.NumberInput(attrs={"inputmode": "numeric"}))
+    score = forms.IntegerField(required=False, widget=forms.HiddenInput, min_value=-100_000, max_value=100_000)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("recall") is None and cleaned.get("score") is None and not self.errors:
+            self.add_error("recall", "Give a share of converters from 1 to 100, or pick a row of the table.")
+        return cleaned

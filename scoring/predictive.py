@@ -265,12 +265,13 @@ def _calibration(converted, probabilities) -> list[dict]:
             for number, part in enumerate(np.array_split(order, 10)) if len(part)]
 
 
-def threshold_table(converted, probabilities) -> list[dict]:
-    """Per probability threshold: the share of leads at or above it (handed to sales), how many of those converted
-    (precision), and the share of the converted leads they hold (recall)."""
+def threshold_table(converted, probabilities, thresholds=THRESHOLDS) -> list[dict]:
+    """Per threshold (of probability, or of any ranking such as the rule score): the share of leads at or above it
+    (handed to sales), how many of those converted (precision), and the share of the converted leads they hold
+    (recall)."""
     total_converted = int(converted.sum())
     table = []
-    for threshold in THRESHOLDS:
+    for threshold in thresholds:
         handed = probabilities >= threshold
         caught = int(converted[handed].sum())
         table.append({"threshold": threshold, "handed_off": round(float(handed.mean()), 4),

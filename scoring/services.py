@@ -158,12 +158,16 @@ def rule_of(rule: ScoringRule) -> Rule:
                 max_occurrences=rule.max_occurrences, window_days=rule.window_days)
 
 
-def load_config(organization_id, *, draft: Rule | None = None, replaces=None, settings=None) -> Config:
+def load_config(organization_id, *, draft: Rule | None = None, replaces=None, settings=None,
+                rules: list[Rule] | None = None) -> Config:
     """The org's active rules and settings; with `draft`, as they would be with that rule added (or put in
-    place of rule `replaces`)."""
+    place of rule `replaces`); with `rules`, as they would be with those in place of all the active ones."""
     settings = settings or get_settings(organization_id)
-    rules = [rule_of(rule) for rule in ScoringRule.objects.for_org(organization_id).filter(active=True)
-             if rule.pk != replaces]
+    if rules is None:
+        rules = [rule_of(rule) for rule in ScoringRule.objects.for_org(organization_id).filter(active=True)
+                 if rule.pk != replaces]
+    else:
+        rules = list(rules)
     if draft is not None:
         rules.append(draft)
     return Config(

@@ -15,4 +15,10 @@ urlpatterns = [
     path("settings/", views.settings_edit, name="settings"),
     path("status/", views.recalculation_status, name="status"),
     path("leads/<uuid:pk>/panel/", views.lead_panel, name="lead-panel"),
+    path("predictive/", views.predictive_page, name="predictive"),
+    path("predictive/train/", views.predictive_train, name="predictive-train"),
+    path("predictive/status/", views.predictive_status, name="predictive-status"),
+    path("predictive/suggest/", views.predictive_suggest, name="predictive-suggest"),
+    path("predictive/suggest/save/", views.predictive_apply, name="predictive-apply"),
+    path("predictive/threshold/", views.predictive_threshold, name="predictive-threshold"),
 ]

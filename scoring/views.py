@@ -1,5 +1,8 @@
 """Browser pages of scoring: the rules (list, form with preview, switch, delete), the org's settings, the
-progress of a recalculation, and the score panel that the lead page loads."""
+progress of a recalculation, the score panel that the lead page loads, and the predictive model's page (its
+accuracy, training, suggested rules and threshold advice)."""
+
+import json
 
 from django.contrib import messages
 from django.core.exceptions import NON_FIELD_ERRORS
@@ -7,14 +10,21 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from leadcrm import policy
+from leadcrm import errors, policy
 from leadcrm.policy import Action, allowed
 from leads.conditions import OPS_BY_KIND, ConditionError
 from leads.selectors import leads_for
 
-from . import api, selectors, services
-from .forms import RuleForm, SettingsForm, describe_condition, describe_limits
-from .models import RecalculationStatus, RuleKind, ScoringRule
+from . import advice, api, predictive, selectors, services
+from .forms import (
+    RuleForm,
+    SettingsForm,
+    SuggestedRulesForm,
+    ThresholdPickForm,
+    describe_condition,
+    describe_limits,
+)
+from .models import PredictiveModel, PredictiveStatus, RecalculationStatus, RuleKind, ScoringRule
 
 # How often the progress bar asks for news while the org is being re-scored.
 POLL_SECONDS = 1
@@ -46,13 +56,14 @@ def chart_data(chart_type: str, labels: list, datasets: list[tuple[str, list]]) 
             "datasets": [{"label": label, "data": data} for label, data in datasets]}
 
 
-def preview_context(result: dict) -> dict:
+def preview_context(result: dict, subject: str = "this rule") -> dict:
     """What scoring/_preview.html shows of a preview (scoring.api.draft_preview): counts and histograms."""
     histogram = result["histogram"]
     return {
         "preview": result,
+        "preview_subject": subject,
         "preview_chart": chart_data("bar", histogram["labels"], [("Now", histogram["before"]),
-                                                                 ("With this rule", histogram["after"])]),
+                                                                 (f"With {subject}", histogram["after"])]),
         "histogram_rows": list(zip(histogram["labels"], histogram["before"], histogram["after"], strict=True)),
     }
 
@@ -231,3 +242,149 @@ def lead_panel(request, pk):
     }
     template = "scoring/_lead_panel.html" if request.htmx else "scoring/lead_score.html"
     return render(request, template, context)
+
+
+# --------------------------------------------------------------------------------------------- predictive scoring
+
+TRAINING_POLL_SECONDS = 2
+VERSIONS_SHOWN = 20
+
+
+def _percent(value):
+    return None if value is None else round(value * 100, 1)
+
+
+def _training_context(request) -> dict:
+    latest = PredictiveModel.objects.for_org(request.organization).order_by("-version").first()
+    busy = latest is not None and latest.status in (PredictiveStatus.QUEUED, PredictiveStatus.TRAINING)
+    return {"latest": latest, "training_busy": busy, "poll_seconds": TRAINING_POLL_SECONDS}
+
+
+def _predictive_context(request) -> dict:
+    """Everything the predictive page shows: the outcomes, the active version and its holdout metrics, the
+    versions, and the threshold advice."""
+    organization_id = request.organization.pk
+    converted, lost = predictive.outcome_counts(organization_id)
+    active = predictive.active_model(organization_id)
+    metrics = active.metrics if active else {}
+    calibration = metrics.get("calibration") or []
+    thresholds = advice.threshold_advice(organization_id)
+    score_rows = thresholds["score"]
+    return {
+        **_training_context(request),
+        "outcomes": {"converted": converted, "lost": lost},
+        "shortfall": predictive.shortfall(converted, lost),
+        "active": active, "metrics": metrics,
+        "features": [predictive.feature_label(feature) for feature in (active.model.get("features", []) if active
+                                                                         else [])],
+        "versions": PredictiveModel.objects.for_org(organization_id).order_by("-version")[:VERSIONS_SHOWN],
+        "calibration_chart": chart_data("bar", [f"{row['decile']}" for row in calibration], [
+            ("Predicted (%)", [_percent(row["predicted"]) for row in calibration]),
+            ("Converted (%)", [_percent(row["actual"]) for row in calibration])]),
+        "thresholds": thresholds,
+        "threshold_chart": chart_data("line", [row["threshold"] for row in score_rows], [
+            ("Handed off (%)", [_percent(row["handed_off"]) for row in score_rows]),
+            ("Precision (%)", [_percent(row["precision"]) for row in score_rows]),
+            ("Recall (%)", [_percent(row["recall"]) for row in score_rows])]),
+    }
+
+
+def _predictive_page(request, *, threshold_form=None, status=200):
+    context = _predictive_context(request)
+    context["threshold_form"] = threshold_form or ThresholdPickForm()
+    return render(request, "scoring/predictive.html", context, status=status)
+
+
+@org_wide
+@require_GET
+def predictive_page(request):
+    """/scoring/predictive/: the org's conversion model, how accurate it is beside the rules, and its advice."""
+    return _predictive_page(request)
+
+
+@org_wide
+@require_POST
+def predictive_train(request):
+    """Queue a training run; too few outcomes is said on the page (how many more are needed)."""
+    try:
+        version = predictive.request_training(organization_id=request.organization.pk)
+    except predictive.NotEnoughOutcomes as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Training version {version.version}. This page shows its progress.")
+    return redirect("scoring:predictive")
+
+
+@org_wide
+@require_GET
+def predictive_status(request):
+    """The training state the page polls (htmx) while a run is queued or training; the page reloads when it ends."""
+    context = _training_context(request)
+    response = render(request, "scoring/_predictive_status.html", context)
+    if request.GET.get("was_busy") and not context["training_busy"]:
+        response["HX-Refresh"] = "true"  # the finished run's metrics, charts and advice: the whole page changes
+    return response
+
+
+def _suggestion_page(request, suggestion: dict, form, status=200):
+    rules = suggestion["rules"]
+    for rule in rules:
+        rule["condition_text"] = describe_condition(rule["kind"], rule["condition"])
+    context = {"suggestion": suggestion, "rules": rules, "form": form,
+               "replaced": ScoringRule.objects.for_org(request.organization).filter(active=True).count(),
+               **preview_context(suggestion["preview"], subject="these rules")}
+    return render(request, "scoring/predictive_suggest.html", context, status=status)
+
+
+@org_wide
+@require_POST
+def predictive_suggest(request):
+    """A draft rule set learnt from the outcomes, with its holdout AUC and the rule preview; saves nothing."""
+    suggestion = advice.suggest_rules(request.organization.pk)
+    form = SuggestedRulesForm(initial={"rules": json.dumps([
+        {key: rule[key] for key in ("name", "kind", "points", "condition", "max_occurrences", "window_days")}
+        for rule in suggestion["rules"]])})
+    return _suggestion_page(request, suggestion, form)
+
+
+@org_wide
+@require_POST
+def predictive_apply(request):
+    """Save the draft shown on the suggestion page in place of the active rules."""
+    form = SuggestedRulesForm(request.POST)
+    if form.is_valid():
+        try:
+            saved = advice.apply_rules(organization_id=request.organization.pk, rules=form.cleaned_data["rules"],
+                                       actor=request.user)
+        except ConditionError as exc:
+            form.add_error(None, [f"{key}: {' '.join(problems)}" for key, problems in exc.errors.items()])
+        else:
+            messages.success(request, f"{len(saved)} learnt rule{'s' if len(saved) != 1 else ''} saved; the "
+                                      "previous rules are switched off. Every lead is being re-scored.")
+            return redirect("scoring:rules")
+    messages.error(request, " ".join(str(problem) for problems in form.errors.values() for problem in problems))
+    return redirect("scoring:predictive")
+
+
+@org_wide
+@require_POST
+def predictive_threshold(request):
+    """Set the MQL score from the threshold advice: a share of converters to catch, or a picked row."""
+    form = ThresholdPickForm(request.POST)
+    if form.is_valid():
+        organization_id = request.organization.pk
+        try:
+            if form.cleaned_data["score"] is not None:
+                settings = services.update_settings(organization_id=organization_id, actor=request.user,
+                                                    mql_score=form.cleaned_data["score"])
+            else:
+                settings = advice.set_mql_score_for_recall(organization_id=organization_id, actor=request.user,
+                                                           recall=form.cleaned_data["recall"] / 100)
+        except errors.DomainError as exc:
+            for key, problems in (exc.errors or {"recall": exc.messages}).items():
+                form.add_error("recall" if key in ("recall", "mql_score") else None, problems)
+        else:
+            messages.success(request, f"The MQL threshold is now a score of {settings.mql_score}. Every lead is "
+                                      "being re-scored with it.")
+            return redirect("scoring:predictive")
+    return _predictive_page(request, threshold_form=form, status=400)

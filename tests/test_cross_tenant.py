@@ -139,6 +139,9 @@ ENDPOINTS = [
              marker="{predictive_version}"),
     Endpoint("predictive-version-retrieve", "get", "/api/v1/predictive/versions/{predictive_version}/", "404"),
     Endpoint("predictive-thresholds", "get", "/api/v1/predictive/thresholds/", "absent", marker="0.1234"),
+    # the page shows the active version's AUC (0.81); suggest-rules, apply-rules and the threshold picker act on
+    # the caller's own org and have their own test below
+    Endpoint("ui-predictive", "get", "/scoring/predictive/", "absent", api=False, marker="0.810"),
     # --- segments API ({segment} is a static list holding the victim's lead, {dynamic} a segment of conditions)
     Endpoint("segments-list", "get", "/api/v1/segments/", "absent", marker="{segment}"),
     Endpoint("segments-list-counted", "get", "/api/v1/segments/?with_counts=1", "absent", marker="{dynamic}"),
@@ -906,3 +909,33 @@ def test_the_operator_routes_name_no_organization_or_lead(org, other_org, settin
     assert "leadcrm_http_request_duration_seconds" in text  # the control: the page was read
     for value in (str(org.pk), str(other_org.pk), str(secret.pk), "secret-person", org.slug, other_org.slug):
         assert value not in text
+
+
+def test_predictive_advice_reads_and_writes_only_the_callers_org(org, other_org, api, other_api, client):
+    """Suggested rules, threshold advice and the picks learn from and change the caller's org alone."""
+    from scoring import predictive
+    from tests.scoring.test_predictive import _outcomes, _train
+
+    _outcomes(org, 300)
+    _train(org.pk)
+    mine = api.get("/api/v1/predictive/thresholds/").json()
+    # the rival has no model of its own: nothing to advise from, whatever the victim has
+    assert other_api.post("/api/v1/predictive/suggest-rules/").status_code == 409
+    theirs = other_api.get("/api/v1/predictive/thresholds/").json()
+    assert theirs["score_results"] == [] and theirs["results"] == [] and mine["score_results"]
+
+    _outcomes(other_org, 200, seed=3, prefix="rival")
+    _train(other_org.pk)
+    suggestion = other_api.post("/api/v1/predictive/suggest-rules/").json()
+    assert suggestion["preview"]["leads"] == 200 and suggestion["holdout_size"] == 40
+    assert other_api.get("/api/v1/predictive/thresholds/").json()["holdout_size"] == 40
+
+    victim_rules = set(ScoringRule.objects.for_org(org).values_list("pk", "active", "points"))
+    victim_mql = ScoringSettings.objects.get(organization=org).mql_score
+    saved = other_api.post("/api/v1/predictive/apply-rules/", {"rules": suggestion["rules"]}, format="json")
+    assert saved.status_code == 201
+    client.force_login(Membership.objects.get(organization=other_org, role=Role.ADMIN).user)
+    assert client.post("/scoring/predictive/threshold/", {"recall": "50"}).status_code == 302
+    assert set(ScoringRule.objects.for_org(org).values_list("pk", "active", "points")) == victim_rules
+    assert ScoringSettings.objects.get(organization=org).mql_score == victim_mql
+    assert predictive.active_model(org.pk).version == 1

@@ -273,3 +273,16 @@ def test_reports_that_list_reps_or_campaigns_keep_them_when_nothing_happened(bro
     assert [line[0] for line in rows(content)[1:]] == ["Old", "Spring", "Webinar"]
     content = page(browser, "/reports/funnel/", start="2025-01-01", end="2025-01-31")
     assert "No leads were created in this range." in content and "report-table" not in content
+
+
+def test_calibration_by_predictive_band_shows_lift_over_the_base_rate(browser, org, data):
+    from leads.models import Lead
+
+    Lead.objects.filter(organization=org, first_name="l1").update(predictive_band="A")
+    content = page(browser, "/reports/score-calibration/", breakdown="predictive_band")
+    assert '<option value="predictive_band" selected>Predictive band</option>' in content
+    table = rows(content)
+    assert table[0][0] == "Predictive band" and table[0][-2:] == ["Base win rate", "Lift (× base)"]
+    by_band = {line[0]: line for line in table[1:]}
+    assert set(by_band) == {"A", "No probability yet"}
+    assert by_band["A"][-2] == "20.0%" and by_band["A"][-1].startswith("5")

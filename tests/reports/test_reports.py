@@ -174,6 +174,22 @@ def test_score_calibration_by_band_and_grade(api, data, noise):
         "A": (1, 1, 1), "B": (2, 1, 0), "C": (1, 0, 0), "D": (1, 0, 0)}
 
 
+def test_score_calibration_shows_the_base_rate_and_each_bands_lift(api, org, data, noise):
+    """One of the five leads created in the range won: the base rate is 20%, and the band of the winner wins five
+    times as often as the average lead; by predictive band (the conversion model's) alike."""
+    rows = get(api, "score-calibration")["rows"]
+    assert {row["base_rate"] for row in rows} == {0.2}
+    assert [(row["label"], row["lift"]) for row in rows] == [("10 to 19", 0.0), ("40 to 49", 0.0), ("50 to 59", 0.0),
+                                                           ("80 to 89", 5.0)]
+    for name, band in (("l1", "A"), ("l2", "B"), ("l3", "B")):
+        Lead.objects.filter(organization=org, first_name=name).update(predictive_band=band)
+    body = get(api, "score-calibration", breakdown="predictive_band")
+    assert [(r["key"], r["label"], r["leads"], r["won"], r["base_rate"], r["lift"]) for r in body["rows"]] == [
+        ("A", "A", 1, 1, 0.2, 5.0), ("B", "B", 2, 0, 0.2, 0.0), ("", "No probability yet", 2, 0, 0.2, 0.0)]
+    by_rule = get(api, "score-calibration", breakdown="rule")["rows"]
+    assert by_rule and {row["base_rate"] for row in by_rule} == {0.2}
+
+
 def test_the_date_range_filters(api, data):
     [row] = get(api, "funnel", start="2026-03-02", end="2026-03-03")["rows"]
     assert (row["leads"], row["sql"]) == (2, 1)  # L2 and L3
@@ -204,7 +220,7 @@ def test_bad_dates_are_400_with_field_messages(api, report, params, field):
 @pytest.mark.parametrize(("report", "allowed"), [
     ("funnel", "source_type, source, campaign, owner, team, segment"), ("speed-to-lead", "team, rep"),
     ("sales-cycle", "source, campaign, lost_reason"), ("sources", "source, source_type"),
-    ("score-calibration", "band, grade, rule")])
+    ("score-calibration", "band, grade, predictive_band, rule")])
 def test_unknown_breakdown_lists_the_allowed_ones(api, report, allowed):
     response = api.get(f"/api/v1/reports/{report}/", {"breakdown": "planet", "format": "csv"})
     assert response.status_code == 400 and response["Content-Type"].startswith("application/json")
