@@ -5,11 +5,14 @@ class LeadsConfig(AppConfig):
     name = "leads"
 
     def ready(self):
-        from leadcrm import claims, events
+        from leadcrm import audit, claims, events
 
         from . import tasks
-        from .services import lifecycle, privacy
+        from .models import Pipeline
+        from .services import lifecycle, pipelines, privacy
 
         events.subscribe(events.ORG_CREATED, lifecycle.set_up_organization)
+        events.subscribe(events.ORG_CREATED, pipelines.set_up_pipelines)
+        audit.register(Pipeline, related={"stages": pipelines.stages_in_words})
         claims.register_sweeper("imports", tasks.enqueue_abandoned_imports)
         privacy.register_parts()

@@ -5,10 +5,10 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self):
-        from leadcrm import audit, claims, events
+        from leadcrm import audit, claims, events, policy
         from leads import navigation
 
-        from . import handlers, privacy, tasks, views
+        from . import handlers, privacy, selectors, tasks, views
         from .models import AssignmentRule, RepProfile, Team
 
         audit.register(AssignmentRule)
@@ -23,4 +23,5 @@ class RoutingConfig(AppConfig):
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
         privacy.register()
         claims.register_sweeper("unrouted MQLs", tasks.enqueue_unrouted_mqls)
-        navigation.register("queue", views.queue_steps)  # the lead page's Previous / Next through a queue
+        navigation.register("queue", views.queue_steps)
+        policy.register_team_members(selectors.team_member_ids)  # a manager's team's deals (the pipeline board)  # the lead page's Previous / Next through a queue
