@@ -23,5 +23,5 @@ class RoutingConfig(AppConfig):
         events.subscribe(events.MEMBER_ADDED, handlers.profile_for_member)
         privacy.register()
         claims.register_sweeper("unrouted MQLs", tasks.enqueue_unrouted_mqls)
-        navigation.register("queue", views.queue_steps)
-        policy.register_team_members(selectors.team_member_ids)  # a manager's team's deals (the pipeline board)  # the lead page's Previous / Next through a queue
+        navigation.register("queue", views.queue_steps)  # the lead page's Previous / Next through a queue
+        policy.register_team_members(selectors.team_member_ids)  # a manager's team's deals (the pipeline board)

@@ -158,13 +158,13 @@ def move_deal(*, deal: Deal, stage_id, expected_stage_id, reason: str = "", acto
     reason = (reason or "").strip()[:200]
     organization_id = deal.organization_id
     with transaction.atomic():
-        deal = Deal.objects.for_org(organization_id).select_for_update().select_related("stage").get(pk=deal.pk)
+        deal = Deal.objects.for_org(organization_id).select_for_update().get(pk=deal.pk)
         target = Stage.objects.for_org(organization_id).filter(pk=stage_id, pipeline_id=deal.pipeline_id).first() \
             if _is_uuid(stage_id) else None
         if target is None:
             raise Invalid(errors={"stage": ["No such stage in this deal's pipeline."]})
         if str(deal.stage_id) != str(expected_stage_id):
-            current = deal.stage
+            current = Stage.objects.for_org(organization_id).filter(pk=deal.stage_id).first()
             raise StageChanged(
                 f"Someone moved this deal to {current.name if current else 'another stage'} first; nothing changed.",
                 extra={"current_stage": {"id": str(current.pk), "name": current.name} if current else None})

@@ -35,10 +35,19 @@ def set_up_pipelines(*, organization_id) -> Pipeline:
         if existing is not None:
             return existing
         pipeline = Pipeline.objects.create(organization_id=organization_id, name=DEFAULT_PIPELINE, is_default=True)
-        Stage.objects.bulk_create([
-            Stage(organization_id=organization_id, pipeline=pipeline, name=name, position=position,
-                  probability=probability, kind=kind)
-            for position, (name, probability, kind) in enumerate(DEFAULT_STAGES)])
+        Stage.objects.bulk_create(
+            [
+                Stage(
+                    organization_id=organization_id,
+                    pipeline=pipeline,
+                    name=name,
+                    position=position,
+                    probability=probability,
+                    kind=kind,
+                )
+                for position, (name, probability, kind) in enumerate(DEFAULT_STAGES)
+            ]
+        )
     return pipeline
 
 
@@ -64,13 +73,15 @@ def _clean_stages(stages: list[dict]) -> list[dict]:
         names.add(name.casefold())
         if isinstance(probability, bool) or not isinstance(probability, int) or not 0 <= probability <= 100:
             errors[f"stages.{index}.probability"] = ["A whole number of percent from 0 to 100."]
-        if rotting is not None and (isinstance(rotting, bool) or not isinstance(rotting, int)
-                                    or not 1 <= rotting <= 3650):
+        if rotting is not None and (
+            isinstance(rotting, bool) or not isinstance(rotting, int) or not 1 <= rotting <= 3650
+        ):
             errors[f"stages.{index}.rotting_days"] = ["A number of days from 1 to 3,650, or none."]
         if kind not in StageKind.values:
             errors[f"stages.{index}.kind"] = [f"One of {', '.join(StageKind.values)}."]
-        cleaned.append({"id": stage.get("id"), "name": name, "probability": probability, "rotting_days": rotting,
-                        "kind": kind})
+        cleaned.append(
+            {"id": stage.get("id"), "name": name, "probability": probability, "rotting_days": rotting, "kind": kind}
+        )
     kinds = [stage["kind"] for stage in cleaned]
     if not errors:
         if kinds.count(StageKind.WON) != 1 or kinds.count(StageKind.LOST) != 1:
@@ -82,8 +93,15 @@ def _clean_stages(stages: list[dict]) -> list[dict]:
     return cleaned
 
 
-def save_pipeline(*, organization_id, name: str, stages: list[dict], pipeline: Pipeline | None = None,
-                  is_default: bool | None = None, actor=None) -> Pipeline:
+def save_pipeline(
+    *,
+    organization_id,
+    name: str,
+    stages: list[dict],
+    pipeline: Pipeline | None = None,
+    is_default: bool | None = None,
+    actor=None,
+) -> Pipeline:
     """Create a pipeline, or change one: its name and its whole stage list, in order (a stage with the `id` of one
     of its stages changes that stage; one without is new; a stage left out is deleted, unless deals are in it: 409).
     Making a pipeline the default takes it from the former default."""
@@ -105,15 +123,19 @@ def save_pipeline(*, organization_id, name: str, stages: list[dict], pipeline: P
             pipelines.filter(is_default=True).update(is_default=False)
             pipeline.is_default = True
         elif is_default is False and pipeline.is_default:
-            raise Invalid(errors={"is_default": ["Make another pipeline the default instead."]},
-                          code="invalid_pipeline")
+            raise Invalid(
+                errors={"is_default": ["Make another pipeline the default instead."]}, code="invalid_pipeline"
+            )
         pipeline.name = name
         pipeline.save()
         current = {str(stage.pk): stage for stage in Stage.objects.for_org(organization_id).filter(pipeline=pipeline)}
-        unknown = [f"stages.{i}.id" for i, stage in enumerate(cleaned) if stage["id"] and str(stage["id"]) not in current]
+        unknown = [
+            f"stages.{i}.id" for i, stage in enumerate(cleaned) if stage["id"] and str(stage["id"]) not in current
+        ]
         if unknown:
-            raise Invalid(errors={field: ["No such stage in this pipeline."] for field in unknown},
-                          code="invalid_pipeline")
+            raise Invalid(
+                errors={field: ["No such stage in this pipeline."] for field in unknown}, code="invalid_pipeline"
+            )
         kept = {str(stage["id"]) for stage in cleaned if stage["id"]}
         dropped = [stage for key, stage in current.items() if key not in kept]
         busy = Deal.objects.for_org(organization_id).filter(stage__in=dropped).values_list("stage__name", flat=True)
@@ -128,7 +150,11 @@ def save_pipeline(*, organization_id, name: str, stages: list[dict], pipeline: P
             elif stage.kind != data["kind"] and stage.deals.exists():
                 raise PipelineInUse(f"Deals are in {stage.name}: it stays {stage.get_kind_display().lower()}.")
             stage.name, stage.probability, stage.rotting_days, stage.kind = (
-                data["name"], data["probability"], data["rotting_days"], data["kind"])
+                data["name"],
+                data["probability"],
+                data["rotting_days"],
+                data["kind"],
+            )
             stage.position = position
             stage.save()
         audit.record_save(organization=organization_id, actor=actor, obj=pipeline, before=before)
@@ -149,8 +175,9 @@ def delete_pipeline(*, pipeline: Pipeline, actor=None) -> None:
 
 def stage_of_kind(pipeline_id, organization_id, kind: str) -> Stage:
     """The pipeline's won or lost stage, or its first open one."""
-    return Stage.objects.for_org(organization_id).filter(pipeline_id=pipeline_id, kind=kind).order_by(
-        "position").first()
+    return (
+        Stage.objects.for_org(organization_id).filter(pipeline_id=pipeline_id, kind=kind).order_by("position").first()
+    )
 
 
 def enter_stage(*, deal: Deal, stage: Stage, actor=None, reason: str = "", at=None) -> Deal:
@@ -159,17 +186,25 @@ def enter_stage(*, deal: Deal, stage: Stage, actor=None, reason: str = "", at=No
     at = at or timezone.now()
     history = DealStageChange.objects.for_org(deal.organization_id)
     history.filter(deal=deal, left_at__isnull=True).update(left_at=at)
-    history.create(organization_id=deal.organization_id, deal=deal, stage=stage, stage_name=stage.name,
-                   entered_at=at, entered_by=audit.user_of(actor), reason=reason)
+    history.create(
+        organization_id=deal.organization_id,
+        deal=deal,
+        stage=stage,
+        stage_name=stage.name,
+        entered_at=at,
+        entered_by=audit.user_of(actor),
+        reason=reason,
+    )
     deal.pipeline_id, deal.stage, deal.stage_entered_at = stage.pipeline_id, stage, at
     deal.save(update_fields=["pipeline", "stage", "stage_entered_at", "updated_at"])
     return deal
 
 
-
 def stages_in_words(pipeline) -> list[str]:
     """A pipeline's stages as the audit log shows them: "Proposal 50 % (rots after 14 d)"."""
-    return [f"{stage.name} {stage.probability} %" + (f" (rots after {stage.rotting_days} d)" if stage.rotting_days
-                                                     else "") + ("" if stage.kind == StageKind.OPEN else
-                                                                 f" [{stage.kind}]")
-            for stage in Stage.objects.for_org(pipeline.organization_id).filter(pipeline=pipeline)]
+    return [
+        f"{stage.name} {stage.probability} %"
+        + (f" (rots after {stage.rotting_days} d)" if stage.rotting_days else "")
+        + ("" if stage.kind == StageKind.OPEN else f" [{stage.kind}]")
+        for stage in Stage.objects.for_org(pipeline.organization_id).filter(pipeline=pipeline)
+    ]
