@@ -17,6 +17,7 @@ from ..filters import AccountFilter, DealFilter
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
 from .bulk import DealBulkActions
+from .pipelines import DealMoveActions
 from .sync import FEED_DOC, LeanFeedPagination
 
 
@@ -50,8 +51,9 @@ class DealSerializer(StrictModelSerializer):
     class Meta:
         model = Deal
         fields = ["id", "name", "amount", "currency", "expected_close", "status", "lost_reason", "owner", "account",
-                  "lead", "created_at", "updated_at", "closed_at"]
-        read_only_fields = ["id", "account", "lead", "created_at", "updated_at", "closed_at"]
+                  "lead", "pipeline", "stage", "stage_entered_at", "created_at", "updated_at", "closed_at"]
+        read_only_fields = ["id", "account", "lead", "pipeline", "stage", "stage_entered_at", "created_at",
+                            "updated_at", "closed_at"]
 
     def validate_currency(self, value):
         code = currency.normalise(value)
@@ -208,15 +210,18 @@ class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     list.__doc__ = "The organization's accounts, in cursor pages." + FEED_DOC
 
 
-class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
-                  OrgScopedViewSet):
+class DealViewSet(DealBulkActions, DealMoveActions, LeanListMixin, mixins.ListModelMixin,
+                  mixins.RetrieveModelMixin, OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
+    policy_actions = {"move": Action.WORK_DEALS}
     serializer_class = DealSerializer
     pagination_class = LeanFeedPagination
     ordering_fields = ["created_at", "updated_at", "closed_at", "amount"]
     filterset_class = DealFilter
 
     def get_queryset(self):
+        if self.action == "move":
+            return self.deals_to_move()
         queryset = Deal.objects.for_org(self.organization).select_related(None)
         status_filter = self.request.query_params.get("status")
         if status_filter in DealStatus.values:
