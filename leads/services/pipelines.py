@@ -51,7 +51,7 @@ def set_up_pipelines(*, organization_id) -> Pipeline:
     return pipeline
 
 
-def _clean_stages(stages: list[dict]) -> list[dict]:
+def check_stages(stages: list[dict]) -> list[dict]:
     """The stages as given, checked: names, probabilities 0–100, rotting limits, exactly one won and one lost stage
     and at least one open one. Errors name the row (`stages.2.probability`)."""
     errors: dict[str, list[str]] = {}
@@ -108,14 +108,19 @@ def save_pipeline(
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise Invalid(errors={"name": ["Name the pipeline (at most 100 characters)."]}, code="invalid_pipeline")
-    cleaned = _clean_stages(stages)
+    cleaned = check_stages(stages)
     with transaction.atomic():
         pipelines = Pipeline.objects.for_org(organization_id)
-        if pipelines.exclude(pk=getattr(pipeline, "pk", None)).filter(name__iexact=name).exists():
+        same_name = pipelines.filter(name__iexact=name)
+        if pipeline is not None and not pipeline._state.adding:
+            same_name = same_name.exclude(pk=pipeline.pk)
+        if same_name.exists():
             raise Invalid(errors={"name": ["Another pipeline has this name."]}, code="invalid_pipeline")
-        before = audit.snapshot(pipeline) if pipeline is not None else None
-        if pipeline is None:
-            pipeline = Pipeline(organization_id=organization_id)
+        new = pipeline is None or pipeline._state.adding  # Django admin hands over its unsaved instance
+        before = None if new else audit.stored(pipeline)
+        if new:
+            pipeline = pipeline or Pipeline()
+            pipeline.organization_id, pipeline.is_default = organization_id, False
             is_default = bool(is_default) or not pipelines.filter(is_default=True).exists()
         else:
             pipeline = pipelines.select_for_update().get(pk=pipeline.pk)

@@ -156,3 +156,44 @@ def test_settings_are_for_admins_and_the_menu_says_so(org, member):
     assert 'href="/settings/pipelines/"' in admin.get("/deals/board/").content.decode()
     pipeline = default_pipeline(org)
     assert admin.get(f"/settings/pipelines/{pipeline.pk}/").status_code == 200
+
+
+def _admin_stages(rows, initial=0):
+    data = {
+        "stages-TOTAL_FORMS": str(len(rows)),
+        "stages-INITIAL_FORMS": str(initial),
+        "stages-MIN_NUM_FORMS": "0",
+        "stages-MAX_NUM_FORMS": "1000",
+    }
+    for i, (position, name, probability, kind) in enumerate(rows):
+        data.update(
+            {
+                f"stages-{i}-position": position,
+                f"stages-{i}-name": name,
+                f"stages-{i}-probability": probability,
+                f"stages-{i}-rotting_days": "",
+                f"stages-{i}-kind": kind,
+            }
+        )
+    return data
+
+
+def test_django_admin_saves_pipelines_through_the_service_scoped_to_the_org(org, other_org):
+    client = signed_in(org.memberships.get(role=Role.ADMIN).user)
+    rows = [("0", "Due", "40", "open"), ("1", "Renewed", "100", "won"), ("2", "Churned", "0", "open")]
+    refused = client.post("/admin/leads/pipeline/add/", {"name": "Renewals", **_admin_stages(rows)})
+    assert refused.status_code == 200 and "exactly one won stage and one lost stage" in refused.content.decode()
+    rows[2] = ("2", "Churned", "0", "lost")
+    saved = client.post("/admin/leads/pipeline/add/", {"name": "Renewals", **_admin_stages(rows)})
+    assert saved.status_code == 302
+    renewals = Pipeline.objects.get(name="Renewals")
+    assert renewals.organization_id == org.pk and not renewals.is_default
+    assert list(renewals.stages.values_list("name", "kind")) == [
+        ("Due", "open"),
+        ("Renewed", "won"),
+        ("Churned", "lost"),
+    ]
+    listing = client.get("/admin/leads/pipeline/").content.decode()
+    assert "Renewals" in listing
+    theirs = default_pipeline(other_org)
+    assert client.get(f"/admin/leads/pipeline/{theirs.pk}/change/").status_code in (302, 404)
