@@ -10,14 +10,14 @@ from rest_framework.response import Response
 from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.jsonrows import LeanListMixin
-from leadcrm.policy import Action
+from leadcrm.policy import Action, principal_of, visible_deals
 
 from .. import selectors, services
 from ..filters import AccountFilter, DealFilter
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
 from .bulk import DealBulkActions
-from .pipelines import DealMoveActions
+from .pipelines import MOVE_CONFLICT, MoveSerializer
 from .sync import FEED_DOC, LeanFeedPagination
 
 
@@ -210,8 +210,8 @@ class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelM
     list.__doc__ = "The organization's accounts, in cursor pages." + FEED_DOC
 
 
-class DealViewSet(DealBulkActions, DealMoveActions, LeanListMixin, mixins.ListModelMixin,
-                  mixins.RetrieveModelMixin, OrgScopedViewSet):
+class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                  OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
     policy_actions = {"move": Action.WORK_DEALS}
     serializer_class = DealSerializer
@@ -220,8 +220,9 @@ class DealViewSet(DealBulkActions, DealMoveActions, LeanListMixin, mixins.ListMo
     filterset_class = DealFilter
 
     def get_queryset(self):
-        if self.action == "move":
-            return self.deals_to_move()
+        if self.action == "move":  # every member moves the deals they may see on the board
+            return visible_deals(principal_of(self.request), self.organization.pk,
+                                 Deal.objects.for_org(self.organization))
         queryset = Deal.objects.for_org(self.organization).select_related(None)
         status_filter = self.request.query_params.get("status")
         if status_filter in DealStatus.values:
@@ -258,3 +259,18 @@ class DealViewSet(DealBulkActions, DealMoveActions, LeanListMixin, mixins.ListMo
             elif new_status != deal.status:
                 raise services.DealClosed(f"This deal is already {deal.status}.")
         return deal
+
+    @extend_schema(request=MoveSerializer, responses={200: DealSerializer, 409: MOVE_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        """Move the deal to another stage of its pipeline: `{"stage", "expected_stage", "reason"}`. A won or lost
+        stage closes it (lost needs a reason); moving a closed deal back to an open stage needs a reason; a stage
+        of another pipeline is a 400 at `stage`; a deal moved since the mover saw it in `expected_stage` is a 409
+        naming its `current_stage`."""
+        deal = self.get_object()
+        serializer = MoveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        deal = services.move_deal(deal=deal, stage_id=data["stage"], expected_stage_id=data["expected_stage"],
+                                  reason=data["reason"], actor=audit.actor_of(request))
+        return Response(self.get_serializer(deal).data)

@@ -1,16 +1,16 @@
-"""REST API of deal pipelines: the pipelines with their stages, and moving a deal from stage to stage."""
+"""REST API of deal pipelines: the pipelines with their stages, and what a deal's move takes (the move itself is
+`POST /api/v1/deals/{id}/move/`, on the DealViewSet)."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, serializers, status
-from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from leadcrm import audit
 from leadcrm.api import OrgScopedViewSet, StrictSerializer, idempotent
-from leadcrm.policy import Action, principal_of, visible_deals
+from leadcrm.policy import Action
 
 from .. import selectors, services
-from ..models import Deal, StageKind
+from ..models import StageKind
 
 
 class StageSerializer(StrictSerializer):
@@ -145,30 +145,3 @@ MOVE_CONFLICT = OpenApiResponse(
     description="`stage_changed`: someone moved the deal first (`current_stage` is where it is now); "
     "`deal_closed`: from won straight to lost or back.",
 )
-
-
-class DealMoveActions:
-    """`POST /api/v1/deals/{id}/move/`, mixed into the DealViewSet: every member moves the deals they may see
-    (their own; a manager their team's; admins and marketers every one)."""
-
-    def deals_to_move(self):
-        return visible_deals(principal_of(self.request), self.organization.pk, Deal.objects.for_org(self.organization))
-
-    @extend_schema(request=MoveSerializer, responses={200: serializers.Serializer, 409: MOVE_CONFLICT})
-    @action(detail=True, methods=["post"])
-    def move(self, request, pk=None):
-        """Move the deal to another stage of its pipeline: `{"stage", "expected_stage", "reason"}`. A won or lost
-        stage closes it (lost needs a reason); moving a closed deal back to an open stage needs a reason; a stage
-        of another pipeline is a 400 at `stage`."""
-        deal = self.get_object()
-        serializer = MoveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        deal = services.move_deal(
-            deal=deal,
-            stage_id=data["stage"],
-            expected_stage_id=data["expected_stage"],
-            reason=data["reason"],
-            actor=audit.actor_of(request),
-        )
-        return Response(self.get_serializer(deal).data)

@@ -133,6 +133,13 @@ class PipelineForm(forms.Form):
 
 class StageForm(forms.Form):
     id = forms.UUIDField(required=False, widget=forms.HiddenInput)
+    position = forms.IntegerField(
+        min_value=1,
+        max_value=99,
+        required=False,
+        label="Position",
+        help_text="Change the numbers to reorder the stages",
+    )
     name = forms.CharField(max_length=100, required=False)
     probability = forms.IntegerField(min_value=0, max_value=100, required=False, label="Win probability (%)")
     rotting_days = forms.IntegerField(min_value=1, max_value=3650, required=False, label="Rots after (days)")
@@ -148,11 +155,12 @@ StageFormSet = formset_factory(StageForm, extra=2, max_num=services.pipelines.ST
 
 
 def _stage_rows(formset) -> tuple[list[dict], list]:
-    """The stages the formset keeps, in order, and the forms they came from (to put refusals back on them)."""
+    """The stages the formset keeps, in the order of their positions (rows without one last, as listed), and the
+    forms they came from (to put refusals back on them)."""
     rows, origins = [], []
-    for form in formset.forms:
-        if not form.has_content() or form.cleaned_data.get("DELETE"):
-            continue
+    kept = [form for form in formset.forms if form.has_content() and not form.cleaned_data.get("DELETE")]
+    kept.sort(key=lambda form: form.cleaned_data.get("position") or 100)
+    for form in kept:
         data = form.cleaned_data
         rows.append(
             {

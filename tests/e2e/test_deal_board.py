@@ -8,7 +8,7 @@ import pytest
 
 from leadcrm.models import Role
 from leads.models import Deal, DealStageChange, Stage
-from tests.e2e.test_phone_width import DESKTOP, PHONE
+from tests.e2e.test_phone_width import DESKTOP, PHONE, Walk
 from tests.leads.deals import make_deal
 
 try:
@@ -144,3 +144,39 @@ def test_at_phone_width_the_stage_picker_moves_and_losing_needs_a_reason(org, de
     page.set_viewport_size(DESKTOP)
     page.reload()
     shot("board-desktop-after")
+
+
+def test_an_admin_shapes_the_pipeline_and_reads_the_forecast(org, deals, page, login, shot):
+    """Settings → Pipelines: a probability over 100 is refused at its row; Proposal then rots after 5 days. The
+    forecast and stage reports draw their chart beside the table; each page fits a phone."""
+    page.set_viewport_size(PHONE)
+    walk = Walk(page, shot)
+    login("owner@acme.test", "pw-acme-123")
+    walk.menu("Settings", "Pipelines")
+    walk.check("pipelines", walk.action("Edit Sales"))
+    walk.action("Edit Sales").click()
+    expect(page.locator("main h1")).to_have_text("Edit Sales")
+    page.get_by_label("Win probability of stage 3").fill("120")
+    page.get_by_label("Rots after, stage 3").fill("5")
+    page.get_by_role("button", name="Save pipeline").click()
+    expect(page.locator("main")).to_contain_text("Ensure this value is less than or equal to 100.")
+    walk.check("pipeline-refused")
+    page.get_by_label("Win probability of stage 3").fill("60")
+    page.get_by_role("button", name="Save pipeline").click()
+    expect(page.get_by_role("status")).to_contain_text("Saved the pipeline “Sales”.")
+    assert list(Stage.objects.for_org(org).filter(name="Proposal").values_list("probability", "rotting_days")) == [
+        (60, 5)
+    ]
+
+    walk.menu("Reports")
+    page.get_by_role("navigation", name="Reports").get_by_role("link", name="Forecast").click()
+    page.get_by_label("Start").fill("2027-01-01")
+    page.get_by_label("End").fill("2027-06-30")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("canvas[data-chart=report-chart]")).to_be_attached()
+    expect(page.locator("main table")).to_contain_text("anna@acme.test")
+    walk.check("forecast")
+    page.get_by_role("navigation", name="Reports").get_by_role("link", name="Pipeline stages").click()
+    expect(page.locator("main table")).to_contain_text("Needs analysis")
+    walk.check("pipeline-stages")
+    assert not walk.problems, "\n".join(walk.problems)

@@ -197,3 +197,25 @@ def test_django_admin_saves_pipelines_through_the_service_scoped_to_the_org(org,
     assert "Renewals" in listing
     theirs = default_pipeline(other_org)
     assert client.get(f"/admin/leads/pipeline/{theirs.pk}/change/").status_code in (302, 404)
+
+
+def test_positions_reorder_the_stages(org):
+    client = signed_in(org.memberships.get(role=Role.ADMIN).user)
+    pipeline = default_pipeline(org)
+    stages = list(Stage.objects.for_org(org).filter(pipeline=pipeline).order_by("position"))
+    data = {"name": "Sales", "is_default": "on", "stages-TOTAL_FORMS": str(len(stages)), "stages-INITIAL_FORMS": "0"}
+    for i, each in enumerate(stages):
+        data.update(
+            {
+                f"stages-{i}-id": str(each.pk),
+                f"stages-{i}-position": str(i + 1),
+                f"stages-{i}-name": each.name,
+                f"stages-{i}-probability": str(each.probability),
+                f"stages-{i}-kind": each.kind,
+            }
+        )
+    data["stages-0-position"], data["stages-1-position"] = "2", "1"
+    assert client.post(f"/settings/pipelines/{pipeline.pk}/", data).status_code == 302
+    assert list(
+        Stage.objects.for_org(org).filter(pipeline=pipeline).order_by("position").values_list("name", flat=True)
+    )[:2] == ["Needs analysis", "Qualification"]
