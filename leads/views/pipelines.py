@@ -232,16 +232,17 @@ def pipeline_edit(request, pk=None):
             initial=[
                 {
                     "id": s.pk,
+                    "position": n,
                     "name": s.name,
                     "probability": s.probability,
                     "rotting_days": s.rotting_days,
                     "kind": s.kind,
                 }
-                for s in stages
+                for n, s in enumerate(stages, 1)
             ]
             or [
-                {"name": name, "probability": probability, "kind": kind}
-                for name, probability, kind in services.DEFAULT_STAGES
+                {"position": n, "name": name, "probability": probability, "kind": kind}
+                for n, (name, probability, kind) in enumerate(services.DEFAULT_STAGES, 1)
             ],
         )
     return render(

@@ -155,7 +155,8 @@ def test_settings_are_for_admins_and_the_menu_says_so(org, member):
     admin = signed_in(org.memberships.get(role=Role.ADMIN).user)
     assert 'href="/settings/pipelines/"' in admin.get("/deals/board/").content.decode()
     pipeline = default_pipeline(org)
-    assert admin.get(f"/settings/pipelines/{pipeline.pk}/").status_code == 200
+    form = admin.get(f"/settings/pipelines/{pipeline.pk}/").content.decode()
+    assert 'name="stages-2-position" value="3"' in form and 'name="stages-2-name" value="Proposal"' in form
 
 
 def _admin_stages(rows, initial=0):
