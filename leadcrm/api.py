@@ -46,8 +46,8 @@ def exception_handler(exc, context):
 def error_body(exc: DomainError) -> dict:
     """The JSON answer to a refused service call. Invalid input keeps the field-by-field shape clients read."""
     if isinstance(exc, Invalid):
-        return {"errors": exc.errors or {"non_field_errors": [exc.message]}, "code": exc.code}
-    return {"detail": exc.message, "code": exc.code}
+        return {"errors": exc.errors or {"non_field_errors": [exc.message]}, "code": exc.code, **exc.extra}
+    return {"detail": exc.message, "code": exc.code, **exc.extra}
 
 
 MAX_JSON_DEPTH = 10

@@ -10,14 +10,16 @@ This module imports nothing from the apps: every app may raise these.
 
 class DomainError(Exception):
     """A refused action. `message` is for people; `errors` ({field: [messages]}) names the fields at fault;
-    `code` is for programs (the class's `default_code` when not given)."""
+    `code` is for programs (the class's `default_code` when not given); `extra` adds fields to the API's answer
+    (such as where a deal is now, beside a 409 for a move that came too late)."""
 
     status = 400
     default_code = "error"
 
     def __init__(self, message: str | None = None, *, errors: dict[str, list[str]] | None = None,
-                 code: str | None = None):
+                 code: str | None = None, extra: dict | None = None):
         self.errors = errors or {}
+        self.extra = extra or {}
         if message is None:
             message = "; ".join(f"{field}: {' '.join(problems)}" for field, problems in self.errors.items())
         super().__init__(message)

@@ -28,6 +28,10 @@ class Action(models.TextChoices):
     ALL_QUEUES = "all_queues", "Oversee every rep and every team's pool"
     TASKS = "tasks", "Tasks: plan, change and complete follow-ups (one's own, and those on the leads one works)"
     ALL_TASKS = "all_tasks", "See and change every member's tasks (without it: one's own, on one's leads, a team's)"
+    WORK_DEALS = "work_deals", "See and move deals through the pipeline: one's own (more with the two below)"
+    TEAM_DEALS = "team_deals", "See and move the deals of the reps of the teams one manages"
+    ALL_DEALS = "all_deals", "See and move every deal of the org"
+    PIPELINES = "pipelines", "Deal pipelines and their stages"
     FORMS = "forms", "Capture forms"
     IMPORTS = "imports", "CSV imports"
     SEGMENTS = "segments", "Segments and static lists"
@@ -63,6 +67,10 @@ ALLOWED: dict[Action, frozenset] = {
     Action.ALL_QUEUES: frozenset({Role.ADMIN}),
     Action.TASKS: _ALL,
     Action.ALL_TASKS: frozenset({Role.ADMIN, Role.MARKETER}),
+    Action.WORK_DEALS: _ALL,
+    Action.TEAM_DEALS: frozenset({Role.ADMIN, Role.MANAGER}),
+    Action.ALL_DEALS: frozenset({Role.ADMIN, Role.MARKETER}),
+    Action.PIPELINES: frozenset({Role.ADMIN}),
     Action.FORMS: _ORG_WIDE,
     Action.IMPORTS: _ORG_WIDE,
     Action.SEGMENTS: _ORG_WIDE,
@@ -165,6 +173,30 @@ def visible(principal: Principal, rows, owner: str = "owner_id"):
 
 def visible_to(request, rows, owner: str = "owner_id"):
     return visible(principal_of(request), rows, owner)
+
+
+# Who is on the teams a member manages: (organization_id, user) -> user ids. Teams are the routing app's, which
+# registers this when it loads (leadcrm imports no app); without it a manager sees their own deals only.
+_team_members = None
+
+
+def register_team_members(function) -> None:
+    global _team_members
+    _team_members = function
+
+
+def visible_deals(principal: Principal, organization_id, rows):
+    """The deals (of an org-scoped queryset) a principal may see and move on the board: every one with ALL_DEALS;
+    with TEAM_DEALS their own and those of the reps of the teams they manage; else their own. The one rule for the
+    board, its moves and the API."""
+    if principal.can(Action.ALL_DEALS):
+        return rows
+    if principal.user is None or not principal.can(Action.WORK_DEALS):
+        return rows.none()
+    mine = models.Q(owner_id=principal.user.pk)
+    if principal.can(Action.TEAM_DEALS) and _team_members is not None:
+        mine |= models.Q(owner_id__in=_team_members(organization_id, principal.user))
+    return rows.filter(mine)
 
 
 # ----------------------------------------------------------------------------------------------- the doors

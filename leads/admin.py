@@ -8,6 +8,7 @@ from django.utils.html import format_html
 
 from leadcrm import policy
 from leadcrm.admin import OrgScopedAdmin, admin_organization
+from leadcrm.errors import DomainError
 
 from . import services
 from .models import (
@@ -19,11 +20,13 @@ from .models import (
     Form,
     ImportJob,
     Lead,
+    Pipeline,
     QualificationSettings,
     Reason,
     ReasonKind,
     Segment,
     SegmentKind,
+    Stage,
 )
 
 
@@ -265,13 +268,15 @@ class DealAdmin(OrgScopedAdmin):
 
     policy_action = policy.Action.MANAGE_LEADS
     form = DealAdminForm
-    list_display = ["name", "account", "lead", "amount", "currency", "status", "expected_close", "closed_at"]
+    list_display = ["name", "account", "lead", "amount", "currency", "status", "stage", "expected_close",
+                    "closed_at"]
     list_filter = ["status", "currency"]
-    list_select_related = ["account", "lead"]
+    list_select_related = ["account", "lead", "stage"]
     search_fields = ["name", "account__name"]
     show_full_result_count = False
     CLOSED_READONLY = ["name", "amount", "currency", "expected_close", "owner"]
-    ALWAYS_READONLY = ["account", "lead", "status", "lost_reason", "created_at", "updated_at", "closed_at"]
+    ALWAYS_READONLY = ["account", "lead", "status", "lost_reason", "pipeline", "stage", "stage_entered_at",
+                       "created_at", "updated_at", "closed_at"]
 
     def get_fields(self, request, obj=None):
         editable = ["outcome", "reason"] if obj is not None and obj.status == DealStatus.OPEN else []
@@ -346,3 +351,68 @@ class SegmentAdmin(OrgScopedAdmin):
     def delete_queryset(self, request, queryset):
         for segment in queryset:
             services.delete_segment(segment=segment)
+
+
+class StageInlineFormSet(forms.BaseInlineFormSet):
+    """The stages as the pipeline service checks them (one won, one lost, probabilities 0–100…), before saving."""
+
+    def rows(self) -> list[dict]:
+        kept = [form.cleaned_data for form in self.forms
+                if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("name")]
+        kept.sort(key=lambda data: data.get("position") if data.get("position") is not None else 1_000)
+        return [{"id": data["id"].pk if data.get("id") else None, "name": data["name"],
+                 "probability": data.get("probability"), "rotting_days": data.get("rotting_days"),
+                 "kind": data.get("kind") or "open"} for data in kept]
+
+    def clean(self):
+        super().clean()
+        if any(self.errors):
+            return
+        try:
+            services.pipelines.check_stages(self.rows())
+        except DomainError as exc:
+            raise forms.ValidationError(exc.messages) from None
+
+
+class StageInline(admin.TabularInline):
+    model = Stage
+    formset = StageInlineFormSet
+    fields = ["position", "name", "probability", "rotting_days", "kind"]
+    ordering = ["position"]
+    extra = 1
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_superuser or policy.can(request, policy.Action.PIPELINES)
+
+    has_change_permission = has_add_permission = has_delete_permission = has_view_permission
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(OrgScopedAdmin):
+    """Pipelines and their stages, saved (and refused) by the same service as Settings → Pipelines and the API."""
+
+    policy_action = policy.Action.PIPELINES
+    list_display = ["name", "is_default", "created_at"]
+    fields = ["name", "is_default"]
+    inlines = [StageInline]
+
+    def save_model(self, request, obj, form, change):
+        if not request.user.is_superuser:
+            obj.organization = admin_organization(request)
+        # saved with its stages in save_related, by the service
+
+    def save_formset(self, request, form, formset, change):
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []  # the service saves them
+
+    def save_related(self, request, form, formsets, change):
+        obj = form.instance
+        for formset in formsets:
+            self.save_formset(request, form, formset, change)
+        try:
+            services.save_pipeline(organization_id=obj.organization_id, pipeline=obj, name=obj.name,
+                                   stages=formsets[0].rows(), is_default=obj.is_default or None, actor=request.user)
+        except DomainError as exc:
+            raise PermissionDenied(exc.message) from exc
+
+    def delete_model(self, request, obj):
+        services.delete_pipeline(pipeline=obj, actor=request.user)

@@ -653,6 +653,68 @@ class DealStatus(models.TextChoices):
     LOST = "lost", "Lost"
 
 
+class StageKind(models.TextChoices):
+    """What reaching a stage means for its deals' status: a won or lost stage closes the deal (the same values as
+    DealStatus, so a deal's status is its stage's kind)."""
+
+    OPEN = "open", "Open"
+    WON = "won", "Won"
+    LOST = "lost", "Lost"
+
+
+class Pipeline(models.Model):
+    """An org's sequence of deal stages; each deal is in one stage of one pipeline. One pipeline is the default,
+    where new deals start (made for each org by services.set_up_pipelines)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    name = models.CharField(max_length=100)
+    is_default = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint("organization", Upper("name"), name="pipeline_unique_name"),
+            models.UniqueConstraint(fields=["organization"], condition=Q(is_default=True), name="pipeline_one_default"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Stage(models.Model):
+    """One step of a pipeline, in `position` order: the chance a deal in it is won (`probability`, 0–100, which
+    weights the forecast) and how many idle days make a deal in it rot (none: it never does)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.CASCADE, related_name="stages", db_index=False)
+    name = models.CharField(max_length=100)
+    position = models.PositiveSmallIntegerField()
+    probability = models.PositiveSmallIntegerField(help_text="Chance of winning a deal in this stage, 0–100 %")
+    rotting_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="A deal idle in this stage for more days than this is rotting")
+    kind = models.CharField(max_length=8, choices=StageKind.choices, default=StageKind.OPEN)
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.CheckConstraint(condition=Q(probability__lte=100), name="stage_probability_0_100"),
+            models.UniqueConstraint(fields=["organization", "pipeline", "position"], name="stage_unique_position",
+                                    deferrable=models.Deferrable.DEFERRED),
+            models.UniqueConstraint(fields=["organization", "pipeline", "kind"], condition=~Q(kind="open"),
+                                    name="stage_one_won_one_lost"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Deal(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="deals", db_index=False)
@@ -669,6 +731,14 @@ class Deal(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    # Where the deal is in its pipeline, and since when. A deal inserted without a stage (any path: an import's
+    # SQL too) is placed by a trigger (migration 0025) in its org's default pipeline, in the first stage of the
+    # kind its status names, with its first history row; every later move is services.move_deal's.
+    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.PROTECT, related_name="deals",
+                                 db_index=False)
+    stage = models.ForeignKey(Stage, null=True, blank=True, on_delete=models.PROTECT, related_name="deals",
+                              db_index=False)
+    stage_entered_at = models.DateTimeField(null=True, blank=True)
     search_text = models.GeneratedField(expression=Upper("name"), output_field=models.TextField(), db_persist=True)
     # the transaction that last wrote the row, stamped by a trigger (leadcrm/sync.py): the change feed's order
     sync_xid = models.BigIntegerField(default=0, editable=False)
@@ -677,6 +747,8 @@ class Deal(models.Model):
 
     class Meta:
         indexes = [
+            models.Index(fields=["organization", "pipeline", "stage", "owner"], name="deal_org_board"),
+            models.Index(fields=["organization", "owner", "status", "stage_entered_at"], name="deal_org_owner_open"),
             GinIndex(F("organization"), OpClass(F("search_text"), name="gin_trgm_ops"), name="deal_org_search"),
             models.Index(fields=["organization", "-created_at", "-id"], name="deal_org_created"),
             models.Index(fields=["organization", "status", "-closed_at"], name="deal_org_status_closed"),
@@ -691,6 +763,36 @@ class Deal(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class DealStageChange(models.Model):
+    """A deal's stay in a stage: entered (by whom, with what reason), left (null: it is there now). Written by
+    services.move_deal and the close services; the first row by the trigger that places a new deal."""
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
+    deal = models.ForeignKey(Deal, on_delete=models.CASCADE, related_name="stage_history", db_index=False)
+    stage = models.ForeignKey(Stage, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                              db_index=False)
+    stage_name = models.CharField(max_length=100, help_text="The stage's name then (kept if the stage is deleted)")
+    entered_at = models.DateTimeField()
+    left_at = models.DateTimeField(null=True, blank=True)
+    entered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    reason = models.CharField(max_length=200, blank=True, default="")
+
+    objects = OrgQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["entered_at", "id"]
+        indexes = [
+            models.Index(fields=["organization", "deal", "entered_at"], name="stagechange_org_deal"),
+            models.Index(fields=["organization", "stage", "entered_at"], name="stagechange_org_stage"),
+        ]
+        constraints = [models.UniqueConstraint(fields=["organization", "deal"], condition=Q(left_at__isnull=True),
+                                               name="stagechange_one_current")]
+
+    def __str__(self) -> str:
+        return f"{self.stage_name} from {self.entered_at:%Y-%m-%d %H:%M}"
 
 
 class SavedView(models.Model):

@@ -1,13 +1,42 @@
 import itertools
+from datetime import timedelta
+from decimal import Decimal
 
 from django.db import connection
-from django.db.models import Q
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Func,
+    Prefetch,
+    Q,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import RowNumber
+from django.utils import timezone
 from django.utils.text import slugify
 
-from leadcrm import rls
+from leadcrm import policy, rls
 from leadcrm.models import Membership
 
-from .models import Form, Lead, SavedView, SegmentKind, SegmentMember
+from .models import (
+    Deal,
+    DealStageChange,
+    DealStatus,
+    Form,
+    Lead,
+    Pipeline,
+    SavedView,
+    SegmentKind,
+    SegmentMember,
+    Stage,
+)
 from .segments import definition_q
 
 
@@ -114,3 +143,92 @@ def member_ids_by_email(organization_id) -> dict[str, int]:
     """{email, lower case: user id} of the organization's members: an import names owners by email."""
     return {email.casefold(): user_id for email, user_id in Membership.objects.for_org(organization_id)
             .values_list("user__email", "user_id") if email}
+
+
+# ----------------------------------------------------------------------------------------------- deal pipelines
+
+BOARD_CARDS = 100  # cards shown per column; the column's count and totals still cover every deal in it
+
+
+def pipelines_of(organization_id):
+    """The org's pipelines, the default first, each with its stages in order (two queries)."""
+    return Pipeline.objects.for_org(organization_id).prefetch_related(
+        Prefetch("stages", queryset=Stage.objects.for_org(organization_id).order_by("position")))
+
+
+def _rots_at():
+    """When a deal's stay in its stage turns rotten: entered + the stage's limit (NULL: never)."""
+    return ExpressionWrapper(
+        F("stage_entered_at") + Func(F("stage__rotting_days"), template="make_interval(days => %(expressions)s)"),
+        output_field=DateTimeField())
+
+
+def with_rot(deals, now=None):
+    """Deals annotated with `rots_at` and `rotting`: an open deal idle in its stage past the stage's limit."""
+    now = now or timezone.now()
+    return deals.annotate(rots_at=_rots_at()).annotate(rotting=Case(
+        When(status=DealStatus.OPEN, rots_at__lt=now, then=Value(True)), default=Value(False),
+        output_field=BooleanField()))
+
+
+def board_deals(*, organization_id, principal, pipeline, owner_id=None, close_month=None):
+    """The deals of a pipeline a principal may see (policy.visible_deals), filtered by owner and by the month of
+    their expected close (a date whose day is ignored)."""
+    deals = policy.visible_deals(principal, organization_id,
+                                 Deal.objects.for_org(organization_id).filter(pipeline=pipeline))
+    if owner_id is not None:
+        deals = deals.filter(owner_id=owner_id)
+    if close_month is not None:
+        first = close_month.replace(day=1)
+        after = (first + timedelta(days=32)).replace(day=1)
+        deals = deals.filter(expected_close__gte=first, expected_close__lt=after)
+    return deals
+
+
+def board(*, organization_id, principal, pipeline, owner_id=None, close_month=None, now=None) -> list[dict]:
+    """The board of a pipeline: a column per stage, in order, with its cards (up to BOARD_CARDS, longest in the
+    stage first, each with `rotting`), its count, and its total and weighted total (total × the stage's
+    probability) per currency. Three queries, whatever the number of stages or deals."""
+    now = now or timezone.now()
+    stages = list(Stage.objects.for_org(organization_id).filter(pipeline=pipeline).order_by("position"))
+    deals = board_deals(organization_id=organization_id, principal=principal, pipeline=pipeline,
+                        owner_id=owner_id, close_month=close_month)
+    totals = {}
+    for row in (deals.order_by().values("stage_id", "currency")
+                .annotate(count=Count("pk"), total=Sum("amount")).order_by("stage_id", "currency")):
+        totals.setdefault(row["stage_id"], []).append(row)
+    ranked = with_rot(deals, now).annotate(rank=Window(RowNumber(), partition_by=[F("stage_id")],
+                                                       order_by=[F("stage_entered_at").asc(), F("id").asc()]))
+    cards = {}
+    for deal in (ranked.filter(rank__lte=BOARD_CARDS).select_related("account", "owner", "stage")
+                 .order_by("stage_entered_at", "id")):
+        deal.days_in_stage = max(0, (now - deal.stage_entered_at).days) if deal.stage_entered_at else None
+        cards.setdefault(deal.stage_id, []).append(deal)
+    columns = []
+    for stage in stages:
+        rows = totals.get(stage.pk, [])
+        columns.append({
+            "stage": stage, "deals": cards.get(stage.pk, []), "count": sum(row["count"] for row in rows),
+            "totals": [{"currency": row["currency"], "total": row["total"],
+                        "weighted": (row["total"] * stage.probability / 100).quantize(Decimal("0.01"))}
+                       for row in rows]})
+    return columns
+
+
+def rotting_deals(*, organization, owner_ids, now=None) -> dict:
+    """{owner id: [deal, …]} of the given owners' open deals idle in their stage longer than the stage's rotting
+    limit, the longest rotten first; each deal with `rots_at`, its `stage` and `account` (one query). For the
+    today view: `rotting_deals(organization=org, owner_ids=[user.pk])`."""
+    organization_id = getattr(organization, "pk", organization)
+    deals = with_rot(Deal.objects.for_org(organization_id).filter(
+        owner_id__in=list(owner_ids), status=DealStatus.OPEN, stage__rotting_days__isnull=False), now)
+    found: dict = {}
+    for deal in deals.filter(rotting=True).select_related("stage", "account").order_by("rots_at", "id"):
+        found.setdefault(deal.owner_id, []).append(deal)
+    return found
+
+
+def stage_history(deal):
+    """A deal's stays in its stages, newest first, with who moved it there."""
+    return (DealStageChange.objects.for_org(deal.organization_id).filter(deal=deal).select_related("entered_by")
+            .order_by("-entered_at", "-id"))

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import activity_types, bulk, conversion, duplicates, forms, imports, leads, search, workspace
+from .views import activity_types, bulk, conversion, duplicates, forms, imports, leads, pipelines, search, workspace
 from .views import segments as segment_views
 
 app_name = "leads"
@@ -29,6 +29,12 @@ urlpatterns = [
     path("leads/duplicates/", duplicates.duplicate_list, name="duplicates"),
     path("leads/duplicates/merge/", duplicates.duplicate_merge, name="duplicates-merge"),
     path("deals/", conversion.deal_list, name="deal-list"),
+    path("deals/board/", pipelines.deal_board, name="deal-board"),
+    path("deals/<uuid:pk>/move/", pipelines.deal_move, name="deal-move"),
+    path("settings/pipelines/", pipelines.pipeline_list, name="pipeline-list"),
+    path("settings/pipelines/new/", pipelines.pipeline_edit, name="pipeline-create"),
+    path("settings/pipelines/<uuid:pk>/", pipelines.pipeline_edit, name="pipeline-edit"),
+    path("settings/pipelines/<uuid:pk>/delete/", pipelines.pipeline_delete, name="pipeline-delete"),
     path("deals/<uuid:pk>/win/", conversion.deal_win, name="deal-win"),
     path("deals/<uuid:pk>/lose/", conversion.deal_lose, name="deal-lose"),
     path("accounts/<uuid:pk>/", conversion.account_detail, name="account-detail"),

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from leadcrm.policy import Action, Allowed
-from leads.models import Segment
+from leads.models import Pipeline, Segment
 
 from . import selectors
 from .exports import CSVRenderer, report_csv
@@ -31,8 +31,9 @@ class ReportParams(serializers.Serializer):
     start = serializers.DateField(required=False, input_formats=["%Y-%m-%d"])
     end = serializers.DateField(required=False, input_formats=["%Y-%m-%d"])
 
-    def __init__(self, *args, breakdowns=(), default_breakdown=None, extra=None, **kwargs):
+    def __init__(self, *args, breakdowns=(), default_breakdown=None, extra=None, days_ahead=0, **kwargs):
         super().__init__(*args, **kwargs)
+        self.days_ahead = days_ahead
         if breakdowns:
             self.fields["breakdown"] = serializers.ChoiceField(
                 choices=breakdowns, required=False, default=default_breakdown, allow_null=True,
@@ -41,8 +42,8 @@ class ReportParams(serializers.Serializer):
 
     def validate(self, attrs):
         today = timezone.localdate()
-        attrs["end"] = attrs.get("end") or today
-        attrs["start"] = attrs.get("start") or attrs["end"] - timedelta(days=DEFAULT_DAYS)
+        attrs["end"] = attrs.get("end") or today + timedelta(days=self.days_ahead)
+        attrs["start"] = attrs.get("start") or attrs["end"] - timedelta(days=DEFAULT_DAYS + self.days_ahead)
         for field in ("end", "start"):
             if not EARLIEST <= attrs[field] <= LATEST:
                 raise serializers.ValidationError({field: [f"Give a date from {EARLIEST} to {LATEST}."]})
@@ -83,6 +84,7 @@ class ReportView(APIView):
     columns: list = []
     breakdowns: tuple = ()
     default_breakdown = None
+    days_ahead = 0  # a report about what is to come (the forecast) ends this many days after today by default
 
     def extra_params(self) -> dict:
         return {}
@@ -97,7 +99,8 @@ class ReportView(APIView):
 
     def get(self, request):
         query = ReportParams(data=request.query_params, breakdowns=self.breakdowns,
-                             default_breakdown=self.default_breakdown, extra=self.extra_params())
+                             default_breakdown=self.default_breakdown, extra=self.extra_params(),
+                             days_ahead=self.days_ahead)
         query.is_valid(raise_exception=True)
         params = query.validated_data
         rows = self.rows(request.organization.pk, params)
@@ -262,3 +265,71 @@ class ScoreCalibrationView(ReportView):
     def rows(self, organization_id, params):
         return selectors.score_calibration(organization_id, start=params["start"], end=params["end"],
                                            breakdown=params["breakdown"] or "band")
+
+
+def _pipeline_param():
+    return {"pipeline": serializers.UUIDField(required=False)}
+
+
+def _pipeline_of(organization_id, params, *, required):
+    """The pipeline a report is about: `?pipeline=`, else (where one is needed) the org's default; another org's is
+    a 400 at `pipeline`."""
+    pipelines = Pipeline.objects.for_org(organization_id)
+    if params.get("pipeline"):
+        pipeline = pipelines.filter(pk=params["pipeline"]).first()
+        if pipeline is None:
+            raise serializers.ValidationError({"pipeline": ["No such pipeline."]})
+        return pipeline
+    return pipelines.filter(is_default=True).first() if required else None
+
+
+class ForecastView(ReportView):
+    name = "forecast"
+    columns = selectors.FORECAST_COLUMNS
+    breakdowns = selectors.FORECAST_BREAKDOWNS
+    default_breakdown = "owner"
+    days_ahead = 180
+
+    def extra_params(self):
+        return _pipeline_param()
+
+    @extend_schema(parameters=[*_DATES, _breakdown(selectors.FORECAST_BREAKDOWNS, "owner"), OpenApiParameter(
+        "pipeline", OpenApiTypes.UUID, description="One pipeline only (default: every pipeline).")],
+        responses={200: _response_schema("Forecast", selectors.FORECAST_COLUMNS),
+                   400: OpenApiResponse(description="Bad dates, breakdown or pipeline")})
+    def get(self, request):
+        """Weighted pipeline against won, by month (default range: the last 90 days to 180 days ahead) and owner,
+        per currency: `open_deals` expected to close in the month, their `pipeline` (Σ amount) and `weighted`
+        (Σ amount × stage probability), `won_deals` and `won` (Σ amount of deals won in the month)."""
+        return super().get(request)
+
+    def rows(self, organization_id, params):
+        pipeline = _pipeline_of(organization_id, params, required=False)
+        return selectors.forecast(organization_id, start=params["start"], end=params["end"],
+                                  breakdown=params.get("breakdown") or "owner",
+                                  pipeline_id=pipeline.pk if pipeline else None)
+
+
+class PipelineView(ReportView):
+    name = "pipeline"
+    columns = selectors.PIPELINE_COLUMNS
+
+    def extra_params(self):
+        return _pipeline_param()
+
+    @extend_schema(parameters=[*_DATES, OpenApiParameter(
+        "pipeline", OpenApiTypes.UUID, description="The pipeline (default: the org's default one).")],
+        responses={200: _response_schema("Pipeline", selectors.PIPELINE_COLUMNS),
+                   400: OpenApiResponse(description="Bad dates or pipeline")})
+    def get(self, request):
+        """Per stage of a pipeline, in order: `probability`, `deals_now` (open deals in it); of the deals that
+        entered it in the range: `entered`, `moved_on` (reached a later stage that is not lost),
+        `conversion_rate` (moved_on / entered), `lost`, and `avg_days_in_stage`."""
+        return super().get(request)
+
+    def rows(self, organization_id, params):
+        pipeline = _pipeline_of(organization_id, params, required=True)
+        if pipeline is None:
+            return []
+        return selectors.pipeline_stages(organization_id, start=params["start"], end=params["end"],
+                                         pipeline_id=pipeline.pk)

@@ -11,6 +11,7 @@ BREAKDOWN_LABELS = {
     "source_type": "Source type", "source": "Source", "campaign": "Campaign (UTM)", "owner": "Owner",
     "team": "Team", "segment": "In or out of a segment", "rep": "Rep", "lost_reason": "Lost reason",
     "band": "Score band", "grade": "Grade", "predictive_band": "Predictive band", "rule": "Scoring rule",
+    "month": "Month",
 }
 ATTRIBUTION_LABELS = {"first_touch": "First touch", "last_touch": "Last touch", "linear": "Linear (equal shares)"}
 
@@ -51,10 +52,15 @@ COLUMN_LABELS = {
     "campaigns": {"leads": "Members joined", "cost": "Cost", **_PERFORMANCE},
     "score-calibration": {"leads": "Leads", "reached_sql": "Reached SQL", "sql_rate": "SQL rate", "won": "Won",
                           "won_rate": "Win rate", "base_rate": "Base win rate", "lift": "Lift (× base)"},
+    "forecast": {"month": "Month", "owner": "Owner", "currency": "Currency", "open_deals": "Open deals",
+                 "pipeline": "Pipeline", "weighted": "Weighted pipeline", "won_deals": "Deals won", "won": "Won"},
+    "pipeline": {"probability": "Win probability (%)", "deals_now": "Open deals now", "entered": "Entered",
+                 "moved_on": "Moved on", "conversion_rate": "Stage conversion", "lost": "Then lost",
+                 "avg_days_in_stage": "Average time in stage"},
 }
 
 # The heading of the first column: what a row is.
-_ROW_NAMES = {"reps": "Rep", "campaigns": "Campaign"}
+_ROW_NAMES = {"reps": "Rep", "campaigns": "Campaign", "forecast": "Month · owner", "pipeline": "Stage"}
 _SEGMENT_SIDES = {"in": "In the segment", "out": "Not in the segment"}
 
 
@@ -171,6 +177,19 @@ def chart(name, rows, breakdown) -> dict | None:
                 "datasets": [_series("Leads", [row["leads"] for row in rows], GREY),
                              _series("MQLs", [row["mqls"] for row in rows], BLUE)],
                 "caption": "Leads and MQLs of each source."}
+    if name == "forecast":
+        return {"type": "bar", "labels": [f"{row['label']} ({row['currency']})" for row in rows],
+                "datasets": [_series("Weighted pipeline", [_money(row["weighted"]) for row in rows], BLUE),
+                             _series("Won", [_money(row["won"]) for row in rows], GREEN),
+                             _series("Pipeline", [_money(row["pipeline"]) for row in rows], GREY)],
+                "caption": "Each month's open deals weighted by their stage's win probability, against deals won, "
+                           "in each row's currency."}
+    if name == "pipeline":
+        return {"type": "bar", "labels": labels,
+                "datasets": [_series("Stage conversion (%)", [_percent(row["conversion_rate"]) for row in rows],
+                                     BLUE),
+                             _series("Average days in stage", [row["avg_days_in_stage"] for row in rows], GREY)],
+                "caption": "The share of deals that moved on from each stage, and how long they stayed in it."}
     if name == "campaigns":
         return {"type": "bar", "labels": labels,
                 "datasets": [_series("Cost", [_money(row["cost"]) for row in rows], GREY),
@@ -185,11 +204,12 @@ def chart(name, rows, breakdown) -> dict | None:
 # --- empty states: when the report has nothing to show, and what to do about it
 
 _COUNTED = {"funnel": "leads", "speed-to-lead": "leads", "sales-cycle": ("won", "lost"), "reps": "assigned",
-            "sources": ("leads", "cost"), "campaigns": ("leads", "cost"), "score-calibration": "leads"}
+            "sources": ("leads", "cost"), "campaigns": ("leads", "cost"), "score-calibration": "leads",
+            "forecast": ("open_deals", "won_deals"), "pipeline": ("deals_now", "entered")}
 
 
 # Reports that list everything of a kind (every rep, campaign, scoring rule) even when nothing happened to it.
-_LISTS = {"reps", "campaigns", "score-calibration"}
+_LISTS = {"reps", "campaigns", "score-calibration", "pipeline"}
 
 
 def is_quiet(name, rows) -> bool:

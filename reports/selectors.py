@@ -549,3 +549,109 @@ def _calibration_by_rule(organization_id, *, since, until) -> list[dict]:
     return [_calibration_row({"key": str(pk), "label": f"{name} ({kind}, {points:+d})", "leads": leads,
                               "reached_sql": reached_sql, "won": won})
             for pk, name, kind, points, leads, reached_sql, won in found]
+
+
+# --- 8. forecast and pipeline (deal stages)
+
+FORECAST_BREAKDOWNS = ("owner", "month")
+FORECAST_COLUMNS = [("key", "str"), ("label", "str"), ("month", "str"), ("owner", "str"), ("currency", "str"),
+                    ("open_deals", "int"), ("pipeline", "money"), ("weighted", "money"), ("won_deals", "int"),
+                    ("won", "money")]
+
+
+def forecast(organization_id, *, start, end, breakdown="owner", pipeline_id=None) -> list[dict]:
+    """By month (and, with the owner breakdown, by owner) and currency: open deals expected to close in the month
+    (`open_deals`, their `pipeline` amount and `weighted` = Σ amount × the stage's probability / 100, to the cent
+    per row), against deals won in the month (`won_deals`, `won`, by close date). Months of [start, end] that have
+    any; one statement."""
+    since, until = time_range(start, end)
+    by_owner = breakdown != "month"
+    owner = "d.owner_id" if by_owner else "NULL::integer"
+    pipeline = "AND d.pipeline_id = %(pipeline)s" if pipeline_id else ""
+    user_table = get_user_model()._meta.db_table
+    sql = f"""
+        WITH rows AS (
+            SELECT date_trunc('month', d.expected_close)::date AS month, {owner} AS owner_id, d.currency,
+                   1 AS open_deals, d.amount AS pipeline, d.amount * s.probability / 100.0 AS weighted,
+                   0 AS won_deals, 0 AS won
+            FROM leads_deal d JOIN leads_stage s ON s.organization_id = %(org)s AND s.id = d.stage_id
+            WHERE d.organization_id = %(org)s AND d.status = 'open' {pipeline}
+              AND d.expected_close >= %(start)s AND d.expected_close <= %(end)s
+            UNION ALL
+            SELECT date_trunc('month', d.closed_at AT TIME ZONE %(tz)s)::date, {owner}, d.currency,
+                   0, 0, 0, 1, d.amount
+            FROM leads_deal d
+            WHERE d.organization_id = %(org)s AND d.status = 'won' {pipeline}
+              AND d.closed_at >= %(since)s AND d.closed_at < %(until)s
+        )
+        SELECT r.month, r.owner_id, u.email, r.currency, sum(r.open_deals), sum(r.pipeline), sum(r.weighted),
+               sum(r.won_deals), sum(r.won)
+        FROM rows r LEFT JOIN {user_table} u ON u.id = r.owner_id
+        GROUP BY r.month, r.owner_id, u.email, r.currency
+        ORDER BY r.month, u.email NULLS LAST, r.currency
+    """
+    params = {"org": organization_id, "start": start, "end": end, "since": since, "until": until,
+              "tz": timezone.get_current_timezone_name(), "pipeline": pipeline_id}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    rows = []
+    for month, owner_id, email, currency, open_deals, amount, weighted, won_deals, won in found:
+        label = f"{month:%Y-%m}" + (f" · {email or 'no owner'}" if by_owner else "")
+        rows.append({"key": f"{month:%Y-%m}" + (f":{owner_id or ''}" if by_owner else ""), "label": label,
+                     "month": f"{month:%Y-%m}", "owner": (email or "") if by_owner else None, "currency": currency,
+                     "open_deals": open_deals, "pipeline": _money(amount), "weighted": _money(weighted),
+                     "won_deals": won_deals, "won": _money(won)})
+    return rows
+
+
+PIPELINE_COLUMNS = [("key", "str"), ("label", "str"), ("probability", "int"), ("deals_now", "int"),
+                    ("entered", "int"), ("moved_on", "int"), ("conversion_rate", "float"), ("lost", "int"),
+                    ("avg_days_in_stage", "float")]
+
+
+def pipeline_stages(organization_id, *, start, end, pipeline_id) -> list[dict]:
+    """Per stage of the pipeline, in order: `deals_now` (open deals in it now); over the stays that began in
+    [start, end]: `entered` (deals), `moved_on` (of those, deals that later reached a further stage that is not
+    lost), `conversion_rate` = moved_on / entered (none for won and lost stages), `lost` (of those, deals that
+    went on to be lost), and `avg_days_in_stage` (each stay until it ended, or until now). One statement."""
+    since, until = time_range(start, end)
+    sql = """
+        WITH stays AS (
+            SELECT h.deal_id, h.stage_id, h.entered_at, coalesce(h.left_at, now()) AS until_at
+            FROM leads_dealstagechange h
+            WHERE h.organization_id = %(org)s AND h.entered_at >= %(since)s AND h.entered_at < %(until)s
+        ),
+        later AS (
+            SELECT st.deal_id, st.stage_id,
+                   bool_or(ls.position > s.position AND ls.kind <> 'lost') AS moved_on,
+                   bool_or(ls.kind = 'lost') AS lost
+            FROM stays st
+            JOIN leads_stage s ON s.organization_id = %(org)s AND s.id = st.stage_id
+            JOIN leads_dealstagechange n ON n.organization_id = %(org)s AND n.deal_id = st.deal_id
+              AND n.entered_at > st.entered_at
+            JOIN leads_stage ls ON ls.organization_id = %(org)s AND ls.id = n.stage_id
+            GROUP BY st.deal_id, st.stage_id
+        )
+        SELECT s.id, s.name, s.probability, s.kind,
+               (SELECT count(*) FROM leads_deal d WHERE d.organization_id = %(org)s AND d.stage_id = s.id
+                  AND d.status = 'open'),
+               count(DISTINCT st.deal_id),
+               count(DISTINCT l.deal_id) FILTER (WHERE l.moved_on),
+               count(DISTINCT l.deal_id) FILTER (WHERE l.lost),
+               avg(EXTRACT(EPOCH FROM st.until_at - st.entered_at) / 86400.0)
+        FROM leads_stage s
+        LEFT JOIN stays st ON st.stage_id = s.id
+        LEFT JOIN later l ON l.deal_id = st.deal_id AND l.stage_id = s.id
+        WHERE s.organization_id = %(org)s AND s.pipeline_id = %(pipeline)s
+        GROUP BY s.id, s.name, s.probability, s.kind, s.position
+        ORDER BY s.position
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {"org": organization_id, "since": since, "until": until, "pipeline": pipeline_id})
+        found = cursor.fetchall()
+    return [{"key": str(stage_id), "label": name, "probability": probability, "deals_now": now,
+             "entered": entered, "moved_on": moved_on,
+             "conversion_rate": _rate(moved_on, entered) if kind == "open" else None, "lost": lost,
+             "avg_days_in_stage": _num(days, 2)}
+            for stage_id, name, probability, kind, now, entered, moved_on, lost, days in found]

@@ -12,4 +12,6 @@ urlpatterns = [
     path("sources/", api.SourcesView.as_view(), name="report-sources"),
     path("campaigns/", api.CampaignsView.as_view(), name="report-campaigns"),
     path("score-calibration/", api.ScoreCalibrationView.as_view(), name="report-score-calibration"),
+    path("forecast/", api.ForecastView.as_view(), name="report-forecast"),
+    path("pipeline/", api.PipelineView.as_view(), name="report-pipeline"),
 ]

@@ -18,7 +18,7 @@ from rest_framework import serializers
 
 from campaigns.models import Campaign
 from leadcrm.policy import Action, allowed
-from leads.models import Segment
+from leads.models import Pipeline, Segment
 
 from . import api, presentation, selectors
 from .templatetags.report_format import duration, money, number
@@ -41,6 +41,10 @@ REPORTS = {
                   api.CampaignsView),
     "score-calibration": ("Score calibration", "Do higher scores win more often? Leads by score band or grade.",
                           api.ScoreCalibrationView),
+    "forecast": ("Forecast", "Open deals by expected close month, weighted by their stage's win probability, "
+                 "against deals won.", api.ForecastView),
+    "pipeline": ("Pipeline stages", "Per stage: deals in it now, how many of those that entered it in the range "
+                 "moved on, and the average days spent in it.", api.PipelineView),
 }
 TOP_SOURCES = 5
 
@@ -49,7 +53,7 @@ def _validate(query, view=None):
     """The query string checked as the API checks it: (params, errors)."""
     view = view or api.ReportView()
     params = api.ReportParams(data=query, breakdowns=view.breakdowns, default_breakdown=view.default_breakdown,
-                              extra=view.extra_params())
+                              extra=view.extra_params(), days_ahead=view.days_ahead)
     if params.is_valid():
         return params.validated_data, {}
     return None, {field: [str(problem) for problem in problems] for field, problems in params.errors.items()}
@@ -202,6 +206,8 @@ def _currency_of(name, organization_id, rows):
     if name == "campaigns":
         currencies = dict(Campaign.objects.for_org(organization_id).values_list("pk", "currency"))
         return lambda row: currencies.get(UUID(row["key"]), "")
+    if name == "forecast":
+        return lambda row: row["currency"]  # each row is of one currency
     if not any(kind == "money" for _, kind in REPORTS[name][2].columns):
         return lambda row: ""
     currency = selectors.report_currency(organization_id)
@@ -240,6 +246,8 @@ def report(request, name):
         "attributions": list(presentation.ATTRIBUTION_LABELS.items()) if name == "campaigns" else (),
         "segments": list(Segment.objects.for_org(organization_id).order_by("name").only("pk", "name")[:200])
         if name == "funnel" else [],
+        "pipelines": list(Pipeline.objects.for_org(organization_id).order_by("-is_default", "name"))
+        if name in ("forecast", "pipeline") else [],
         "header": header, "body": body, "empty": empty, "quiet": quiet, "rows": rows, "chart": chart,
         "params": params, "period": _period(params) if params else None,
         "selected_breakdown": breakdown if params else request.GET.get("breakdown"),

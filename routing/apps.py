@@ -5,10 +5,10 @@ class RoutingConfig(AppConfig):
     name = "routing"
 
     def ready(self):
-        from leadcrm import audit, claims, events
+        from leadcrm import audit, claims, events, policy
         from leads import navigation
 
-        from . import handlers, privacy, tasks, views
+        from . import handlers, privacy, selectors, tasks, views
         from .models import AssignmentRule, RepProfile, Team
 
         audit.register(AssignmentRule)
@@ -24,3 +24,4 @@ class RoutingConfig(AppConfig):
         privacy.register()
         claims.register_sweeper("unrouted MQLs", tasks.enqueue_unrouted_mqls)
         navigation.register("queue", views.queue_steps)  # the lead page's Previous / Next through a queue
+        policy.register_team_members(selectors.team_member_ids)  # a manager's team's deals (the pipeline board)

@@ -77,6 +77,11 @@ def teams_for(organization_id, principal):
     return teams.filter(manager=principal.user)
 
 
+def team_member_ids(organization_id, user):
+    """The user ids of the reps on the teams `user` manages (a subquery)."""
+    return TeamMember.objects.for_org(organization_id).filter(team__manager=user).values("rep__user_id")
+
+
 def queue_owner(organization_id, principal, user_id):
     """The member whose queue `principal` asks for, if they may read it, else None — the one rule of the API and
     the browser: one's own; with ALL_QUEUES any member's; with TEAM_QUEUES those of the teams one manages."""

@@ -86,6 +86,33 @@ ENDPOINTS = [
     Endpoint("deals-list", "get", "/api/v1/deals/", "absent", marker="{deal}"),
     Endpoint("deal-retrieve", "get", "/api/v1/deals/{deal}/", "404"),
     Endpoint("deal-patch", "patch", "/api/v1/deals/{deal}/", "404", body={"status": "won"}),
+    # --- deal pipelines: the pipelines API, moves, the board and Settings → Pipelines
+    Endpoint("deal-move", "post", "/api/v1/deals/{deal}/move/", "404",
+             body={"stage": "{stage_proposal}", "expected_stage": "{stage_start}"}),
+    Endpoint("pipelines-list", "get", "/api/v1/pipelines/", "absent", marker="{pipeline}"),
+    Endpoint("pipeline-retrieve", "get", "/api/v1/pipelines/{pipeline}/", "404"),
+    Endpoint("pipeline-patch", "patch", "/api/v1/pipelines/{pipeline}/", "404", body={"name": "Hijacked"}),
+    Endpoint("pipeline-put", "put", "/api/v1/pipelines/{pipeline}/", "404", body={"name": "Hijacked", "stages": [
+        {"name": "Open", "probability": 5}, {"name": "W", "probability": 100, "kind": "won"},
+        {"name": "L", "probability": 0, "kind": "lost"}]}),
+    Endpoint("pipeline-delete", "delete", "/api/v1/pipelines/{pipeline}/", "404"),
+    Endpoint("report-forecast-foreign-pipeline", "get", "/api/v1/reports/forecast/?pipeline={pipeline}",
+             "rejected"),
+    Endpoint("report-pipeline-foreign-pipeline", "get", "/api/v1/reports/pipeline/?pipeline={pipeline}",
+             "rejected"),
+    Endpoint("ui-deal-board", "get", "/deals/board/", "absent", api=False, marker="Acme Secrets deal"),
+    Endpoint("ui-deal-board-foreign-pipeline", "get", "/deals/board/?pipeline={pipeline}", "absent", api=False,
+             marker="Acme Secrets renewals"),
+    Endpoint("ui-deal-move", "post", "/deals/{deal}/move/", "404", api=False,
+             body={"stage": "{stage_proposal}", "expected_stage": "{stage_start}"}),
+    Endpoint("ui-pipelines", "get", "/settings/pipelines/", "absent", api=False, marker="Acme Secrets renewals"),
+    Endpoint("ui-pipeline-edit", "get", "/settings/pipelines/{pipeline}/", "404", api=False),
+    Endpoint("ui-pipeline-save", "post", "/settings/pipelines/{pipeline}/", "404", api=False,
+             body={"name": "Hijacked", "stages-TOTAL_FORMS": "3", "stages-INITIAL_FORMS": "0",
+                   "stages-0-name": "Open", "stages-0-probability": "5", "stages-0-kind": "open",
+                   "stages-1-name": "W", "stages-1-probability": "100", "stages-1-kind": "won",
+                   "stages-2-name": "L", "stages-2-probability": "0", "stages-2-kind": "lost"}),
+    Endpoint("ui-pipeline-delete", "post", "/settings/pipelines/{pipeline}/delete/", "404", api=False),
     # --- activities API: naming another org's lead must not write to it
     Endpoint("activity-create-for-lead", "post", "/api/v1/activities/", "rejected",
              body={"lead": "{lead}", "type": "note", "properties": {"text": "hi"}}),
@@ -608,6 +635,20 @@ def _task_victims(org, lead, owner):
     task = agenda_services.create_task(organization_id=org.pk, lead=lead, type="call", owner_id=owner.pk,
                                        due_at=timezone.now() + timedelta(hours=1), note="Acme Secrets call")
     return {"task": str(task.pk)}
+            **_webhook_victims(org, lead), **_predictive_victims(org), **_pipeline_victims(org)}
+
+
+def _pipeline_victims(org):
+    """A second pipeline (without deals, so the owner may change or delete it); the victim's deal sits in the
+    first stage of the default pipeline."""
+    from leads.models import Stage
+
+    renewals = services.save_pipeline(organization_id=org.pk, name="Acme Secrets renewals", stages=[
+        {"name": "Due", "probability": 40}, {"name": "Renewed", "probability": 100, "kind": "won"},
+        {"name": "Churned", "probability": 0, "kind": "lost"}])
+    stages = Stage.objects.for_org(org).filter(pipeline__is_default=True)
+    return {"pipeline": str(renewals.pk), "stage_start": str(stages.get(name="Qualification").pk),
+            "stage_proposal": str(stages.get(name="Proposal").pk)}
 
 
 def _predictive_victims(org):
@@ -780,13 +821,14 @@ def test_every_tenant_api_route_is_in_the_matrix():
     own_org_creates = {"template.create", "template-folder.create",
                        "lead.create", "lead.bulk", "form.create", "import.create", "api-key.create",
                        "scoring-rule.create", "campaign.create", "sequence.create", "webhook.create",
-                       "activity-type.create"}
+                       "activity-type.create", "pipeline.create"}
     lookups = {"account": "{account}", "deal": "{deal}", "lead": "{lead}", "form": "{form}", "import": "{import}",
                "api-key": "{key}", "scoring-rule": "{rule}", "segment": "{segment}", "rep": "{queue_rep}",
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
                "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}",
                "predictive-version": "{predictive_version}", "task": "{task}"}
+               "predictive-version": "{predictive_version}", "pipeline": "{pipeline}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:

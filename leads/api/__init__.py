@@ -10,3 +10,6 @@ __all__ = ["AccountViewSet", "ActivityTypeViewSet", "ActivityViewSet", "DealView
 from .segments import SegmentViewSet  # noqa: E402
 
 __all__ += ["SegmentViewSet"]
+from .pipelines import PipelineViewSet  # noqa: E402
+
+__all__ += ["PipelineViewSet"]

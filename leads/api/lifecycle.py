@@ -10,13 +10,14 @@ from rest_framework.response import Response
 from leadcrm import audit, currency
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer
 from leadcrm.jsonrows import LeanListMixin
-from leadcrm.policy import Action
+from leadcrm.policy import Action, principal_of, visible_deals
 
 from .. import selectors, services
 from ..filters import AccountFilter, DealFilter
 from ..models import Account, Deal, DealStatus, Lead, LifecycleStage, Segment
 from ..serializers import LeadSerializer
 from .bulk import DealBulkActions
+from .pipelines import MOVE_CONFLICT, MoveSerializer
 from .sync import FEED_DOC, LeanFeedPagination
 
 
@@ -50,8 +51,9 @@ class DealSerializer(StrictModelSerializer):
     class Meta:
         model = Deal
         fields = ["id", "name", "amount", "currency", "expected_close", "status", "lost_reason", "owner", "account",
-                  "lead", "created_at", "updated_at", "closed_at"]
-        read_only_fields = ["id", "account", "lead", "created_at", "updated_at", "closed_at"]
+                  "lead", "pipeline", "stage", "stage_entered_at", "created_at", "updated_at", "closed_at"]
+        read_only_fields = ["id", "account", "lead", "pipeline", "stage", "stage_entered_at", "created_at",
+                            "updated_at", "closed_at"]
 
     def validate_currency(self, value):
         code = currency.normalise(value)
@@ -211,12 +213,16 @@ class AccountViewSet(LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelM
 class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                   OrgScopedViewSet):
     policy_action = Action.MANAGE_LEADS
+    policy_actions = {"move": Action.WORK_DEALS}
     serializer_class = DealSerializer
     pagination_class = LeanFeedPagination
     ordering_fields = ["created_at", "updated_at", "closed_at", "amount"]
     filterset_class = DealFilter
 
     def get_queryset(self):
+        if self.action == "move":  # every member moves the deals they may see on the board
+            return visible_deals(principal_of(self.request), self.organization.pk,
+                                 Deal.objects.for_org(self.organization))
         queryset = Deal.objects.for_org(self.organization).select_related(None)
         status_filter = self.request.query_params.get("status")
         if status_filter in DealStatus.values:
@@ -253,3 +259,18 @@ class DealViewSet(DealBulkActions, LeanListMixin, mixins.ListModelMixin, mixins.
             elif new_status != deal.status:
                 raise services.DealClosed(f"This deal is already {deal.status}.")
         return deal
+
+    @extend_schema(request=MoveSerializer, responses={200: DealSerializer, 409: MOVE_CONFLICT})
+    @action(detail=True, methods=["post"])
+    def move(self, request, pk=None):
+        """Move the deal to another stage of its pipeline: `{"stage", "expected_stage", "reason"}`. A won or lost
+        stage closes it (lost needs a reason); moving a closed deal back to an open stage needs a reason; a stage
+        of another pipeline is a 400 at `stage`; a deal moved since the mover saw it in `expected_stage` is a 409
+        naming its `current_stage`."""
+        deal = self.get_object()
+        serializer = MoveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        deal = services.move_deal(deal=deal, stage_id=data["stage"], expected_stage_id=data["expected_stage"],
+                                  reason=data["reason"], actor=audit.actor_of(request))
+        return Response(self.get_serializer(deal).data)

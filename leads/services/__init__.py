@@ -71,3 +71,15 @@ __all__ += [
 from .tombstones import purge_tombstones, record_removal  # noqa: E402
 
 __all__ += ["purge_tombstones", "record_removal"]
+from .conversion import StageChanged, move_deal  # noqa: E402
+from .pipelines import (  # noqa: E402
+    DEFAULT_STAGES,
+    PipelineInUse,
+    delete_pipeline,
+    enter_stage,
+    save_pipeline,
+    set_up_pipelines,
+)
+
+__all__ += ["DEFAULT_STAGES", "PipelineInUse", "StageChanged", "delete_pipeline", "enter_stage", "move_deal",
+            "save_pipeline", "set_up_pipelines"]

@@ -1,15 +1,30 @@
-"""Conversion: a qualified lead becomes an account with a deal; deals are won or lost."""
+"""Conversion: a qualified lead becomes an account with a deal; deals move through stages, are won or lost."""
+
+import uuid
 
 from django.db import connection, transaction
 from django.db.models.functions import Upper
 from django.utils import timezone
 
 from leadcrm import audit, events
-from leadcrm.errors import Conflict
+from leadcrm.errors import Conflict, Invalid
 
 from ..bulk_sql import insert_sql, quote
-from ..models import Account, Activity, ActivityType, Deal, DealStatus, Lead, LifecycleStage
+from ..models import (
+    Account,
+    Activity,
+    ActivityType,
+    Deal,
+    DealStageChange,
+    DealStatus,
+    Lead,
+    LifecycleStage,
+    Pipeline,
+    Stage,
+    StageKind,
+)
 from .lifecycle import StageMoveRefused, apply_move
+from .pipelines import enter_stage, set_up_pipelines, stage_of_kind
 
 CONVERTIBLE_STAGES = (LifecycleStage.SQL, LifecycleStage.OPPORTUNITY)
 ACCOUNT_FIELDS_FROM_LEAD = {"name": "company", "website": "website", "industry": "industry",
@@ -20,6 +35,20 @@ class DealClosed(Conflict):
     """The deal is already won or lost."""
 
     default_code = "deal_closed"
+
+
+class StageChanged(Conflict):
+    """Someone moved the deal since the mover saw it: `current_stage` says where it is now."""
+
+    default_code = "stage_changed"
+
+
+def _first_stage(organization_id, pipeline_id=None) -> Stage:
+    """Where a new deal starts: the first open stage of the given pipeline, or of the org's default one."""
+    if pipeline_id is None:
+        default = Pipeline.objects.for_org(organization_id).filter(is_default=True).first()
+        pipeline_id = (default or set_up_pipelines(organization_id=organization_id)).pk
+    return stage_of_kind(pipeline_id, organization_id, StageKind.OPEN)
 
 
 def _account_for(lead: Lead, *, account_id=None, data: dict | None = None, owner=None) -> Account:
@@ -54,8 +83,13 @@ def convert_lead(*, lead: Lead, deal: dict, account: dict | None = None, account
                 f"{lead.lifecycle_stage}.")
         owner = deal.get("owner") or lead.owner or audit.user_of(actor)
         the_account = _account_for(lead, account_id=account_id, data=account, owner=owner)
+        stage = _first_stage(lead.organization_id)
         the_deal = Deal.objects.create(organization_id=lead.organization_id, account=the_account, lead=lead,
+                                       pipeline_id=stage.pipeline_id, stage=stage, stage_entered_at=timezone.now(),
                                        **{**deal, "owner": owner})
+        # its first history row is the insert trigger's (migration 0025); it records who made the deal
+        DealStageChange.objects.for_org(lead.organization_id).filter(deal=the_deal).update(
+            entered_by=audit.user_of(actor))
         lead.account = the_account
         lead.save(update_fields=["account", "updated_at"])
         Activity.objects.create(
@@ -73,7 +107,9 @@ def convert_lead(*, lead: Lead, deal: dict, account: dict | None = None, account
     return the_account, the_deal
 
 
-def _close(deal: Deal, status: str, *, reason: str = "", actor=None) -> Deal:
+def _close(deal: Deal, status: str, *, reason: str = "", actor=None, stage: Stage | None = None) -> Deal:
+    """Win or lose an open deal: it moves to its pipeline's won or lost stage (or the `stage` of that kind the
+    mover picked), its lead's timeline says so, and winning makes the lead a customer."""
     with transaction.atomic():
         deal = Deal.objects.for_org(deal.organization_id).select_for_update().get(pk=deal.pk)
         if deal.status != DealStatus.OPEN:
@@ -81,6 +117,9 @@ def _close(deal: Deal, status: str, *, reason: str = "", actor=None) -> Deal:
         now = timezone.now()
         deal.status, deal.closed_at, deal.lost_reason = status, now, reason
         deal.save(update_fields=["status", "closed_at", "lost_reason", "updated_at"])
+        stage = stage or (stage_of_kind(deal.pipeline_id, deal.organization_id, status) if deal.pipeline_id else None)
+        if stage is not None:
+            enter_stage(deal=deal, stage=stage, actor=actor, reason=reason, at=now)
         if deal.lead_id is None:
             return deal
         lead = Lead.objects.for_org(deal.organization_id).select_for_update().get(pk=deal.lead_id)
@@ -107,6 +146,51 @@ def lose_deal(*, deal: Deal, reason: str, actor=None) -> Deal:
     if not (reason or "").strip():
         raise DealClosed("Say why the deal was lost.")
     return _close(deal, DealStatus.LOST, reason=reason.strip()[:200], actor=actor)
+
+
+def move_deal(*, deal: Deal, stage_id, expected_stage_id, reason: str = "", actor=None) -> Deal:
+    """Move a deal to another stage of its pipeline, as its mover saw it: if the deal is no longer in
+    `expected_stage_id` (someone moved it first), StageChanged (409) names where it is now and nothing changes.
+
+    A won or lost stage closes the deal as win_deal / lose_deal do (lost needs a reason); moving a closed deal back
+    to an open stage reopens it and needs a reason; one closed stage to the other: reopen it first. A stage of
+    another pipeline or organization is a 400 at `stage`. Moving to the stage it is in changes nothing."""
+    reason = (reason or "").strip()[:200]
+    organization_id = deal.organization_id
+    with transaction.atomic():
+        deal = Deal.objects.for_org(organization_id).select_for_update().get(pk=deal.pk)
+        target = Stage.objects.for_org(organization_id).filter(pk=stage_id, pipeline_id=deal.pipeline_id).first() \
+            if _is_uuid(stage_id) else None
+        if target is None:
+            raise Invalid(errors={"stage": ["No such stage in this deal's pipeline."]})
+        if str(deal.stage_id) != str(expected_stage_id):
+            current = Stage.objects.for_org(organization_id).filter(pk=deal.stage_id).first()
+            raise StageChanged(
+                f"Someone moved this deal to {current.name if current else 'another stage'} first; nothing changed.",
+                extra={"current_stage": {"id": str(current.pk), "name": current.name} if current else None})
+        if target.pk == deal.stage_id:
+            return deal
+        if target.kind == StageKind.LOST and not reason:
+            raise Invalid(errors={"reason": ["Say why the deal was lost."]})
+        if deal.status != DealStatus.OPEN:
+            if target.kind != StageKind.OPEN:
+                raise DealClosed(f"This deal is {deal.status}: move it back to an open stage first.")
+            if not reason:
+                raise Invalid(errors={"reason": [f"Say why this {deal.status} deal is open again."]})
+            deal.status, deal.closed_at, deal.lost_reason = DealStatus.OPEN, None, ""
+            deal.save(update_fields=["status", "closed_at", "lost_reason", "updated_at"])
+        if target.kind == StageKind.OPEN:
+            return enter_stage(deal=deal, stage=target, actor=actor, reason=reason)
+        return _close(deal, target.kind, reason=reason if target.kind == StageKind.LOST else "", actor=actor,
+                      stage=target)
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def update_deal(*, deal: Deal, data: dict) -> Deal:
