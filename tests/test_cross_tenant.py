@@ -622,7 +622,8 @@ def victim(org):
             "routing_rule": str(routing_rule.pk), "pooled": str(pooled.pk),
             "template": str(template.pk), "template_folder": str(template.folder_id),
             **_campaign_victims(org, lead), **_sequence_victims(org, lead), **_report_victims(org, account),
-            **_webhook_victims(org, lead), **_predictive_victims(org), **_task_victims(org, lead, admin_user)}
+            **_webhook_victims(org, lead), **_predictive_victims(org), **_task_victims(org, lead, admin_user),
+            **_pipeline_victims(org)}
 
 
 def _task_victims(org, lead, owner):
@@ -635,7 +636,6 @@ def _task_victims(org, lead, owner):
     task = agenda_services.create_task(organization_id=org.pk, lead=lead, type="call", owner_id=owner.pk,
                                        due_at=timezone.now() + timedelta(hours=1), note="Acme Secrets call")
     return {"task": str(task.pk)}
-            **_webhook_victims(org, lead), **_predictive_victims(org), **_pipeline_victims(org)}
 
 
 def _pipeline_victims(org):
@@ -827,8 +827,7 @@ def test_every_tenant_api_route_is_in_the_matrix():
                "team": "{queue_team}", "assignment-rule": "{routing_rule}", "template": "{template}",
                "template-folder": "{template_folder}", "campaign": "{campaign}",
                "sequence": "{sequence}", "webhook": "{webhook}", "activity-type": "{activity_type}",
-               "predictive-version": "{predictive_version}", "task": "{task}"}
-               "predictive-version": "{predictive_version}", "pipeline": "{pipeline}"}
+               "predictive-version": "{predictive_version}", "task": "{task}", "pipeline": "{pipeline}"}
     covered = {(e.method, e.path.split("?")[0]) for e in ENDPOINTS if e.api}
     missing = []
     for prefix, viewset, basename in router.registry:
