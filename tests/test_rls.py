@@ -185,9 +185,11 @@ def test_the_scope_lives_in_each_transaction_and_never_in_the_session(org, other
         with connection.cursor() as cursor:
             cursor.execute("SELECT 0; SELECT count(*) FROM leads_lead")  # several statements in one query
             assert cursor.nextset() and cursor.fetchone()[0] == 2
-        assert sorted(Lead.objects.values_list("email", flat=True).iterator(chunk_size=1)) == mine  # a named cursor
+        if not settings.DATABASE_POOLED:  # a named cursor outside a transaction (refused behind a pooler: below)
+            assert sorted(Lead.objects.values_list("email", flat=True).iterator(chunk_size=1)) == mine
         with transaction.atomic():
             assert Lead.objects.count() == 2
+            assert sorted(Lead.objects.values_list("email", flat=True).iterator(chunk_size=1)) == mine
             with rls.scope(other_org):  # changed within the transaction, and back
                 assert emails(Lead.objects.all()) == ["theirs@rival.test"]
             assert emails(Lead.objects.all()) == mine
