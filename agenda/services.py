@@ -14,9 +14,9 @@ from leads import services as lead_services
 from leads import touches
 from leads.models import Lead
 from routing.models import NotificationKind
-from routing.services.notify import Notice, notify_many
+from routing.services.notify import notify_rows
 
-from .models import Task, TaskType
+from .models import REMINDER_PENDING, Task, TaskType
 
 MAX_NOTE = 10_000
 MAX_BULK = 1000
@@ -188,10 +188,10 @@ def complete_task(*, task: Task, outcome: str = "", note: str = "", actor=None, 
             activity = lead_services.log_touch(
                 organization_id=task.organization_id, lead=lead, type=touch_type, outcome=outcome,
                 note=" — ".join(part for part in (task.note, note) if part)[:MAX_NOTE], actor=actor)
-        task.done_at, task.outcome, task.remind_at = now, outcome or "", None
+        task.done_at, task.outcome = now, outcome or ""
         if note:
             task.note = f"{task.note}\n{note}".strip()[:MAX_NOTE]
-        task.save(update_fields=["done_at", "outcome", "remind_at", "note", "updated_at"])
+        task.save(update_fields=["done_at", "outcome", "note", "updated_at"])
     return activity
 
 
@@ -213,15 +213,18 @@ def _reminder(row: dict) -> str:
 
 def remind_org(organization_id, *, now=None, limit=None) -> int:
     """Tell each owner of this org's tasks that came due (one in-app notification per task; one email per owner
-    listing theirs, sent once the pass commits). The claim (leadcrm.claims, SKIP LOCKED), the notifications and the
-    clearing of `remind_at` are one transaction: a pass that dies sends nothing and leaves the tasks due, and two
+    listing theirs, sent once the pass commits). The claim (leadcrm.claims, SKIP LOCKED, stamping `reminded_at`)
+    and the notifications are one transaction: a pass that dies sends nothing and leaves the tasks due, and two
     passes at once never claim the same task, so each reminder is sent exactly once. Set-based: one claim, one
-    read, one insert, one update."""
+    read, one insert."""
     now = now or timezone.now()
     limit = limit or settings.AGENDA_REMINDER_BATCH
     with transaction.atomic():
-        claimed = claims.claim(Task.objects.for_org(organization_id).filter(done_at__isnull=True), due="remind_at",
-                               limit=limit, lease=timedelta(seconds=settings.AGENDA_REMINDER_LEASE_SECONDS), now=now)
+        # The claim stamps `reminded_at` (a lease of nothing: the stamp is the state change itself), so the tasks
+        # leave the pending reminders in the same statement that locks them.
+        pending = Task.objects.for_org(organization_id).filter(REMINDER_PENDING)
+        claimed = claims.claim(pending, due="remind_at", lease_field="reminded_at", lease=timedelta(0), limit=limit,
+                               now=now)
         if not claimed:
             return 0
         ids = [row.pk for row in claimed]
@@ -229,10 +232,8 @@ def remind_org(organization_id, *, now=None, limit=None) -> int:
         rows = list(Task.objects.for_org(organization_id).filter(pk__in=ids).order_by("due_at", "id").values(
             "owner_id", "lead_id", "type", "note", "lead__first_name", "lead__last_name", "lead__email",
             "lead__phone", "deal__name", "account__name"))
-        notify_many(organization_id, [
-            Notice(lead=Lead(pk=row["lead_id"], organization_id=organization_id) if row["lead_id"] else None,
-                   user_id=row["owner_id"], kind=NotificationKind.TASK_DUE, message=_reminder(row)) for row in rows])
-        Task.objects.for_org(organization_id).filter(pk__in=ids).update(remind_at=None, reminded_at=now)
+        notify_rows(organization_id, kind=NotificationKind.TASK_DUE,
+                    rows=[(row["owner_id"], row["lead_id"], _reminder(row)) for row in rows])
     return len(rows)
 
 

@@ -76,8 +76,8 @@ CROSS JOIN LATERAL (SELECT CASE WHEN (l.n - 1) * %(per_lead)s + k <= %(due)s
 """
 BOUND_SQL = """
 WITH due AS (
-    UPDATE agenda_task SET remind_at = NULL, reminded_at = %(now)s
-    WHERE organization_id = %(org)s AND remind_at <= %(now)s AND done_at IS NULL
+    UPDATE agenda_task SET reminded_at = %(now)s
+    WHERE organization_id = %(org)s AND remind_at <= %(now)s AND reminded_at IS NULL AND done_at IS NULL
     RETURNING owner_id, lead_id, type)
 INSERT INTO routing_notification (organization_id, user_id, lead_id, kind, message, created_at)
 SELECT %(org)s, owner_id, lead_id, 'task_due', initcap(type) || ' due', %(now)s FROM due
@@ -188,7 +188,8 @@ def main() -> None:
                 make_due(organization)
                 pass_now = timezone.now()
                 with rls.scope(organization.pk):
-                    due = Task.objects.for_org(organization).filter(remind_at__lte=pass_now).count()
+                    due = Task.objects.for_org(organization).filter(remind_at__lte=pass_now,
+                                                                    reminded_at__isnull=True).count()
                 started = time.perf_counter()
                 sent = run(organization, pass_now)
                 elapsed = time.perf_counter() - started
