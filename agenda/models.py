@@ -34,8 +34,9 @@ class Task(models.Model):
     note = models.TextField(blank=True, default="")
     due_at = models.DateTimeField()
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     done_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=32, blank=True, default="")
     remind_at = models.DateTimeField(null=True, blank=True)
@@ -48,22 +49,30 @@ class Task(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(lead__isnull=False, deal__isnull=True, account__isnull=True)
-                           | Q(lead__isnull=True, deal__isnull=False, account__isnull=True)
-                           | Q(lead__isnull=True, deal__isnull=True, account__isnull=False)),
-                name="task_one_target"),
+                condition=(
+                    Q(lead__isnull=False, deal__isnull=True, account__isnull=True)
+                    | Q(lead__isnull=True, deal__isnull=False, account__isnull=True)
+                    | Q(lead__isnull=True, deal__isnull=True, account__isnull=False)
+                ),
+                name="task_one_target",
+            ),
         ]
         indexes = [
             # the today view, ?owner= and the team page's overdue counts: an owner's open tasks by due time
-            models.Index(fields=["organization", "owner", "due_at"], condition=Q(done_at__isnull=True),
-                         name="task_org_owner_open"),
+            models.Index(
+                fields=["organization", "owner", "due_at"],
+                condition=Q(done_at__isnull=True),
+                name="task_org_owner_open",
+            ),
             # the API list's keyset order
             models.Index(fields=["organization", "due_at", "id"], name="task_org_due"),
-            models.Index(fields=["organization", "lead", "due_at"], condition=Q(lead__isnull=False),
-                         name="task_org_lead"),
+            models.Index(
+                fields=["organization", "lead", "due_at"], condition=Q(lead__isnull=False), name="task_org_lead"
+            ),
             models.Index(fields=["organization", "deal"], condition=Q(deal__isnull=False), name="task_org_deal"),
-            models.Index(fields=["organization", "account"], condition=Q(account__isnull=False),
-                         name="task_org_account"),
+            models.Index(
+                fields=["organization", "account"], condition=Q(account__isnull=False), name="task_org_account"
+            ),
             # the reminder claim inside one org, and (below) the beat's look for orgs with due reminders: only open,
             # un-reminded tasks are in them, so a task leaves both when it is reminded or done
             models.Index(fields=["organization", "remind_at"], condition=REMINDER_PENDING, name="task_org_remind"),

@@ -17,8 +17,12 @@ from tests.routing.test_concurrency import run_at_once
 
 def _tasks(org, owners, count, due):
     leads = [make_lead(org, owner=owners[i % len(owners)], first_name=f"Lead{i}") for i in range(count)]
-    return Task.objects.bulk_create([Task(organization=org, lead=lead, owner=lead.owner, type=TaskType.CALL,
-                                          due_at=due, remind_at=due) for lead in leads])
+    return Task.objects.bulk_create(
+        [
+            Task(organization=org, lead=lead, owner=lead.owner, type=TaskType.CALL, due_at=due, remind_at=due)
+            for lead in leads
+        ]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
