@@ -33,8 +33,9 @@ class TaskFilter(django_filters.FilterSet):
     deal = django_filters.UUIDFilter(field_name="deal_id")
     due_before = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="lt")
     due_after = django_filters.IsoDateTimeFilter(field_name="due_at", lookup_expr="gte")
-    status = django_filters.ChoiceFilter(choices=[("open", "Open"), ("done", "Done"), ("overdue", "Overdue")],
-                                         method="by_status")
+    status = django_filters.ChoiceFilter(
+        choices=[("open", "Open"), ("done", "Done"), ("overdue", "Overdue")], method="by_status"
+    )
 
     class Meta:
         model = Task
@@ -62,8 +63,9 @@ class TaskViewSet(OrgScopedViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Task.objects.none()
-        return (selectors.visible(self.organization.pk, policy.principal_of(self.request))
-                .select_related("owner", "lead", "deal", "account"))
+        return selectors.visible(self.organization.pk, policy.principal_of(self.request)).select_related(
+            "owner", "lead", "deal", "account"
+        )
 
     def _principal(self):
         return policy.principal_of(self.request)
@@ -102,8 +104,14 @@ class TaskViewSet(OrgScopedViewSet):
         actor = audit.actor_of(request)
         owner_id = self._owner_id(data.get("owner")) or services.default_owner(**target, actor=actor)
         task = services.create_task(
-            organization_id=self.organization.pk, type=data["type"], note=data.get("note", ""), owner_id=owner_id,
-            due_at=selectors.localize(self.organization.pk, data["due_at"], owner_id), actor=actor, **target)
+            organization_id=self.organization.pk,
+            type=data["type"],
+            note=data.get("note", ""),
+            owner_id=owner_id,
+            due_at=selectors.localize(self.organization.pk, data["due_at"], owner_id),
+            actor=actor,
+            **target,
+        )
         return self._answer(task, status.HTTP_201_CREATED)
 
     def list(self, request, *args, **kwargs):
@@ -123,10 +131,11 @@ class TaskViewSet(OrgScopedViewSet):
         if "owner" in data:
             data["owner_id"] = self._owner_id(data.pop("owner"))
         if "due_at" in data:
-            data["due_at"] = selectors.localize(self.organization.pk, data["due_at"],
-                                                data.get("owner_id", task.owner_id))
+            data["due_at"] = selectors.localize(
+                self.organization.pk, data["due_at"], data.get("owner_id", task.owner_id)
+            )
         if outcome and not done:
-            raise Invalid(errors={"outcome": ["An outcome goes with completing the task (\"done\": true)."]})
+            raise Invalid(errors={"outcome": ['An outcome goes with completing the task ("done": true).']})
         with transaction.atomic():  # a change and a completion: both, or neither when one is refused
             if data:
                 task = services.update_task(task=task, data=data)
@@ -141,8 +150,15 @@ class TaskViewSet(OrgScopedViewSet):
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
-    @extend_schema(request=BulkTaskSerializer, parameters=[IDEMPOTENCY_PARAMETER], responses={201: inline_serializer(
-        "TasksCreated", {"created": serializers.IntegerField(), "tasks": TaskSerializer(many=True)})})
+    @extend_schema(
+        request=BulkTaskSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            201: inline_serializer(
+                "TasksCreated", {"created": serializers.IntegerField(), "tasks": TaskSerializer(many=True)}
+            )
+        },
+    )
     @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
     @idempotent
     def bulk(self, request):
@@ -156,14 +172,22 @@ class TaskViewSet(OrgScopedViewSet):
         leads = list(selectors.targets(organization_id, self._principal(), "lead").filter(pk__in=wanted))
         missing = sorted({str(pk) for pk in wanted} - {str(lead.pk) for lead in leads})
         if missing:
-            raise Invalid(errors={"leads": [NOT_YOURS.format(kind="lead") + " " + ", ".join(missing[:20])]},
-                          code="unknown_leads")
+            raise Invalid(
+                errors={"leads": [NOT_YOURS.format(kind="lead") + " " + ", ".join(missing[:20])]}, code="unknown_leads"
+            )
         owner_id = self._owner_id(data.get("owner"))
         actor = audit.actor_of(request)
         zone_owner = owner_id or getattr(services.person(actor), "pk", None) or leads[0].owner_id
         tasks = services.create_for_leads(
-            organization_id=organization_id, leads=leads, type=data["type"], note=data.get("note", ""),
-            owner_id=owner_id, due_at=selectors.localize(organization_id, data["due_at"], zone_owner), actor=actor)
+            organization_id=organization_id,
+            leads=leads,
+            type=data["type"],
+            note=data.get("note", ""),
+            owner_id=owner_id,
+            due_at=selectors.localize(organization_id, data["due_at"], zone_owner),
+            actor=actor,
+        )
         rows = self.get_queryset().filter(pk__in=[task.pk for task in tasks]).order_by("due_at", "id")
-        return Response({"created": len(tasks), "tasks": TaskSerializer(rows, many=True).data},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {"created": len(tasks), "tasks": TaskSerializer(rows, many=True).data}, status=status.HTTP_201_CREATED
+        )

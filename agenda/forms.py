@@ -42,9 +42,16 @@ def outcome_groups(selected=""):
     """The outcomes of the task types that log a touch, grouped as the touch form groups them."""
     groups = []
     for task_type, touch_type in TOUCH_OF.items():
-        groups.append({"type": task_type, "label": TaskType(task_type).label, "options": [
-            {"value": value, "label": label, "selected": value == selected}
-            for value, label in touches.OUTCOMES[touch_type]]})
+        groups.append(
+            {
+                "type": task_type,
+                "label": TaskType(task_type).label,
+                "options": [
+                    {"value": value, "label": label, "selected": value == selected}
+                    for value, label in touches.OUTCOMES[touch_type]
+                ],
+            }
+        )
     return groups
 
 
@@ -62,5 +69,3 @@ class SnoozeForm(forms.Form):
         if not data.get("snooze") and not data.get("due_at") and not self.errors:
             raise forms.ValidationError("Choose how long to snooze, or a new due time.")
         return data
-
-

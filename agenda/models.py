@@ -17,9 +17,13 @@ class TaskType(models.TextChoices):
     TODO = "todo", "To-do"
 
 
+REMINDER_PENDING = Q(remind_at__isnull=False, reminded_at__isnull=True, done_at__isnull=True)
+
+
 class Task(models.Model):
-    """One follow-up. It belongs to exactly one of a lead, a deal or an account. Open while `done_at` is empty;
-    `remind_at` holds when its reminder is due (empty once sent, or when done): the reminder beat claims on it."""
+    """One follow-up. It belongs to exactly one of a lead, a deal or an account. Open while `done_at` is empty.
+    Its reminder is due at `remind_at` (the due time) until it is sent (`reminded_at`): the reminder beat claims
+    open, un-reminded tasks on it, and moving the due time re-arms it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+", db_index=False)
@@ -30,8 +34,9 @@ class Task(models.Model):
     note = models.TextField(blank=True, default="")
     due_at = models.DateTimeField()
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     done_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=32, blank=True, default="")
     remind_at = models.DateTimeField(null=True, blank=True)
@@ -44,28 +49,34 @@ class Task(models.Model):
     class Meta:
         constraints = [
             models.CheckConstraint(
-                condition=(Q(lead__isnull=False, deal__isnull=True, account__isnull=True)
-                           | Q(lead__isnull=True, deal__isnull=False, account__isnull=True)
-                           | Q(lead__isnull=True, deal__isnull=True, account__isnull=False)),
-                name="task_one_target"),
-            models.CheckConstraint(condition=Q(done_at__isnull=True) | Q(remind_at__isnull=True),
-                                   name="task_done_not_reminded"),
+                condition=(
+                    Q(lead__isnull=False, deal__isnull=True, account__isnull=True)
+                    | Q(lead__isnull=True, deal__isnull=False, account__isnull=True)
+                    | Q(lead__isnull=True, deal__isnull=True, account__isnull=False)
+                ),
+                name="task_one_target",
+            ),
         ]
         indexes = [
             # the today view, ?owner= and the team page's overdue counts: an owner's open tasks by due time
-            models.Index(fields=["organization", "owner", "due_at"], condition=Q(done_at__isnull=True),
-                         name="task_org_owner_open"),
+            models.Index(
+                fields=["organization", "owner", "due_at"],
+                condition=Q(done_at__isnull=True),
+                name="task_org_owner_open",
+            ),
             # the API list's keyset order
             models.Index(fields=["organization", "due_at", "id"], name="task_org_due"),
-            models.Index(fields=["organization", "lead", "due_at"], condition=Q(lead__isnull=False),
-                         name="task_org_lead"),
+            models.Index(
+                fields=["organization", "lead", "due_at"], condition=Q(lead__isnull=False), name="task_org_lead"
+            ),
             models.Index(fields=["organization", "deal"], condition=Q(deal__isnull=False), name="task_org_deal"),
-            models.Index(fields=["organization", "account"], condition=Q(account__isnull=False),
-                         name="task_org_account"),
-            # the reminder claim inside one org, and (below) the beat's look for orgs with due reminders
-            models.Index(fields=["organization", "remind_at"], condition=Q(remind_at__isnull=False),
-                         name="task_org_remind"),
-            models.Index(fields=["remind_at"], condition=Q(remind_at__isnull=False), name="task_remind_due"),
+            models.Index(
+                fields=["organization", "account"], condition=Q(account__isnull=False), name="task_org_account"
+            ),
+            # the reminder claim inside one org, and (below) the beat's look for orgs with due reminders: only open,
+            # un-reminded tasks are in them, so a task leaves both when it is reminded or done
+            models.Index(fields=["organization", "remind_at"], condition=REMINDER_PENDING, name="task_org_remind"),
+            models.Index(fields=["remind_at"], condition=REMINDER_PENDING, name="task_remind_due"),
         ]
 
     def __str__(self) -> str:

@@ -53,8 +53,12 @@ def assignable_owners(organization_id, principal: Principal):
 
 def zone_of(organization_id, user_id):
     """The member's time zone (their working hours' zone, set under Settings → Routing), else the viewer's."""
-    hours = (RepProfile.objects.for_org(organization_id).filter(user_id=user_id)
-             .values_list("working_hours", flat=True).first()) or {}
+    hours = (
+        RepProfile.objects.for_org(organization_id)
+        .filter(user_id=user_id)
+        .values_list("working_hours", flat=True)
+        .first()
+    ) or {}
     try:
         return ZoneInfo(hours["timezone"]) if hours.get("timezone") else timezone.get_current_timezone()
     except (ZoneInfoNotFoundError, ValueError):
@@ -63,8 +67,11 @@ def zone_of(organization_id, user_id):
 
 def zones(organization_id, user_ids) -> dict:
     """{user id: time zone} for several members in one query (the viewer's zone for those with none set)."""
-    found = dict(RepProfile.objects.for_org(organization_id).filter(user_id__in=list(user_ids))
-                 .values_list("user_id", "working_hours"))
+    found = dict(
+        RepProfile.objects.for_org(organization_id)
+        .filter(user_id__in=list(user_ids))
+        .values_list("user_id", "working_hours")
+    )
     result = {}
     for user_id in user_ids:
         name = (found.get(user_id) or {}).get("timezone")
@@ -95,8 +102,11 @@ def for_target(organization_id, principal, *, lead=None, deal=None):
     """Open tasks first (soonest due first), then the latest done, of one lead or deal."""
     tasks = visible(organization_id, principal)
     tasks = tasks.filter(lead=lead) if lead is not None else tasks.filter(deal=deal)
-    tasks = list(tasks.select_related("owner", "lead", "deal", "account")
-                 .order_by(F("done_at").desc(nulls_first=True), "due_at", "id")[:50])
+    tasks = list(
+        tasks.select_related("owner", "lead", "deal", "account").order_by(
+            F("done_at").desc(nulls_first=True), "due_at", "id"
+        )[:50]
+    )
     owner_zones = zones(organization_id, {task.owner_id for task in tasks})
     for task in tasks:
         task.owner_zone = owner_zones[task.owner_id]
@@ -121,15 +131,26 @@ def today(organization_id, user, *, now=None, zone=None) -> list[TodayItem]:
     recent activity that have no open task today (hottest first)."""
     now = now or timezone.now()
     zone = zone or zone_of(organization_id, user.pk)
-    tasks = list(Task.objects.for_org(organization_id)
-                 .filter(owner=user, done_at__isnull=True, due_at__lt=end_of_day(now, zone))
-                 .select_related("lead", "deal", "account").order_by("due_at", "id")[:TODAY_LIMIT])
+    tasks = list(
+        Task.objects.for_org(organization_id)
+        .filter(owner=user, done_at__isnull=True, due_at__lt=end_of_day(now, zone))
+        .select_related("lead", "deal", "account")
+        .order_by("due_at", "id")[:TODAY_LIMIT]
+    )
     owned = Lead.objects.for_org(organization_id).filter(owner=user, lifecycle_stage__in=OPEN_STAGES)
-    waiting = list(owned.filter(routing__sla_due_at__isnull=False, routing__first_touch_at__isnull=True)
-                   .select_related("routing").order_by("routing__sla_due_at", "id")[:TODAY_LIMIT])
+    waiting = list(
+        owned.filter(routing__sla_due_at__isnull=False, routing__first_touch_at__isnull=True)
+        .select_related("routing")
+        .order_by("routing__sla_due_at", "id")[:TODAY_LIMIT]
+    )
     busy = {task.lead_id for task in tasks if task.lead_id} | {lead.pk for lead in waiting}
-    hot = [lead for lead in owned.filter(temperature=Temperature.HOT, last_activity_at__gte=now - HOT_WITHIN)
-           .order_by("-score", "-last_activity_at", "id")[:TODAY_LIMIT + len(busy)] if lead.pk not in busy]
+    hot = [
+        lead
+        for lead in owned.filter(temperature=Temperature.HOT, last_activity_at__gte=now - HOT_WITHIN).order_by(
+            "-score", "-last_activity_at", "id"
+        )[: TODAY_LIMIT + len(busy)]
+        if lead.pk not in busy
+    ]
     items = []
     for task in tasks:
         overdue = task.due_at < now
@@ -144,9 +165,13 @@ def today(organization_id, user, *, now=None, zone=None) -> list[TodayItem]:
 def overdue_counts(organization_id, user_ids, *, now=None) -> dict:
     """Open tasks past due, per owner among `user_ids` (one aggregate on the owner index)."""
     now = now or timezone.now()
-    rows = (Task.objects.for_org(organization_id)
-            .filter(owner_id__in=list(user_ids), done_at__isnull=True, due_at__lt=now)
-            .values("owner_id").annotate(count=Count("id")).order_by())
+    rows = (
+        Task.objects.for_org(organization_id)
+        .filter(owner_id__in=list(user_ids), done_at__isnull=True, due_at__lt=now)
+        .values("owner_id")
+        .annotate(count=Count("id"))
+        .order_by()
+    )
     return {row["owner_id"]: row["count"] for row in rows}
 
 

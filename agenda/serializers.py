@@ -31,8 +31,25 @@ class TaskSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Task
-        fields = ["id", "lead", "deal", "account", "target", "type", "note", "due_at", "owner", "owner_email", "done",
-                  "done_at", "outcome", "overdue", "reminded_at", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "lead",
+            "deal",
+            "account",
+            "target",
+            "type",
+            "note",
+            "due_at",
+            "owner",
+            "owner_email",
+            "done",
+            "done_at",
+            "outcome",
+            "overdue",
+            "reminded_at",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_overdue(self, task) -> bool:
@@ -48,8 +65,10 @@ class TaskInputSerializer(StrictSerializer):
     account = serializers.UUIDField(required=False)
     type = serializers.ChoiceField(choices=TaskType.choices, default=TaskType.CALL)
     note = serializers.CharField(max_length=MAX_NOTE, required=False, allow_blank=True, trim_whitespace=True)
-    due_at = LocalDateTimeField(help_text="ISO 8601; without an offset, in the owner's time zone. A past time is "
-                                          "allowed (a task logged late) and shows as overdue.")
+    due_at = LocalDateTimeField(
+        help_text="ISO 8601; without an offset, in the owner's time zone. A past time is "
+        "allowed (a task logged late) and shows as overdue."
+    )
     owner = serializers.IntegerField(required=False, help_text="A member's user id; default the target's owner.")
 
 
@@ -58,8 +77,10 @@ class TaskChangeSerializer(StrictSerializer):
     note = serializers.CharField(max_length=MAX_NOTE, required=False, allow_blank=True)
     due_at = LocalDateTimeField(required=False)
     owner = serializers.IntegerField(required=False)
-    done = serializers.BooleanField(required=False, help_text="true completes the task (a call, email or meeting "
-                                                              "is logged on the lead's timeline with `outcome`).")
+    done = serializers.BooleanField(
+        required=False,
+        help_text="true completes the task (a call, email or meeting is logged on the lead's timeline with `outcome`).",
+    )
     outcome = serializers.ChoiceField(choices=OUTCOME_VALUES, required=False, allow_blank=True)
 
     def validate_done(self, value):

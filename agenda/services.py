@@ -14,9 +14,9 @@ from leads import services as lead_services
 from leads import touches
 from leads.models import Lead
 from routing.models import NotificationKind
-from routing.services.notify import Notice, notify_many
+from routing.services.notify import notify_rows
 
-from .models import Task, TaskType
+from .models import REMINDER_PENDING, Task, TaskType
 
 MAX_NOTE = 10_000
 MAX_BULK = 1000
@@ -55,8 +55,18 @@ def default_owner(*, lead=None, deal=None, account=None, actor=None):
     return owner_id or getattr(person(actor), "pk", None)
 
 
-def create_task(*, organization_id, type: str, due_at, lead: Lead | None = None, deal=None, account=None,
-                owner_id=None, note: str = "", actor=None) -> Task:
+def create_task(
+    *,
+    organization_id,
+    type: str,
+    due_at,
+    lead: Lead | None = None,
+    deal=None,
+    account=None,
+    owner_id=None,
+    note: str = "",
+    actor=None,
+) -> Task:
     """A task on exactly one of `lead`, `deal`, `account` (already checked to be the org's and the actor's to
     see), owned by `owner_id` (already checked assignable) or by default the target's owner, else the actor."""
     note = (note or "").strip()
@@ -69,13 +79,23 @@ def create_task(*, organization_id, type: str, due_at, lead: Lead | None = None,
     if errors:
         raise Invalid(errors=errors)
     with transaction.atomic():
-        return Task.objects.create(organization_id=organization_id, lead=lead, deal=deal, account=account,
-                                   type=type, due_at=due_at, remind_at=due_at, owner_id=owner_id, note=note,
-                                   created_by=person(actor))
+        return Task.objects.create(
+            organization_id=organization_id,
+            lead=lead,
+            deal=deal,
+            account=account,
+            type=type,
+            due_at=due_at,
+            remind_at=due_at,
+            owner_id=owner_id,
+            note=note,
+            created_by=person(actor),
+        )
 
 
-def create_for_leads(*, organization_id, leads: list[Lead], type: str, due_at, owner_id=None, note: str = "",
-                     actor=None) -> list[Task]:
+def create_for_leads(
+    *, organization_id, leads: list[Lead], type: str, due_at, owner_id=None, note: str = "", actor=None
+) -> list[Task]:
     """One task per lead of a selection (at most MAX_BULK), in one INSERT: each owned by `owner_id` or its lead's
     owner, else the actor."""
     note = (note or "").strip()
@@ -90,10 +110,21 @@ def create_for_leads(*, organization_id, leads: list[Lead], type: str, due_at, o
     if errors:
         raise Invalid(errors=errors)
     with transaction.atomic():
-        return Task.objects.bulk_create([
-            Task(organization_id=organization_id, lead=lead, type=type, due_at=due_at, remind_at=due_at,
-                 owner_id=owner_id or lead.owner_id or fallback, note=note, created_by_id=fallback)
-            for lead in leads])
+        return Task.objects.bulk_create(
+            [
+                Task(
+                    organization_id=organization_id,
+                    lead=lead,
+                    type=type,
+                    due_at=due_at,
+                    remind_at=due_at,
+                    owner_id=owner_id or lead.owner_id or fallback,
+                    note=note,
+                    created_by_id=fallback,
+                )
+                for lead in leads
+            ]
+        )
 
 
 MAX_SEQUENCE_HOURS = 24 * 90
@@ -120,8 +151,15 @@ def planned_by_sequence(*, organization_id, lead: Lead, config: dict, now) -> Ta
     if lead.owner_id is None:
         return None
     due_at = now + timedelta(hours=config.get("due_hours", 0))
-    return Task(organization_id=organization_id, lead=lead, owner_id=lead.owner_id, due_at=due_at, remind_at=due_at,
-                type=config.get("task_type", TaskType.CALL), note=config.get("note", ""))
+    return Task(
+        organization_id=organization_id,
+        lead=lead,
+        owner_id=lead.owner_id,
+        due_at=due_at,
+        remind_at=due_at,
+        type=config.get("task_type", TaskType.CALL),
+        note=config.get("note", ""),
+    )
 
 
 def save_planned(tasks: list[Task]) -> list[Task]:
@@ -179,19 +217,28 @@ def complete_task(*, task: Task, outcome: str = "", note: str = "", actor=None, 
         raise Invalid(errors=errors)
     lead = task.lead or (task.deal.lead if task.deal_id and task.deal.lead_id else None)
     with transaction.atomic():
-        locked = Task.objects.for_org(task.organization_id).select_for_update().filter(
-            pk=task.pk, done_at__isnull=True).first()
+        locked = (
+            Task.objects.for_org(task.organization_id)
+            .select_for_update()
+            .filter(pk=task.pk, done_at__isnull=True)
+            .first()
+        )
         if locked is None:
             raise TaskDone("This task is already done.")
         activity = None
         if touch_type and lead is not None:
             activity = lead_services.log_touch(
-                organization_id=task.organization_id, lead=lead, type=touch_type, outcome=outcome,
-                note=" — ".join(part for part in (task.note, note) if part)[:MAX_NOTE], actor=actor)
-        task.done_at, task.outcome, task.remind_at = now, outcome or "", None
+                organization_id=task.organization_id,
+                lead=lead,
+                type=touch_type,
+                outcome=outcome,
+                note=" — ".join(part for part in (task.note, note) if part)[:MAX_NOTE],
+                actor=actor,
+            )
+        task.done_at, task.outcome = now, outcome or ""
         if note:
             task.note = f"{task.note}\n{note}".strip()[:MAX_NOTE]
-        task.save(update_fields=["done_at", "outcome", "remind_at", "note", "updated_at"])
+        task.save(update_fields=["done_at", "outcome", "note", "updated_at"])
     return activity
 
 
@@ -204,35 +251,55 @@ def delete_task(*, task: Task) -> None:
 
 
 def _reminder(row: dict) -> str:
-    """"Call due: Ada Lovelace — ask about the budget": the task's kind, its lead (or deal, or account), its note."""
+    """ "Call due: Ada Lovelace — ask about the budget": the task's kind, its lead (or deal, or account), its note."""
     name = " ".join(part for part in (row["lead__first_name"], row["lead__last_name"]) if part)
-    target = (name or row["lead__email"] or row["lead__phone"] or row["deal__name"] or row["account__name"]
-              or "(no name)")
+    target = (
+        name or row["lead__email"] or row["lead__phone"] or row["deal__name"] or row["account__name"] or "(no name)"
+    )
     return f"{TaskType(row['type']).label} due: {target[:200]}" + (f" — {row['note'][:60]}" if row["note"] else "")
 
 
 def remind_org(organization_id, *, now=None, limit=None) -> int:
     """Tell each owner of this org's tasks that came due (one in-app notification per task; one email per owner
-    listing theirs, sent once the pass commits). The claim (leadcrm.claims, SKIP LOCKED), the notifications and the
-    clearing of `remind_at` are one transaction: a pass that dies sends nothing and leaves the tasks due, and two
+    listing theirs, sent once the pass commits). The claim (leadcrm.claims, SKIP LOCKED, stamping `reminded_at`)
+    and the notifications are one transaction: a pass that dies sends nothing and leaves the tasks due, and two
     passes at once never claim the same task, so each reminder is sent exactly once. Set-based: one claim, one
-    read, one insert, one update."""
+    read, one insert."""
     now = now or timezone.now()
     limit = limit or settings.AGENDA_REMINDER_BATCH
     with transaction.atomic():
-        claimed = claims.claim(Task.objects.for_org(organization_id).filter(done_at__isnull=True), due="remind_at",
-                               limit=limit, lease=timedelta(seconds=settings.AGENDA_REMINDER_LEASE_SECONDS), now=now)
+        # The claim stamps `reminded_at` (a lease of nothing: the stamp is the state change itself), so the tasks
+        # leave the pending reminders in the same statement that locks them.
+        pending = Task.objects.for_org(organization_id).filter(REMINDER_PENDING)
+        claimed = claims.claim(
+            pending, due="remind_at", lease_field="reminded_at", lease=timedelta(0), limit=limit, now=now
+        )
         if not claimed:
             return 0
         ids = [row.pk for row in claimed]
         # Only what the message needs (a whole row per task would cost more to read than the rest of the pass).
-        rows = list(Task.objects.for_org(organization_id).filter(pk__in=ids).order_by("due_at", "id").values(
-            "owner_id", "lead_id", "type", "note", "lead__first_name", "lead__last_name", "lead__email",
-            "lead__phone", "deal__name", "account__name"))
-        notify_many(organization_id, [
-            Notice(lead=Lead(pk=row["lead_id"], organization_id=organization_id) if row["lead_id"] else None,
-                   user_id=row["owner_id"], kind=NotificationKind.TASK_DUE, message=_reminder(row)) for row in rows])
-        Task.objects.for_org(organization_id).filter(pk__in=ids).update(remind_at=None, reminded_at=now)
+        rows = list(
+            Task.objects.for_org(organization_id)
+            .filter(pk__in=ids)
+            .order_by("due_at", "id")
+            .values(
+                "owner_id",
+                "lead_id",
+                "type",
+                "note",
+                "lead__first_name",
+                "lead__last_name",
+                "lead__email",
+                "lead__phone",
+                "deal__name",
+                "account__name",
+            )
+        )
+        notify_rows(
+            organization_id,
+            kind=NotificationKind.TASK_DUE,
+            rows=[(row["owner_id"], row["lead_id"], _reminder(row)) for row in rows],
+        )
     return len(rows)
 
 

@@ -65,15 +65,18 @@ def _target(request):
 
 
 def _task(request, pk):
-    return get_object_or_404(selectors.visible(request.organization.pk, policy.principal_of(request))
-                             .select_related("lead", "deal__lead", "account", "owner"), pk=pk)
+    return get_object_or_404(
+        selectors.visible(request.organization.pk, policy.principal_of(request)).select_related(
+            "lead", "deal__lead", "account", "owner"
+        ),
+        pk=pk,
+    )
 
 
 def _owners(request, default_id):
     """Whom the member may give the task to; the target's owner is always one, as in the API."""
     assignable = selectors.assignable_owners(request.organization.pk, policy.principal_of(request))
-    return list(get_user_model().objects.filter(Q(pk__in=assignable.values("pk")) | Q(pk=default_id))
-                .order_by("email"))
+    return list(get_user_model().objects.filter(Q(pk__in=assignable.values("pk")) | Q(pk=default_id)).order_by("email"))
 
 
 def _tomorrow_same_time(moment, zone):
@@ -94,11 +97,17 @@ def task_new(request):
     zone = selectors.zone_of(organization_id, int(chosen) if str(chosen).isdigit() else default_owner)
     after = None
     if request.GET.get("after"):
-        after = selectors.visible(organization_id, policy.principal_of(request)).filter(
-            pk=_uuid(request.GET["after"]), done_at__isnull=False).first()
+        after = (
+            selectors.visible(organization_id, policy.principal_of(request))
+            .filter(pk=_uuid(request.GET["after"]), done_at__isnull=False)
+            .first()
+        )
     next_url = _safe_next(request, _home_of(kind, target))
-    initial = {"owner": default_owner, "type": request.GET.get("type") if request.GET.get("type") in TaskType.values
-               else TaskType.CALL, "due_at": _tomorrow_same_time(after.due_at if after else timezone.now(), zone)}
+    initial = {
+        "owner": default_owner,
+        "type": request.GET.get("type") if request.GET.get("type") in TaskType.values else TaskType.CALL,
+        "due_at": _tomorrow_same_time(after.due_at if after else timezone.now(), zone),
+    }
     form = TaskForm(request.POST or None, initial=initial, owners=owners, zone_name=str(zone))
     status = 200
     if request.method == "POST":
@@ -109,22 +118,41 @@ def task_new(request):
                 if owner_id not in {user.pk for user in owners}:
                     raise Invalid(errors={"owner": ["Choose a member you may give tasks to."]})
                 task = services.create_task(
-                    organization_id=organization_id, type=data["type"], note=data["note"], owner_id=owner_id,
-                    due_at=selectors.localize(organization_id, data["due_at"], owner_id), actor=request.user,
-                    **{kind: target})
+                    organization_id=organization_id,
+                    type=data["type"],
+                    note=data["note"],
+                    owner_id=owner_id,
+                    due_at=selectors.localize(organization_id, data["due_at"], owner_id),
+                    actor=request.user,
+                    **{kind: target},
+                )
             except Invalid as exc:
                 add_to_form(form, exc)
             else:
                 local = task.due_at.astimezone(selectors.zone_of(organization_id, task.owner_id))
-                messages.success(request, f"{task.get_type_display()} planned for {target}, due "
-                                          f"{local:%a %d %b %H:%M}" + (" (overdue)" if task.due_at < timezone.now()
-                                                                       else "") + ".")
+                messages.success(
+                    request,
+                    f"{task.get_type_display()} planned for {target}, due "
+                    f"{local:%a %d %b %H:%M}" + (" (overdue)" if task.due_at < timezone.now() else "") + ".",
+                )
                 return redirect(next_url)
         status = 400
-    return render(request, "agenda/task_form.html", {
-        "form": form, "kind": kind, "target": target, "next": next_url, "after": after, "zone": zone,
-        "after_outcome": touches.outcome_label(services.TOUCH_OF.get(after.type, ""), after.outcome) if after else "",
-    }, status=status)
+    return render(
+        request,
+        "agenda/task_form.html",
+        {
+            "form": form,
+            "kind": kind,
+            "target": target,
+            "next": next_url,
+            "after": after,
+            "zone": zone,
+            "after_outcome": touches.outcome_label(services.TOUCH_OF.get(after.type, ""), after.outcome)
+            if after
+            else "",
+        },
+        status=status,
+    )
 
 
 @allowed(Action.TASKS)
@@ -137,21 +165,26 @@ def task_done(request, pk):
     status = 200
     if request.method == "POST" and form.is_valid():
         try:
-            services.complete_task(task=task, outcome=form.cleaned_data["outcome"],
-                                              note=form.cleaned_data["note"], actor=request.user)
+            services.complete_task(
+                task=task, outcome=form.cleaned_data["outcome"], note=form.cleaned_data["note"], actor=request.user
+            )
         except Invalid as exc:
             add_to_form(form, exc)
             status = 400
         else:
             # The next page says it is done (and what was logged), and offers to schedule the next one.
             kind, target = next((k, getattr(task, k)) for k in KINDS if getattr(task, f"{k}_id"))
-            return redirect(f"{reverse('agenda:new')}?{kind}={target.pk}&type={task.type}&after={task.pk}"
-                            f"&next={next_url}")
+            return redirect(
+                f"{reverse('agenda:new')}?{kind}={target.pk}&type={task.type}&after={task.pk}&next={next_url}"
+            )
     elif request.method == "POST":
         status = 400
-    return render(request, "agenda/task_done.html", {"task": task, "form": form, "next": next_url,
-                                                     "outcomes": outcome_groups(), "zone": _zone(request, task)},
-                  status=status)
+    return render(
+        request,
+        "agenda/task_done.html",
+        {"task": task, "form": form, "next": next_url, "outcomes": outcome_groups(), "zone": _zone(request, task)},
+        status=status,
+    )
 
 
 def _zone(request, task):
@@ -167,8 +200,11 @@ def task_snooze(request, pk):
     next_url = _safe_next(request, reverse("agenda:today"))
     if form.is_valid():
         data = form.cleaned_data
-        until = (timezone.now() + services.SNOOZES[data["snooze"]] if data["snooze"]
-                 else selectors.localize(request.organization.pk, data["due_at"], task.owner_id))
+        until = (
+            timezone.now() + services.SNOOZES[data["snooze"]]
+            if data["snooze"]
+            else selectors.localize(request.organization.pk, data["due_at"], task.owner_id)
+        )
         try:
             services.snooze(task=task, until=until)
         except Invalid as exc:
@@ -179,9 +215,19 @@ def task_snooze(request, pk):
             return redirect(next_url)
     else:
         messages.error(request, " ".join(str(m) for problems in form.errors.values() for m in problems))
-    return render(request, "agenda/task_done.html", {"task": task, "form": CompleteForm(), "next": next_url,
-                                                     "outcomes": outcome_groups(), "zone": _zone(request, task),
-                                                     "snooze_form": form}, status=400)
+    return render(
+        request,
+        "agenda/task_done.html",
+        {
+            "task": task,
+            "form": CompleteForm(),
+            "next": next_url,
+            "outcomes": outcome_groups(),
+            "zone": _zone(request, task),
+            "snooze_form": form,
+        },
+        status=400,
+    )
 
 
 @allowed(Action.TASKS)
@@ -203,8 +249,17 @@ def lead_card(request, pk):
     lead = get_object_or_404(policy.visible_to(request, Lead.objects.for_org(request.organization)), pk=pk)
     tasks = selectors.for_target(request.organization.pk, policy.principal_of(request), lead=lead)
     template = "agenda/_lead_card.html" if request.htmx else "agenda/lead_tasks.html"
-    return render(request, template, {"lead": lead, "tasks": tasks, "now": timezone.now(),
-                                      "next": reverse("leads:detail", args=[lead.pk]), "outcomes": outcome_groups()})
+    return render(
+        request,
+        template,
+        {
+            "lead": lead,
+            "tasks": tasks,
+            "now": timezone.now(),
+            "next": reverse("leads:detail", args=[lead.pk]),
+            "outcomes": outcome_groups(),
+        },
+    )
 
 
 @allowed(Action.TASKS)
@@ -225,8 +280,12 @@ def bulk(request):
     owners = list(selectors.assignable_owners(organization_id, principal).order_by("email"))
     zone = selectors.zone_of(organization_id, request.user.pk)
     asking = "due_at" not in request.POST
-    form = TaskForm(None if asking else request.POST, owners=owners, zone_name=str(zone),
-                    initial={"due_at": _tomorrow_same_time(timezone.now(), zone)})
+    form = TaskForm(
+        None if asking else request.POST,
+        owners=owners,
+        zone_name=str(zone),
+        initial={"due_at": _tomorrow_same_time(timezone.now(), zone)},
+    )
     choices = [("", "Each lead's owner"), *((user.pk, user.email) for user in owners)]
     form.fields["owner"].choices = choices
     form.fields["owner"].widget = forms.Select(choices=choices)
@@ -237,16 +296,25 @@ def bulk(request):
             if owner_id is not None and owner_id not in {user.pk for user in owners}:
                 raise Invalid(errors={"owner": ["Choose a member you may give tasks to."]})
             tasks = services.create_for_leads(
-                organization_id=organization_id, leads=leads, type=data["type"], note=data["note"], owner_id=owner_id,
+                organization_id=organization_id,
+                leads=leads,
+                type=data["type"],
+                note=data["note"],
+                owner_id=owner_id,
                 due_at=selectors.localize(organization_id, data["due_at"], owner_id or request.user.pk),
-                actor=request.user)
+                actor=request.user,
+            )
         except Invalid as exc:
             add_to_form(form, exc)
         else:
             messages.success(request, f"Planned {len(tasks)} task{'s' if len(tasks) != 1 else ''}.")
             return redirect(next_url)
-    return render(request, "agenda/bulk.html", {"form": form, "leads": leads, "next": next_url, "zone": zone},
-                  status=200 if asking else 400)
+    return render(
+        request,
+        "agenda/bulk.html",
+        {"form": form, "leads": leads, "next": next_url, "zone": zone},
+        status=200 if asking else 400,
+    )
 
 
 @allowed(Action.TASKS)
@@ -258,9 +326,19 @@ def today(request):
     zone = selectors.zone_of(organization_id, request.user.pk)
     now = timezone.now()
     items = selectors.today(organization_id, request.user, now=now, zone=zone)
-    return render(request, "agenda/today.html", {
-        "items": items, "now": now, "zone": zone, "outcomes": outcome_groups(),
-        "counts": {"overdue": sum(item.kind == "task" and item.overdue for item in items),
-                   "tasks": sum(item.kind == "task" for item in items),
-                   "new": sum(item.kind == "assignment" for item in items),
-                   "hot": sum(item.kind == "hot" for item in items)}})
+    return render(
+        request,
+        "agenda/today.html",
+        {
+            "items": items,
+            "now": now,
+            "zone": zone,
+            "outcomes": outcome_groups(),
+            "counts": {
+                "overdue": sum(item.kind == "task" and item.overdue for item in items),
+                "tasks": sum(item.kind == "task" for item in items),
+                "new": sum(item.kind == "assignment" for item in items),
+                "hot": sum(item.kind == "hot" for item in items),
+            },
+        },
+    )

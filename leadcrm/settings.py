@@ -340,9 +340,8 @@ CELERY_BEAT_SCHEDULE: dict = {
 }
 # Missed first-touch deadlines a tick claimed are left to it for this long; a tick that died leaves them to a later one.
 ROUTING_SLA_LEASE_SECONDS = env_int("ROUTING_SLA_LEASE_SECONDS", 60)
-# Due task reminders one pass claims per org, and how long a claim holds them (the pass commits long before).
+# Due task reminders one pass claims per org (the rest wait for the next pass).
 AGENDA_REMINDER_BATCH = env_int("AGENDA_REMINDER_BATCH", 10_000)
-AGENDA_REMINDER_LEASE_SECONDS = env_int("AGENDA_REMINDER_LEASE_SECONDS", 300)
 # Event handlers run in the workers' outbox relay (leadcrm/relay.py), woken on commit, not in the request that
 # emitted the event. Off: in the emitting process after its commit (the unit tests, which have no worker).
 OUTBOX_RELAY = env_bool("OUTBOX_RELAY", True)

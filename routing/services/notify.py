@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from ..models import Notification, NotificationKind
@@ -16,14 +16,12 @@ MESSAGES = {
 
 @dataclass
 class Notice:
-    """One notification to write: who hears about which lead, and why (`message`, when given, says it instead of the
-    kind's words: a due task names itself)."""
+    """One notification to write: who hears about which lead, and why."""
 
     lead: object
     user_id: int
     kind: str
     team: object = None
-    message: str = ""
 
 
 def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
@@ -31,8 +29,8 @@ def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
     handed 300 leads by one batch gets one email, not 300)."""
     notifications = Notification.objects.bulk_create([
         Notification(organization_id=organization_id, user_id=notice.user_id, lead=notice.lead, kind=notice.kind,
-                     message=notice.message[:300] or MESSAGES[notice.kind].format(
-                         lead=str(notice.lead)[:200], team=notice.team.name if notice.team else "the team"))
+                     message=MESSAGES[notice.kind].format(lead=str(notice.lead)[:200],
+                                                          team=notice.team.name if notice.team else "the team"))
         for notice in notices])
     notification_ids = [notification.pk for notification in notifications]
 
@@ -45,6 +43,29 @@ def notify_many(organization_id, notices: list[Notice]) -> list[Notification]:
     if notification_ids:
         transaction.on_commit(send)
     return notifications
+
+
+def notify_rows(organization_id, *, kind: str, rows: list[tuple]) -> list[int]:
+    """notify_many for many at once without building model instances: `rows` of (user id, lead id or None,
+    message), written by one INSERT … SELECT FROM unnest; each person gets one email listing theirs once committed.
+    Returns the notification ids."""
+    if not rows:
+        return []
+    user_ids, lead_ids, messages = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO routing_notification (organization_id, user_id, lead_id, kind, message, created_at)"
+            " SELECT %s, u, l, %s, left(m, 300), %s FROM unnest(%s::int[], %s::uuid[], %s::text[]) AS r(u, l, m)"
+            " RETURNING id", [organization_id, kind, timezone.now(), user_ids, lead_ids, messages])
+        notification_ids = [row[0] for row in cursor.fetchall()]
+
+    def send():
+        from ..tasks import email_notifications
+
+        email_notifications.delay(notification_ids, organization_id=str(organization_id))
+
+    transaction.on_commit(send)
+    return notification_ids
 
 
 def notify(lead, *, user_id, kind: str, team=None) -> Notification:

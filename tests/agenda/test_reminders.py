@@ -17,8 +17,12 @@ from tests.routing.test_concurrency import run_at_once
 
 def _tasks(org, owners, count, due):
     leads = [make_lead(org, owner=owners[i % len(owners)], first_name=f"Lead{i}") for i in range(count)]
-    return Task.objects.bulk_create([Task(organization=org, lead=lead, owner=lead.owner, type=TaskType.CALL,
-                                          due_at=due, remind_at=due) for lead in leads])
+    return Task.objects.bulk_create(
+        [
+            Task(organization=org, lead=lead, owner=lead.owner, type=TaskType.CALL, due_at=due, remind_at=due)
+            for lead in leads
+        ]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -36,8 +40,8 @@ def test_four_concurrent_passes_remind_each_due_task_once(org, other_org):
     notes = Notification.objects.filter(kind=NotificationKind.TASK_DUE)
     assert Counter(notes.values_list("user_id", flat=True)) == {ann.pk: 20, bob.pk: 20, rival.pk: 5}
     assert notes.filter(organization=org).count() == 40
-    assert not Task.objects.filter(pk__in=[t.pk for t in due], remind_at__isnull=False).exists()
-    assert Task.objects.filter(pk__in=[t.pk for t in later], remind_at__isnull=False).count() == 3
+    assert not Task.objects.filter(pk__in=[t.pk for t in due], reminded_at__isnull=True).exists()
+    assert Task.objects.filter(pk__in=[t.pk for t in later], reminded_at__isnull=True).count() == 3
     # a later pass finds nothing more to send
     assert services.send_due_reminders(now=now + timedelta(seconds=30)) == 0
     assert notes.count() == 45

@@ -35,10 +35,17 @@ def test_the_api_saves_and_shows_the_step_and_refuses_bad_ones(org, api):
     response = api.post("/api/v1/sequences/", body, format="json")
     assert response.status_code == 201, response.json()
     shown = response.json()["steps"][0]
-    assert (shown["type"], shown["task_type"], shown["due_hours"], shown["note"]) == ("create_task", "call", 4,
-                                                                                      "Call the lead")
-    bad = api.post("/api/v1/sequences/", {"name": "Bad", "steps": [
-        {"type": "create_task", "task_type": "fax", "due_hours": -1}]}, format="json")
+    assert (shown["type"], shown["task_type"], shown["due_hours"], shown["note"]) == (
+        "create_task",
+        "call",
+        4,
+        "Call the lead",
+    )
+    bad = api.post(
+        "/api/v1/sequences/",
+        {"name": "Bad", "steps": [{"type": "create_task", "task_type": "fax", "due_hours": -1}]},
+        format="json",
+    )
     assert bad.status_code == 400
     assert {"steps.0.task_type", "steps.0.due_hours"} <= set(bad.json()["errors"])
 
@@ -48,9 +55,19 @@ def test_the_builder_adds_a_task_step_by_clicks(org, browser):
     assert page.status_code == 200
     content = page.content.decode()
     assert 'name="s0-task_type"' in content and "Plan a call for the lead&#x27;s owner, due at once" in content
-    saved = browser.post("/emails/sequences/new/", {
-        "name": "Builder", "entry_type": "manual", "step_count": "1", "s0-type": "create_task",
-        "s0-task_type": "meeting", "s0-due_hours": "24", "s0-task_note": "Book a demo", "action": "save"})
+    saved = browser.post(
+        "/emails/sequences/new/",
+        {
+            "name": "Builder",
+            "entry_type": "manual",
+            "step_count": "1",
+            "s0-type": "create_task",
+            "s0-task_type": "meeting",
+            "s0-due_hours": "24",
+            "s0-task_note": "Book a demo",
+            "action": "save",
+        },
+    )
     assert saved.status_code == 302, saved.content.decode()[:2000]
     from nurturing.models import SequenceStep
 

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def ann(org):
-    return make_rep(org, "ann", working_hours={"timezone": "Europe/Berlin", "days": [1, 2, 3, 4, 5],
-                                               "start": "09:00", "end": "17:00"})
+    return make_rep(
+        org,
+        "ann",
+        working_hours={"timezone": "Europe/Berlin", "days": [1, 2, 3, 4, 5], "start": "09:00", "end": "17:00"},
+    )
 
 
 @pytest.fixture
@@ -31,8 +34,16 @@ def test_planning_a_task_from_the_lead_page_reads_the_time_in_the_owners_zone(or
     lead = make_lead(org, owner=ann.user, first_name="Ada")
     page = signed_in.get(f"/tasks/new/?lead={lead.pk}")
     assert page.status_code == 200 and "In Europe/Berlin time" in page.content.decode()
-    response = signed_in.post("/tasks/new/", {"lead": str(lead.pk), "type": "call", "due_at": "2030-06-03T09:30",
-                                              "note": "<script>alert(1)</script>", "owner": ann.user.pk})
+    response = signed_in.post(
+        "/tasks/new/",
+        {
+            "lead": str(lead.pk),
+            "type": "call",
+            "due_at": "2030-06-03T09:30",
+            "note": "<script>alert(1)</script>",
+            "owner": ann.user.pk,
+        },
+    )
     assert response.status_code == 302 and response["Location"] == f"/leads/{lead.pk}/"
     task = Task.objects.get()
     assert task.due_at.isoformat() == "2030-06-03T07:30:00+00:00" and task.owner == ann.user
@@ -53,17 +64,21 @@ def test_a_rep_cannot_plan_on_another_reps_lead(org, signed_in):
     bob = make_rep(org, "bob")
     lead = make_lead(org, owner=bob.user)
     assert signed_in.get(f"/tasks/new/?lead={lead.pk}").status_code == 404
-    assert signed_in.post("/tasks/new/", {"lead": str(lead.pk), "type": "call",
-                                          "due_at": "2030-06-03T09:30"}).status_code == 404
+    assert (
+        signed_in.post("/tasks/new/", {"lead": str(lead.pk), "type": "call", "due_at": "2030-06-03T09:30"}).status_code
+        == 404
+    )
 
 
-def test_completing_logs_the_call_and_offers_to_schedule_the_next(org, signed_in, ann,
-                                                                 django_capture_on_commit_callbacks):
+def test_completing_logs_the_call_and_offers_to_schedule_the_next(
+    org, signed_in, ann, django_capture_on_commit_callbacks
+):
     make_rule(org, "Ann", strategy="rep", rep=ann, sla_minutes=30)
     lead = make_lead(org, first_name="Ada")
     route(lead)
-    task = Task.objects.create(organization=org, lead=lead, owner=ann.user, due_at=timezone.now(),
-                               remind_at=timezone.now())
+    task = Task.objects.create(
+        organization=org, lead=lead, owner=ann.user, due_at=timezone.now(), remind_at=timezone.now()
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = signed_in.post(f"/tasks/{task.pk}/done/", {"outcome": "connected", "next": "/today/"})
     assert response.status_code == 302
@@ -106,11 +121,13 @@ def test_today_lists_overdue_then_new_leads_then_due_today_then_hot(org, signed_
     hot = make_lead(org, owner=ann.user, first_name="Blazing")
     hot.temperature, hot.last_activity_at = Temperature.HOT, now - timedelta(hours=1)
     hot.save(update_fields=["temperature", "last_activity_at"])
-    overdue = Task.objects.create(organization=org, lead=mine, owner=ann.user, due_at=now - timedelta(hours=1),
-                                  note="Overdue call")
+    overdue = Task.objects.create(
+        organization=org, lead=mine, owner=ann.user, due_at=now - timedelta(hours=1), note="Overdue call"
+    )
     end_of_day = now.replace(hour=23, minute=59, second=0)
-    later = Task.objects.create(organization=org, lead=mine, owner=ann.user, due_at=max(end_of_day, now),
-                                type="email", note="Later email")
+    later = Task.objects.create(
+        organization=org, lead=mine, owner=ann.user, due_at=max(end_of_day, now), type="email", note="Later email"
+    )
     Task.objects.create(organization=org, lead=mine, owner=ann.user, due_at=now + timedelta(days=3), note="Next week")
     with django_assert_max_num_queries(12):
         page = signed_in.get("/today/").content.decode()
@@ -130,8 +147,16 @@ def test_bulk_from_the_leads_list_asks_then_plans_one_per_lead(org, client, memb
     assert "Add task…" in listing
     ask = client.post("/tasks/bulk/", {"lead": [str(lead.pk) for lead in leads], "next": "/leads/"})
     assert ask.status_code == 200 and "Plan a task for 2 leads" in ask.content.decode()
-    done = client.post("/tasks/bulk/", {"lead": [str(lead.pk) for lead in leads], "type": "email",
-                                        "due_at": "2030-01-02T10:00", "owner": "", "next": "/leads/"})
+    done = client.post(
+        "/tasks/bulk/",
+        {
+            "lead": [str(lead.pk) for lead in leads],
+            "type": "email",
+            "due_at": "2030-01-02T10:00",
+            "owner": "",
+            "next": "/leads/",
+        },
+    )
     assert done.status_code == 302
     assert sorted(Task.objects.values_list("owner_id", flat=True)) == sorted([ann.user.pk, bob.user.pk])
 
@@ -157,5 +182,5 @@ def test_the_team_page_shows_each_reps_overdue_tasks(org, client, member):
     client.force_login(manager)
     page = client.get("/team/").content.decode()
     assert "Overdue tasks" in page
-    row = page[page.index("ann@acme.test"):page.index("bob@acme.test")]
+    row = page[page.index("ann@acme.test") : page.index("bob@acme.test")]
     assert '<strong class="sla-overdue">3</strong>' in row

@@ -34,10 +34,13 @@ def routed_lead(org):
 
     rep = tenancy.add_member(organization=org, email=REP_EMAIL, password=REP_PASSWORD, role=Role.REP).user
     profile = RepProfile.objects.get(organization=org, user=rep)
-    routing.update_rep(profile=profile, data={"working_hours": {"timezone": ZONE, "days": [1, 2, 3, 4, 5, 6, 7],
-                                                                "start": "00:00", "end": "23:59"}})
-    routing.save_rule(organization_id=org.pk, data={"name": "Tess", "strategy": "rep", "rep": profile,
-                                                    "sla_minutes": 60})
+    routing.update_rep(
+        profile=profile,
+        data={"working_hours": {"timezone": ZONE, "days": [1, 2, 3, 4, 5, 6, 7], "start": "00:00", "end": "23:59"}},
+    )
+    routing.save_rule(
+        organization_id=org.pk, data={"name": "Tess", "strategy": "rep", "rep": profile, "sla_minutes": 60}
+    )
     lead = make_lead(org, first_name="Grace", last_name="Hopper", company="<Cobol> & Sons")
     routing.route_lead(organization_id=org.pk, lead_id=lead.pk)
     return rep, lead
