@@ -11,6 +11,7 @@ from django.utils import timezone
 from leadcrm import policy
 from leadcrm.policy import Action, Principal
 from leads.models import Account, Deal, Lead, Temperature
+from leads.selectors import rotting_deals
 from routing.models import RepProfile, TeamMember
 from routing.selectors import teams_for
 from routing.services import OPEN_STAGES
@@ -117,18 +118,20 @@ def for_target(organization_id, principal, *, lead=None, deal=None):
 class TodayItem:
     """One line of the today view: a task, a newly assigned lead waiting for its first touch, or a hot lead."""
 
-    kind: str  # "task" | "assignment" | "hot"
+    kind: str  # "task" | "assignment" | "deal" | "hot"
     rank: int
     at: datetime | None
     task: Task | None = None
     lead: Lead | None = None
+    deal: Deal | None = None
     overdue: bool = False
 
 
 def today(organization_id, user, *, now=None, zone=None) -> list[TodayItem]:
-    """A rep's day in one prioritised list, in three queries: overdue tasks (longest overdue first), new leads whose
-    first-touch clock runs (least time left first), tasks due later today (soonest first), then hot leads with
-    recent activity that have no open task today (hottest first)."""
+    """A rep's day in one prioritised list, in four queries: overdue tasks (longest overdue first), new leads whose
+    first-touch clock runs (least time left first), deals rotting in their stage (longest rotten first), tasks due
+    later today (soonest first), then hot leads with recent activity that have no open task today (hottest
+    first)."""
     now = now or timezone.now()
     zone = zone or zone_of(organization_id, user.pk)
     tasks = list(
@@ -158,6 +161,8 @@ def today(organization_id, user, *, now=None, zone=None) -> list[TodayItem]:
     for lead in waiting:
         due = lead.routing.sla_due_at
         items.append(TodayItem("assignment", 1, due, lead=lead, overdue=due < now))
+    rotting = rotting_deals(organization=organization_id, owner_ids=[user.pk], now=now).get(user.pk, [])
+    items += [TodayItem("deal", 2, deal.rots_at, deal=deal, overdue=True) for deal in rotting[:TODAY_LIMIT]]
     items += [TodayItem("hot", 3, lead.last_activity_at, lead=lead) for lead in hot[:TODAY_LIMIT]]
     return sorted(items, key=lambda item: (item.rank, item.at or now))
 

@@ -339,6 +339,7 @@ def today(request):
                 "tasks": sum(item.kind == "task" for item in items),
                 "new": sum(item.kind == "assignment" for item in items),
                 "hot": sum(item.kind == "hot" for item in items),
+                "rotting": sum(item.kind == "deal" for item in items),
             },
         },
     )

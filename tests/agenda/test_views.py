@@ -137,6 +137,18 @@ def test_today_lists_overdue_then_new_leads_then_due_today_then_hot(org, signed_
     assert later.pk and overdue.pk
 
 
+def test_today_flags_the_reps_deals_rotting_in_their_stage(org, signed_in, ann):
+    from leads.models import Stage
+    from tests.leads.deals import make_deal
+
+    Stage.objects.for_org(org).filter(name="Proposal").update(rotting_days=7)
+    make_deal(org, stage_name="Proposal", owner=ann.user, days_in_stage=9, name="Stalled <b>renewal</b>")
+    make_deal(org, stage_name="Proposal", owner=ann.user, days_in_stage=2, name="Moving along")
+    page = signed_in.get("/today/").content.decode()
+    assert "1 deal rotting" in page and "Stalled &lt;b&gt;renewal&lt;/b&gt;" in page
+    assert "Moving along" not in page and "over its 7 days" in page
+
+
 def test_bulk_from_the_leads_list_asks_then_plans_one_per_lead(org, client, member):
     manager = member(Role.MANAGER)
     ann, bob = make_rep(org, "ann"), make_rep(org, "bob")
