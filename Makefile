@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst bench-predictive clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,6 +74,11 @@ bench-routing-burst: install
 ## Captures over HTTP while Redis is stopped and restarted: accepted = stored = scored = routed.
 bench-capture-restart: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/capture_redis_restart.py $(ARGS)
+
+## Training a 1,000,000-lead org's conversion model (time, memory), writing every probability beside one
+## UPDATE … FROM (VALUES …), holdout AUC beside scikit-learn's own models; ARGS="--leads 100000".
+bench-predictive: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/predictive.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data
