@@ -134,9 +134,11 @@ TRAINING_TYPES = "a.type <> ALL(%(excluded)s)"
 MODEL_TYPES = "a.type = ANY(%(counted)s)"  # the types a fitted model counts: the rest need not be read
 
 
-def _activity_counts_sql(leads_sql: str, *, until_outcome: bool) -> str:
+def _activity_counts_sql(leads_sql: str, *, until_outcome: bool, bounds: str = "") -> str:
     """A CTE `c` of each lead's activity counts by type (jsonb), for the leads `leads_sql` selects. Training counts
-    every type but the outcome's own records up to the outcome; scoring counts what the model uses, up to now."""
+    every type but the outcome's own records up to the outcome; scoring counts what the model uses, up to now.
+    `bounds` (conditions on `a.lead_id`) keeps the read to the activities of a chunk's leads, by the index that
+    starts with the org and the lead, where the hash join alone would read every activity of the org."""
     cutoff = "AND a.occurred_at <= o.outcome_at" if until_outcome else ""
     join = "JOIN outcomes o ON o.id = a.lead_id" if until_outcome else ""
     types = TRAINING_TYPES if until_outcome else MODEL_TYPES
@@ -144,7 +146,7 @@ def _activity_counts_sql(leads_sql: str, *, until_outcome: bool) -> str:
         c AS (
             SELECT lead_id, jsonb_object_agg(type, n) AS counts
             FROM (SELECT a.lead_id, a.type, count(*) AS n FROM leads_activity a {join}
-                  WHERE a.organization_id = %(org)s AND {types} {cutoff}
+                  WHERE a.organization_id = %(org)s AND {types} {cutoff}{bounds}
                     AND a.lead_id IN ({leads_sql})
                   GROUP BY a.lead_id, a.type) per_type
             GROUP BY lead_id
@@ -371,7 +373,7 @@ def write_probabilities(cursor, *, organization_id, model: dict, scope: dict, cr
     band = band_sql(model, "p.probability", params)
     leads_sql = f"SELECT l.id FROM leads_lead l WHERE l.organization_id = %(org)s{bounds}"
     cursor.execute(f"""
-        WITH {_activity_counts_sql(leads_sql, until_outcome=False)},
+        WITH {_activity_counts_sql(leads_sql, until_outcome=False, bounds=bounds.replace("l.id", "a.lead_id"))},
         p AS (SELECT l.id, round(({probability})::numeric, 4) AS probability,
                      l.conversion_probability AS old_probability, l.lifecycle_stage AS stage
               FROM leads_lead l LEFT JOIN c ON c.lead_id = l.id
