@@ -380,12 +380,14 @@ class RuleForm(forms.Form):
 class SettingsForm(forms.Form):
     """The org's MQL threshold, grade and temperature bands, and decay. Checked by services.clean_settings."""
 
-    mql_rule = forms.ChoiceField(choices=MqlRule.choices, widget=forms.RadioSelect, label="Hand leads to sales by")
+    mql_rule = forms.ChoiceField(choices=MqlRule.choices, widget=forms.RadioSelect, label="Hand leads to sales by",
+                                 required=False)
     mql_score = forms.IntegerField(label="Score at least", help_text="A lead at or above this score…")
     mql_min_grade = forms.ChoiceField(choices=Grade.choices, label="Grade at least",
                                       help_text="…and with this grade or better becomes a marketing qualified lead.")
     mql_probability = forms.DecimalField(
         label="Conversion probability at least (%)", min_value=decimal.Decimal("0.01"), max_value=100, decimal_places=2,
+        required=False,
         help_text="A lead this likely to convert, or likelier, becomes a marketing qualified lead.")
     mql_probability_anyway = forms.BooleanField(
         required=False, label="Use the probability even if the model does not beat the rule score",
@@ -424,13 +426,16 @@ class SettingsForm(forms.Form):
         if self.errors:
             return data
         values = {
-            "mql_rule": data["mql_rule"], "mql_probability": data["mql_probability"] / 100,
             "mql_probability_anyway": data["mql_probability_anyway"],
             "mql_score": data["mql_score"], "mql_min_grade": data["mql_min_grade"],
             "grade_bands": {label: data[f"grade_{label.lower()}"] for label in "ABCD"},
             "temperature_bands": {"warm": data["warm"], "hot": data["hot"]},
             "decay_half_life_days": data.get("decay_half_life_days"),
         }
+        if data.get("mql_rule"):  # left out: as it is
+            values["mql_rule"] = data["mql_rule"]
+        if data.get("mql_probability") is not None:
+            values["mql_probability"] = data["mql_probability"] / 100
         try:
             self.settings_values = services.clean_settings(values)
         except ConditionError as exc:
