@@ -2,7 +2,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst bench-tasks clean
+.PHONY: install run test lint bench-capture bench-import bench-scoring bench-scoring-instant bench-segments bench-search bench-speed-to-lead bench-drip bench-reports bench-webhooks bench-claims bench-capture-restart bench-sync bench-routing-burst bench-tasks bench-predictive clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ bench-capture-restart: install
 ## Reminder pass over 10,000 due of 1,000,000 open tasks (1,000 reps) beside one UPDATE, and a rep's /today/; ARGS="--tasks 100000 --reps 100".
 bench-tasks: install
 	$(PY) -m leadcrm.devstack exec $(PY) bench/tasks.py $(ARGS)
+
+## Training a 1,000,000-lead org's conversion model (time, memory), writing every probability beside one
+## UPDATE … FROM (VALUES …), holdout AUC beside scikit-learn's own models; ARGS="--leads 100000".
+bench-predictive: install
+	$(PY) -m leadcrm.devstack exec $(PY) bench/predictive.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .data

@@ -74,6 +74,10 @@ def _json_value(field, model, table: str) -> str:
                 or getattr(field, "normalize_output", False) or model_field.decimal_places != field.decimal_places):
             raise Unsupported(field.field_name)
         return _quoted(f"{column}::text")  # numeric(p, s) prints its s decimals, as DRF quantizes to them
+    if isinstance(field, serializers.FloatField):
+        if not isinstance(model_field, (models.DecimalField, models.FloatField)):
+            raise Unsupported(field.field_name)
+        return f"{column}::float8::text"  # DRF writes float() of it: both print the shortest exact digits
     if isinstance(field, serializers.UUIDField) and field.uuid_format != "hex_verbose":
         raise Unsupported(field.field_name)
     if isinstance(field, serializers.JSONField) and field.binary:

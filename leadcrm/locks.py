@@ -16,6 +16,7 @@ from . import direct
 
 IMPORT = 7302  # namespaces (the first key): one running import per job
 RECALCULATION = 7301  # one bulk re-scoring per org
+TRAINING = 7304  # one worker per predictive training run
 
 
 @contextmanager

@@ -320,6 +320,8 @@ SWEEP_TICK_SECONDS = env_int("SWEEP_TICK_SECONDS", 30)
 CELERY_BEAT_SCHEDULE: dict = {
     "scoring-decay": {"task": "scoring.tasks.apply_decay", "schedule": crontab(hour=3, minute=15)},
     "scoring-windows": {"task": "scoring.tasks.expire_windows", "schedule": crontab(hour=3, minute=25)},
+    # Each org's conversion model is trained again when its outcomes changed since (scoring.predictive).
+    "scoring-retrain": {"task": "scoring.tasks.retrain_changed", "schedule": crontab(hour=2, minute=45)},
     # First-touch deadlines are minutes long: look for missed ones twice a minute.
     "routing-sla": {"task": "routing.tasks.check_deadlines", "schedule": env_int("ROUTING_SLA_TICK_SECONDS", 30)},
     # Due sequence steps are sent within one tick.

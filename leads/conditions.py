@@ -38,7 +38,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from leadcrm.errors import Invalid
 
-from .models import ActivityType, Grade, LeadStatus, LifecycleStage, SourceType, Temperature
+from .models import ActivityType, Grade, LeadStatus, LifecycleStage, PredictiveBand, SourceType, Temperature
 
 TEXT, CHOICE, NUMBER, BOOL, DATE = "text", "choice", "number", "bool", "date"
 TAGS, OWNER, JSON = "tags", "owner", "json"
@@ -75,6 +75,8 @@ LEAD_FIELDS = {
     )},
     "source_type": CHOICE, "lifecycle_stage": CHOICE, "status": CHOICE, "grade": CHOICE, "temperature": CHOICE,
     "company_size": NUMBER, "annual_revenue": NUMBER, "score": NUMBER, "fit_score": NUMBER, "behavior_score": NUMBER,
+    # written by the org's conversion model: 0–1, empty until one is trained
+    "conversion_probability": NUMBER, "predictive_band": CHOICE,
     "consent_opt_in": BOOL, "unsubscribed": BOOL, "do_not_contact": BOOL, "bounced": BOOL,
     "created_at": DATE, "updated_at": DATE, "last_activity_at": DATE, "consent_at": DATE,
     "tags": TAGS,
@@ -82,9 +84,10 @@ LEAD_FIELDS = {
 }
 CHOICES = {
     "source_type": SourceType.values, "lifecycle_stage": LifecycleStage.values, "status": LeadStatus.values,
-    "grade": Grade.values, "temperature": Temperature.values,
+    "grade": Grade.values, "temperature": Temperature.values, "predictive_band": PredictiveBand.values,
 }
-SCORE_FIELDS = ("score", "fit_score", "behavior_score", "grade", "temperature")
+SCORE_FIELDS = ("score", "fit_score", "behavior_score", "grade", "temperature", "conversion_probability",
+                "predictive_band")
 CUSTOM_PREFIX = "custom_fields."
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-]{0,63}$")
 

@@ -8,7 +8,9 @@ its keys (`LIST_KEYS`), its filters (filters.LeadFilter), its search, its sort a
 
 import uuid
 from dataclasses import dataclass
+from decimal import Decimal
 
+from django.db.models import DecimalField, Value
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
@@ -34,6 +36,8 @@ SORTS = {
     "-company": "Company Z–A",
     "grade": "Grade A–F",
     "-grade": "Grade F–A",
+    "-conversion_probability": "Likeliest to convert",
+    "conversion_probability": "Least likely to convert",
     "-last_activity_at": "Recently active",
     "last_activity_at": "Least recently active",
     "-updated_at": "Recently updated",
@@ -64,6 +68,8 @@ COLUMNS = [
     Column("score", "Score", "score", "-", ("score",)),
     Column("grade", "Grade", "grade", "", ("grade",)),
     Column("temperature", "Temperature", None, "", ("temperature",)),
+    Column("probability", "Conversion probability", "conversion_probability", "-",
+           ("conversion_probability", "predictive_band")),
     Column("owner", "Owner", None, "", ("owner",)),
     Column("source", "Source", None, "", ("source_type", "source")),
     Column("country", "Country", None, "", ("country",)),
@@ -82,7 +88,11 @@ LIST_KEYS = ("search", *LeadFilter.base_filters, "ordering", "columns")
 
 # The keyset pager orders by a field and compares the last row's value with it; a lead never active has no
 # last_activity_at, so it is ranked by when it arrived instead (a NULL has no place in a keyset comparison).
-_ANNOTATED = {"last_activity_at": ("active_at", lambda: Coalesce("last_activity_at", "created_at"))}
+# Likewise a lead the org's model has not scored has no probability: it ranks below every scored one.
+_ANNOTATED = {"last_activity_at": ("active_at", lambda: Coalesce("last_activity_at", "created_at")),
+              "conversion_probability": ("likelihood", lambda: Coalesce(
+                  "conversion_probability", Value(Decimal(-1)), output_field=DecimalField(max_digits=5,
+                                                                                         decimal_places=4)))}
 
 
 def clean_columns(values) -> list[str]:

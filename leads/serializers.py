@@ -85,6 +85,9 @@ class LeadSerializer(StrictModelSerializer):
     grade = serializers.ChoiceField(choices=Grade.choices, allow_blank=True, read_only=True)
     temperature = serializers.ChoiceField(choices=Temperature.choices, allow_blank=True, read_only=True)
     predictive_band = serializers.ChoiceField(choices=PredictiveBand.choices, allow_blank=True, read_only=True)
+    conversion_probability = serializers.FloatField(
+        read_only=True, allow_null=True, help_text="The org's conversion model's probability (0–1); null until one "
+                                                   "is trained.")
 
     class Meta:
         model = Lead

@@ -11,6 +11,8 @@ from leads.models import Lead, Temperature
 from .models import Assignment, AssignmentRule, Notification, RepProfile, Team, TeamMember
 from .services import OPEN_STAGES, ensure_profiles
 
+# Between leads of the same score, the one the org's conversion model finds likelier comes first.
+LIKELIEST = F("conversion_probability").desc(nulls_last=True)
 QUEUE_LIMIT = 200  # a queue longer than this is a capacity problem, not a list to page through
 
 
@@ -26,11 +28,12 @@ def queue_order(leads, *, now=None):
     heat = Case(When(temperature=Temperature.HOT, then=Value(0)), When(temperature=Temperature.WARM, then=Value(1)),
                 default=Value(2), output_field=IntegerField())
     overdue = Case(When(routing__sla_due_at__lte=now, then=Value(True)), default=Value(False))
-    # Overdue leads first, the longest overdue at the top; the rest by heat and score, the nearest deadline
-    # breaking ties (deadlines differ by milliseconds, so ordering by them first would leave heat no say).
+    # Overdue leads first, the longest overdue at the top; the rest by heat and score, then the likelier to convert
+    # (the org's model's probability; unscored last), the nearest deadline breaking ties (deadlines differ by
+    # milliseconds, so ordering by them first would leave heat no say).
     overdue_since = Case(When(routing__sla_due_at__lte=now, then=F("routing__sla_due_at")))
     return (leads.annotate(sla_due_at=F("routing__sla_due_at"), overdue=overdue, heat=heat)
-            .order_by("-overdue", overdue_since.asc(nulls_last=True), "heat", "-score",
+            .order_by("-overdue", overdue_since.asc(nulls_last=True), "heat", "-score", LIKELIEST,
                       F("sla_due_at").asc(nulls_last=True), "-created_at", "id"))
 
 
@@ -52,7 +55,7 @@ def pool(organization_id, teams=None, *, team=None):
     if teams is not None:
         leads = leads.filter(routing__team_id__in=teams.values("pk"))
     return leads.annotate(team_name=F("routing__team__name"), pooled_since=F("routing__updated_at")).order_by(
-        "-score", "-created_at", "id")
+        "-score", LIKELIEST, "-created_at", "id")
 
 
 def queue_counts(organization_id, user) -> dict:

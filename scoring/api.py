@@ -1,7 +1,7 @@
 """REST API of scoring: rules (CRUD + preview), the org's settings, and a lead's score explained."""
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -15,7 +15,7 @@ from leads.models import Lead
 
 from . import advice, predictive, selectors, services
 from .calculation import Rule
-from .models import PredictiveModel, ScoringRule, ScoringSettings
+from .models import MqlRule, PredictiveModel, ScoringRule, ScoringSettings
 
 
 def _validation_error(exc: ConditionError) -> serializers.ValidationError:
@@ -113,16 +113,37 @@ class ScoringRuleViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         return Response(draft_preview(self.organization.pk, serializer.validated_data, replaces=replaces))
 
 
+class ProbabilityField(serializers.FloatField):
+    """A probability as a JSON number; true and false are not numbers here."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ScoringSettingsSerializer(StrictModelSerializer):
     grade_bands = serializers.DictField(child=serializers.IntegerField())
     temperature_bands = serializers.DictField(child=serializers.IntegerField())
     recalculation = serializers.SerializerMethodField()
+    mql_probability = ProbabilityField(
+        required=False, help_text="With `mql_rule` probability: the conversion probability (0–1) from which a lead "
+                                  "becomes an MQL.")
+    handoff = serializers.SerializerMethodField(help_text="What hands leads to sales now, and why.")
 
     class Meta:
         model = ScoringSettings
-        fields = ["mql_score", "mql_min_grade", "grade_bands", "temperature_bands", "decay_half_life_days",
-                  "sql_counts_as_converted", "recalculation", "updated_at"]
-        read_only_fields = ["recalculation", "updated_at"]
+        fields = ["mql_rule", "mql_score", "mql_min_grade", "mql_probability", "mql_probability_anyway", "handoff",
+                  "grade_bands", "temperature_bands", "decay_half_life_days", "sql_counts_as_converted",
+                  "recalculation", "updated_at"]
+        read_only_fields = ["recalculation", "handoff", "updated_at"]
+
+    @extend_schema_field(inline_serializer("MqlHandoff", {
+        "rule": serializers.ChoiceField(choices=MqlRule.choices, help_text="The rule in force now."),
+        "reason": serializers.CharField()}))
+    def get_handoff(self, settings) -> dict:
+        state = services.handoff(settings)
+        return {"rule": MqlRule.PROBABILITY if state.by_probability else MqlRule.SCORE, "reason": state.reason}
 
     def get_recalculation(self, settings) -> dict:
         return {"status": settings.recalc_status, "progress": settings.recalc_percent,

@@ -26,4 +26,5 @@ class ScoringConfig(AppConfig):
         events.subscribe(events.ORG_CREATED, handlers.set_up_scoring)
         privacy.register()
         claims.register_sweeper("re-scoring", tasks.enqueue_stalled_recalculations)
+        claims.register_sweeper("predictive training", tasks.enqueue_abandoned_training)
         activity_types.register_usage_check(handlers.rules_using_activity_type)

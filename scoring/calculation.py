@@ -13,6 +13,7 @@ with draft rules (preview), so all three agree by construction. Per lead:
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db.models import Q
 from django.utils import timezone
@@ -52,6 +53,9 @@ class Config:
     decay_half_life_days: int | None
     now: datetime = field(default_factory=timezone.now)
     predictive: dict | None = None  # the org's fitted conversion model (scoring/predictive.py), if it has one
+    # The MQL threshold on conversion_probability when the org hands off by probability and its model may be used
+    # for that (services.handoff); None: score and grade decide.
+    mql_probability: Decimal | None = None
 
     @property
     def fit_rules(self) -> list[Rule]:
@@ -70,6 +74,8 @@ class Config:
         return GRADES_BEST_FIRST[: GRADES_BEST_FIRST.index(self.mql_min_grade) + 1]
 
     def meets_mql(self) -> Q:
+        if self.mql_probability is not None:
+            return Q(conversion_probability__gte=self.mql_probability)
         return Q(score__gte=self.mql_score, grade__in=self.mql_grades())
 
 

@@ -31,7 +31,7 @@ from leads.conditions import (
 from leads.models import ActivityType, Grade, Lead
 
 from . import services
-from .models import RuleKind
+from .models import MqlRule, RuleKind
 
 NUMERIC_OPS = ("gt", "gte", "lt", "lte", "between", "within_days")
 # Operators whose value the form splits on commas (contains / starts_with only for text: "any of these words").
@@ -380,9 +380,18 @@ class RuleForm(forms.Form):
 class SettingsForm(forms.Form):
     """The org's MQL threshold, grade and temperature bands, and decay. Checked by services.clean_settings."""
 
+    mql_rule = forms.ChoiceField(choices=MqlRule.choices, widget=forms.RadioSelect, label="Hand leads to sales by",
+                                 required=False)
     mql_score = forms.IntegerField(label="Score at least", help_text="A lead at or above this score…")
     mql_min_grade = forms.ChoiceField(choices=Grade.choices, label="Grade at least",
                                       help_text="…and with this grade or better becomes a marketing qualified lead.")
+    mql_probability = forms.DecimalField(
+        label="Conversion probability at least (%)", min_value=decimal.Decimal("0.01"), max_value=100, decimal_places=2,
+        required=False,
+        help_text="A lead this likely to convert, or likelier, becomes a marketing qualified lead.")
+    mql_probability_anyway = forms.BooleanField(
+        required=False, label="Use the probability even if the model does not beat the rule score",
+        help_text="Otherwise score and grade keep handing leads to sales until a model does.")
     grade_a = forms.IntegerField(label="A from")
     grade_b = forms.IntegerField(label="B from")
     grade_c = forms.IntegerField(label="C from")
@@ -394,12 +403,16 @@ class SettingsForm(forms.Form):
         help_text="Behaviour points halve after this many days. Leave empty to keep them at full value.")
 
     GROUP_LABELS = {"grade_bands": "Grade bands", "temperature_bands": "Temperature bands"}
-    FIELDS = ("mql_score", "mql_min_grade", "grade_bands", "temperature_bands", "decay_half_life_days")
+    FIELDS = ("mql_rule", "mql_score", "mql_min_grade", "mql_probability", "mql_probability_anyway", "grade_bands",
+              "temperature_bands", "decay_half_life_days")
 
     @staticmethod
     def initial_for(settings) -> dict:
         grades, temperatures = settings.grade_bands or {}, settings.temperature_bands or {}
-        return {"mql_score": settings.mql_score, "mql_min_grade": settings.mql_min_grade,
+        percent = f"{settings.mql_probability * 100:.2f}".rstrip("0").rstrip(".")
+        return {"mql_rule": settings.mql_rule, "mql_probability": percent,
+                "mql_probability_anyway": settings.mql_probability_anyway,
+                "mql_score": settings.mql_score, "mql_min_grade": settings.mql_min_grade,
                 **{f"grade_{label.lower()}": grades.get(label) for label in "ABCD"},
                 "warm": temperatures.get("warm"), "hot": temperatures.get("hot"),
                 "decay_half_life_days": settings.decay_half_life_days}
@@ -413,11 +426,16 @@ class SettingsForm(forms.Form):
         if self.errors:
             return data
         values = {
+            "mql_probability_anyway": data["mql_probability_anyway"],
             "mql_score": data["mql_score"], "mql_min_grade": data["mql_min_grade"],
             "grade_bands": {label: data[f"grade_{label.lower()}"] for label in "ABCD"},
             "temperature_bands": {"warm": data["warm"], "hot": data["hot"]},
             "decay_half_life_days": data.get("decay_half_life_days"),
         }
+        if data.get("mql_rule"):  # left out: as it is
+            values["mql_rule"] = data["mql_rule"]
+        if data.get("mql_probability") is not None:
+            values["mql_probability"] = data["mql_probability"] / 100
         try:
             self.settings_values = services.clean_settings(values)
         except ConditionError as exc:

@@ -1,6 +1,7 @@
 """Scoring rules, the org's scoring settings (bands, MQL threshold, decay) and each lead's score history."""
 
 import uuid
+from decimal import Decimal
 
 from django.db import models
 
@@ -60,6 +61,11 @@ def default_temperature_bands():
     return {"warm": 30, "hot": 70}
 
 
+class MqlRule(models.TextChoices):
+    SCORE = "score", "Score and grade"
+    PROBABILITY = "probability", "Conversion probability"
+
+
 class ScoringSettings(models.Model):
     """One row per org. `config_version` counts configuration changes; `scored_version` is the one the
     stored scores reflect, so a recalculation that started before an edit knows to run again."""
@@ -94,6 +100,15 @@ class ScoringSettings(models.Model):
         default=False, help_text="Train the predictive model on reaching SQL, not only on becoming a customer.")
     predictive_model = models.ForeignKey("PredictiveModel", null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+", help_text="The version that scores leads now.")
+    # the MQL rule: score and grade (above), or the model's conversion probability at or over a threshold
+    mql_rule = models.CharField(max_length=12, choices=MqlRule.choices, default=MqlRule.SCORE,
+                                help_text="What hands a lead to sales.")
+    mql_probability = models.DecimalField(
+        max_digits=5, decimal_places=4, default=Decimal("0.5"),
+        help_text="With the probability rule: a lead this likely to convert (0–1) or more becomes an MQL.")
+    mql_probability_anyway = models.BooleanField(
+        default=False, help_text="Hand off by probability even when the model does not beat the rule score on "
+                                 "its holdout.")
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = OrgQuerySet.as_manager()
@@ -158,6 +173,13 @@ class PredictiveModel(models.Model):
     model = models.JSONField(default=dict, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     thresholds = models.JSONField(default=list, blank=True)
+    # what the outcomes were when the run read them (count, converted, a checksum of who and which way), so the
+    # nightly retraining can tell whether anything changed since
+    outcomes_digest = models.CharField(max_length=64, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # until then a queued or training run is left to its task; after it the sweeper enqueues it again
+    swept_until = models.DateTimeField(null=True, blank=True)
 
     objects = OrgQuerySet.as_manager()
 

@@ -15,11 +15,13 @@ import re
 
 import numpy as np
 from django.db import connection, transaction
+from django.db.models import DateTimeField, ExpressionWrapper
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from leadcrm import errors
+from leadcrm import claims, errors, locks, rls
 from leads.models import FUNNEL_RANK, ActivityType, LifecycleStage
 
 from .calculation import PLAN_FOR_SETS
@@ -132,9 +134,11 @@ TRAINING_TYPES = "a.type <> ALL(%(excluded)s)"
 MODEL_TYPES = "a.type = ANY(%(counted)s)"  # the types a fitted model counts: the rest need not be read
 
 
-def _activity_counts_sql(leads_sql: str, *, until_outcome: bool) -> str:
+def _activity_counts_sql(leads_sql: str, *, until_outcome: bool, bounds: str = "") -> str:
     """A CTE `c` of each lead's activity counts by type (jsonb), for the leads `leads_sql` selects. Training counts
-    every type but the outcome's own records up to the outcome; scoring counts what the model uses, up to now."""
+    every type but the outcome's own records up to the outcome; scoring counts what the model uses, up to now.
+    `bounds` (conditions on `a.lead_id`) keeps the read to the activities of a chunk's leads, by the index that
+    starts with the org and the lead, where the hash join alone would read every activity of the org."""
     cutoff = "AND a.occurred_at <= o.outcome_at" if until_outcome else ""
     join = "JOIN outcomes o ON o.id = a.lead_id" if until_outcome else ""
     types = TRAINING_TYPES if until_outcome else MODEL_TYPES
@@ -142,7 +146,7 @@ def _activity_counts_sql(leads_sql: str, *, until_outcome: bool) -> str:
         c AS (
             SELECT lead_id, jsonb_object_agg(type, n) AS counts
             FROM (SELECT a.lead_id, a.type, count(*) AS n FROM leads_activity a {join}
-                  WHERE a.organization_id = %(org)s AND {types} {cutoff}
+                  WHERE a.organization_id = %(org)s AND {types} {cutoff}{bounds}
                     AND a.lead_id IN ({leads_sql})
                   GROUP BY a.lead_id, a.type) per_type
             GROUP BY lead_id
@@ -356,25 +360,32 @@ def _counted(model: dict) -> list[str]:
     return [feature["name"] for feature in model["features"] if feature["source"] == "activity"]
 
 
-def write_probabilities(cursor, *, organization_id, model: dict, scope: dict) -> None:
+def write_probabilities(cursor, *, organization_id, model: dict, scope: dict, crossing=None) -> list:
     """One statement: the probability and band of the org's leads in `scope` (as for scoring), where they
-    changed."""
+    changed. With `crossing` (a threshold), returns the recycled leads whose probability went from below it (or
+    none) to at or above it; else nothing."""
     params = _Params(org=organization_id, counted=_counted(model), now=timezone.now())
+    crossed = (f"RETURNING l.id, s.stage = {params(LifecycleStage.RECYCLED.value)} "
+               f"AND coalesce(s.old_probability < {params(crossing)}, true) "
+               f"AND s.probability >= {params(crossing)}") if crossing is not None else ""
     bounds = "".join(f" AND {_SCOPE_TESTS[key].format(params(list(value) if key == 'id__in' else value))}"
                      for key, value in scope.items())
     probability = probability_sql(model, params)
     band = band_sql(model, "p.probability", params)
     leads_sql = f"SELECT l.id FROM leads_lead l WHERE l.organization_id = %(org)s{bounds}"
     cursor.execute(f"""
-        WITH {_activity_counts_sql(leads_sql, until_outcome=False)},
-        p AS (SELECT l.id, round(({probability})::numeric, 4) AS probability
+        WITH {_activity_counts_sql(leads_sql, until_outcome=False, bounds=bounds.replace("l.id", "a.lead_id"))},
+        p AS (SELECT l.id, round(({probability})::numeric, 4) AS probability,
+                     l.conversion_probability AS old_probability, l.lifecycle_stage AS stage
               FROM leads_lead l LEFT JOIN c ON c.lead_id = l.id
               WHERE l.organization_id = %(org)s{bounds}),
-        s AS (SELECT p.id, p.probability, {band} AS band FROM p)
+        s AS (SELECT p.*, {band} AS band FROM p)
         UPDATE leads_lead l SET conversion_probability = s.probability, predictive_band = s.band, updated_at = %(now)s
         FROM s
         WHERE l.id = s.id AND l.organization_id = %(org)s{bounds}
-          AND (l.conversion_probability, l.predictive_band) IS DISTINCT FROM (s.probability, s.band)""", params)
+          AND (l.conversion_probability, l.predictive_band) IS DISTINCT FROM (s.probability, s.band)
+        {crossed}""", params)
+    return [lead_id for lead_id, over in cursor.fetchall() if over] if crossing is not None else []
 
 
 def explain(lead, model: dict, top: int = 3) -> list[dict]:
@@ -425,42 +436,120 @@ def request_training(*, organization_id) -> PredictiveModel:
     return version
 
 
+MAX_ATTEMPTS = 3  # a run whose worker died this many times (out of memory, say) is given up
+
+
+def outcomes_digest(organization_id) -> str:
+    """What the org's outcomes are now, in one set-based query: how many, how many converted, and a checksum of
+    which leads and which way, so a lead changing sides shows too. Equal digests: nothing to learn anew."""
+    with connection.cursor() as cursor:
+        cursor.execute(PLAN_FOR_SETS)
+        cursor.execute(f"""
+            WITH {_outcomes_sql()}
+            SELECT count(*), count(*) FILTER (WHERE converted),
+                   coalesce(sum(hashtext(id::text || converted::text)::bigint), 0)
+            FROM outcomes""", _outcome_params(organization_id))
+        return ":".join(str(value) for value in cursor.fetchone())
+
+
+def _start(organization_id, version_id) -> PredictiveModel | None:
+    """Mark a queued run training (or take up one whose worker died), committed at once so the run shows as
+    training and a dead worker's run can be told apart; None when there is nothing to do. The caller holds the
+    run's lock."""
+    with transaction.atomic():
+        run = PredictiveModel.objects.for_org(organization_id).select_for_update().filter(pk=version_id).first()
+        if run is None or run.status not in (PredictiveStatus.QUEUED, PredictiveStatus.TRAINING):
+            return None  # done already (a repeated delivery of the task), or no such run
+        if run.attempts >= MAX_ATTEMPTS:
+            run.status = PredictiveStatus.FAILED
+            run.message = (f"Training stopped {run.attempts} times without finishing (its worker died, perhaps out "
+                           "of memory). Request another run, or ask an administrator to check the workers.")
+        else:
+            run.status, run.started_at, run.attempts = PredictiveStatus.TRAINING, timezone.now(), run.attempts + 1
+        run.save(update_fields=["status", "message", "started_at", "attempts"])
+    return run if run.status == PredictiveStatus.TRAINING else None
+
+
 def _run(organization_id, version_id) -> PredictiveModel | None:
     """Train version `version_id`: the run, when it is ready to score (its row says what happened otherwise)."""
-    runs = PredictiveModel.objects.for_org(organization_id).filter(pk=version_id)
-    if not runs.filter(status=PredictiveStatus.QUEUED).update(status=PredictiveStatus.TRAINING):
-        return None  # done already (a repeated delivery of the task), or no such run
+    runs = PredictiveModel.objects.for_org(organization_id).filter(pk=version_id, status=PredictiveStatus.TRAINING)
     params = _outcome_params(organization_id)
+    digest = outcomes_digest(organization_id)
     with connection.cursor() as cursor:
         cursor.execute(PLAN_FOR_SETS)  # joins of whole sets: a nested loop over the outcomes would be quadratic
         features = _discover(cursor, params)
         rows = _training_rows(cursor, params, features)
     converted = sum(1 for row in rows if row[1])
-    counts = {"positives": converted, "negatives": len(rows) - converted}
+    counts = {"positives": converted, "negatives": len(rows) - converted, "outcomes_digest": digest}
     if problem := shortfall(converted, len(rows) - converted):
         runs.update(status=PredictiveStatus.INSUFFICIENT, message=problem, **counts)
         return None
     model, metrics, thresholds = fit(features, rows)
     holdout_size = max(1, round(len(rows) * HOLDOUT_SHARE))
-    runs.update(status=PredictiveStatus.READY, trained_at=timezone.now(), model=model, metrics=metrics,
-                thresholds=thresholds, training_size=len(rows) - holdout_size, holdout_size=holdout_size, **counts)
+    if not runs.update(status=PredictiveStatus.READY, trained_at=timezone.now(), model=model, metrics=metrics,
+                       thresholds=thresholds, training_size=len(rows) - holdout_size, holdout_size=holdout_size,
+                       **counts):
+        return None  # given up meanwhile
     ScoringSettings.objects.filter(organization_id=organization_id).update(predictive_model_id=version_id)
-    return runs.get()
+    return PredictiveModel.objects.for_org(organization_id).get(pk=version_id)
 
 
 def train(*, organization_id, version_id) -> None:
-    """Train a queued version; when it is ready it scores every lead of the org, set-based chunk by chunk."""
+    """Train a queued version (or one whose worker died); when it is ready it scores every lead of the org,
+    set-based chunk by chunk. While it trains it holds the run's lock: a second delivery leaves it alone, and a
+    worker that dies frees it, so the sweeper (abandoned_runs) can hand the run to another."""
     from . import services
 
-    try:
-        with transaction.atomic():
-            trained = _run(organization_id, version_id)
-    except Exception as exc:
-        PredictiveModel.objects.for_org(organization_id).filter(pk=version_id).update(
-            status=PredictiveStatus.FAILED, message=str(exc)[:1000])
-        raise
+    with locks.try_lock(locks.TRAINING, version_id) as acquired:
+        if not acquired or _start(organization_id, version_id) is None:
+            return
+        try:
+            with transaction.atomic():
+                trained = _run(organization_id, version_id)
+        except Exception as exc:
+            PredictiveModel.objects.for_org(organization_id).filter(pk=version_id).update(
+                status=PredictiveStatus.FAILED, message=str(exc)[:1000])
+            raise
     if trained is not None:
-        services.write_all_probabilities(organization_id=organization_id, model=trained.model)
+        services.write_all_probabilities(organization_id=organization_id)
+
+
+def abandoned_runs(*, older_than, limit: int = 20) -> list:
+    """(run id, org id) of training runs queued or training for longer than `older_than` (a timedelta) that no
+    worker holds: their task never ran, or its worker died. Each is claimed for `older_than`, so a run whose new
+    task waits in the queue is not enqueued again meanwhile."""
+    now = timezone.now()
+    due = Coalesce("swept_until", ExpressionWrapper(Coalesce("started_at", "created_at") + older_than,
+                                                    output_field=DateTimeField()))
+    found = []
+    for organization_id in rls.lookup_ids("scoring_organizations_with_stale_training", now - older_than):
+        with rls.scope(organization_id):  # each org's runs under its own scope
+            waiting = PredictiveModel.objects.for_org(organization_id).filter(
+                status__in=(PredictiveStatus.QUEUED, PredictiveStatus.TRAINING))
+            found += [(row.pk, organization_id) for row in claims.claim(
+                waiting, due=due, lease_field="swept_until", limit=limit, lease=older_than, now=now)]
+    return [(pk, organization_id) for pk, organization_id in found if not locks.is_held(locks.TRAINING, pk)]
+
+
+def retrain_changed() -> list:
+    """Nightly: queue a new run for every org with a trained model whose outcomes changed since the model that
+    scores its leads read them (one digest query per org), unless a run is already waiting or there are too few
+    outcomes now. Returns the orgs queued."""
+    queued = []
+    for organization_id in rls.lookup_ids("scoring_organizations_with_models"):
+        with rls.scope(organization_id):  # each org under its own scope
+            runs = PredictiveModel.objects.for_org(organization_id)
+            if runs.filter(status__in=(PredictiveStatus.QUEUED, PredictiveStatus.TRAINING)).exists():
+                continue
+            active = active_model(organization_id)
+            if active is not None and active.outcomes_digest == outcomes_digest(organization_id):
+                continue
+            try:
+                request_training(organization_id=organization_id)
+            except NotEnoughOutcomes:
+                continue
+            queued.append(organization_id)
+    return queued
 
 
 def active_model(organization_id) -> PredictiveModel | None:

@@ -1,8 +1,9 @@
 """Scoring changes: rules and settings (each change re-scores the org), instant and bulk (re)calculation."""
 
+import decimal
 import itertools
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
@@ -26,7 +27,7 @@ from leads.services import promote_to_mql
 
 from . import predictive, selectors
 from .calculation import PLAN_AS_USUAL, PLAN_FOR_SETS, Config, Rule, scored_leads_sql
-from .models import RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
+from .models import MqlRule, RecalculationStatus, RuleKind, ScoringRule, ScoringSettings
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +123,21 @@ def clean_settings(data: dict) -> dict:
         errors["mql_min_grade"] = [f"Must be one of {', '.join(Grade.values)}."]
     if "mql_score" in data and not _whole(data["mql_score"], -100_000, 100_000):
         errors["mql_score"] = ["Must be a whole number from -100,000 to 100,000."]
+    if "mql_rule" in data and data["mql_rule"] not in MqlRule.values:
+        errors["mql_rule"] = [f"Must be one of {', '.join(MqlRule.values)}."]
+    if "mql_probability" in data:
+        try:
+            probability = decimal.Decimal(str(data["mql_probability"]))
+        except (decimal.InvalidOperation, ValueError):
+            probability = None
+        if (probability is None or isinstance(data["mql_probability"], bool) or not probability.is_finite()
+                or not 0 < probability <= 1 or probability != round(probability, 4)):
+            errors["mql_probability"] = ["Must be a probability above 0 and at most 1, with up to 4 decimals "
+                                         "(0.6 is 60%)."]
+        else:
+            cleaned["mql_probability"] = probability
+    if "mql_probability_anyway" in data and not isinstance(data["mql_probability_anyway"], bool):
+        errors["mql_probability_anyway"] = ["Must be true or false."]
     half_life = data.get("decay_half_life_days")
     if half_life is not None and not _whole(half_life, 1, 3650):
         errors["decay_half_life_days"] = ["Must be a whole number of days from 1 to 3,650, or empty for no decay."]
@@ -175,7 +191,37 @@ def load_config(organization_id, *, draft: Rule | None = None, replaces=None, se
         mql_score=settings.mql_score, mql_min_grade=settings.mql_min_grade,
         decay_half_life_days=settings.decay_half_life_days,
         predictive=settings.predictive_model.model if settings.predictive_model_id else None,
+        mql_probability=settings.mql_probability if handoff(settings).by_probability else None,
     )
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """What hands the org's leads to sales now, and why, in words for the settings page and the API."""
+
+    by_probability: bool
+    reason: str
+
+
+def handoff(settings: ScoringSettings) -> Handoff:
+    """The one rule of which MQL rule applies: the probability only when the org chose it, a model scores its leads,
+    and that model beats the rule score on its holdout or the admin chose to use it anyway; else score and grade."""
+    if settings.mql_rule != MqlRule.PROBABILITY:
+        return Handoff(False, "Score and grade hand leads to sales.")
+    model = settings.predictive_model if settings.predictive_model_id else None
+    if model is None:
+        return Handoff(False, "No conversion model is trained yet: score and grade hand leads to sales until one is.")
+    metrics = model.metrics or {}
+    if metrics.get("beats_rules"):
+        return Handoff(True, f"Conversion probability hands leads to sales (model v{model.version} beats the rule "
+                             f"score on its holdout: AUC {metrics.get('auc')} against {metrics.get('rule_auc')}).")
+    if settings.mql_probability_anyway:
+        return Handoff(True, f"Conversion probability hands leads to sales, as chosen, although model "
+                             f"v{model.version} does not beat the rule score on its holdout (AUC {metrics.get('auc')} "
+                             f"against {metrics.get('rule_auc')}).")
+    return Handoff(False, f"Model v{model.version} does not beat the rule score on its holdout (AUC "
+                          f"{metrics.get('auc')} against {metrics.get('rule_auc')}): score and grade hand leads to "
+                          "sales unless you tick “use it anyway”.")
 
 
 def request_recalculation(*, organization_id) -> None:
@@ -235,8 +281,21 @@ def update_settings(*, organization_id, actor=None, **fields) -> ScoringSettings
 
 
 def _mql_reason(config: Config) -> str:
+    if config.mql_probability is not None:
+        return f"Reached the MQL threshold: conversion probability {config.mql_probability:.1%} or more."
     return (f"Reached the MQL threshold: score {config.mql_score} or more "
             f"and grade {config.mql_min_grade} or better.")
+
+
+def promote(*, organization_id, config: Config, scope: dict, crossed) -> list:
+    """Move the leads of `scope` over the MQL rule to MQL (a recycled one only when it is in `crossed`: it came
+    back over the threshold just now), and say so. Returns their ids. Inside the caller's transaction."""
+    promoted = promote_to_mql(
+        organization_id=organization_id, reason=_mql_reason(config),
+        leads=config.meets_mql() & (Q(**scope) & ~Q(lifecycle_stage=LifecycleStage.RECYCLED) | Q(pk__in=crossed)))
+    if promoted:
+        events.emit(events.LEAD_MQL, organization_id=organization_id, lead_ids=promoted)
+    return promoted
 
 
 def _bounds_sql(scope: dict) -> tuple[str, list]:
@@ -281,15 +340,13 @@ def score_leads(*, organization_id, config: Config, scope: dict) -> list:
             # it before this statement to over it now, not because a re-score found it still over.
             crossed = [row[0] for row in cursor.fetchall()]
             if config.predictive:  # the new score is one of the model's inputs
-                predictive.write_probabilities(cursor, organization_id=organization_id, model=config.predictive,
-                                               scope=scope)
+                crossed_probability = predictive.write_probabilities(
+                    cursor, organization_id=organization_id, model=config.predictive, scope=scope,
+                    crossing=config.mql_probability)
+                if config.mql_probability is not None:  # the probability rule hands off: its crossings count
+                    crossed = crossed_probability
             cursor.execute(PLAN_AS_USUAL)  # the promotion below picks a handful of rows by index
-        promoted = promote_to_mql(
-            organization_id=organization_id, reason=_mql_reason(config),
-            leads=config.meets_mql() & (Q(**scope) & ~Q(lifecycle_stage=LifecycleStage.RECYCLED) | Q(pk__in=crossed)))
-        if promoted:
-            events.emit(events.LEAD_MQL, organization_id=organization_id, lead_ids=promoted)
-    return promoted
+        return promote(organization_id=organization_id, config=config, scope=scope, crossed=crossed)
 
 
 def score_lead(*, organization_id, lead_id) -> None:
@@ -322,13 +379,26 @@ def _chunks(organization_id):
         low = leads.filter(id__gt=high).first()
 
 
-def write_all_probabilities(*, organization_id, model: dict) -> None:
-    """The model's probability for every lead of the org: one statement per chunk, a transaction each."""
+def write_all_probabilities(*, organization_id) -> int:
+    """The active model's probability for every lead of the org: one statement per chunk, a transaction each; when
+    the probability hands leads to sales, those now over its threshold become MQLs in the same transaction.
+    Returns how many leads were promoted."""
+    config = load_config(organization_id)
+    if not config.predictive:
+        return 0
+    promoted = 0
     for low, high in _chunks(organization_id):
+        scope = {"id__gte": low, "id__lte": high}
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(PLAN_FOR_SETS)
-            predictive.write_probabilities(cursor, organization_id=organization_id, model=model,
-                                           scope={"id__gte": low, "id__lte": high})
+            crossed = predictive.write_probabilities(cursor, organization_id=organization_id,
+                                                     model=config.predictive, scope=scope,
+                                                     crossing=config.mql_probability)
+            if config.mql_probability is not None:
+                cursor.execute(PLAN_AS_USUAL)
+                promoted += len(promote(organization_id=organization_id, config=config, scope=scope,
+                                        crossed=crossed))
+    return promoted
 
 
 def _settings_row(organization_id):

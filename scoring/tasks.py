@@ -1,6 +1,9 @@
 """Celery tasks of scoring (thin: the work is in services). Routed to the `scoring` queue."""
 
+from datetime import timedelta
+
 from celery import shared_task
+from django.conf import settings
 from django.db import OperationalError
 
 from leadcrm.models import Organization
@@ -55,6 +58,21 @@ def enqueue_stalled_recalculations() -> int:
 
 @shared_task(name="scoring.tasks.train_model", acks_late=True)
 def train_model(organization_id, version_id):
-    """Train a queued version of the org's predictive model, then score every lead with it. A repeat finds the
-    version no longer queued and does nothing."""
+    """Train a queued version of the org's predictive model (or one whose worker died), then score every lead
+    with it. A repeat while it trains finds its lock taken, and after it finds it done: either does nothing."""
     predictive.train(organization_id=organization_id, version_id=version_id)
+
+
+def enqueue_abandoned_training() -> int:
+    """A sweeper (leadcrm.claims): enqueue again the training runs whose task never ran or whose worker died (a
+    running one holds its lock and is left alone)."""
+    abandoned = predictive.abandoned_runs(older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS))
+    for version_id, organization_id in abandoned:
+        train_model.delay(str(organization_id), str(version_id))
+    return len(abandoned)
+
+
+@shared_task(name="scoring.tasks.retrain_changed", acks_late=True, **RETRY_ON_DATABASE_ERRORS)
+def retrain_changed():
+    """Nightly beat task: a new model for each org with one whose outcomes changed since it was trained."""
+    return len(predictive.retrain_changed())

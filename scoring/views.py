@@ -209,7 +209,8 @@ def settings_edit(request):
         status = 400
     else:
         form = SettingsForm(initial=SettingsForm.initial_for(settings))
-    return render(request, "scoring/settings.html", {"form": form, **_status_context(request)}, status=status)
+    return render(request, "scoring/settings.html", {"form": form, "handoff": services.handoff(settings),
+                                                     **_status_context(request)}, status=status)
 
 
 @org_wide

@@ -43,7 +43,8 @@ FIELD_LABELS = {
     "country": "Country (two-letter code)", "owner": "Owner", "consent_opt_in": "Opted in",
     "company_size": "Company size (employees)", "source": "Source detail", "source_type": "Source type",
     "lifecycle_stage": "Lifecycle stage", "score": "Score", "fit_score": "Fit score",
-    "behavior_score": "Behaviour score", "created_at": "Created", "updated_at": "Updated",
+    "behavior_score": "Behaviour score", "conversion_probability": "Conversion probability (0–1)",
+    "predictive_band": "Predictive band (A likeliest)", "created_at": "Created", "updated_at": "Updated",
     "last_activity_at": "Last activity", "consent_at": "Consented",
 }
 TAG_WORDS = {"eq": "Has the tag", "contains": "Has the tag", "in": "Has any of the tags",

@@ -52,4 +52,5 @@ def test_one_beat_entry_runs_every_sweeper(org):
     assert len(sweeps) == 1 and sweeps[0]["schedule"] == settings.SWEEP_TICK_SECONDS
     assert not [entry for entry in settings.CELERY_BEAT_SCHEDULE.values() if ".sweep_" in entry["task"]]
 
-    assert tasks.sweep.apply().get() == {"imports": 0, "unrouted MQLs": 0, "re-scoring": 0}
+    assert tasks.sweep.apply().get() == {"imports": 0, "unrouted MQLs": 0, "re-scoring": 0,
+                                         "predictive training": 0}

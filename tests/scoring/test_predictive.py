@@ -101,7 +101,7 @@ def test_every_lead_gets_a_probability_and_a_band(org, trained, api):
     assert all(n >= 400 for n in bands.values())
 
     body = api.get(f"/api/v1/leads/{fresh.pk}/").json()
-    assert body["conversion_probability"] == str(fresh.conversion_probability)
+    assert body["conversion_probability"] == float(fresh.conversion_probability)  # a JSON number
     assert body["predictive_band"] == fresh.predictive_band
     score = api.get(f"/api/v1/leads/{fresh.pk}/score/").json()["predictive"]
     assert score["probability"] == float(fresh.conversion_probability)
