@@ -152,11 +152,6 @@ def run() -> int:
     return 0
 
 
-# Tests that start Celery workers, browsers or servers of their own, or stop and restart Redis: they run one at a
-# time, after the rest has run on every core.
-SERIAL_TESTS = ["tests/e2e", "tests/test_worker_e2e.py", "tests/faults", "tests/webhooks/test_worker.py"]
-
-
 # The tenancy and row-level security tests run once more through a real PgBouncer in transaction pooling, as
 # production may (tests/pgbouncer.py; skipped without the binary, failed in CI); tests/test_pooler.py only there.
 POOLED_TESTS = ["tests/test_rls.py", "tests/test_cross_tenant.py", "tests/test_pooler.py"]
@@ -167,9 +162,10 @@ def test(args: list[str]) -> int:
     pytest = [sys.executable, "-m", "pytest"]
     if args:  # the caller chose what to run, and how
         return subprocess.call([*pytest, *args], cwd=BASE_DIR)
+    # Tests marked `serial` (tests/conftest.py: browsers, broker faults, Celery workers) run alone, after the rest.
     parallel = subprocess.call([*pytest, "-n", str(min(os.cpu_count() or 1, 4)), "--ignore=tests/test_pooler.py",
-                                *(f"--ignore={path}" for path in SERIAL_TESTS)], cwd=BASE_DIR)
-    serial = subprocess.call([*pytest, *SERIAL_TESTS], cwd=BASE_DIR)
+                                "-m", "not serial"], cwd=BASE_DIR)
+    serial = subprocess.call([*pytest, "--ignore=tests/test_pooler.py", "-m", "serial"], cwd=BASE_DIR)
     pooled = subprocess.call([*pytest, "--through-pgbouncer", *POOLED_TESTS], cwd=BASE_DIR)
     return parallel or serial or pooled
 

@@ -10,6 +10,7 @@ worker's connection takes it along."""
 
 from contextlib import contextmanager
 
+import psycopg
 from django.db import connection
 
 from . import direct
@@ -29,7 +30,11 @@ def try_lock(namespace: int, key):
         ).fetchone()[0]
         yield acquired
     finally:
-        holder.close()  # the transaction, and the lock with it, ends with the session (also if it is gone already)
+        try:
+            holder.rollback()  # ends the transaction and frees the lock before this returns
+        except psycopg.Error:  # the session is gone already, and the lock with it
+            pass
+        holder.close()
 
 
 def is_held(namespace: int, key) -> bool:

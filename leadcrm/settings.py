@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
         "WebhookDeliveryStatusEnum": "webhooks.models.DeliveryStatus.choices",
         "LeadStatusEnum": "leads.models.LeadStatus.choices",
         "ImportKindEnum": "leads.models.ImportKind.choices",
+        "DealStatusEnum": "leads.models.DealStatus.choices",  # a stage's kind has the same three values
+        "MqlRuleEnum": "scoring.models.MqlRule.choices",
+        "TaskTypeEnum": "agenda.models.TaskType.choices",
     },
 }
 

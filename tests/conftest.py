@@ -6,6 +6,24 @@ from rest_framework.test import APIClient
 from leadcrm import services
 from leadcrm.models import Role
 
+# ----------------------------------------------------------------------------------------------- serial tests
+
+# Tests that cannot share the machine with another test at once: browsers and live servers, fault tests that stop
+# the broker or kill workers, and every test that starts a Celery worker (the workers of two tests would take each
+# other's tasks from the one broker, and each start purges the queues). `make test` runs them one at a time, after
+# the rest ran on every core (leadcrm/devstack.py).
+SERIAL_PATHS = ("tests/e2e/", "tests/faults/", "tests/test_worker_e2e.py", "tests/webhooks/test_worker.py")
+WORKER_FIXTURES = {"start_worker", "worker"}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = str(config.rootpath) + os.sep
+    for item in items:
+        path = str(item.path).removeprefix(root)
+        if path.startswith(SERIAL_PATHS) or WORKER_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.serial)
+
+
 # ----------------------------------------------------------------------------------------------- PgBouncer
 
 
