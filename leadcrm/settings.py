@@ -60,6 +60,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "leadcrm.replica.ReadYourWritesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -107,6 +108,20 @@ DATABASES = {
 # JIT compilation pays off for long analytical queries only; for this app's short set-based statements it
 # cost more (200–280 ms) than running them (measured with bench/segments.py).
 DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+# A streaming read replica (leadcrm/replica.py): reports, CSV exports, list counts and the segment preview read from
+# it, logged in as the app role like DATABASE_URL. Reads fall back to the primary when it is more than
+# REPLICA_MAX_LAG_SECONDS behind (measured at most every REPLICA_LAG_CHECK_SECONDS) or does not answer, and for
+# REPLICA_READ_YOUR_WRITES_SECONDS after a browser's own write.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+    DATABASES["replica"]["OPTIONS"] = {**DATABASES["replica"].get("OPTIONS", {}), "options": "-c jit=off"}
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}  # no test database of its own: it replays the primary's
+DATABASE_ROUTERS = ["leadcrm.replica.Router"]
+REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", 10))
+REPLICA_LAG_CHECK_SECONDS = float(os.environ.get("REPLICA_LAG_CHECK_SECONDS", 1))
+REPLICA_READ_YOUR_WRITES_SECONDS = env_int("REPLICA_READ_YOUR_WRITES_SECONDS", 10)
 # Requests and tasks run as this role: NOSUPERUSER NOBYPASSRLS NOCREATEROLE, owns nothing (leadcrm/rls.py).
 DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE") or (
     _app_login["USER"] if DATABASE_OWNER_URL else "leadcrm_app")
