@@ -8,6 +8,8 @@ import dj_database_url
 from celery.schedules import crontab
 from csp import constants as csp_constants
 
+from leadcrm import brokers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -253,7 +255,8 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery: Redis broker, one queue per concern so a large import never delays speed to lead.
+# Celery: Redis (default) or RabbitMQ broker (leadcrm/brokers.py), one queue per concern so a large import never
+# delays speed to lead.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -278,15 +281,12 @@ CELERY_TASK_ROUTES = {
 # Long tasks delivered twice meanwhile do no double work (imports and re-scoring hold a lock, ticks share rows with
 # SKIP LOCKED); the beat's sweepers also re-enqueue rows whose task never ran, so this is only a backstop.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    "unacked_restore_interval": min(10, CELERY_VISIBILITY_TIMEOUT),
-    # Fail fast when Redis is down: a web request enqueuing work must not hang on it. The work is not lost:
-    # events are in the outbox and the beat retries their handlers.
-    "socket_connect_timeout": 1,
-    "socket_timeout": 5,
-    "max_retries": 1,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = brokers.transport_options(CELERY_BROKER_URL,
+                                                            visibility_timeout=CELERY_VISIBILITY_TIMEOUT)
+# Declared the same way on Redis and RabbitMQ (quorum queues there: leadcrm/brokers.py).
+CELERY_TASK_QUEUES = brokers.task_queues()
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
