@@ -35,6 +35,7 @@ import argparse
 import email
 import http.client
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -103,6 +104,7 @@ class Sink:
         from aiosmtpd.controller import Controller
         from capture_redis_restart import free_port
 
+        logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
         self.messages = []
         self.port = free_port()
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
@@ -387,6 +389,8 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         print(f"{minute + 1:6d}  {len(by_minute[minute]):5d}  {p95(by_minute[minute]):.2f} s")
     twice_routed = sum(1 for count in per_lead.values() if count > 1)
     twice_emailed = sum(1 for count in mentions.values() if count > 1)
+    print(f"captures sent {len(load.results)} in {seconds:g} s: {len(load.results) / seconds:.1f}/s of the "
+          f"{args.rate:g}/s asked (fewer: the clients waited on slow answers)")
     print(f"funnel report reads          {len(load.reports):6d}")
     print(f"captures accepted (2xx)      {len(accepted):6d}   failed requests: {len(failed)} {sorted(set(failed))}")
     print(f"stored                       {stored:6d}")

@@ -183,7 +183,7 @@ class Standby:
         with self.connect() as conn:
             return conn.execute("SELECT pg_last_wal_receive_lsn() >= %s::pg_lsn", [written]).fetchone()[0]
 
-    def wait(self, check, timeout: float = 30) -> None:
+    def wait(self, check, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         while not check():
             if time.monotonic() > deadline:
