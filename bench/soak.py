@@ -62,7 +62,7 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of load")
     parser.add_argument("--rate", type=float, default=20.0, help="captures per second")
-    parser.add_argument("--clients", type=int, default=8, help="client threads sharing the rate")
+    parser.add_argument("--clients", type=int, default=24, help="client threads sharing the rate")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     parser.add_argument("--no-replica", action="store_true", help="no read replica")
     parser.add_argument("--kill-every", type=float, default=120.0, help="seconds between worker SIGKILLs")
@@ -389,8 +389,10 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         print(f"{minute + 1:6d}  {len(by_minute[minute]):5d}  {p95(by_minute[minute]):.2f} s")
     twice_routed = sum(1 for count in per_lead.values() if count > 1)
     twice_emailed = sum(1 for count in mentions.values() if count > 1)
-    print(f"captures sent {len(load.results)} in {seconds:g} s: {len(load.results) / seconds:.1f}/s of the "
-          f"{args.rate:g}/s asked (fewer: the clients waited on slow answers)")
+    print(
+        f"captures sent {len(load.results)} in {seconds:g} s: {len(load.results) / seconds:.1f}/s of the "
+        f"{args.rate:g}/s asked (fewer: the clients waited on slow answers)"
+    )
     print(f"funnel report reads          {len(load.reports):6d}")
     print(f"captures accepted (2xx)      {len(accepted):6d}   failed requests: {len(failed)} {sorted(set(failed))}")
     print(f"stored                       {stored:6d}")
