@@ -47,3 +47,26 @@ def transport_options(url: str, *, visibility_timeout: int) -> dict:
         "socket_timeout": 5,
         "max_retries": 1,
     }
+
+
+def ping(url: str) -> None:
+    """Raise unless the broker at `url` answers within a second or two (the health check: Celery's own connection
+    would retry for seconds before failing)."""
+    if is_amqp(url):
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=2) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+        return
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def label(url: str) -> str:
+    """The broker's name in the health check: `redis` or `rabbitmq`."""
+    return "rabbitmq" if is_amqp(url) else "redis"

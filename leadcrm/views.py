@@ -2,7 +2,6 @@ import json
 from dataclasses import dataclass
 from types import SimpleNamespace
 
-import redis
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.db import connection
@@ -18,7 +17,7 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action, api_view, permission_classes
 from rest_framework.response import Response
 
-from . import audit, policy, services, tenancy, urlids
+from . import audit, brokers, policy, services, tenancy, urlids
 from .api import OrgScopedViewSet, StrictModelSerializer
 from .celery import app as celery_app
 from .errors import Invalid, add_to_form
@@ -40,15 +39,13 @@ def healthz(request):
         checks["database"] = "ok"
     except Exception as exc:  # report, never raise: this is what monitors read
         checks["database"] = f"error: {exc.__class__.__name__}"
+    broker = brokers.label(celery_app.conf.broker_url)  # "redis" or "rabbitmq"
     try:
-        # A direct client with short timeouts: Celery's connection would retry for seconds before failing.
-        client = redis.Redis.from_url(celery_app.conf.broker_url, socket_connect_timeout=1, socket_timeout=1)
-        client.ping()
-        client.close()
-        checks["redis"] = "ok"
+        brokers.ping(celery_app.conf.broker_url)
+        checks[broker] = "ok"
     except Exception as exc:
-        checks["redis"] = f"error: {exc.__class__.__name__}"
-    if checks["redis"] == "ok":
+        checks[broker] = f"error: {exc.__class__.__name__}"
+    if checks[broker] == "ok":
         try:
             replies = celery_app.control.ping(timeout=1.0)
             checks["celery"] = f"ok ({len(replies)} workers)" if replies else "no workers"

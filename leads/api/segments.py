@@ -190,9 +190,9 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
             definition = services.clean_definition(self.organization.pk, serializer.validated_data["definition"])
         except ConditionError as exc:
             raise definition_errors(exc) from None
+        leads = Lead.objects.for_org(self.organization).filter(definition_q(self.organization.pk, definition))
         with replica.reading(writes_nothing=True):  # the preview only asks: the replica answers it
-            count = Lead.objects.for_org(self.organization).filter(definition_q(self.organization.pk, definition))\
-                .count()
+            count = leads.count()
         return Response({"count": count})
 
     @extend_schema(request=MembersSerializer, responses=MembersResultSerializer)

@@ -110,9 +110,9 @@ class RabbitMQ:
     def reachable(self) -> bool:
         import kombu
 
-        try:
-            with kombu.Connection(self.url, connect_timeout=1) as connection:
-                connection.ensure_connection(max_retries=1)
+        try:  # a generous timeout: on a loaded machine the AMQP handshake alone can take a second
+            with kombu.Connection(self.url, connect_timeout=5) as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=10)
             return True
         except Exception:  # noqa: BLE001 - any failure to connect means "not up"
             return False
