@@ -107,15 +107,19 @@ class RabbitMQ:
     def ctl(*args) -> None:
         subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
 
-    def reachable(self) -> bool:
+    def reachable(self, url: str | None = None) -> bool:
         import kombu
 
         try:  # a generous timeout: on a loaded machine the AMQP handshake alone can take a second
-            with kombu.Connection(self.url, connect_timeout=5) as connection:
+            with kombu.Connection(url or self.url, connect_timeout=5) as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, timeout=10)
             return True
         except Exception:  # noqa: BLE001 - any failure to connect means "not up"
             return False
+
+    def running(self) -> bool:
+        """Whether the broker itself is up (its default virtual host answers; ours may be deleted already)."""
+        return self.reachable(f"{self.base_url}/")
 
     def stop(self) -> None:
         self.ctl("stop_app")
@@ -142,7 +146,7 @@ def rabbitmq():
     try:
         yield broker
     finally:
-        if not broker.reachable():
+        if not broker.running():
             broker.start()  # a failed test left it stopped
         RabbitMQ.ctl("delete_vhost", vhost)
 
@@ -191,8 +195,8 @@ def broker(request, tmp_path):
     finally:
         if request.param == "redis":
             server.kill()
-        elif not server.reachable():
-            server.start()
+        elif not server.running():
+            server.start()  # a failed test left it stopped: the next test needs it
 
 
 @pytest.fixture
