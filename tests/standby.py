@@ -86,6 +86,14 @@ class Standby:
         return ["runuser", "-u", "postgres", "--", *command] if self._as_postgres else command
 
     def start(self, timeout: float = 60) -> "Standby":
+        """Take the base backup and start the standby; on any failure nothing is left behind (slot, files)."""
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> "Standby":
         if self._as_postgres:
             shutil.chown(self.directory, "postgres")
         os.chmod(self.directory, 0o700)
@@ -94,33 +102,19 @@ class Standby:
             _drop_abandoned_slots(conn)
         started = time.monotonic()
         # A replication slot keeps the WAL the standby has yet to receive (on a busy primary it would otherwise be
-        # recycled between the backup and the standby's start); stop() drops it.
-        subprocess.run(
-            self._run_as(
-                [
-                    str(self.bindir / "pg_basebackup"),
-                    "-h",
-                    self.primary["host"],
-                    "-p",
-                    str(self.primary["port"]),
-                    "-U",
-                    self.primary["user"],
-                    "-D",
-                    str(self.data),
-                    "-R",
-                    "-X",
-                    "stream",
-                    "-c",
-                    "fast",
-                    "-w",
-                    "-C",
-                    "-S",
-                    self.slot,
-                ]
-            ),
-            check=True,
-            capture_output=True,
-        )
+        # recycled between the backup and the standby's start); stop() drops it. A backup can fail on a cluster
+        # whose other databases are created and dropped meanwhile (a file vanishes under it): it is tried again.
+        command = [str(self.bindir / "pg_basebackup"), "-h", self.primary["host"], "-p", str(self.primary["port"]),
+                   "-U", self.primary["user"], "-D", str(self.data), "-R", "-X", "stream", "-c", "fast", "-w",
+                   "-C", "-S", self.slot]  # fmt: skip
+        for attempt in range(3):
+            done = subprocess.run(self._run_as(command), capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+            self._drop_slot()
+            shutil.rmtree(self.data, ignore_errors=True)
+            if attempt == 2:
+                raise RuntimeError(f"pg_basebackup failed three times; last: {done.stderr.strip()[-2000:]}")
         self.backup_seconds = time.monotonic() - started
         # A Debian cluster keeps its configuration outside the data directory: the copy gets one of its own.
         settings = {
@@ -206,6 +200,10 @@ class Standby:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        self._drop_slot()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _drop_slot(self) -> None:
         try:
             with psycopg.connect(**self.primary, dbname="postgres", autocommit=True) as conn:
                 conn.execute(
@@ -215,4 +213,3 @@ class Standby:
                 )
         except psycopg.Error:
             pass
-        shutil.rmtree(self.directory, ignore_errors=True)
