@@ -111,9 +111,11 @@ def test_the_reports_read_the_replica_and_fall_back_when_it_lags(on_replica, api
 def test_an_idle_primary_does_not_look_like_lag(on_replica, org, settings):
     add_lead(org, "Only")
     on_replica.wait(on_replica.caught_up)
-    settings.REPLICA_MAX_LAG_SECONDS = 0.2
-    time.sleep(0.5)  # the last replayed transaction is older than the bound, but nothing is waiting to be replayed
-    assert replica.lag() == 0
+    settings.REPLICA_MAX_LAG_SECONDS = 0.5
+    # Our last transaction is now older than the bound, but nothing of ours waits to be replayed. (On a cluster other
+    # databases write to, the standby is replaying their WAL all along: its lag is then that short delay.)
+    time.sleep(1.0)
+    assert replica.lag() < 0.5
     assert replica.choose() == replica.ALIAS
 
 
