@@ -8,6 +8,8 @@ import dj_database_url
 from celery.schedules import crontab
 from csp import constants as csp_constants
 
+from leadcrm import brokers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -63,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "leadcrm.replica.ReadYourWritesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -118,10 +121,22 @@ DATABASE_DIRECT_URL = os.environ.get("DATABASE_DIRECT_URL", "")
 # JIT compilation pays off for long analytical queries only; for this app's short set-based statements it
 # cost more (200–280 ms) than running them (measured with bench/segments.py). migrate also stores it in the database
 # (leadcrm migration 0007), which is what a pooled connection gets.
-if DATABASE_POOLED:
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = None
-else:
-    DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c jit=off"
+_CONNECTION_OPTIONS = {"prepare_threshold": None} if DATABASE_POOLED else {"options": "-c jit=off"}
+DATABASES["default"].setdefault("OPTIONS", {}).update(_CONNECTION_OPTIONS)
+# A streaming read replica (leadcrm/replica.py): reports, CSV exports, list counts and the segment preview read from
+# it, logged in as the app role like DATABASE_URL. Reads fall back to the primary when it is more than
+# REPLICA_MAX_LAG_SECONDS behind (measured at most every REPLICA_LAG_CHECK_SECONDS) or does not answer, and for
+# REPLICA_READ_YOUR_WRITES_SECONDS after a browser's own write.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+    DATABASES["replica"]["OPTIONS"] = {**DATABASES["replica"].get("OPTIONS", {}), **_CONNECTION_OPTIONS}
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}  # no test database of its own: it replays the primary's
+DATABASE_ROUTERS = ["leadcrm.replica.Router"]
+REPLICA_MAX_LAG_SECONDS = float(os.environ.get("REPLICA_MAX_LAG_SECONDS", 10))
+REPLICA_LAG_CHECK_SECONDS = float(os.environ.get("REPLICA_LAG_CHECK_SECONDS", 1))
+REPLICA_READ_YOUR_WRITES_SECONDS = env_int("REPLICA_READ_YOUR_WRITES_SECONDS", 10)
 # Requests and tasks run as this role: NOSUPERUSER NOBYPASSRLS NOCREATEROLE, owns nothing (leadcrm/rls.py).
 DATABASE_APP_ROLE = os.environ.get("DATABASE_APP_ROLE") or (
     _app_login["USER"] if DATABASE_OWNER_URL else "leadcrm_app")
@@ -281,7 +296,8 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery: Redis broker, one queue per concern so a large import never delays speed to lead.
+# Celery: Redis (default) or RabbitMQ broker (leadcrm/brokers.py), one queue per concern so a large import never
+# delays speed to lead.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -307,15 +323,12 @@ CELERY_TASK_ROUTES = {
 # Long tasks delivered twice meanwhile do no double work (imports and re-scoring hold a lock, ticks share rows with
 # SKIP LOCKED); the beat's sweepers also re-enqueue rows whose task never ran, so this is only a backstop.
 CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
-    "unacked_restore_interval": min(10, CELERY_VISIBILITY_TIMEOUT),
-    # Fail fast when Redis is down: a web request enqueuing work must not hang on it. The work is not lost:
-    # events are in the outbox and the beat retries their handlers.
-    "socket_connect_timeout": 1,
-    "socket_timeout": 5,
-    "max_retries": 1,
-}
+CELERY_BROKER_TRANSPORT_OPTIONS = brokers.transport_options(CELERY_BROKER_URL,
+                                                            visibility_timeout=CELERY_VISIBILITY_TIMEOUT)
+# Declared the same way on Redis and RabbitMQ (quorum queues there: leadcrm/brokers.py).
+CELERY_TASK_QUEUES = brokers.task_queues()
+CELERY_TASK_CREATE_MISSING_QUEUE_TYPE = "quorum"
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 1
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

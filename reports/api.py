@@ -15,6 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from leadcrm import replica
 from leadcrm.policy import Action, Allowed
 from leads.models import Pipeline, Segment
 
@@ -103,7 +104,8 @@ class ReportView(APIView):
                              days_ahead=self.days_ahead)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        rows = self.rows(request.organization.pk, params)
+        with replica.reading():  # read-only aggregates: the replica serves them when it may
+            rows = self.rows(request.organization.pk, params)
         breakdown = params.get("breakdown", self.default_breakdown)
         if getattr(request.accepted_renderer, "format", "") == "csv":
             filename = f"{self.name}-{params['start']}-{params['end']}.csv"

@@ -22,7 +22,6 @@ from datetime import datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import (
     Aggregate,
     Avg,
@@ -42,6 +41,7 @@ from django.db.models.functions import Cast
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignCost, CampaignMember
+from leadcrm import replica
 from leads.models import FUNNEL_RANK, Deal, DealStatus, Lead, LifecycleStage
 from routing.models import Assignment, LeadRouting, RepProfile, Team
 from scoring.models import ScoringRule
@@ -197,7 +197,7 @@ def speed_to_lead(organization_id, *, start, end, breakdown=None) -> list[dict]:
         {joins}
         GROUP BY 1, 2 ORDER BY 2, 1
     """
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, {"org": organization_id, "since": since, "until": until})
         found = cursor.fetchall()
     if not breakdown and not found:  # no routed leads: one row of zeros
@@ -290,7 +290,7 @@ def reps(organization_id, *, start, end) -> list[dict]:
         ORDER BY u.email, p.user_id
     """
     params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [{"key": str(user_id), "label": email, "assigned": assigned, "within_sla": within, "accepted": accepted,
@@ -332,7 +332,7 @@ _REPORT_CURRENCY_SQL = f"""coalesce(
 
 def report_currency(organization_id) -> str:
     """The currency the reports show org-wide sums in (see _REPORT_CURRENCY_SQL); amounts are not converted."""
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(f"SELECT {_REPORT_CURRENCY_SQL}", {"org": organization_id})
         return cursor.fetchone()[0]
 
@@ -396,7 +396,7 @@ def sources(organization_id, *, start, end, breakdown="source") -> list[dict]:
     """
     params = {"org": organization_id, "since": since, "until": until, "start": start, "end": end,
               "won": DealStatus.WON}
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [_performance({"key": key, "label": key, "leads": leads, "mqls": mqls, "sqls": sqls,
@@ -458,7 +458,7 @@ def campaigns(organization_id, *, start, end, attribution="first_touch") -> list
     """
     params = {"org": organization_id, "since": since, "until": until, "start": start, "end": end,
               "won": DealStatus.WON}
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [_performance({"key": str(pk), "label": name, "leads": leads, "mqls": mqls, "sqls": sqls,
@@ -543,7 +543,7 @@ def _calibration_by_rule(organization_id, *, since, until) -> list[dict]:
         ORDER BY r.kind DESC, r.name, r.id  -- fit rules first, as on the scoring page
     """
     params = {"org": organization_id, "since": since, "until": until, "won": DealStatus.WON}
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     return [_calibration_row({"key": str(pk), "label": f"{name} ({kind}, {points:+d})", "leads": leads,
@@ -592,7 +592,7 @@ def forecast(organization_id, *, start, end, breakdown="owner", pipeline_id=None
     """
     params = {"org": organization_id, "start": start, "end": end, "since": since, "until": until,
               "tz": timezone.get_current_timezone_name(), "pipeline": pipeline_id}
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, params)
         found = cursor.fetchall()
     rows = []
@@ -647,7 +647,7 @@ def pipeline_stages(organization_id, *, start, end, pipeline_id) -> list[dict]:
         GROUP BY s.id, s.name, s.probability, s.kind, s.position
         ORDER BY s.position
     """
-    with connection.cursor() as cursor:
+    with replica.connection().cursor() as cursor:
         cursor.execute(sql, {"org": organization_id, "since": since, "until": until, "pipeline": pipeline_id})
         found = cursor.fetchall()
     return [{"key": str(stage_id), "label": name, "probability": probability, "deals_now": now,

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from rest_framework import serializers
 
 from campaigns.models import Campaign
+from leadcrm import replica
 from leadcrm.policy import Action, allowed
 from leads.models import Pipeline, Segment
 
@@ -84,7 +85,8 @@ def _dated_page(template, build):
         if errors:
             return render(request, template, context, status=400)
         period = _period(params)
-        context.update(period=period, **build(request.organization.pk, params, period))
+        with replica.reading():
+            context.update(period=period, **build(request.organization.pk, params, period))
         return render(request, template, context)
 
     page.__doc__ = build.__doc__
@@ -225,16 +227,17 @@ def report(request, name):
     organization_id = request.organization.pk
     params, errors = _validate(request.GET, view)
     rows = []
-    if not errors:
-        try:
-            rows = view.rows(organization_id, params)
-        except serializers.ValidationError as exc:
-            errors = {field: [str(problem) for problem in problems] for field, problems in exc.detail.items()}
-    breakdown = (params or {}).get("breakdown", view.default_breakdown)
-    empty = not errors and presentation.is_empty(name, rows, breakdown)
-    quiet = not errors and not empty and presentation.is_quiet(name, rows)
-    header, body = ((), ()) if errors or empty else presentation.table(
-        name, view.columns, rows, breakdown, _currency_of(name, organization_id, rows))
+    with replica.reading():  # the report's figures and the row currencies beside them: the replica when it may
+        if not errors:
+            try:
+                rows = view.rows(organization_id, params)
+            except serializers.ValidationError as exc:
+                errors = {field: [str(problem) for problem in problems] for field, problems in exc.detail.items()}
+        breakdown = (params or {}).get("breakdown", view.default_breakdown)
+        empty = not errors and presentation.is_empty(name, rows, breakdown)
+        quiet = not errors and not empty and presentation.is_quiet(name, rows)
+        header, body = ((), ()) if errors or empty else presentation.table(
+            name, view.columns, rows, breakdown, _currency_of(name, organization_id, rows))
     chart = None if errors or empty or quiet else presentation.chart(name, rows, breakdown)
     csv_query = {key: value for key, value in request.GET.items() if key != "format"}
     if params:

@@ -1,4 +1,4 @@
-"""End to end through a real Celery worker process and the real Redis broker."""
+"""End to end through a real Celery worker process, on each broker: Redis and RabbitMQ (tests/faults/conftest.py)."""
 
 import time
 
@@ -7,8 +7,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from leadcrm import services as tenancy
 from leads.models import ImportJob, Lead
+from tests.faults.conftest import broker, rabbitmq  # noqa: F401 - the fixtures: each test runs on both brokers
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(broker, start_worker):  # noqa: F811 - `broker` is the imported fixture
+    """A worker consuming every queue of the test's broker."""
+    return start_worker(env={"CELERY_BROKER_URL": broker.url})
 
 
 def test_csv_import_runs_on_a_real_worker(api, org, worker):

@@ -14,6 +14,7 @@ from rest_framework.filters import OrderingFilter
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from leadcrm import replica
 from leadcrm.api import CONFLICT_RESPONSE, OrgScopedViewSet, StrictModelSerializer, StrictSerializer, idempotent
 from leadcrm.pagination import CreatedCursorPagination
 from leadcrm.policy import Action
@@ -104,7 +105,8 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
 
     def _answer(self, segment, status_code=status.HTTP_200_OK):
         try:
-            counts = {segment.pk: selectors.segment_leads(segment).count()}
+            with replica.reading():  # a write of this request (create, update) keeps it on the primary
+                counts = {segment.pk: selectors.segment_leads(segment).count()}
         except ConditionError:  # stored before the language changed: readable, fixable, not countable
             counts = {}
         serializer = self.get_serializer(segment, context={**self.get_serializer_context(), "counts": counts})
@@ -122,7 +124,8 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         context = self.get_serializer_context()
         if with_counts:
-            context["counts"] = services.segment_counts(self.organization.pk, page)
+            with replica.reading():
+                context["counts"] = services.segment_counts(self.organization.pk, page)
         return self.get_paginated_response(self.get_serializer(page, many=True, context=context).data)
 
     def retrieve(self, request, pk=None):
@@ -187,8 +190,10 @@ class SegmentViewSet(viewsets.ModelViewSet, OrgScopedViewSet):
             definition = services.clean_definition(self.organization.pk, serializer.validated_data["definition"])
         except ConditionError as exc:
             raise definition_errors(exc) from None
-        return Response({"count": Lead.objects.for_org(self.organization)
-                         .filter(definition_q(self.organization.pk, definition)).count()})
+        leads = Lead.objects.for_org(self.organization).filter(definition_q(self.organization.pk, definition))
+        with replica.reading(writes_nothing=True):  # the preview only asks: the replica answers it
+            count = leads.count()
+        return Response({"count": count})
 
     @extend_schema(request=MembersSerializer, responses=MembersResultSerializer)
     @action(detail=True, methods=["post"], filter_backends=[], pagination_class=None)

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_POST
 
-from leadcrm import policy
+from leadcrm import policy, replica
 from leadcrm.csvutil import csv_response
 from leadcrm.errors import Invalid
 from leadcrm.paging import keyset_page
@@ -85,7 +85,8 @@ def _list_page(request, *, status=200, save_form=None, params=None):
     filter_query.pop("columns")
     bulk = _bulk_actions(request)
     # "Select all N that match" is offered when the list runs past this page: counted once, for those who can act.
-    total = rows.order_by().count() if bulk and (next_url or previous_url) else len(leads)
+    with replica.reading():
+        total = rows.order_by().count() if bulk and (next_url or previous_url) else len(leads)
     return render(request, "leads/lead_list.html", {
         "leads": leads, "filterset": filterset, "search": params.get("search", "").strip(),
         "sort": sort, "sorts": listing.SORTS, "headers": listing.sort_headers(params, sort, columns),

@@ -14,6 +14,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from leadcrm import replica
 from leadcrm.csvutil import csv_response
 from leadcrm.paging import keyset_page
 from leadcrm.policy import Action, allowed
@@ -284,7 +285,8 @@ def segment_list(request):
     if kind in SegmentKind.values:
         queryset = queryset.filter(kind=kind)
     segments, next_url, previous_url = keyset_page(request, queryset, "-created_at", page_size=LIST_PAGE_SIZE)
-    counts = services.segment_counts(request.organization.pk, segments)  # one query for the whole page
+    with replica.reading():
+        counts = services.segment_counts(request.organization.pk, segments)  # one query for the whole page
     for segment in segments:
         segment.lead_count = counts.get(segment.pk)
     return render(request, "leads/segment_list.html", {
@@ -356,6 +358,11 @@ def segment_export(request, pk):
                         listing.export_rows(selectors.segment_leads(segment), "-created_at"))
 
 
+def _count(leads) -> int:
+    with replica.reading():
+        return leads.count()
+
+
 @org_wide
 @require_GET
 def segment_detail(request, pk):
@@ -366,7 +373,7 @@ def segment_detail(request, pk):
     names = {str(item.pk): item.name for item in lists}
     return render(request, "leads/segment_detail.html", {
         "segment": segment, "leads": page, "next_url": next_url, "previous_url": previous_url,
-        "count": leads.count(),
+        "count": _count(leads),
         "words": describe(segment.definition, names, segment.organization_id) if segment.definition else None,
         "target_lists": [item for item in lists if item.pk != segment.pk],
         "is_static": segment.kind == SegmentKind.STATIC,
@@ -445,8 +452,9 @@ def segment_count(request):
             context["problems"] = _error_lines(exc)
             status = 400
         else:
-            context["count"] = (Lead.objects.for_org(request.organization)
-                                .filter(definition_q(request.organization.pk, definition)).count())
+            with replica.reading(writes_nothing=True):  # the preview only asks: the replica answers it
+                context["count"] = (Lead.objects.for_org(request.organization)
+                                    .filter(definition_q(request.organization.pk, definition)).count())
     return render(request, "leads/_segment_count.html", context, status=status)
 
 

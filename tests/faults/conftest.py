@@ -1,5 +1,5 @@
-"""Fault fixtures: a Redis server of the test's own (stopped, restarted, killed at will), workers on it with an
-embedded beat and short sweep intervals, and polling with deadlines."""
+"""Fault fixtures: a broker of the test's own — a Redis server, or a virtual host of the machine's RabbitMQ — (stopped,
+restarted at will), workers on it with an embedded beat and short sweep intervals, and polling with deadlines."""
 
 import os
 import shutil
@@ -11,6 +11,8 @@ from contextlib import contextmanager
 
 import pytest
 import redis
+
+from leadcrm import brokers
 
 # Short enough to see every recovery path within seconds; the production defaults are in settings.py.
 FAST_RECOVERY = {
@@ -88,6 +90,73 @@ class RedisServer:
             self.process.wait(timeout=10)
 
 
+class RabbitMQ:
+    """The machine's RabbitMQ (CELERY_TEST_AMQP_URL, default guest on 127.0.0.1:5672) with a virtual host of this
+    test run's own. stop()/start() stop and start the broker application itself (every connection drops; durable
+    quorum queues keep their messages), as an operator's restart does."""
+
+    def __init__(self, base_url: str, vhost: str):
+        self.base_url = base_url.rstrip("/")
+        self.vhost = vhost
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/{self.vhost}"
+
+    @staticmethod
+    def ctl(*args) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+    def reachable(self, url: str | None = None) -> bool:
+        import kombu
+
+        try:  # a generous timeout: on a loaded machine the AMQP handshake alone can take a second
+            with kombu.Connection(url or self.url, connect_timeout=5) as connection:
+                connection.ensure_connection(max_retries=1, interval_start=0, timeout=10)
+            return True
+        except Exception:  # noqa: BLE001 - any failure to connect means "not up"
+            return False
+
+    def running(self) -> bool:
+        """Whether the broker itself is up (its default virtual host answers; ours may be deleted already)."""
+        return self.reachable(f"{self.base_url}/")
+
+    def stop(self) -> None:
+        self.ctl("stop_app")
+
+    def start(self) -> None:
+        self.ctl("start_app")
+        self.ctl("await_startup")
+        wait_for(self.reachable, timeout=60, message="RabbitMQ accepting connections")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq():
+    """A virtual host of this run's own on the machine's RabbitMQ; skipped without one, except in CI."""
+    base = os.environ.get("CELERY_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    if not shutil.which("rabbitmqctl"):
+        _missing_broker("no rabbitmqctl on PATH")
+    vhost = f"leadcrm-test-{os.getpid()}"
+    try:
+        RabbitMQ.ctl("add_vhost", vhost)
+        RabbitMQ.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except subprocess.SubprocessError as error:
+        _missing_broker(f"RabbitMQ is not running or not ours to configure: {error}")
+    broker = RabbitMQ(base.split("://", 1)[0] + "://" + base.split("://", 1)[1].split("/", 1)[0], vhost)
+    try:
+        yield broker
+    finally:
+        if not broker.running():
+            broker.start()  # a failed test left it stopped
+        RabbitMQ.ctl("delete_vhost", vhost)
+
+
+def _missing_broker(reason: str):
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the RabbitMQ fault tests cannot run in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 @contextmanager
 def celery_broker(url: str):
     """This process's Celery app (what web requests enqueue with, and pings) talks to `url` meanwhile."""
@@ -97,35 +166,48 @@ def celery_broker(url: str):
         app._pool = None
         app.amqp._producer_pool = None
 
-    previous = app.conf.broker_url
+    previous = app.conf.broker_url, app.conf.broker_transport_options
     app.conf.broker_url = url
+    app.conf.broker_transport_options = brokers.transport_options(
+        url, visibility_timeout=int(FAST_RECOVERY["CELERY_VISIBILITY_TIMEOUT"]))
     reset()
     try:
         yield
     finally:
-        app.conf.broker_url = previous
+        app.conf.broker_url, app.conf.broker_transport_options = previous
         reset()
 
 
-@pytest.fixture
-def redis_server(tmp_path):
-    if not shutil.which("redis-server"):
-        pytest.skip("no redis-server binary on PATH")
-    server = RedisServer(tmp_path)
-    server.start()
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker(request, tmp_path):
+    """The broker of a fault test, each test run on both: a Redis server of the test's own, or a virtual host of
+    the machine's RabbitMQ. Either has `url`, `stop()` and `start()`; this process's Celery app uses it meanwhile."""
+    if request.param == "redis":
+        if not shutil.which("redis-server"):
+            pytest.skip("no redis-server binary on PATH")
+        server = RedisServer(tmp_path)
+        server.start()
+    else:
+        server = request.getfixturevalue("rabbitmq")
     try:
         with celery_broker(server.url):
             yield server
     finally:
-        server.kill()
+        if request.param == "redis":
+            server.kill()
+        elif not server.running():
+            server.start()  # a failed test left it stopped: the next test needs it
 
 
 @pytest.fixture
-def fault_worker(transactional_db, redis_server, start_worker):
-    """fault_worker() -> name: a worker with an embedded beat on the test's own Redis, recovering fast."""
+def fault_worker(transactional_db, broker, start_worker):
+    """fault_worker() -> name: a worker with an embedded beat on the test's broker, recovering fast."""
 
     def start(**env):
-        return start_worker(env={"CELERY_BROKER_URL": redis_server.url, **FAST_RECOVERY, **env}, beat=True)
+        # Only the test's first worker empties the queues (of earlier tests' tasks). One started after a kill must
+        # not: on RabbitMQ the killed worker's task is back in its queue at once, not after a visibility timeout.
+        return start_worker(env={"CELERY_BROKER_URL": broker.url, **FAST_RECOVERY, **env}, beat=True,
+                            purge=not start_worker.processes)
 
     start.processes = start_worker.processes
     return start

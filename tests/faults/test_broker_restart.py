@@ -1,5 +1,5 @@
-"""Redis restarted while leads are captured over HTTP: every capture answered 2xx is in the database, and once
-Redis is back every one of them is scored and routed — once."""
+"""The broker (Redis, or RabbitMQ: each test runs on both) restarted while leads are captured over HTTP: every
+capture answered 2xx is in the database, and once the broker is back every one of them is scored and routed — once."""
 
 import json
 import threading
@@ -27,7 +27,7 @@ def post(url: str, key: str, body: dict) -> int:
         return error.code
 
 
-def test_captures_while_redis_restarts_are_all_scored_and_routed(qualifying_org, redis_server, fault_worker,
+def test_captures_while_the_broker_restarts_are_all_scored_and_routed(qualifying_org, broker, fault_worker,
                                                                  live_server):
     fault_worker(**QUIET_MAIL)
     url = f"{live_server.url}/api/v1/leads/"
@@ -49,10 +49,10 @@ def test_captures_while_redis_restarts_are_all_scored_and_routed(qualifying_org,
         thread.start()
     try:
         wait_for(lambda: len(accepted) >= 15, timeout=60, message="captures before the stop")
-        redis_server.stop()
+        broker.stop()
         while_down = len(accepted)
-        wait_for(lambda: len(accepted) >= while_down + 15, timeout=60, message="captures while Redis is down")
-        redis_server.start()
+        wait_for(lambda: len(accepted) >= while_down + 15, timeout=60, message="captures while the broker is down")
+        broker.start()
         back = len(accepted)
         wait_for(lambda: len(accepted) >= back + 15, timeout=60, message="captures after the restart")
     finally:
