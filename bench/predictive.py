@@ -39,6 +39,7 @@ from pathlib import Path
 from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "leadcrm.settings")
 
 import django  # noqa: E402
@@ -46,6 +47,7 @@ import django  # noqa: E402
 django.setup()
 
 import numpy as np  # noqa: E402
+import scoring_bulk  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -65,7 +67,6 @@ from scoring import services as scoring  # noqa: E402
 from scoring import tasks as scoring_tasks  # noqa: E402
 from scoring.models import PredictiveModel  # noqa: E402
 
-BATCH_LEADS = 50_000
 GOAL_SECONDS, GOAL_BYTES, GOAL_WRITE_SHARE, GOAL_AUC_MARGIN = 300, 2 * 1024**3, 0.5, 0.005
 
 LEADS_SQL_FROM = """
@@ -145,13 +146,7 @@ def build(organization: Organization, leads: int, anchor) -> None:
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS bench_truth (id uuid PRIMARY KEY, truth float8)")
         cursor.execute("SELECT setseed(0.29)")
-        for first in range(0, leads, BATCH_LEADS):
-            last = min(leads, first + BATCH_LEADS) - 1
-            with transaction.atomic():
-                cursor.execute(sql, {**params, "first": first, "last": last})
-            print(f"\r  built {last + 1:,} leads ({time.perf_counter() - started:.0f} s)", end="", flush=True)
-        cursor.execute("ANALYZE leads_lead")
-        cursor.execute("ANALYZE leads_activity")
+        scoring_bulk.insert_in_batches(cursor, sql, params, leads, started)
     converted, lost = predictive.outcome_counts(organization.pk)
     print(f"; {converted:,} converted and {lost:,} lost, in {time.perf_counter() - started:.0f} s")
 

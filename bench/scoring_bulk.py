@@ -311,14 +311,20 @@ def build(organization: Organization, leads: int, anchor) -> None:
     sql = BATCH_SQL.format(columns=columns, select=select, source=LEADS_SQL_FROM)
     with connection.cursor() as cursor:
         cursor.execute("SELECT setseed(0.31)")
-        for first in range(0, leads, BATCH_LEADS):
-            last = min(leads, first + BATCH_LEADS) - 1
-            with transaction.atomic():
-                cursor.execute(sql, {**params, "first": first, "last": last})
-            print(f"\r  built {last + 1:,} leads ({time.perf_counter() - started:.0f} s)", end="", flush=True)
-        cursor.execute("ANALYZE leads_lead")
-        cursor.execute("ANALYZE leads_activity")
+        insert_in_batches(cursor, sql, params, leads, started)
     print(f", {Activity.objects.for_org(org).count():,} activities, in {time.perf_counter() - started:.0f} s")
+
+
+def insert_in_batches(cursor, sql: str, params: dict, leads: int, started: float) -> None:
+    """Run a lead-building statement over `first`..`last` ranges of BATCH_LEADS leads, one transaction each, with
+    progress; then refresh the planner's statistics of what it built."""
+    for first in range(0, leads, BATCH_LEADS):
+        last = min(leads, first + BATCH_LEADS) - 1
+        with transaction.atomic():
+            cursor.execute(sql, {**params, "first": first, "last": last})
+        print(f"\r  built {last + 1:,} leads ({time.perf_counter() - started:.0f} s)", end="", flush=True)
+    cursor.execute("ANALYZE leads_lead")
+    cursor.execute("ANALYZE leads_activity")
 
 
 # ----------------------------------------------------------------------------------------------- measuring
