@@ -184,6 +184,17 @@ def test_the_deal_card_and_queue_row_link_to_a_new_task(org, signed_in, ann):
     assert response.status_code == 302 and Task.objects.get().deal == deal
 
 
+def test_the_account_page_links_to_a_task_on_the_account(org, signed_in, ann):
+    account = Account.objects.create(organization=org, name="Engines", owner=ann.user)
+    page = signed_in.get(f"/accounts/{account.pk}/").content.decode()
+    assert f"/tasks/new/?account={account.pk}&amp;next=/accounts/{account.pk}/" in page
+    assert signed_in.get(f"/tasks/new/?account={account.pk}").status_code == 200
+    response = signed_in.post(
+        "/tasks/new/", {"account": str(account.pk), "type": "call", "due_at": "2030-01-02T10:00", "owner": ""}
+    )
+    assert response.status_code == 302 and Task.objects.get().account == account
+
+
 def test_the_team_page_shows_each_reps_overdue_tasks(org, client, member):
     manager = member(Role.MANAGER)
     ann, bob = make_rep(org, "ann"), make_rep(org, "bob")
