@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, NamedTuple
 
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import Expression, F
 from django.utils import timezone
 
@@ -62,15 +62,17 @@ class Backoff:
 class Claimed(NamedTuple):
     pk: Any
     due_at: Any  # when the row was due before this claim leased it
+    values: dict = {}  # the columns asked for with `returning`, by field name
 
 
 def claim(queryset, *, due: str | Expression, limit: int, lease: timedelta, now=None,
-          lease_field: str | None = None) -> list[Claimed]:
+          lease_field: str | None = None, returning: Iterable[str] = ()) -> list[Claimed]:
     """Lease up to `limit` rows of `queryset` whose `due` (a column, or an expression over the row) is at or before
     `now`, the longest due first, skipping rows another transaction holds. The lease (`now + lease`) is written to
     `lease_field` (by default the due column itself) in the same statement. Returns the claimed rows' keys with the
-    time each was due, in that order. Inside the caller's transaction when there is one (its row locks then last
-    until it ends), else a transaction of its own, so the lease is committed before the work starts."""
+    time each was due (and the fields named in `returning`, as stored before the claim), in that order. Inside the
+    caller's transaction when there is one (its row locks then last until it ends), else the statement commits on
+    its own, so the lease is committed before the work starts."""
     now = now or timezone.now()
     if lease_field is None:
         if not isinstance(due, str):
@@ -81,22 +83,37 @@ def claim(queryset, *, due: str | Expression, limit: int, lease: timedelta, now=
     connection = connections[database]
     quote = connection.ops.quote_name
     due_expression = F(due) if isinstance(due, str) else due
+    returning = list(returning)
+    fields = [model._meta.get_field(name) for name in returning]
     locked = (queryset.annotate(claim_pk=F("pk"), claim_due=due_expression).filter(claim_due__lte=now)
-              .order_by("claim_due").values("claim_pk", "claim_due")[:limit]
-              .select_for_update(of=("self",), skip_locked=True))
+              .order_by("claim_due").values("claim_pk", "claim_due", *returning)[:limit])
+    table = quote(model._meta.db_table)
     column = model._meta.get_field(lease_field).column
     pk_column = model._meta.pk.column
-    with transaction.atomic(using=database):  # Django compiles FOR UPDATE only inside one
-        locked_sql, locked_params = locked.query.get_compiler(using=database).as_sql()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"UPDATE {quote(model._meta.db_table)} AS claimed SET {quote(column)} = %s"
-                f" FROM ({locked_sql}) AS due WHERE claimed.{quote(pk_column)} = due.claim_pk"
-                f" RETURNING claimed.{quote(pk_column)}, due.claim_due", [now + lease, *locked_params])
-            rows = cursor.fetchall()
+    # FOR UPDATE written here rather than by select_for_update(), which Django compiles only inside a transaction:
+    # on its own the one statement needs none (no BEGIN and COMMIT around it).
+    locked_sql, locked_params = locked.query.get_compiler(using=database).as_sql()
+    extra = "".join(f", due.{quote(name)}" for name in returning)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS claimed SET {quote(column)} = %s"
+            f" FROM ({locked_sql} FOR UPDATE OF {table} SKIP LOCKED) AS due"
+            f" WHERE claimed.{quote(pk_column)} = due.claim_pk"
+            f" RETURNING claimed.{quote(pk_column)}, due.claim_due{extra}", [now + lease, *locked_params])
+        rows = cursor.fetchall()
+    claimed = [Claimed(pk, due_at, {model_field.name: _from_db(model_field, value, connection)
+                                    for model_field, value in zip(fields, values, strict=True)})
+               for pk, due_at, *values in rows]
     # Ordered by the due time alone, so an index on it serves the LIMIT (a tie-breaker would sort every due row on each
     # claim). RETURNING keeps no order: give the rows back in the order they were due.
-    return sorted((Claimed(*row) for row in rows), key=lambda row: (row.due_at, str(row.pk)))
+    return sorted(claimed, key=lambda row: (row.due_at, str(row.pk)))
+
+
+def _from_db(model_field, value, connection):
+    """A value as the ORM would load it (a JSON field's text parsed, say)."""
+    for converter in model_field.get_db_converters(connection):
+        value = converter(value, None, connection)
+    return value
 
 
 @dataclass(frozen=True)

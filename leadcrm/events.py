@@ -6,13 +6,14 @@ so `leads` never imports the stages built on it. Handlers take ids and usually e
 `emit` is durable: the event is written to an outbox table in the emitting transaction, so follow-up work
 (scoring, routing, enrolment…) survives a broker that is down or a process that dies right after the commit.
 
-Who runs the handlers (settings.OUTBOX_RELAY):
-  * the relay (leadcrm/relay.py, a thread of every worker), woken by NOTIFY when the emitting transaction commits:
-    the request that emitted only inserts the row. Under load the relay takes many rows at once and a batch
-    handler (`subscribe(..., batch=True)`) gets all of one org's events of a kind in one call, so one task
-    scores the leads of many captures;
-  * or the emitting process itself, once its transaction commits (OUTBOX_RELAY off: the unit tests, which have no
-    worker, see each event's handlers run at once).
+Who runs the handlers:
+  * for a web request (settings.OUTBOX_RELAY on), the relay (leadcrm/relay.py, a thread of every worker), woken by
+    NOTIFY when the emitting transaction commits: the request only inserts the row and makes no broker call. Under
+    load the relay takes many rows at once and a batch handler (`subscribe(..., batch=True)`) gets all of one
+    org's events of a kind in one call, so one task scores the leads of many captures;
+  * for a Celery task (already in a worker, where a broker call is at home), or with OUTBOX_RELAY off (the unit
+    tests, which have no worker), the emitting process itself once its transaction commits: the task's events
+    of one org and kind reach a batch handler in one call, with no relay turn or linger in between.
 Either way, a handler that fails is retried by `deliver_due` with a growing back-off.
 """
 
@@ -116,7 +117,7 @@ def emit_many(items: list[tuple[str, dict]]) -> None:
     items = [(event, payload) for event, payload in items if _handlers[event]]
     if not items:
         return
-    relay = settings.OUTBOX_RELAY
+    relay = settings.OUTBOX_RELAY and not _in_task()
     values, params = [], []
     for event, payload in items:
         # For the relay the row is due at once; else the emitting process has it for OUTBOX_GRACE first.
@@ -158,14 +159,26 @@ def _run(handlers, payloads: list[dict], event: str) -> tuple[list[str], str, bo
     return failed, error, transient
 
 
+def _in_task() -> bool:
+    """Whether this code runs inside a Celery task."""
+    from celery import current_task
+
+    return current_task._get_current_object() is not None
+
+
 def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:
-    failures = []
+    """Run the handlers of events this process just committed: those of one org and kind together, as the relay
+    would; then delete the rows of those delivered, and reschedule the rest."""
+    groups = defaultdict(list)
     for event_id, event, payload in batch:
-        failed, error, transient = _run(list(_handlers[event]), [payload], event)
+        groups[(event, payload.get("organization_id"))].append((event_id, payload))
+    done, failures = [], []
+    for (event, _organization_id), rows in groups.items():
+        failed, error, transient = _run(list(_handlers[event]), [payload for _, payload in rows], event)
         if failed:
-            failures.append((event_id, failed, error, transient))
-    failed_ids = {event_id for event_id, *_ in failures}
-    done = [event_id for event_id, _, _ in batch if event_id not in failed_ids]
+            failures += [(event_id, failed, error, transient) for event_id, _ in rows]
+        else:
+            done += [event_id for event_id, _ in rows]
     try:
         if done:
             with connection.cursor() as cursor:
@@ -189,22 +202,21 @@ def deliver_due(*, limit: int = OUTBOX_BATCH) -> dict[str, int]:
 
     totals = {"delivered": 0, "failed": 0}
     while True:
-        claimed = claims.claim(OutboxEvent.objects.all(), due="next_attempt_at", limit=limit, lease=OUTBOX_LEASE)
+        claimed = claims.claim(OutboxEvent.objects.all(), due="next_attempt_at", limit=limit, lease=OUTBOX_LEASE,
+                               returning=("event", "payload", "pending", "created_at"))
         if not claimed:
             return totals
-        rows = sorted(OutboxEvent.objects.filter(pk__in=[row.pk for row in claimed]),
-                      key=lambda row: (row.created_at, row.pk))
         groups = defaultdict(list)
-        for row in rows:
-            pending = None if row.pending is None else tuple(sorted(row.pending))
-            groups[(row.event, row.payload.get("organization_id"), pending)].append(row)
+        for row in sorted(claimed, key=lambda row: (row.values["created_at"], row.pk)):
+            pending = None if row.values["pending"] is None else tuple(sorted(row.values["pending"]))
+            groups[(row.values["event"], row.values["payload"].get("organization_id"), pending)].append(row)
         done, failures = [], []
         for (event, organization_id, pending), group in groups.items():
             handlers = [h for h in _handlers[event] if pending is None or handler_name(h) in pending]
             # Handlers run for the event's org, as they did in the request or task that emitted it.
             with rls.scope(organization_id or rls.NOBODY):
-                failed, error, transient = _run(handlers, [{**row.payload, "event_id": row.pk} for row in group],
-                                                event)
+                failed, error, transient = _run(
+                    handlers, [{**row.values["payload"], "event_id": row.pk} for row in group], event)
             if failed:
                 failures += [(row.pk, failed, error, transient) for row in group]
             else:

@@ -2,6 +2,8 @@
 
 import smtplib
 from datetime import timedelta
+from itertools import groupby
+from operator import attrgetter
 
 from celery import shared_task
 from django.conf import settings
@@ -69,24 +71,28 @@ def _message(notifications: list[Notification]) -> tuple[str, str]:
 
 @shared_task(name="routing.tasks.email_notifications", **EMAIL_RETRIES)
 def email_notifications(notification_ids, organization_id):
-    """Email each person their notifications among `notification_ids` in one message, once: each person's rows are
-    locked while sending and stamped when sent, in a transaction of their own, so a retry after one mail failed
-    sends only the rest. Returns how many notifications were emailed."""
-    sent = 0
-    with rls.scope(organization_id):
-        unsent = Notification.objects.filter(pk__in=list(notification_ids), emailed_at__isnull=True,
-                                             user__email__gt="")
-        for user_id in unsent.values_list("user_id", flat=True).distinct().order_by("user_id"):
-            with transaction.atomic():
-                notifications = list(unsent.filter(user_id=user_id).select_for_update(of=("self",))
-                                     .select_related("user").order_by("pk"))
-                if not notifications:  # another run sent them meanwhile
-                    continue
-                subject, body = _message(notifications)
-                send_mail(subject=subject, message=body, from_email=None, recipient_list=[notifications[0].user.email])
-                Notification.objects.filter(pk__in=[n.pk for n in notifications]).update(emailed_at=timezone.now())
-                sent += len(notifications)
-    return sent
+    """Email each person their notifications among `notification_ids` in one message, once: the rows are locked
+    while sending, and those of each message sent are stamped; when a message fails, those sent before it are
+    stamped all the same, so the retry sends only the rest. Returns how many notifications were emailed."""
+    emailed, failure = [], None
+    with rls.scope(organization_id), transaction.atomic():
+        unsent = list(Notification.objects.filter(pk__in=list(notification_ids), emailed_at__isnull=True,
+                                                  user__email__gt="")
+                      .select_for_update(of=("self",)).select_related("user").order_by("user_id", "pk"))
+        for _user_id, mine in groupby(unsent, key=attrgetter("user_id")):
+            mine = list(mine)
+            subject, body = _message(mine)
+            try:
+                send_mail(subject=subject, message=body, from_email=None, recipient_list=[mine[0].user.email])
+            except EMAIL_RETRIES["autoretry_for"] as exc:
+                failure = exc
+                break
+            emailed += [notification.pk for notification in mine]
+        if emailed:
+            Notification.objects.filter(pk__in=emailed).update(emailed_at=timezone.now())
+    if failure is not None:
+        raise failure
+    return len(emailed)
 
 
 @shared_task(name="routing.tasks.email_notification", **EMAIL_RETRIES)
