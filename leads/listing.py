@@ -8,9 +8,7 @@ its keys (`LIST_KEYS`), its filters (filters.LeadFilter), its search, its sort a
 
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal
 
-from django.db.models import DecimalField, Value
 from django.db.models.functions import Coalesce
 from django.http import QueryDict
 from django.utils import timezone
@@ -18,6 +16,7 @@ from django.utils import timezone
 from leadcrm.errors import Invalid
 
 from .filters import LeadFilter
+from .models import likelihood
 from .selectors import search_leads
 
 DEFAULT_SORT = "-created_at"
@@ -90,9 +89,7 @@ LIST_KEYS = ("search", *LeadFilter.base_filters, "ordering", "columns")
 # last_activity_at, so it is ranked by when it arrived instead (a NULL has no place in a keyset comparison).
 # Likewise a lead the org's model has not scored has no probability: it ranks below every scored one.
 _ANNOTATED = {"last_activity_at": ("active_at", lambda: Coalesce("last_activity_at", "created_at")),
-              "conversion_probability": ("likelihood", lambda: Coalesce(
-                  "conversion_probability", Value(Decimal(-1)), output_field=DecimalField(max_digits=5,
-                                                                                         decimal_places=4)))}
+              "conversion_probability": ("likelihood", likelihood)}
 
 
 def clean_columns(values) -> list[str]:

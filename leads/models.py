@@ -1,6 +1,7 @@
 """The shared lead model, its timeline, and the capture channels (forms, imports)."""
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -8,7 +9,7 @@ from django.contrib.postgres.indexes import GinIndex, OpClass
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import F, Q, Value
-from django.db.models.functions import Concat, Lower, Upper
+from django.db.models.functions import Coalesce, Concat, Lower, Upper
 
 from leadcrm.models import Organization, OrgQuerySet
 
@@ -97,6 +98,13 @@ class Temperature(models.TextChoices):
 def lead_search_text():
     """The text `?search=` looks in (Lead.search_text)."""
     return Upper(Concat("first_name", Value(" "), "last_name", Value(" "), "email", Value(" "), "company"))
+
+
+def likelihood():
+    """A lead's conversion probability for ranking: a lead the org's model has not scored ranks below every scored
+    one (a NULL has no place in a keyset comparison). The list's sort and its index share this expression."""
+    return Coalesce("conversion_probability", Value(Decimal(-1)),
+                    output_field=models.DecimalField(max_digits=5, decimal_places=4))
 
 
 class Lead(models.Model):
@@ -217,6 +225,8 @@ class Lead(models.Model):
             models.Index(fields=["organization", "id"], name="lead_org_id",
                          include=["created_at", "reached_rank", "owner"]),
             models.Index(fields=["organization", "-score"], name="lead_org_score"),
+            # the list sorted by "likeliest to convert", page by page (keyset on the probability, then the id)
+            models.Index(F("organization"), likelihood().desc(), F("id").desc(), name="lead_org_likelihood"),
             models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
             models.Index(fields=["organization", "owner"], name="lead_org_owner"),
             models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),

@@ -419,3 +419,22 @@ def test_the_sweeper_is_registered():
     from leadcrm import claims
 
     assert claims._sweepers["predictive training"] is tasks.enqueue_abandoned_training
+
+
+def test_the_list_sorted_by_probability_reads_its_index_page_by_page(org, browser):
+    """On a big org the "likeliest to convert" page is a walk of the org's part of one index, not a sort of every
+    lead: the list's ORDER BY is the index's own expression."""
+    from django.test.utils import CaptureQueriesContext
+
+    Lead.objects.bulk_create([Lead(organization=org, email=f"p{number}@example.com",
+                                   conversion_probability=Decimal(number % 10) / 10) for number in range(30)])
+    with CaptureQueriesContext(connection) as queries:
+        browser.get("/leads/?ordering=-conversion_probability")
+    [page_sql] = [query["sql"] for query in queries.captured_queries
+                  if "COALESCE" in query["sql"] and "ORDER BY" in query["sql"] and "LIMIT" in query["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN {page_sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "lead_org_likelihood" in plan and "Sort" not in plan, plan
