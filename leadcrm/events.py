@@ -7,13 +7,12 @@ so `leads` never imports the stages built on it. Handlers take ids and usually e
 (scoring, routing, enrolment…) survives a broker that is down or a process that dies right after the commit.
 
 Who runs the handlers:
-  * for a web request (settings.OUTBOX_RELAY on), the relay (leadcrm/relay.py, a thread of every worker), woken by
-    NOTIFY when the emitting transaction commits: the request only inserts the row and makes no broker call. Under
+  * with settings.OUTBOX_RELAY on, the relay (leadcrm/relay.py, a thread of every worker), woken by
+    NOTIFY when the emitting transaction commits: a request only inserts the row and makes no broker call. Under
     load the relay takes many rows at once and a batch handler (`subscribe(..., batch=True)`) gets all of one
     org's events of a kind in one call, so one task scores the leads of many captures;
-  * for a Celery task (already in a worker, where a broker call is at home), or with OUTBOX_RELAY off (the unit
-    tests, which have no worker), the emitting process itself once its transaction commits: the task's events
-    of one org and kind reach a batch handler in one call, with no relay turn or linger in between.
+  * with OUTBOX_RELAY off (the unit tests, which have no worker), the emitting process itself once its transaction
+    commits, those of one org and kind in one call, as the relay would.
 Either way, a handler that fails is retried by `deliver_due` with a growing back-off.
 """
 
@@ -117,7 +116,7 @@ def emit_many(items: list[tuple[str, dict]]) -> None:
     items = [(event, payload) for event, payload in items if _handlers[event]]
     if not items:
         return
-    relay = settings.OUTBOX_RELAY and not _in_task()
+    relay = settings.OUTBOX_RELAY
     values, params = [], []
     for event, payload in items:
         # For the relay the row is due at once; else the emitting process has it for OUTBOX_GRACE first.
@@ -157,13 +156,6 @@ def _run(handlers, payloads: list[dict], event: str) -> tuple[list[str], str, bo
             error = f"{handler_name(handler)}: {exc.__class__.__name__}: {exc}"[:2000]
             transient = transient and isinstance(exc, TRANSIENT_ERRORS)
     return failed, error, transient
-
-
-def _in_task() -> bool:
-    """Whether this code runs inside a Celery task."""
-    from celery import current_task
-
-    return current_task._get_current_object() is not None
 
 
 def _deliver_fresh(batch: list[tuple[int, str, dict]]) -> None:

@@ -22,9 +22,8 @@ REPS = 3
 CAPTURE_STATEMENTS = 7  # the key's org and the key, BEGIN, lead, touch + activity, outbox (+ NOTIFY), COMMIT
 # Everything the leads cause (deliveries, scoring, routing, notifications), for LEADS leads captured together:
 TASKS = {"scoring.tasks.score_leads": 1, "routing.tasks.route_leads": 1, "routing.tasks.email_notifications": 1}
-WORK_STATEMENTS_PER_LEAD = 5  # 43 for ten leads delivered together, when this was written (67 before a task's own
-# events were delivered by its process, the relay's claim returned the rows, and one message per rep shared a
-# transaction)
+WORK_STATEMENTS_PER_LEAD = 5  # 43 for ten leads delivered together, when this was written (67 before the relay's
+# claim returned the rows it leased, and before one transaction covered the messages to every rep)
 # The tenant scope, set per transaction (leadcrm/rls.py) and pipelined with the statement it scopes: one more
 # statement each, no more round trips (a transaction's BEGIN rides in the same pipeline). Not in the counts above:
 # the connection counts them apart (rls_statements). The test process logs in as the owner, so its unscoped
