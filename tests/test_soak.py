@@ -52,7 +52,8 @@ def soak_database():
 
     db = settings.DATABASES["default"]
     owner = os.environ.get("DATABASE_OWNER_URL") or os.environ.get("DATABASE_URL")
-    name = f"test_{db['NAME']}_soak"
+    base = db["NAME"]  # the test database's name once another test set it up (pytest-django renames it)
+    name = f"{base}_soak" if base.startswith("test_") else f"test_{base}_soak"
     if owner:
         url = urlunsplit(urlsplit(owner)._replace(path=f"/{name}"))
     else:
