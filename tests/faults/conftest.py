@@ -128,6 +128,7 @@ class RabbitMQ:
         self.ctl("start_app")
         self.ctl("await_startup")
         wait_for(self.reachable, timeout=60, message="RabbitMQ accepting connections")
+        drop_broker_connections()  # this process's pooled connections were closed by the stop
 
 
 @pytest.fixture(scope="session")
@@ -160,12 +161,23 @@ def _missing_broker(reason: str):
     pytest.skip(reason)
 
 
+def drop_broker_connections() -> None:
+    """Close every pooled broker connection of this process and forget the pools. kombu keeps its connection and
+    producer pools in a registry of its own keyed by the broker's address, so a pool outlives the app's reference to
+    it: without this, the next test on the same RabbitMQ virtual host would take back connections the broker closed
+    when an earlier test restarted it, and its first purge or ping would fail with "connection reset by peer"."""
+    from kombu import pools
+
+    pools.reset()
+
+
 @contextmanager
 def celery_broker(url: str):
     """This process's Celery app (what web requests enqueue with, and pings) talks to `url` meanwhile."""
     from leadcrm.celery import app
 
     def reset():
+        drop_broker_connections()
         app._pool = None
         app.amqp._producer_pool = None
 
@@ -191,8 +203,6 @@ def broker(request, tmp_path):
         server = RedisServer(tmp_path)
         server.start()
     else:
-        if not os.environ.get("CELERY_TEST_AMQP_URL"):
-            pytest.skip("the RabbitMQ runs are opt-in: CELERY_TEST_AMQP_URL=amqp://… make test")
         server = request.getfixturevalue("rabbitmq")
     try:
         with celery_broker(server.url):
