@@ -71,28 +71,28 @@ def _message(notifications: list[Notification]) -> tuple[str, str]:
 
 @shared_task(name="routing.tasks.email_notifications", **EMAIL_RETRIES)
 def email_notifications(notification_ids, organization_id):
-    """Email each person their notifications among `notification_ids` in one message, once: the rows are locked
-    while sending, and those of each message sent are stamped; when a message fails, those sent before it are
-    stamped all the same, so the retry sends only the rest. Returns how many notifications were emailed."""
-    emailed, failure = [], None
-    with rls.scope(organization_id), transaction.atomic():
-        unsent = list(Notification.objects.filter(pk__in=list(notification_ids), emailed_at__isnull=True,
-                                                  user__email__gt="")
-                      .select_for_update(of=("self",)).select_related("user").order_by("user_id", "pk"))
+    """Email each person their notifications among `notification_ids` in one message, at most once: the unsent ones
+    are stamped and committed before any message goes, so a worker killed mid-send loses its messages rather than
+    sending them twice; a message that fails is un-stamped with those after it, for the retry. Returns how many
+    notifications were emailed."""
+    with rls.scope(organization_id):
+        with transaction.atomic():
+            unsent = list(Notification.objects.filter(pk__in=list(notification_ids), emailed_at__isnull=True,
+                                                      user__email__gt="")
+                          .select_for_update(of=("self",)).select_related("user").order_by("user_id", "pk"))
+            if unsent:
+                Notification.objects.filter(pk__in=[n.pk for n in unsent]).update(emailed_at=timezone.now())
+        emailed = 0
         for _user_id, mine in groupby(unsent, key=attrgetter("user_id")):
             mine = list(mine)
             subject, body = _message(mine)
             try:
                 send_mail(subject=subject, message=body, from_email=None, recipient_list=[mine[0].user.email])
-            except EMAIL_RETRIES["autoretry_for"] as exc:
-                failure = exc
-                break
-            emailed += [notification.pk for notification in mine]
-        if emailed:
-            Notification.objects.filter(pk__in=emailed).update(emailed_at=timezone.now())
-    if failure is not None:
-        raise failure
-    return len(emailed)
+            except EMAIL_RETRIES["autoretry_for"]:
+                Notification.objects.filter(pk__in=[n.pk for n in unsent[emailed:]]).update(emailed_at=None)
+                raise
+            emailed += len(mine)
+    return emailed
 
 
 @shared_task(name="routing.tasks.email_notification", **EMAIL_RETRIES)

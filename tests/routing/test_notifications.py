@@ -56,3 +56,29 @@ def test_a_line_break_in_the_leads_name_still_emails_the_rep_with_a_one_line_sub
     assert message["Subject"] == "New lead for you: Kim Bcc: eve@evil.test Lee Jr"
     assert message["Bcc"] is None and message["To"] == "dana@acme.test"
     assert f"/leads/{lead.pk}/" in message.get_content()
+
+
+def test_a_failed_message_leaves_its_own_and_later_ones_to_retry_and_the_sent_ones_sent(org, smtp_server, monkeypatch):
+    lead = make_lead(org)
+    notifications = [Notification.objects.create(organization=org, user=make_rep(org, name=name).user, lead=lead,
+                                                 kind="assigned", message=f"New lead for {name}")
+                     for name in ("ann", "bob", "cat")]
+    sent_to = []
+
+    def send_mail(*, recipient_list, **kwargs):
+        if recipient_list == ["bob@acme.test"]:
+            raise OSError("mail server went away")
+        sent_to.extend(recipient_list)
+
+    monkeypatch.setattr(tasks, "send_mail", send_mail)
+    with pytest.raises(OSError):
+        tasks.email_notifications.run([n.pk for n in notifications], str(org.pk))
+
+    emailed = {n.user.email: n.emailed_at is not None
+               for n in Notification.objects.filter(pk__in=[n.pk for n in notifications]).select_related("user")}
+    assert sent_to == ["ann@acme.test"]
+    assert emailed == {"ann@acme.test": True, "bob@acme.test": False, "cat@acme.test": False}
+
+    monkeypatch.undo()
+    assert tasks.email_notifications.run([n.pk for n in notifications], str(org.pk)) == 2  # the retry: bob and cat
+    assert sorted(message["To"] for message in smtp_server.messages) == ["bob@acme.test", "cat@acme.test"]
