@@ -14,9 +14,12 @@ Runs against DATABASE_URL (embedded when unset, via devstack) and starts, on thi
   broker) or a virtual host of the machine's RabbitMQ (`--broker rabbitmq`; quorum queues, publisher confirms);
 - a streaming read replica of the cluster (tests/standby.py: `pg_basebackup -R`, another port) when the PostgreSQL
   server binaries are there (`--no-replica` leaves it out), given to the web processes as DATABASE_REPLICA_URL;
+- PgBouncer (the distribution's binary, tests/pgbouncer.py) in transaction pooling between every web and worker
+  process and PostgreSQL, primary and replica alike, with `--pool-size` server connections (fewer than the
+  processes' clients, so transactions really share them); the processes run as behind a production pooler
+  (DATABASE_POOLED=1), the relay's LISTEN and the advisory locks going to the server itself (DATABASE_DIRECT_URL).
+  `--no-pooler` leaves it out;
 - a local SMTP sink (aiosmtpd, as the tests' smtp_server) receiving the reps' notification emails.
-
-PgBouncer is not part of it yet: it needs the per-transaction tenant scope another change brings.
 
 The load: `--rate` new leads per second (each a POST /api/v1/leads/ then a form submission activity for it, POST
 /api/v1/activities/) for `--minutes`; every `--kill-every` seconds one worker (in turn) is SIGKILLed with its pool,
@@ -66,6 +69,9 @@ def parse_args():
     parser.add_argument("--clients", type=int, default=24, help="client threads sharing the rate")
     parser.add_argument("--broker", choices=["redis", "rabbitmq"], default="redis")
     parser.add_argument("--no-replica", action="store_true", help="no read replica")
+    parser.add_argument("--no-pooler", action="store_true", help="no PgBouncer: the processes connect directly")
+    parser.add_argument("--pool-size", type=int, default=6,
+                        help="PgBouncer's server connections per database and login (the processes hold about 12)")
     parser.add_argument("--kill-every", type=float, default=None,
                         help="seconds between worker SIGKILLs (default: 120, or a third of a shorter run, so the "
                              "2-minute soak kills twice too)")
@@ -256,6 +262,13 @@ def end(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def through_pooler(url: str, bouncer) -> str:
+    """`url` with the pooler's address in place of the server's (same login and database)."""
+    login = urlsplit(url)
+    credentials = login.netloc.rpartition("@")[0]
+    return urlunsplit(login._replace(netloc=f"{credentials}@{bouncer.host}:{bouncer.port}"))
+
+
 def p95(values: list[float]) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(len(values) * 0.95))] if values else float("nan")
@@ -296,17 +309,38 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
             "EMAIL_HOST": "127.0.0.1",
             "EMAIL_PORT": str(sink.port),
         }
+        primary = connection.settings_dict
         if not args.no_replica and binaries() is not None:
-            primary = connection.settings_dict
             standby = Standby(host=primary["HOST"] or "127.0.0.1", port=primary["PORT"] or 5432, user=primary["USER"])
             cleanups.callback(standby.stop)
             standby.start()
             login = urlsplit(os.environ["DATABASE_URL"])  # the processes' login, on the standby's address
             credentials = login.netloc.rpartition("@")[0]
             env["DATABASE_REPLICA_URL"] = urlunsplit(login._replace(netloc=f"{credentials}@127.0.0.1:{standby.port}"))
-        os.environ.update({key: env[key] for key in ("CELERY_BROKER_URL", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_BACKEND")})
-        if "DATABASE_REPLICA_URL" in env:
-            os.environ["DATABASE_REPLICA_URL"] = env["DATABASE_REPLICA_URL"]
+        poolers = {}
+        if not args.no_pooler:
+            from django.conf import settings
+
+            from tests import pgbouncer
+
+            users = sorted({primary["USER"] or "postgres", settings.DATABASE_APP_ROLE})
+            servers = {"primary": (primary["HOST"] or "127.0.0.1", int(primary["PORT"] or 5432))}
+            if standby:
+                servers["replica"] = ("127.0.0.1", standby.port)
+            for name, (host, server_port) in servers.items():
+                poolers[name] = pgbouncer.start(server_host=host, server_port=server_port, users=users,
+                                                pool_size=args.pool_size)
+                cleanups.callback(poolers[name].stop)
+            env["DATABASE_DIRECT_URL"] = os.environ["DATABASE_URL"]
+            env["DATABASE_URL"] = through_pooler(os.environ["DATABASE_URL"], poolers["primary"])
+            env["DATABASE_POOLED"] = "1"
+            if standby:
+                env["DATABASE_REPLICA_URL"] = through_pooler(env["DATABASE_REPLICA_URL"], poolers["replica"])
+        # gunicorn takes this process's environment; this process itself keeps its direct connection (its settings
+        # were read at django.setup()).
+        shared = ("CELERY_BROKER_URL", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_BACKEND", "DATABASE_REPLICA_URL",
+                  "DATABASE_URL", "DATABASE_POOLED", "DATABASE_DIRECT_URL")
+        os.environ.update({key: env[key] for key in shared if key in env})
         organization, key, _ = set_up(run_id, reps=5, sla_minutes=None)
         cleanups.callback(cleanup, organization)
         port = free_port()
@@ -364,6 +398,9 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
             .distinct("lead_id")
             .values_list("lead_id", "created_at")
         )
+        pooled = {name: sum(figures["transactions"] for database, figures in bouncer.totals().items()
+                            if database != "pgbouncer")
+                  for name, bouncer in poolers.items()}
         mentions = Counter()
         for message in sink.messages:
             body = message.get_body(preferencelist=("plain",)).get_content()
@@ -383,6 +420,11 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         if standby
         else f"Soak — {args.minutes:g} min at {args.rate:g} captures/s (+ a form submission each), "
         f"broker {args.broker}, replica off"
+    )
+    print(
+        "PgBouncer (transaction pooling, "
+        + (f"{args.pool_size} server connections per pool): "
+           + ", ".join(f"{name} {count} transactions" for name, count in pooled.items()) if pooled else "off)")
     )
     print(f"workers SIGKILLed {len(kills)} times, broker restarted {len(restarts)} time(s), down {args.down:g} s")
     print("minute  leads  p95 speed to lead (capture -> assigned)")
@@ -410,6 +452,7 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         and len(accepted) == stored == scored == routed
         and not twice_routed
         and not twice_emailed
+        and all(pooled.values())  # with a pooler, the processes' transactions did go through it
     )
     print(f"nothing lost, nothing twice: {'yes' if ok else 'NO'}")
     return 0 if ok else 1

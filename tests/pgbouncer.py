@@ -52,8 +52,8 @@ def _free_port() -> int:
 
 
 class PgBouncer:
-    def __init__(self, process: subprocess.Popen, port: int, directory: Path):
-        self.process, self.port, self.directory = process, port, directory
+    def __init__(self, process: subprocess.Popen, port: int, directory: Path, admin: str):
+        self.process, self.port, self.directory, self.admin = process, port, directory, admin
         self.host = "127.0.0.1"
 
     def stop(self) -> None:
@@ -65,6 +65,18 @@ class PgBouncer:
                 self.process.kill()
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def totals(self) -> dict:
+        """{database: {"transactions": n, "queries": n}} it has passed to the server (SHOW STATS on its admin
+        console, which speaks only the simple query protocol: hence the client-side cursor)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(host=self.host, port=self.port, dbname="pgbouncer", user=self.admin, autocommit=True,
+                             cursor_factory=psycopg.ClientCursor, row_factory=dict_row) as console:
+            rows = console.execute("SHOW STATS").fetchall()
+        return {row["database"]: {"transactions": int(row["total_xact_count"]),
+                                  "queries": int(row["total_query_count"])} for row in rows}
 
     def log(self) -> str:
         path = self.directory / "pgbouncer.log"
@@ -94,6 +106,7 @@ min_pool_size = 0
 reserve_pool_size = 0
 max_client_conn = 500
 server_reset_query =
+admin_users = {users[0]}
 logfile = {directory / "pgbouncer.log"}
 pidfile = {directory / "pgbouncer.pid"}
 """)
@@ -101,7 +114,7 @@ pidfile = {directory / "pgbouncer.pid"}
     if os.geteuid() == 0:  # PgBouncer refuses to run as root: it drops to another user, who owns its files
         command[1:1] = ["-u", _unprivileged_user(directory)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    bouncer = PgBouncer(process, port, directory)
+    bouncer = PgBouncer(process, port, directory, users[0])
     deadline = time.monotonic() + 15
     while True:
         if process.poll() is not None:

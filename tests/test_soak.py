@@ -1,13 +1,14 @@
 """The short soak (bench/soak.py, 2 minutes) as part of the test run: gunicorn, two Celery workers and a beat on
-RabbitMQ (quorum queues, publisher confirms) with a streaming read replica, captures and form submissions at a
+RabbitMQ (quorum queues, publisher confirms) with a streaming read replica, every process going through PgBouncer in
+transaction pooling to the primary and the replica, captures and form submissions at a
 steady rate, a worker SIGKILLed twice and the broker restarted once. It passes only when the soak says every
 accepted capture was stored, scored and routed once and no rep was emailed twice about one lead (its exit status
 and its summary), and the faults it was asked for did happen.
 
 It runs on a database of its own (created here, dropped afterwards), so its org and its migrations touch neither the
 test database nor the developer's. Marked serial (tests/conftest.py): it loads every core of the machine.
-Skipped on a developer machine without RabbitMQ or the PostgreSQL server binaries; in CI (CI=true) either missing
-fails. SOAK_BROKER=redis runs it on a redis-server of its own instead."""
+Skipped on a developer machine without RabbitMQ, PgBouncer or the PostgreSQL server binaries; in CI (CI=true) any
+missing fails. SOAK_BROKER=redis runs it on a redis-server of its own instead."""
 
 import os
 import re
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
+from tests import pgbouncer
 from tests.standby import binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,6 +81,8 @@ def summary(output: str) -> dict:
 
     return {
         "kills": number(r"workers SIGKILLed (\d+) times"),
+        "pooled_primary": number(r"^PgBouncer .*primary (\d+) transactions"),
+        "pooled_replica": number(r"^PgBouncer .*replica (\d+) transactions"),
         "restarts": number(r"broker restarted (\d+) time"),
         "accepted": number(r"^captures accepted \(2xx\)\s+(\d+)"),
         "stored": number(r"^stored\s+(\d+)"),
@@ -93,6 +97,8 @@ def summary(output: str) -> dict:
 def test_short_soak_loses_nothing_and_does_nothing_twice(soak_database, capsys):
     if binaries() is None:
         _missing("no pg_basebackup/postgres binaries of the server (the soak's read replica)")
+    if not pgbouncer.binary():
+        _missing("no pgbouncer binary (apt-get install pgbouncer; CI installs it: .ci/run)")
     if BROKER == "rabbitmq" and (reason := _rabbitmq_up()):
         _missing(reason)
     env = {**os.environ, "DATABASE_URL": soak_database}
@@ -108,6 +114,7 @@ def test_short_soak_loses_nothing_and_does_nothing_twice(soak_database, capsys):
     figures = summary(done.stdout)
     assert done.returncode == 0, f"the soak failed (exit {done.returncode}):\n{report}\n{done.stderr[-6000:]}"
     assert figures["verdict"], report
+    assert figures["pooled_primary"] and figures["pooled_replica"], f"not through PgBouncer: {figures}"
     assert figures["kills"] == 2 and figures["restarts"] == 1, f"the faults did not all happen: {figures}"
     assert figures["accepted"] and figures["accepted"] >= 100, f"too little load to prove anything: {figures}"
     assert figures["accepted"] == figures["stored"] == figures["scored"] == figures["routed"], figures
