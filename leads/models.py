@@ -228,7 +228,9 @@ class Lead(models.Model):
             # the list sorted by "likeliest to convert", page by page (keyset on the probability, then the id)
             models.Index(F("organization"), likelihood().desc(), F("id").desc(), name="lead_org_likelihood"),
             models.Index(fields=["organization", "lifecycle_stage"], name="lead_org_stage"),
-            models.Index(fields=["organization", "owner"], name="lead_org_owner"),
+            # a rep's leads; with the stage, a rep's open leads (their queue, its badge, routing's capacity count)
+            # are found without visiting the closed ones a rep piles up over the years
+            models.Index(fields=["organization", "owner", "lifecycle_stage"], name="lead_org_owner_stage"),
             models.Index(fields=["organization", "phone"], name="lead_org_phone", condition=~Q(phone="")),
             # the change feed (leadcrm/sync.py): pages in time order, and the few rows a poll's range holds
             models.Index(fields=["organization", "updated_at", "id"], name="lead_org_updated"),

@@ -388,3 +388,28 @@ def test_the_queue_puts_overdue_first_then_the_hottest(org):
     order = [lead.pk for lead in selectors.queue(org.pk, rep.user, now=start)]
 
     assert order == [overdue.pk, hot_due_later.pk, cold_due_sooner.pk]
+
+
+def test_a_reps_open_leads_are_counted_without_visiting_their_closed_ones(org):
+    """Routing counts each capped rep's open leads for every batch, and the queue's badge on every page: the count
+    walks the open part of one index, so it stays as cheap after years of closed leads as on the first day."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from routing.services.assign import open_lead_counts
+
+    rep = make_rep(org, capacity=10)
+    stages = ["disqualified"] * 40 + ["customer"] * 40 + ["mql"] * 3 + ["sal"] * 2
+    Lead.objects.bulk_create([Lead(organization=org, email=f"c{number}@example.com", owner_id=rep.user_id,
+                                   lifecycle_stage=stage) for number, stage in enumerate(stages)])
+    with CaptureQueriesContext(connection) as queries:
+        assert open_lead_counts(org.pk, [rep.user_id]) == {rep.user_id: 5}
+    [count_sql] = [query["sql"] for query in queries.captured_queries if "COUNT" in query["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE leads_lead")  # the planner then knows most of the rep's leads are closed
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {count_sql}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    index_condition = plan[plan.index("Index Cond"):].splitlines()[0]
+    assert "lead_org_owner_stage" in plan and "lifecycle_stage" in index_condition, plan
