@@ -262,11 +262,11 @@ def end(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def through_pooler(url: str, bouncer) -> str:
-    """`url` with the pooler's address in place of the server's (same login and database)."""
+def at_address(url: str, host: str, port: int) -> str:
+    """`url` (the processes' login and database) on another server's or pooler's address."""
     login = urlsplit(url)
     credentials = login.netloc.rpartition("@")[0]
-    return urlunsplit(login._replace(netloc=f"{credentials}@{bouncer.host}:{bouncer.port}"))
+    return urlunsplit(login._replace(netloc=f"{credentials}@{host}:{port}"))
 
 
 def p95(values: list[float]) -> float:
@@ -314,9 +314,7 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
             standby = Standby(host=primary["HOST"] or "127.0.0.1", port=primary["PORT"] or 5432, user=primary["USER"])
             cleanups.callback(standby.stop)
             standby.start()
-            login = urlsplit(os.environ["DATABASE_URL"])  # the processes' login, on the standby's address
-            credentials = login.netloc.rpartition("@")[0]
-            env["DATABASE_REPLICA_URL"] = urlunsplit(login._replace(netloc=f"{credentials}@127.0.0.1:{standby.port}"))
+            env["DATABASE_REPLICA_URL"] = at_address(os.environ["DATABASE_URL"], "127.0.0.1", standby.port)
         poolers = {}
         if not args.no_pooler:
             from django.conf import settings
@@ -331,11 +329,11 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
                 poolers[name] = pgbouncer.start(server_host=host, server_port=server_port, users=users,
                                                 pool_size=args.pool_size)
                 cleanups.callback(poolers[name].stop)
-            env["DATABASE_DIRECT_URL"] = os.environ["DATABASE_URL"]
-            env["DATABASE_URL"] = through_pooler(os.environ["DATABASE_URL"], poolers["primary"])
+            server = env["DATABASE_DIRECT_URL"] = os.environ["DATABASE_URL"]
+            env["DATABASE_URL"] = at_address(server, poolers["primary"].host, poolers["primary"].port)
             env["DATABASE_POOLED"] = "1"
             if standby:
-                env["DATABASE_REPLICA_URL"] = through_pooler(env["DATABASE_REPLICA_URL"], poolers["replica"])
+                env["DATABASE_REPLICA_URL"] = at_address(server, poolers["replica"].host, poolers["replica"].port)
         # gunicorn takes this process's environment; this process itself keeps its direct connection (its settings
         # were read at django.setup()).
         shared = ("CELERY_BROKER_URL", "EMAIL_HOST", "EMAIL_PORT", "EMAIL_BACKEND", "DATABASE_REPLICA_URL",
@@ -398,8 +396,7 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
             .distinct("lead_id")
             .values_list("lead_id", "created_at")
         )
-        pooled = {name: sum(figures["transactions"] for database, figures in bouncer.totals().items()
-                            if database != "pgbouncer")
+        pooled = {name: sum(count for database, count in bouncer.transactions().items() if database != "pgbouncer")
                   for name, bouncer in poolers.items()}
         mentions = Counter()
         for message in sink.messages:

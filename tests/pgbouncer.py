@@ -66,17 +66,16 @@ class PgBouncer:
                 self.process.wait()
         shutil.rmtree(self.directory, ignore_errors=True)
 
-    def totals(self) -> dict:
-        """{database: {"transactions": n, "queries": n}} it has passed to the server (SHOW STATS on its admin
-        console, which speaks only the simple query protocol: hence the client-side cursor)."""
+    def transactions(self) -> dict[str, int]:
+        """The transactions it has passed to the server, per database (SHOW STATS on its admin console, which
+        speaks only the simple query protocol: hence the client-side cursor)."""
         import psycopg
         from psycopg.rows import dict_row
 
         with psycopg.connect(host=self.host, port=self.port, dbname="pgbouncer", user=self.admin, autocommit=True,
                              cursor_factory=psycopg.ClientCursor, row_factory=dict_row) as console:
             rows = console.execute("SHOW STATS").fetchall()
-        return {row["database"]: {"transactions": int(row["total_xact_count"]),
-                                  "queries": int(row["total_query_count"])} for row in rows}
+        return {row["database"]: int(row["total_xact_count"]) for row in rows}
 
     def log(self) -> str:
         path = self.directory / "pgbouncer.log"
