@@ -109,13 +109,18 @@ class StrictModelSerializer(StrictSerializer, serializers.ModelSerializer):
 
 
 def _copy_field(field):
-    """A copy an instance may bind. Binding sets only the copy's own attributes, so a shallow copy will do, and
-    costs a fraction of a deep one (which runs the field's __init__ again); a field with fields inside (a nested
-    serializer, a list or dict of fields) is copied deep, so those bind to the copy and reach its context."""
-    if isinstance(field, (serializers.BaseSerializer, serializers.ListField, serializers.DictField,
-                          serializers.ManyRelatedField)):
+    """A copy an instance may bind. Binding sets only the copy's own attributes, so a copy of the attributes will
+    do: a fraction of what a deep copy costs (it runs the field's __init__ again), and of copy.copy's generic
+    protocol. A list or dict field gets its own child, whose parent is the copy; a field with fields inside (a nested
+    serializer, a many-related field) is copied deep, so those bind to the copy and reach its context."""
+    if isinstance(field, (serializers.BaseSerializer, serializers.ManyRelatedField)):
         return copy.deepcopy(field)
-    return copy.copy(field)
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    if isinstance(field, (serializers.ListField, serializers.DictField)):
+        clone.child = _copy_field(field.child)  # bound already (to the template): only its parent changes
+        clone.child.parent = clone
+    return clone
 
 
 IDEMPOTENCY_HEADER = "HTTP_IDEMPOTENCY_KEY"
