@@ -529,6 +529,7 @@ def main() -> int:
     from capture import free_port, start_gunicorn, stop, wait_until_up
     from django.core.management import call_command
     from django.db import connection
+    from autovacuum import Autovacuum
     from scoring_instant import Client, stop_worker, wait_for_worker
 
     from leadcrm.celery import app as celery_app
@@ -545,6 +546,7 @@ def main() -> int:
     name = f"bench-stl-{run_id}@localhost"
     server = worker = run = None
     idle, under_load = [], []
+    autovacuum = Autovacuum(connection).start()
     try:
         port = free_port()
         server = start_gunicorn(port, SimpleNamespace(workers=args.workers, worker_class="sync", threads=1))
@@ -598,6 +600,7 @@ def main() -> int:
             time.sleep(0.2)
         load_after = load_average()
     finally:
+        autovacuum.stop()
         if server is not None:
             stop(server)
         if worker is not None:
@@ -624,7 +627,7 @@ def main() -> int:
     print()
     print(f"Speed-to-lead benchmark — {platform.machine()}, {os.cpu_count()} cores, Python "
           f"{platform.python_version()}, PostgreSQL {pg_version}; load average {load_before} before, "
-          f"{load_after} after")
+          f"{load_after} after; {autovacuum.describe()}")
     print(f"{n} leads measured ({run.warmup_count} warm-up leads before them) posted at {args.rate:g}/s over "
           f"{sending_took:.1f} s (late by p95 {percentile(run.lag, 95):.0f} ms) by {args.senders} client threads; "
           f"gunicorn {args.workers} sync workers; one Celery worker, {args.pool} pool x {args.concurrency}, "
