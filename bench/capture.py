@@ -194,6 +194,7 @@ def main() -> int:
     import django
 
     django.setup()
+    from autovacuum import Autovacuum
     from django.core.management import call_command
     from django.db import connection
 
@@ -206,6 +207,7 @@ def main() -> int:
     organization = tenancy.create_organization(slug=f"bench-{run_id}", name=f"Capture benchmark {run_id}",
                                                owner_email=f"bench-{run_id}@bench.invalid", owner_password=None)
     _, key = tenancy.create_api_key(organization=organization, name="capture benchmark")
+    autovacuum = Autovacuum(connection).start()
     port = free_port()
     server = start_gunicorn(port, args)
     emails = itertools.count()
@@ -229,6 +231,7 @@ def main() -> int:
             bound.add(load.run(ping, 200, args.seconds, args.max_requests))
             captured.add(load.run(capture, 201, args.seconds, args.max_requests))
     finally:
+        autovacuum.stop()
         stop(server)
         created = Lead.objects.for_org(organization).count()
         # Set-based cleanup: activities first, so deleting the leads has nothing left to cascade to.
@@ -244,7 +247,7 @@ def main() -> int:
         pg_version = cursor.fetchone()[0]
     print()
     print(f"Capture benchmark — {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"PostgreSQL {pg_version}")
+          f"PostgreSQL {pg_version}; {autovacuum.describe()}")
     print(f"gunicorn {args.workers} {args.worker_class} workers; {args.clients} keep-alive clients on loopback; "
           f"{args.rounds} rounds x {args.seconds:g} s per endpoint")
     print(f"{'':32}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'failed':>8}")

@@ -279,6 +279,7 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
     import django
 
     django.setup()
+    from autovacuum import Autovacuum
     from capture import start_gunicorn, stop, wait_until_up
     from capture_redis_restart import Broker, free_port
     from django.core.management import call_command
@@ -341,6 +342,8 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         os.environ.update({key: env[key] for key in shared if key in env})
         organization, key, _ = set_up(run_id, reps=5, sla_minutes=None)
         cleanups.callback(cleanup, organization)
+        autovacuum = Autovacuum(connection).start()
+        cleanups.callback(autovacuum.stop)
         port = free_port()
         workers = []  # ended before the org's rows are removed (callbacks run last registered first)
         cleanups.callback(lambda: [end(process) for process in workers])
@@ -418,6 +421,7 @@ def main() -> int:  # noqa: C901 - one linear script: set up, load, check, repor
         else f"Soak — {args.minutes:g} min at {args.rate:g} captures/s (+ a form submission each), "
         f"broker {args.broker}, replica off"
     )
+    print(autovacuum.describe())
     print(
         "PgBouncer (transaction pooling, "
         + (f"{args.pool_size} server connections per pool): "

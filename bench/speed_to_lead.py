@@ -526,10 +526,10 @@ def main() -> int:
     from django.conf import settings
 
     settings.DATABASES["default"]["OPTIONS"]["application_name"] = CLIENT_APPLICATION
+    from autovacuum import Autovacuum
     from capture import free_port, start_gunicorn, stop, wait_until_up
     from django.core.management import call_command
     from django.db import connection
-    from autovacuum import Autovacuum
     from scoring_instant import Client, stop_worker, wait_for_worker
 
     from leadcrm.celery import app as celery_app

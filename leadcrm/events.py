@@ -112,29 +112,53 @@ def emit(event: str, **payload) -> None:
 
 
 def emit_many(items: list[tuple[str, dict]]) -> None:
-    """`emit` for several events of one change (a capture's lead and activity): one insert, one delivery."""
-    items = [(event, payload) for event, payload in items if _handlers[event]]
-    if not items:
+    """`emit` for several events of one change (a lead's stage moves, its assignment): one insert, one delivery."""
+    emission = Emission.of(items)
+    if emission is None:
         return
-    relay = settings.OUTBOX_RELAY
-    values, params = [], []
-    for event, payload in items:
-        # For the relay the row is due at once; else the emitting process has it for OUTBOX_GRACE first.
-        values.append("(%s, %s, 0, '', now(), now() + %s)")
-        params += [event, json.dumps(payload, cls=DjangoJSONEncoder), timedelta(0) if relay else OUTBOX_GRACE]
-    insert = (f"INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, next_attempt_at) "
-              f"VALUES {', '.join(values)}")
     with connection.cursor() as cursor:
-        if relay:  # one statement and nothing else on the emitting side: the relay is told on commit
-            cursor.execute(f"WITH added AS ({insert} RETURNING 1) SELECT pg_notify(%s, '') FROM added LIMIT 1",
-                           [*params, RELAY_CHANNEL])
+        cursor.execute(f"WITH {emission.cte} SELECT {emission.select}", emission.params)
+        emission.recorded(cursor.fetchone()[0])
+
+
+class Emission:
+    """The outbox rows of some events, written by a statement of the caller's as one of its CTEs (a capture writes its
+    lead, activity and events in one statement):
+
+        WITH ..., {emission.cte} SELECT ..., {emission.select}   (params: the caller's, then emission.params)
+
+    `guard` is a condition the rows are written under (a capture's: only when its lead was new). The caller passes
+    the value its statement returned for `select` to `recorded`."""
+
+    def __init__(self, items: list[tuple[str, dict]], guard: str):
+        self.items = items
+        relay = settings.OUTBOX_RELAY
+        rows, self.params = [], []
+        for event, payload in items:
+            # For the relay the row is due at once; else the emitting process has it for OUTBOX_GRACE first.
+            rows.append("(%s, %s::jsonb, 0, '', now(), now() + %s::interval)")
+            self.params += [event, json.dumps(payload, cls=DjangoJSONEncoder), timedelta(0) if relay else OUTBOX_GRACE]
+        self.cte = (f"outbox_added AS (INSERT INTO {_table()} (event, payload, attempts, last_error, created_at, "
+                    f"next_attempt_at) SELECT * FROM (VALUES {', '.join(rows)}) AS added WHERE {guard} RETURNING id)")
+        # The relay is told on commit (PostgreSQL delivers a NOTIFY then), so a request makes no broker call; the ids
+        # are for the emitting process, which delivers itself when the relay is off. Sequence order is VALUES order.
+        self.select = ("(SELECT pg_notify(%s, '') FROM outbox_added LIMIT 1)" if relay
+                       else "ARRAY(SELECT id FROM outbox_added ORDER BY id)")
+        if relay:
+            self.params.append(RELAY_CHANNEL)
+
+    @classmethod
+    def of(cls, items: list[tuple[str, dict]], guard: str = "true") -> "Emission | None":
+        """None when no event has a subscriber: nothing to write."""
+        items = [(event, payload) for event, payload in items if _handlers[event]]
+        return cls(items, guard) if items else None
+
+    def recorded(self, selected) -> None:
+        if settings.OUTBOX_RELAY or not selected:
             return
-        # PostgreSQL returns the ids of a VALUES list in its order (bulk_create relies on it too).
-        cursor.execute(f"{insert} RETURNING id", params)
-        ids = [row[0] for row in cursor.fetchall()]
-    batch = [(event_id, event, {**payload, "event_id": event_id}) for event_id, (event, payload) in zip(ids, items,
-                                                                                                       strict=True)]
-    transaction.on_commit(lambda: _deliver_fresh(batch))
+        batch = [(event_id, event, {**payload, "event_id": event_id})
+                 for event_id, (event, payload) in zip(selected, self.items, strict=True)]
+        transaction.on_commit(lambda: _deliver_fresh(batch))
 
 
 def _run(handlers, payloads: list[dict], event: str) -> tuple[list[str], str, bool]:

@@ -173,41 +173,57 @@ def _row_sql(instance) -> tuple[str, list]:
     return sql, [row[:-1] + nested + "}"]
 
 
-def _insert(instance, suffix: str = "", also=()) -> bool:
-    """INSERT a new instance as one plain statement (the lead and the activity of each capture), with the rows of
-    `also` inserted by the same statement. `suffix` follows the row (a conflict clause with RETURNING);
-    True unless that returned no row."""
+def _insert(instance, also=()) -> None:
+    """INSERT a new instance as one plain statement (an activity), with the rows of `also` (its touch) inserted by
+    the same statement."""
     ctes, params = [], []
     for number, other in enumerate(also):
         sql, values = _row_sql(other)
         ctes.append(f"also_{number} AS ({sql})")
         params += values
     sql, values = _row_sql(instance)
-    sql = (f"WITH {', '.join(ctes)} " if ctes else "") + f"{sql} {suffix}"
     with connection.cursor() as cursor:
-        cursor.execute(sql, params + values)
-        inserted = cursor.fetchone() is not None if suffix else True
-    if inserted:  # now they are saved instances, as after save()
-        for saved in (instance, *also):
-            saved._state.adding = False
-            saved._state.db = connection.alias
-    return inserted
+        cursor.execute((f"WITH {', '.join(ctes)} " if ctes else "") + sql, params + values)
+    _saved(instance, *also)
 
 
-def _insert_unless_email_taken(lead: Lead) -> bool:
-    """INSERT the new lead unless its org already has a lead with its email; True if it was inserted.
-
-    `ON CONFLICT ... DO NOTHING` on the per-org email index (`lead_unique_email_per_org`, a partial index,
-    which the ORM's conflict options cannot name) decides in one statement, with no savepoint and no failed
-    insert left behind for a merge.
-    """
-    return _insert(lead, "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING RETURNING 1")
+def _saved(*instances) -> None:
+    for instance in instances:  # now they are saved instances, as after save()
+        instance._state.adding = False
+        instance._state.db = connection.alias
 
 
-def _insert_unless_known(lead: Lead) -> bool:
-    """INSERT the new lead unless its org already has a lead with its email or its external id (any unique index
-    of the lead table: a conflict on either leaves nothing behind); True if it was inserted."""
-    return _insert(lead, "ON CONFLICT DO NOTHING RETURNING 1")
+# A new lead conflicts with one of its org on the email's index or, when it has an external id, on any unique index
+# of the lead table (email or external id). Named here because the ORM's conflict options cannot name a partial index.
+CONFLICT_ON_EMAIL = "ON CONFLICT (organization_id, email) WHERE email <> '' DO NOTHING"
+CONFLICT_ON_ANY = "ON CONFLICT DO NOTHING"
+
+
+def _insert_new(lead: Lead, also: list, items: list, conflict: str) -> bool:
+    """A new lead's whole capture in one statement: the lead, unless `conflict` finds its org has it already, and
+    only then the rows of `also` (its touch and activity) and the outbox rows of the events `items`. True if the
+    lead was new; else nothing was written (no savepoint, no failed insert left behind for the merge)."""
+    guard = "EXISTS (SELECT FROM new_lead)"
+    sql, params = _row_sql(lead)
+    ctes = [f"new_lead AS ({sql} {conflict} RETURNING 1)"]
+    for number, other in enumerate(also):
+        sql, values = _row_sql(other)
+        ctes.append(f"also_{number} AS ({sql} WHERE {guard})")
+        params += values
+    emission = events.Emission.of(items, guard)
+    select = guard
+    if emission is not None:
+        ctes.append(emission.cte)
+        params += emission.params
+        select += f", {emission.select}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {', '.join(ctes)} SELECT {select}", params)
+        created, *emitted = cursor.fetchone()
+    if created:
+        _saved(lead, *also)
+        if emission is not None:
+            emission.recorded(emitted[0])
+    return created
 
 
 def _existing_for_capture(organization_id, email: str, external_id: str) -> Lead:
@@ -238,11 +254,18 @@ def capture_lead(
     data = {**data, "email": email, "external_id": external_id}
     touch = _touch(data, touch)
     now = timezone.now()
+    properties = {"channel": channel, "fields": sorted(k for k, v in data.items() if not is_empty(v)),
+                  **(activity_properties or {})}
     with transaction.atomic():
-        # Most captures are of new emails, so try the insert first; only a taken email costs the lookup.
+        # Most captures are of new emails, so try the insert first, with all the rest of the capture; only a taken
+        # email costs the lookup.
         lead = _new_lead(organization_id, data, touch)
-        lead.last_activity_at = now  # the submission recorded below; spares record_activity an UPDATE
-        created = _insert_unless_known(lead) if external_id else _insert_unless_email_taken(lead)
+        lead.last_activity_at = now  # the submission recorded with it
+        visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
+        activity = Activity(organization_id=organization_id, lead=lead, type=activity_type, occurred_at=now,
+                            properties={**properties, "merged": False}, **audit.actor_fields(actor))
+        created = _insert_new(lead, [visit, activity], _captured(lead, visit, activity, created=True),
+                              CONFLICT_ON_ANY if external_id else CONFLICT_ON_EMAIL)
         if not created:
             # The lead exists (by external id or email), or a concurrent capture just committed it (the insert
             # waited for that): merge into it under a row lock.
@@ -253,23 +276,25 @@ def capture_lead(
                 changed.append("email")
             if changed:
                 lead.save(update_fields=[*changed, "updated_at"])
+            visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
+            activity = record_activity(organization_id=organization_id, lead=lead, type=activity_type, actor=actor,
+                                       emit_event=False, occurred_at=now, also=[visit],
+                                       properties={**properties, "merged": True})
+            events.emit_many(_captured(lead, visit, activity, created=False))
         if data.get("consent_opt_in"):
             _record_consent(organization_id, lead, consent or {}, now)
-        submitted = sorted(k for k, v in data.items() if not is_empty(v))
-        visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
-        activity = record_activity(
-            organization_id=organization_id, lead=lead, type=activity_type, actor=actor, emit_event=False,
-            occurred_at=now, also=[visit],
-            properties={"channel": channel, "fields": submitted, "merged": not created, **(activity_properties or {})},
-        )
-        events.emit_many([
-            # The campaign of this touch, not the lead's first one: a returning lead joins the later campaign too.
-            (events.LEAD_CAPTURED, {"organization_id": organization_id, "lead_id": lead.pk, "created": created,
-                                    "channel": channel, "utm_campaign": visit.utm_campaign}),
-            (events.ACTIVITY_RECORDED, {"organization_id": organization_id, "lead_id": lead.pk,
-                                        "activity_id": activity.pk, "type": activity.type}),
-        ])
     return CaptureResult(lead=lead, created=created)
+
+
+def _captured(lead: Lead, visit: Touch, activity: Activity, created: bool) -> list[tuple[str, dict]]:
+    """A capture's events."""
+    return [
+        # The campaign of this touch, not the lead's first one: a returning lead joins the later campaign too.
+        (events.LEAD_CAPTURED, {"organization_id": lead.organization_id, "lead_id": lead.pk, "created": created,
+                                "channel": visit.channel, "utm_campaign": visit.utm_campaign}),
+        (events.ACTIVITY_RECORDED, {"organization_id": lead.organization_id, "lead_id": lead.pk,
+                                    "activity_id": activity.pk, "type": activity.type}),
+    ]
 
 
 def new_touch(*, organization_id, lead: Lead, channel: str, touch: dict, at) -> Touch:
