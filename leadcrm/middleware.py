@@ -8,7 +8,7 @@ from urllib.parse import unquote
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.utils import timezone
@@ -181,8 +181,12 @@ def _back_url(request) -> str:
 
 
 def database_unavailable(request, exception) -> HttpResponse:
-    """The 503 answer for a request whose database connection broke."""
+    """The 503 answer for a request whose database connection broke. The broken connection is dropped now, so the
+    next statement of this process connects anew (Django would drop it when the request ends; a statement run
+    outside a transaction leaves no failed rollback behind to do it sooner)."""
     logger.warning("database unavailable during %s %s: %s", request.method, request.path, exception)
+    for database in connections.all(initialized_only=True):
+        database.close_if_unusable_or_obsolete()
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": "The database is unavailable. Nothing was saved; try again.",
                                  "code": "database_unavailable"}, status=503)

@@ -19,7 +19,7 @@ from tests.scoring import fit, set_rules
 LEADS = 10
 REPS = 3
 
-CAPTURE_STATEMENTS = 5  # the key's org and the key, BEGIN, one of lead, touch, activity and outbox (+ NOTIFY), COMMIT
+CAPTURE_STATEMENTS = 3  # the key's org and the key, then one statement of lead, touch, activity, outbox (+ NOTIFY)
 # Everything the leads cause (deliveries, scoring, routing, notifications), for LEADS leads captured together:
 TASKS = {"scoring.tasks.score_leads": 1, "routing.tasks.route_leads": 1, "routing.tasks.email_notifications": 1}
 WORK_STATEMENTS_PER_LEAD = 5  # 43 for ten leads delivered together, when this was written (67 before the relay's

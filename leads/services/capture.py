@@ -201,7 +201,7 @@ CONFLICT_ON_ANY = "ON CONFLICT DO NOTHING"
 
 def _insert_new(lead: Lead, also: list, items: list, conflict: str) -> bool:
     """A new lead's whole capture in one statement: the lead, unless `conflict` finds its org has it already, and
-    only then the rows of `also` (its touch and activity) and the outbox rows of the events `items`. True if the
+    only then the rows of `also` (its touch, activity, consent) and the outbox rows of the events `items`. True if the
     lead was new; else nothing was written (no savepoint, no failed insert left behind for the merge)."""
     guard = "EXISTS (SELECT FROM new_lead)"
     sql, params = _row_sql(lead)
@@ -256,34 +256,37 @@ def capture_lead(
     now = timezone.now()
     properties = {"channel": channel, "fields": sorted(k for k, v in data.items() if not is_empty(v)),
                   **(activity_properties or {})}
+    # Most captures are of new emails, so try the insert first, with all the rest of the capture: one statement, atomic
+    # on its own (no transaction to open and commit around it). Only a taken email costs the lookup.
+    lead = _new_lead(organization_id, data, touch)
+    lead.last_activity_at = now  # the submission recorded with it
+    visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
+    activity = Activity(organization_id=organization_id, lead=lead, type=activity_type, occurred_at=now,
+                        properties={**properties, "merged": False}, **audit.actor_fields(actor))
+    rows = [visit, activity]
+    if data.get("consent_opt_in"):
+        rows.append(_consent(organization_id, lead, consent or {}, now))
+    if _insert_new(lead, rows, _captured(lead, visit, activity, created=True),
+                   CONFLICT_ON_ANY if external_id else CONFLICT_ON_EMAIL):
+        return CaptureResult(lead=lead, created=True)
     with transaction.atomic():
-        # Most captures are of new emails, so try the insert first, with all the rest of the capture; only a taken
-        # email costs the lookup.
-        lead = _new_lead(organization_id, data, touch)
-        lead.last_activity_at = now  # the submission recorded with it
+        # The lead exists (by external id or email), or a concurrent capture just committed it (the insert waited for
+        # that): merge into it under a row lock.
+        lead = _existing_for_capture(organization_id, email, external_id)
+        changed = _merge_into(lead, data, touch)
+        if email and not lead.email and not Lead.objects.for_org(organization_id).filter(email=email).exists():
+            lead.email = email  # matched by external id: an empty address fills like any empty field
+            changed.append("email")
+        if changed:
+            lead.save(update_fields=[*changed, "updated_at"])
         visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
-        activity = Activity(organization_id=organization_id, lead=lead, type=activity_type, occurred_at=now,
-                            properties={**properties, "merged": False}, **audit.actor_fields(actor))
-        created = _insert_new(lead, [visit, activity], _captured(lead, visit, activity, created=True),
-                              CONFLICT_ON_ANY if external_id else CONFLICT_ON_EMAIL)
-        if not created:
-            # The lead exists (by external id or email), or a concurrent capture just committed it (the insert
-            # waited for that): merge into it under a row lock.
-            lead = _existing_for_capture(organization_id, email, external_id)
-            changed = _merge_into(lead, data, touch)
-            if email and not lead.email and not Lead.objects.for_org(organization_id).filter(email=email).exists():
-                lead.email = email  # matched by external id: an empty address fills like any empty field
-                changed.append("email")
-            if changed:
-                lead.save(update_fields=[*changed, "updated_at"])
-            visit = new_touch(organization_id=organization_id, lead=lead, channel=channel, touch=touch, at=now)
-            activity = record_activity(organization_id=organization_id, lead=lead, type=activity_type, actor=actor,
-                                       emit_event=False, occurred_at=now, also=[visit],
-                                       properties={**properties, "merged": True})
-            events.emit_many(_captured(lead, visit, activity, created=False))
+        activity = record_activity(organization_id=organization_id, lead=lead, type=activity_type, actor=actor,
+                                   emit_event=False, occurred_at=now, also=[visit],
+                                   properties={**properties, "merged": True})
+        events.emit_many(_captured(lead, visit, activity, created=False))
         if data.get("consent_opt_in"):
-            _record_consent(organization_id, lead, consent or {}, now)
-    return CaptureResult(lead=lead, created=created)
+            _consent(organization_id, lead, consent or {}, now).save(force_insert=True)
+    return CaptureResult(lead=lead, created=False)
 
 
 def _captured(lead: Lead, visit: Touch, activity: Activity, created: bool) -> list[tuple[str, dict]]:
@@ -304,9 +307,10 @@ def new_touch(*, organization_id, lead: Lead, channel: str, touch: dict, at) -> 
                     for name in TOUCH_FIELDS})
 
 
-def _record_consent(organization_id, lead: Lead, consent: dict, now) -> None:
+def _consent(organization_id, lead: Lead, consent: dict, now) -> ConsentRecord:
+    """The record of how the lead opted in (not saved)."""
     channel = consent.get("channel") or ConsentChannel.API
-    ConsentRecord.objects.create(
+    return ConsentRecord(
         organization_id=organization_id, lead=lead, given_at=now,
         channel=channel if channel in ConsentChannel.values else ConsentChannel.API,
         source=(consent.get("source") or "")[:200], text=consent.get("text") or "",
