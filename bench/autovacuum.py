@@ -18,16 +18,19 @@ import psycopg
 from psycopg import sql
 
 APPLICATION = "bench-autovacuum"
-THRESHOLDS = ("autovacuum_naptime", "autovacuum_vacuum_threshold", "autovacuum_vacuum_scale_factor",
-              "autovacuum_vacuum_insert_threshold", "autovacuum_vacuum_insert_scale_factor",
-              "autovacuum_analyze_threshold", "autovacuum_analyze_scale_factor")
+SETTINGS = ("autovacuum_naptime", "autovacuum_vacuum_threshold", "autovacuum_vacuum_scale_factor",
+            "autovacuum_vacuum_insert_threshold", "autovacuum_vacuum_insert_scale_factor",
+            "autovacuum_analyze_threshold", "autovacuum_analyze_scale_factor")
 
 # The tables past a threshold, as autovacuum's launcher decides (reltuples is -1 before the first look: none).
 DUE = """
 SELECT s.schemaname, s.relname,
-       s.n_dead_tup > %(vacuum_threshold)s + %(vacuum_scale)s * greatest(c.reltuples, 0)
-       OR s.n_ins_since_vacuum > %(insert_threshold)s + %(insert_scale)s * greatest(c.reltuples, 0) AS vacuum,
-       s.n_mod_since_analyze > %(analyze_threshold)s + %(analyze_scale)s * greatest(c.reltuples, 0) AS analyze
+       s.n_dead_tup > %(autovacuum_vacuum_threshold)s
+                      + %(autovacuum_vacuum_scale_factor)s * greatest(c.reltuples, 0)
+       OR s.n_ins_since_vacuum > %(autovacuum_vacuum_insert_threshold)s
+                                 + %(autovacuum_vacuum_insert_scale_factor)s * greatest(c.reltuples, 0) AS vacuum,
+       s.n_mod_since_analyze > %(autovacuum_analyze_threshold)s
+                               + %(autovacuum_analyze_scale_factor)s * greatest(c.reltuples, 0) AS analyze
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 """
 
@@ -40,12 +43,11 @@ class Autovacuum:
         self.thread = None
         self.passes = self.vacuums = self.analyzes = 0
 
-    def server_setting(self) -> str:
-        with psycopg.connect(**self.params) as conn:
-            return conn.execute("SHOW autovacuum").fetchone()[0]
-
     def start(self) -> "Autovacuum":
-        self.setting = self.server_setting()
+        with psycopg.connect(**self.params) as conn:
+            self.setting = conn.execute("SHOW autovacuum").fetchone()[0]
+            self.thresholds = dict(conn.execute("SELECT name, setting::float FROM pg_settings WHERE name = ANY(%s)",
+                                                [list(SETTINGS)]).fetchall())
         if self.setting != "on":
             self.thread = threading.Thread(target=self._run, name=APPLICATION, daemon=True)
             self.thread.start()
@@ -59,28 +61,19 @@ class Autovacuum:
     def describe(self) -> str:
         if self.thread is None:
             return f"autovacuum {self.setting}"
-        return (f"autovacuum off on the server: done in its place every {self.naptime:.0f} s "
+        return (f"autovacuum off on the server: done in its place every {self.thresholds['autovacuum_naptime']:.0f} s "
                 f"({self.passes} passes, {self.vacuums} vacuums, {self.analyzes} analyzes)")
 
     def _run(self) -> None:
         with psycopg.connect(**self.params) as conn:
-            values = dict(conn.execute("SELECT name, setting::float FROM pg_settings WHERE name = ANY(%s)",
-                                       [list(THRESHOLDS)]).fetchall())
-            self.naptime = values["autovacuum_naptime"]
-            thresholds = {"vacuum_threshold": values["autovacuum_vacuum_threshold"],
-                          "vacuum_scale": values["autovacuum_vacuum_scale_factor"],
-                          "insert_threshold": values["autovacuum_vacuum_insert_threshold"],
-                          "insert_scale": values["autovacuum_vacuum_insert_scale_factor"],
-                          "analyze_threshold": values["autovacuum_analyze_threshold"],
-                          "analyze_scale": values["autovacuum_analyze_scale_factor"]}
             while True:
-                self._pass(conn, thresholds)
-                if self.stopping.wait(self.naptime):
+                self._pass(conn)
+                if self.stopping.wait(self.thresholds["autovacuum_naptime"]):
                     return
 
-    def _pass(self, conn, thresholds: dict) -> None:
+    def _pass(self, conn) -> None:
         self.passes += 1
-        for schema, table, vacuum, analyze in conn.execute(DUE, thresholds).fetchall():
+        for schema, table, vacuum, analyze in conn.execute(DUE, self.thresholds).fetchall():
             if self.stopping.is_set():
                 return
             name = sql.Identifier(schema, table)
